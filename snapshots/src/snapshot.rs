@@ -1,0 +1,28 @@
+//! Snapshot policy: when an actor should fold its journal tail into a snapshot.
+//!
+//! The encoding lives next to the journal ([`crate::Journal::write_snapshot`]) because a
+//! snapshot and the entries it covers are changed in one batch; this module only decides
+//! *when*, so every actor kind snapshots on the same terms.
+
+/// Snapshot after this many journal entries since the last snapshot. Small enough that
+/// restarting an actor replays little, large enough that snapshot writes (a whole state
+/// object) stay a small fraction of ingest work.
+pub const SNAPSHOT_EVERY: u64 = 64;
+
+/// Whether a stream whose last snapshot includes `snapshot_seq` and whose latest record is
+/// `seq` should snapshot now.
+pub fn due(snapshot_seq: u64, seq: u64) -> bool {
+    seq.saturating_sub(snapshot_seq) >= SNAPSHOT_EVERY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_is_due_every_n_records() {
+        assert!(!due(0, SNAPSHOT_EVERY - 1));
+        assert!(due(0, SNAPSHOT_EVERY));
+        assert!(!due(SNAPSHOT_EVERY, SNAPSHOT_EVERY + 1));
+    }
+}
