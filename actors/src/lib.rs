@@ -1,1 +1,22 @@
+//! # kudos-actors: the Kudos domain
+//!
+//! ## Layout
+//! - [`rules`]: pure functions (user write rules, event summaries, key formats). No actors,
+//!   no I/O, time passed in.
+//! - [`catalog`]: configuration as an immutable `Arc<Catalog>`, swapped on admin changes.
+//! - [`user`]: user state, journal records, effects, and the `UserActor` that serializes all
+//!   processing for one user.
+//! - [`user_shards`]: user id → actor routing, lazy spawn, passivation of idle users.
+//! - [`supervisor`]: the root of the actor tree.
+//! - [`clock`]: the only source of domain time (system or manual test clock).
+//!
+//! A request flows `http` → `UserShards::call` → `UserActor` (`decide_*` → journal append +
+//! fsync → `apply`) → reply with the record and its effects.
+#![forbid(unsafe_code)]
 
+pub mod catalog;
+pub mod clock;
+pub mod rules;
+pub mod supervisor;
+pub mod user;
+pub mod user_shards;

@@ -93,14 +93,23 @@ impl Journal {
     }
 
     /// Appends `record` as entry `seq` of `stream` and waits until it is fsynced.
-    pub async fn append<R: Serialize>(&self, stream: &StreamId, seq: u64, record: &R) -> Result<()> {
+    pub async fn append<R: Serialize>(
+        &self,
+        stream: &StreamId,
+        seq: u64,
+        record: &R,
+    ) -> Result<()> {
         let bytes = serde_json::to_vec(record).map_err(StoreError::Encode)?;
         self.tree.insert(journal_key(stream, seq), bytes)?;
         self.durability.wait().await
     }
 
     /// Journal entries of `stream` with a sequence number above `after`, in order.
-    pub fn tail<R: DeserializeOwned>(&self, stream: &StreamId, after: u64) -> Result<Vec<(u64, R)>> {
+    pub fn tail<R: DeserializeOwned>(
+        &self,
+        stream: &StreamId,
+        after: u64,
+    ) -> Result<Vec<(u64, R)>> {
         let prefix = stream_prefix(JOURNAL_TAG, stream);
         let start = journal_key(stream, after.saturating_add(1));
         let mut out = Vec::new();
@@ -122,7 +131,10 @@ impl Journal {
     }
 
     /// The latest snapshot of `stream` and the journal seq it includes.
-    pub fn read_snapshot<S: DeserializeOwned>(&self, stream: &StreamId) -> Result<Option<(u64, S)>> {
+    pub fn read_snapshot<S: DeserializeOwned>(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Option<(u64, S)>> {
         match self.tree.get(stream_prefix(SNAPSHOT_TAG, stream))? {
             None => Ok(None),
             Some(bytes) => {
@@ -139,8 +151,14 @@ impl Journal {
     /// Writes a snapshot that includes every entry up to `seq` and drops those entries, in one
     /// atomic batch. Not fsynced on purpose: if the batch is lost in a crash, the journal
     /// entries it would have dropped are still there, so nothing acknowledged is lost.
-    pub fn write_snapshot<S: Serialize>(&self, stream: &StreamId, seq: u64, state: &S) -> Result<()> {
-        let bytes = serde_json::to_vec(&SnapshotEnvelope { seq, state }).map_err(StoreError::Encode)?;
+    pub fn write_snapshot<S: Serialize>(
+        &self,
+        stream: &StreamId,
+        seq: u64,
+        state: &S,
+    ) -> Result<()> {
+        let bytes =
+            serde_json::to_vec(&SnapshotEnvelope { seq, state }).map_err(StoreError::Encode)?;
         let mut batch = sled::Batch::default();
         batch.insert(stream_prefix(SNAPSHOT_TAG, stream), bytes);
         let prefix = stream_prefix(JOURNAL_TAG, stream);
@@ -157,7 +175,10 @@ impl Journal {
 
     /// Whether `stream` has ever been written (a snapshot or a journal entry).
     pub fn exists(&self, stream: &StreamId) -> Result<bool> {
-        if self.tree.contains_key(stream_prefix(SNAPSHOT_TAG, stream))? {
+        if self
+            .tree
+            .contains_key(stream_prefix(SNAPSHOT_TAG, stream))?
+        {
             return Ok(true);
         }
         Ok(self

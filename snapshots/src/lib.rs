@@ -90,12 +90,14 @@ impl Store {
     pub fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.meta.get(key.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt {
-                    key: key.to_string(),
-                    source,
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::Corrupt {
+                        key: key.to_string(),
+                        source,
+                    })
+            }
         }
     }
 
@@ -134,9 +136,5 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
         Ok(())
-    }
-
-    pub(crate) fn streams(&self) -> &sled::Tree {
-        &self.streams
     }
 }

@@ -1,0 +1,584 @@
+//! Configuration: metrics and attributes (later achievements, points systems, leaderboards,
+//! webhooks). The catalog is an immutable value behind an `Arc`; an admin change builds a new
+//! catalog, makes it durable and swaps it in, so the event hot path reads configuration with
+//! one atomic load and never sees a half-applied change.
+//!
+//! The bulk operations here are pure: they validate each item independently (SPEC §10.1) and
+//! return what was applied plus the issues for what was not. Persistence is the job of
+//! [`CatalogService`].
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use kudos_snapshots::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::rules::keys::{is_valid_key, KEY_RULE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitType {
+    Number,
+    Currency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub unit_type: UnitType,
+    pub units: String,
+    pub created: DateTime<Utc>,
+    pub deleted: bool,
+    /// Creation order (lists are in creation order).
+    pub ord: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttributeKind {
+    User,
+    Event,
+}
+
+impl AttributeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeKind::User => "user",
+            AttributeKind::Event => "event",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub id: Uuid,
+    pub key: String,
+    pub name: String,
+    pub kind: AttributeKind,
+    pub deleted: bool,
+    pub ord: u64,
+}
+
+/// An item-level problem in a bulk admin request (SPEC §10.1). `index` for creates, `id` for
+/// updates and deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub index: Option<usize>,
+    pub id: Option<String>,
+    pub message: String,
+}
+
+impl Issue {
+    pub fn at_index(index: usize, message: impl Into<String>) -> Self {
+        Self {
+            index: Some(index),
+            id: None,
+            message: message.into(),
+        }
+    }
+    pub fn for_id(id: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            index: None,
+            id: Some(id.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// A validated metric creation request.
+#[derive(Debug, Clone)]
+pub struct NewMetric {
+    pub key: String,
+    pub name: String,
+    pub unit_type: UnitType,
+    pub units: Option<String>,
+}
+
+/// A validated metric update; `None` fields are left alone.
+#[derive(Debug, Clone)]
+pub struct MetricPatch {
+    pub id: String,
+    pub name: Option<String>,
+    pub unit_type: Option<UnitType>,
+    pub units: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttribute {
+    pub key: String,
+    pub name: String,
+    pub kind: AttributeKind,
+}
+
+/// An item of a bulk request that failed shape validation at the HTTP edge: it becomes an
+/// issue and the other items still apply.
+pub type Item<T> = Result<T, String>;
+
+/// The whole configuration at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    metrics: Vec<Metric>,
+    attributes: Vec<Attribute>,
+    next_ord: u64,
+}
+
+/// ISO-4217 codes accepted for `currency` metrics.
+const CURRENCIES: &[&str] = &[
+    "AED", "ARS", "AUD", "BDT", "BGN", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK",
+    "EGP", "EUR", "GBP", "HKD", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KES", "KRW", "MAD",
+    "MXN", "MYR", "NGN", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB",
+    "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "VND", "ZAR",
+];
+
+fn check_units(unit_type: UnitType, units: Option<&str>) -> Result<String, String> {
+    match unit_type {
+        UnitType::Number => Ok(units.unwrap_or("").to_string()),
+        UnitType::Currency => {
+            let code = units.unwrap_or("").to_ascii_uppercase();
+            if CURRENCIES.contains(&code.as_str()) {
+                Ok(code)
+            } else {
+                Err("Units must be a supported ISO 4217 currency code for currency metrics".into())
+            }
+        }
+    }
+}
+
+impl Catalog {
+    pub fn from_parts(mut metrics: Vec<Metric>, mut attributes: Vec<Attribute>) -> Self {
+        metrics.sort_by_key(|m| m.ord);
+        attributes.sort_by_key(|a| a.ord);
+        let next_ord = metrics
+            .iter()
+            .map(|m| m.ord)
+            .chain(attributes.iter().map(|a| a.ord))
+            .max()
+            .map_or(0, |o| o + 1);
+        Self {
+            metrics,
+            attributes,
+            next_ord,
+        }
+    }
+
+    fn take_ord(&mut self) -> u64 {
+        let ord = self.next_ord;
+        self.next_ord += 1;
+        ord
+    }
+
+    /// Live (non-deleted) metrics in creation order.
+    pub fn metrics(&self) -> impl Iterator<Item = &Metric> {
+        self.metrics.iter().filter(|m| !m.deleted)
+    }
+
+    pub fn metric_by_key(&self, key: &str) -> Option<&Metric> {
+        self.metrics().find(|m| m.key == key)
+    }
+
+    pub fn metric_by_id(&self, id: &str) -> Option<&Metric> {
+        let id = Uuid::parse_str(id).ok()?;
+        self.metrics().find(|m| m.id == id)
+    }
+
+    /// Live attributes in creation order.
+    pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
+        self.attributes.iter().filter(|a| !a.deleted)
+    }
+
+    pub fn attribute_by_id(&self, id: &str) -> Option<&Attribute> {
+        let id = Uuid::parse_str(id).ok()?;
+        self.attributes().find(|a| a.id == id)
+    }
+
+    pub fn attribute(&self, kind: AttributeKind, key: &str) -> Option<&Attribute> {
+        self.attributes().find(|a| a.kind == kind && a.key == key)
+    }
+
+    /// Keys among `keys` that are not live attributes of `kind`, sorted, for the
+    /// "Invalid attribute keys" message (SPEC §1.3.3).
+    pub fn unknown_attribute_keys<'a>(
+        &self,
+        kind: AttributeKind,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<String> {
+        let unknown: BTreeSet<&String> = keys
+            .into_iter()
+            .filter(|k| self.attribute(kind, k).is_none())
+            .collect();
+        unknown.into_iter().cloned().collect()
+    }
+
+    pub fn create_metrics(
+        &mut self,
+        items: Vec<Item<NewMetric>>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Metric>, Vec<Issue>) {
+        let mut created = Vec::new();
+        let mut issues = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let result = item.and_then(|new| {
+                if !is_valid_key(&new.key) {
+                    return Err(KEY_RULE.to_string());
+                }
+                if new.name.trim().is_empty() {
+                    return Err("Name must not be empty".into());
+                }
+                if self.metric_by_key(&new.key).is_some() {
+                    return Err("Key already in use by another metric".into());
+                }
+                let units = check_units(new.unit_type, new.units.as_deref())?;
+                Ok(Metric {
+                    id: Uuid::new_v4(),
+                    key: new.key,
+                    name: new.name,
+                    unit_type: new.unit_type,
+                    units,
+                    created: now,
+                    deleted: false,
+                    ord: self.take_ord(),
+                })
+            });
+            match result {
+                Ok(metric) => {
+                    self.metrics.push(metric.clone());
+                    created.push(metric);
+                }
+                Err(message) => issues.push(Issue::at_index(index, message)),
+            }
+        }
+        (created, issues)
+    }
+
+    pub fn update_metrics(
+        &mut self,
+        items: Vec<Result<MetricPatch, Issue>>,
+    ) -> (Vec<Metric>, Vec<Issue>) {
+        let mut updated = Vec::new();
+        let mut issues = Vec::new();
+        for item in items {
+            let patch = match item {
+                Ok(p) => p,
+                Err(issue) => {
+                    issues.push(issue);
+                    continue;
+                }
+            };
+            let Some(metric) = Uuid::parse_str(&patch.id)
+                .ok()
+                .and_then(|id| self.metrics.iter_mut().find(|m| m.id == id && !m.deleted))
+            else {
+                issues.push(Issue::for_id(&patch.id, "Metric not found by ID"));
+                continue;
+            };
+            if patch.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                issues.push(Issue::for_id(&patch.id, "Name must not be empty"));
+                continue;
+            }
+            let unit_type = patch.unit_type.unwrap_or(metric.unit_type);
+            let units_in = match (&patch.units, patch.unit_type) {
+                (Some(u), _) => Some(u.as_str()),
+                // Switching type without new units: keep units only if still valid.
+                (None, Some(_)) => Some(metric.units.as_str()),
+                (None, None) => Some(metric.units.as_str()),
+            };
+            let units = match check_units(unit_type, units_in) {
+                Ok(u) => u,
+                Err(message) => {
+                    issues.push(Issue::for_id(&patch.id, message));
+                    continue;
+                }
+            };
+            if let Some(name) = patch.name {
+                metric.name = name;
+            }
+            metric.unit_type = unit_type;
+            metric.units = units;
+            updated.push(metric.clone());
+        }
+        (updated, issues)
+    }
+
+    pub fn delete_metrics(&mut self, ids: &[String]) -> (Vec<Metric>, Vec<Issue>) {
+        let mut deleted = Vec::new();
+        let mut issues = Vec::new();
+        for raw in ids {
+            let Ok(id) = Uuid::parse_str(raw) else {
+                issues.push(Issue::for_id(raw, "id must be a valid UUID"));
+                continue;
+            };
+            match self.metrics.iter_mut().find(|m| m.id == id && !m.deleted) {
+                Some(m) => {
+                    m.deleted = true;
+                    deleted.push(m.clone());
+                }
+                None => issues.push(Issue::for_id(raw, "Metric not found by ID")),
+            }
+        }
+        (deleted, issues)
+    }
+
+    pub fn create_attributes(
+        &mut self,
+        items: Vec<Item<NewAttribute>>,
+    ) -> (Vec<Attribute>, Vec<Issue>) {
+        let mut created = Vec::new();
+        let mut issues = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let result = item.and_then(|new| {
+                if !is_valid_key(&new.key) {
+                    return Err(KEY_RULE.to_string());
+                }
+                if new.name.trim().is_empty() {
+                    return Err("Name must not be empty".into());
+                }
+                if self.attribute(new.kind, &new.key).is_some() {
+                    return Err("Key already in use by another attribute of this type".into());
+                }
+                Ok(Attribute {
+                    id: Uuid::new_v4(),
+                    key: new.key,
+                    name: new.name,
+                    kind: new.kind,
+                    deleted: false,
+                    ord: self.take_ord(),
+                })
+            });
+            match result {
+                Ok(attr) => {
+                    self.attributes.push(attr.clone());
+                    created.push(attr);
+                }
+                Err(message) => issues.push(Issue::at_index(index, message)),
+            }
+        }
+        (created, issues)
+    }
+
+    /// Attribute updates: only the name can change (key and type are immutable).
+    pub fn update_attributes(
+        &mut self,
+        items: Vec<Result<(String, Option<String>), Issue>>,
+    ) -> (Vec<Attribute>, Vec<Issue>) {
+        let mut updated = Vec::new();
+        let mut issues = Vec::new();
+        for item in items {
+            let (id, name) = match item {
+                Ok(x) => x,
+                Err(issue) => {
+                    issues.push(issue);
+                    continue;
+                }
+            };
+            let Some(attr) = Uuid::parse_str(&id).ok().and_then(|uid| {
+                self.attributes
+                    .iter_mut()
+                    .find(|a| a.id == uid && !a.deleted)
+            }) else {
+                issues.push(Issue::for_id(&id, "Attribute not found by ID"));
+                continue;
+            };
+            if let Some(name) = name {
+                if name.trim().is_empty() {
+                    issues.push(Issue::for_id(&id, "Name must not be empty"));
+                    continue;
+                }
+                attr.name = name;
+            }
+            updated.push(attr.clone());
+        }
+        (updated, issues)
+    }
+
+    pub fn delete_attributes(&mut self, ids: &[String]) -> (Vec<Attribute>, Vec<Issue>) {
+        let mut deleted = Vec::new();
+        let mut issues = Vec::new();
+        for raw in ids {
+            let Ok(id) = Uuid::parse_str(raw) else {
+                issues.push(Issue::for_id(raw, "id must be a valid UUID"));
+                continue;
+            };
+            match self
+                .attributes
+                .iter_mut()
+                .find(|a| a.id == id && !a.deleted)
+            {
+                Some(a) => {
+                    a.deleted = true;
+                    deleted.push(a.clone());
+                }
+                None => issues.push(Issue::for_id(raw, "Attribute not found by ID")),
+            }
+        }
+        (deleted, issues)
+    }
+}
+
+/// An entity changed by an admin operation, to be persisted.
+pub enum Changed {
+    Metric(Metric),
+    Attribute(Attribute),
+}
+
+impl Changed {
+    fn entry(&self) -> Result<(String, Option<serde_json::Value>), StoreError> {
+        let (key, value) = match self {
+            Changed::Metric(m) => (format!("catalog/metric/{}", m.id), serde_json::to_value(m)),
+            Changed::Attribute(a) => (
+                format!("catalog/attribute/{}", a.id),
+                serde_json::to_value(a),
+            ),
+        };
+        Ok((key, Some(value.map_err(StoreError::Encode)?)))
+    }
+}
+
+/// Owns the current catalog: reads are a lock-free-ish `Arc` clone, writes are serialized,
+/// made durable, then published.
+pub struct CatalogService {
+    current: RwLock<Arc<Catalog>>,
+    write: tokio::sync::Mutex<()>,
+    store: Store,
+}
+
+impl CatalogService {
+    pub fn load(store: Store) -> Result<Self, StoreError> {
+        let metrics: Vec<Metric> = store.meta_scan("catalog/metric/")?;
+        let attributes: Vec<Attribute> = store.meta_scan("catalog/attribute/")?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(Catalog::from_parts(metrics, attributes))),
+            write: tokio::sync::Mutex::new(()),
+            store,
+        })
+    }
+
+    pub fn get(&self) -> Arc<Catalog> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Applies `change` to a copy of the catalog, persists the entities it reports as changed,
+    /// waits for the fsync and only then publishes the new catalog.
+    pub async fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Catalog) -> (T, Vec<Changed>),
+    ) -> Result<T, StoreError> {
+        let _guard = self.write.lock().await;
+        let mut next = (*self.get()).clone();
+        let (out, changed) = change(&mut next);
+        if !changed.is_empty() {
+            let entries = changed
+                .iter()
+                .map(Changed::entry)
+                .collect::<Result<Vec<_>, _>>()?;
+            self.store.meta_commit(entries).await?;
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_metric(key: &str) -> Item<NewMetric> {
+        Ok(NewMetric {
+            key: key.into(),
+            name: "Lessons".into(),
+            unit_type: UnitType::Number,
+            units: None,
+        })
+    }
+
+    #[test]
+    fn bulk_create_applies_items_independently() {
+        let mut cat = Catalog::default();
+        let (created, issues) = cat.create_metrics(
+            vec![
+                new_metric("lessons"),
+                new_metric("lessons"),
+                new_metric("bad key"),
+                Err("Name not a string".into()),
+            ],
+            DateTime::<Utc>::MIN_UTC,
+        );
+        assert_eq!(created.len(), 1);
+        let msgs: Vec<_> = issues
+            .iter()
+            .map(|i| (i.index, i.message.as_str()))
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                (Some(1), "Key already in use by another metric"),
+                (Some(2), KEY_RULE),
+                (Some(3), "Name not a string"),
+            ]
+        );
+    }
+
+    #[test]
+    fn deleted_metric_disappears_and_frees_its_key() {
+        let mut cat = Catalog::default();
+        let (created, _) = cat.create_metrics(vec![new_metric("x")], DateTime::<Utc>::MIN_UTC);
+        let id = created[0].id.to_string();
+        let (deleted, issues) = cat.delete_metrics(&[id.clone(), "nope".into()]);
+        assert_eq!(deleted.len(), 1);
+        assert_eq!(issues[0].message, "id must be a valid UUID");
+        assert!(cat.metric_by_key("x").is_none());
+        assert!(cat.metric_by_id(&id).is_none());
+        let (again, _) = cat.create_metrics(vec![new_metric("x")], DateTime::<Utc>::MIN_UTC);
+        assert_eq!(again.len(), 1);
+    }
+
+    #[test]
+    fn currency_metrics_need_an_iso_code() {
+        let mut cat = Catalog::default();
+        let item = |units: &str| {
+            Ok(NewMetric {
+                key: format!("k{units}"),
+                name: "Revenue".into(),
+                unit_type: UnitType::Currency,
+                units: Some(units.into()),
+            })
+        };
+        let (created, issues) =
+            cat.create_metrics(vec![item("usd"), item("XXX")], DateTime::<Utc>::MIN_UTC);
+        assert_eq!(created[0].units, "USD");
+        assert_eq!(issues.len(), 1);
+    }
+
+    #[test]
+    fn attribute_keys_are_unique_per_type() {
+        let mut cat = Catalog::default();
+        let attr = |kind| {
+            Ok(NewAttribute {
+                key: "plan".into(),
+                name: "Plan".into(),
+                kind,
+            })
+        };
+        let (created, issues) = cat.create_attributes(vec![
+            attr(AttributeKind::User),
+            attr(AttributeKind::Event),
+            attr(AttributeKind::User),
+        ]);
+        assert_eq!(created.len(), 2);
+        assert_eq!(
+            issues[0].message,
+            "Key already in use by another attribute of this type"
+        );
+        let keys = vec!["plan".to_string(), "zzz".to_string()];
+        assert_eq!(
+            cat.unknown_attribute_keys(AttributeKind::User, &keys),
+            vec!["zzz".to_string()]
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Pure domain rules: no actors, no I/O, time passed in. One file per rule family, each with
+//! its unit tests at the bottom.
+
+pub mod keys;
+pub mod profile;
+pub mod summary;

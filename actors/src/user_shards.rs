@@ -1,0 +1,268 @@
+//! Routing from a user id to that user's [`UserActor`]: lazily spawned on the first message,
+//! passivated (snapshotted and stopped) when idle, so memory follows the active set of users
+//! rather than all users ever seen (SPEC §11.5.2).
+//!
+//! This is the seam where partition ownership goes when Kudos spans several nodes
+//! (ARCHITECTURE.md, "Beyond one machine").
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kudos_snapshots::{Journal, StreamId};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorId, ActorRef, RpcReplyPort};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::user::{UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserState};
+
+const SHARDS: usize = 64;
+/// How often a call is retried when it reaches an actor that has just been passivated.
+const ROUTE_ATTEMPTS: usize = 8;
+
+/// The live user actors, sharded so that lookups on different users rarely contend.
+pub struct Registry {
+    shards: Vec<Mutex<HashMap<String, ActorRef<UserMsg>>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Registry {
+    fn shard(&self, user_id: &str) -> &Mutex<HashMap<String, ActorRef<UserMsg>>> {
+        let mut h = self.hasher.build_hasher();
+        user_id.hash(&mut h);
+        // The modulo keeps the value below SHARDS, so the cast cannot truncate.
+        &self.shards[(h.finish() % SHARDS as u64) as usize]
+    }
+
+    fn get(&self, user_id: &str) -> Option<ActorRef<UserMsg>> {
+        self.shard(user_id)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user_id)
+            .cloned()
+    }
+
+    /// Removes the entry for `user_id` if it still points at actor `id`.
+    pub fn remove_if(&self, user_id: &str, id: ActorId) {
+        let mut shard = self
+            .shard(user_id)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if shard.get(user_id).is_some_and(|a| a.get_id() == id) {
+            shard.remove(user_id);
+        }
+    }
+
+    fn all(&self) -> Vec<ActorRef<UserMsg>> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+}
+
+/// Configuration of [`UserShards`].
+#[derive(Clone)]
+pub struct ShardsConfig {
+    /// Users idle this long are snapshotted and stopped.
+    pub idle_after: Duration,
+    /// How often idle users are looked for.
+    pub sweep_every: Duration,
+    pub control_ratio: u8,
+}
+
+impl Default for ShardsConfig {
+    fn default() -> Self {
+        Self {
+            idle_after: Duration::from_secs(300),
+            sweep_every: Duration::from_secs(30),
+            control_ratio: 0,
+        }
+    }
+}
+
+/// Handle used by the HTTP layer to talk to users.
+#[derive(Clone)]
+pub struct UserShards {
+    registry: Arc<Registry>,
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    supervisor: ActorCell,
+    config: ShardsConfig,
+}
+
+impl UserShards {
+    pub fn new(
+        journal: Journal,
+        clock: Arc<dyn Clock>,
+        supervisor: ActorCell,
+        config: ShardsConfig,
+    ) -> Self {
+        Self {
+            registry: Arc::new(Registry {
+                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+                hasher: Default::default(),
+            }),
+            journal,
+            clock,
+            supervisor,
+            config,
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Whether the user has ever been written (live actor, snapshot or journal).
+    pub fn known(&self, user_id: &str) -> Result<bool, UserError> {
+        if self.registry.get(user_id).is_some() {
+            return Ok(true);
+        }
+        self.journal
+            .exists(&StreamId::new("user", user_id))
+            .map_err(|e| UserError::Storage(e.to_string()))
+    }
+
+    async fn actor(&self, user_id: &str) -> Result<ActorRef<UserMsg>, UserError> {
+        if let Some(actor) = self.registry.get(user_id) {
+            return Ok(actor);
+        }
+        let args = UserActorArgs {
+            user_id: user_id.to_string(),
+            deps: UserDeps {
+                journal: self.journal.clone(),
+                clock: self.clock.clone(),
+                registry: Arc::downgrade(&self.registry),
+                control_ratio: self.config.control_ratio,
+            },
+        };
+        let (actor, _handle) = Actor::spawn_linked(None, UserActor, args, self.supervisor.clone())
+            .await
+            .map_err(|e| UserError::Storage(format!("could not start user actor: {e}")))?;
+        let mut shard = self
+            .registry
+            .shard(user_id)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = shard.get(user_id) {
+            // Another request spawned this user first; ours has loaded state but written
+            // nothing, so stopping it is harmless.
+            actor.stop(None);
+            return Ok(existing.clone());
+        }
+        shard.insert(user_id.to_string(), actor.clone());
+        Ok(actor)
+    }
+
+    /// Sends a state-changing message and waits for its answer. Retries only when the message
+    /// provably was not processed (actor gone before delivery, or passivated).
+    pub async fn call<R: Send + 'static>(
+        &self,
+        user_id: &str,
+        build: impl Fn(RpcReplyPort<Result<R, UserError>>) -> UserMsg,
+    ) -> Result<R, UserError> {
+        for _ in 0..ROUTE_ATTEMPTS {
+            let actor = self.actor(user_id).await?;
+            match actor.call(&build, None).await {
+                Err(_) => {
+                    self.registry.remove_if(user_id, actor.get_id());
+                }
+                Ok(CallResult::Success(Err(UserError::Passivated))) => {
+                    tokio::task::yield_now().await;
+                }
+                Ok(CallResult::Success(result)) => return result,
+                Ok(CallResult::SenderError) | Ok(CallResult::Timeout) => {
+                    self.registry.remove_if(user_id, actor.get_id());
+                    return Err(UserError::Unavailable);
+                }
+            }
+        }
+        Err(UserError::Unavailable)
+    }
+
+    /// Runs `query` against the user's state. `Ok(None)` when the user was never written.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        user_id: &str,
+        query: impl Fn(&UserState) -> R + Send + Sync + 'static,
+    ) -> Result<Option<R>, UserError> {
+        if !self.known(user_id)? {
+            return Ok(None);
+        }
+        let query = Arc::new(query);
+        for _ in 0..ROUTE_ATTEMPTS {
+            let actor = self.actor(user_id).await?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let q = query.clone();
+            let msg = UserMsg::Read(Box::new(move |state: &UserState| {
+                let _ = tx.send(q(state));
+            }));
+            if actor.send_message(msg).is_err() {
+                self.registry.remove_if(user_id, actor.get_id());
+                continue;
+            }
+            match rx.await {
+                Ok(r) => return Ok(Some(r)),
+                // Dropped unanswered: passivated or stopped. Reads are safe to retry.
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+        Err(UserError::Unavailable)
+    }
+
+    /// Snapshots every live user (graceful shutdown).
+    pub async fn snapshot_all(&self) {
+        for actor in self.registry.all() {
+            if let Err(e) = actor
+                .call(UserMsg::Snapshot, Some(Duration::from_secs(5)))
+                .await
+            {
+                tracing::warn!(error = %e, "snapshot on shutdown failed; the journal keeps the tail");
+            }
+        }
+    }
+
+    /// Stops every live user actor (after [`Self::snapshot_all`]).
+    pub fn stop_all(&self) {
+        for actor in self.registry.all() {
+            actor.stop(Some("shutdown".into()));
+        }
+    }
+
+    /// Periodically asks every live user to passivate if idle, until `shutdown`.
+    pub fn spawn_passivator(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let registry = self.registry.clone();
+        let every = self.config.sweep_every;
+        let idle = self.config.idle_after;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {
+                        for actor in registry.all() {
+                            let _ = actor.send_message(UserMsg::PassivateIfIdle(idle));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
