@@ -167,14 +167,11 @@ pub struct NewEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventOutcome {
     Recorded {
-        record: EventRecord,
+        record: Box<EventRecord>,
         total: f64,
     },
     /// The idempotency key was seen before: nothing was processed (SPEC §1.5.5).
-    Replayed {
-        event_id: Uuid,
-        total: f64,
-    },
+    Replayed { event_id: Uuid, total: f64 },
 }
 
 /// Decides a profile write. Pure: `now` and the control roll are passed in.
@@ -271,7 +268,10 @@ pub fn decide_event(
         user_created,
         effects,
     };
-    Ok(EventOutcome::Recorded { record, total })
+    Ok(EventOutcome::Recorded {
+        record: Box::new(record),
+        total,
+    })
 }
 
 /// A read-only query run inside the actor. It answers through its own channel; dropping it
@@ -442,7 +442,7 @@ impl Actor for UserActor {
                 );
                 match decided {
                     Ok(EventOutcome::Recorded { record, total }) => {
-                        if let Err(e) = st.commit(UserRecord::Event(record.clone())).await {
+                        if let Err(e) = st.commit(UserRecord::Event((*record).clone())).await {
                             let _ = reply.send(Err(UserError::Storage(e.to_string())));
                             return Err(e.into());
                         }
@@ -550,7 +550,7 @@ mod tests {
     ) -> EventOutcome {
         let out = decide_event(state, "u1", ev, cat, at, Uuid::new_v4(), false).expect("valid");
         if let EventOutcome::Recorded { record, .. } = &out {
-            state.apply(&UserRecord::Event(record.clone()));
+            state.apply(&UserRecord::Event((**record).clone()));
         }
         out
     }
@@ -652,7 +652,7 @@ mod tests {
                 let ev = event(metric, f64::from(*value) / 4.0, key.as_deref());
                 let out = decide_event(&live, "u1", &ev, &cat, t(*secs), Uuid::new_v4(), false).expect("valid");
                 if let EventOutcome::Recorded { record, .. } = out {
-                    let rec = UserRecord::Event(record);
+                    let rec = UserRecord::Event(*record);
                     live.apply(&rec);
                     journal.push(serde_json::to_string(&rec).expect("encode"));
                 }

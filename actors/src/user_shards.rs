@@ -6,7 +6,7 @@
 //! (ARCHITECTURE.md, "Beyond one machine").
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,10 +30,8 @@ pub struct Registry {
 
 impl Registry {
     fn shard(&self, user_id: &str) -> &Mutex<HashMap<String, ActorRef<UserMsg>>> {
-        let mut h = self.hasher.build_hasher();
-        user_id.hash(&mut h);
         // The modulo keeps the value below SHARDS, so the cast cannot truncate.
-        &self.shards[(h.finish() % SHARDS as u64) as usize]
+        &self.shards[(self.hasher.hash_one(user_id) % SHARDS as u64) as usize]
     }
 
     fn get(&self, user_id: &str) -> Option<ActorRef<UserMsg>> {

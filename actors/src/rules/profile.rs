@@ -135,7 +135,7 @@ pub fn apply_write(
     }
     let subscribe = write
         .subscribe_to_emails
-        .unwrap_or_else(|| existing.map_or(true, |u| u.subscribe_to_emails));
+        .unwrap_or_else(|| existing.is_none_or(|u| u.subscribe_to_emails));
     let email = if subscribe {
         write.email.resolve(existing.and_then(|u| u.email.as_ref()))
     } else {

@@ -100,6 +100,10 @@ pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
 }
 
+fn sum<'a>(values: impl Iterator<Item = (&'a i64, &'a f64)>) -> f64 {
+    values.fold(0.0, |acc, (_, v)| acc + v)
+}
+
 /// Summary rows for every period overlapping `[start, end]`.
 pub fn summarize(
     buckets: &Buckets,
@@ -111,12 +115,13 @@ pub fn summarize(
     let mut rows = Vec::new();
     let mut period = aggregation.period_start(start);
     let first_bucket = bucket_of(local_midnight(tz, period));
-    let mut total: f64 = buckets.range(..first_bucket).map(|(_, v)| v).sum();
+    // Summed from +0.0: `Iterator::sum` of no floats is -0.0, which would print as `-0.0`.
+    let mut total = sum(buckets.range(..first_bucket));
     while period <= end {
         let next = aggregation.next_start(period);
         let from = bucket_of(local_midnight(tz, period));
         let to = bucket_of(local_midnight(tz, next));
-        let change: f64 = buckets.range(from..to).map(|(_, v)| v).sum();
+        let change = sum(buckets.range(from..to));
         total += change;
         rows.push(SummaryRow {
             date: period,

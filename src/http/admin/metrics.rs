@@ -1,0 +1,230 @@
+//! `/admin/v1/metrics`: metric CRUD in the bulk conventions of SPEC §10.1, and batch events
+//! (SPEC §3.4).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono_tz::Tz;
+use kudos_actors::catalog::{AttributeKind, Changed};
+use kudos_actors::rules::profile::{is_valid_email, Patch};
+use kudos_actors::user::{NewEvent, UserError};
+
+use crate::http::app::metrics::{check_idempotency_key, record_event};
+use crate::http::app::users::check_user_id;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::wire::admin::{
+    issues, parse_metric_patch, parse_new_metric, BatchEventsResponse, Created, CreatedMetric,
+    Deleted, DeletedResource, Updated,
+};
+use crate::wire::events::parse_batch_item;
+use crate::AppState;
+
+/// Largest batch of events (SPEC §3.4.1).
+const MAX_BATCH_EVENTS: usize = 1000;
+/// Largest bulk admin request (SPEC §10.1.2).
+pub const MAX_BULK: usize = 100;
+
+/// 201 when at least one item was created, else 200 (SPEC §10.1.2).
+pub fn created_status(created: usize) -> StatusCode {
+    if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn list_metrics(State(state): State<AppState>, paging: Paging) -> Json<Vec<CreatedMetric>> {
+    let catalog = state.catalog.get();
+    Json(paging.apply(catalog.metrics().map(CreatedMetric::from)))
+}
+
+async fn get_metric(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CreatedMetric>> {
+    let catalog = state.catalog.get();
+    catalog
+        .metric_by_id(&id)
+        .map(|m| Json(CreatedMetric::from(m)))
+        .ok_or_else(|| ApiError::not_found("Metric not found"))
+}
+
+async fn create_metrics(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Created<CreatedMetric>>)> {
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .map(parse_new_metric)
+        .collect();
+    let now = state.clock.now();
+    let (created, problems) = state
+        .catalog
+        .update(|cat| {
+            let (created, problems) = cat.create_metrics(items, now);
+            let changed = created.iter().cloned().map(Changed::Metric).collect();
+            ((created, problems), changed)
+        })
+        .await?;
+    tracing::info!(
+        created = created.len(),
+        issues = problems.len(),
+        "metrics created"
+    );
+    Ok((
+        created_status(created.len()),
+        Json(Created {
+            created: created.iter().map(CreatedMetric::from).collect(),
+            issues: issues(problems),
+        }),
+    ))
+}
+
+async fn update_metrics(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Updated<CreatedMetric>>> {
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .map(parse_metric_patch)
+        .collect();
+    let (updated, problems) = state
+        .catalog
+        .update(|cat| {
+            let (updated, problems) = cat.update_metrics(items);
+            let changed = updated.iter().cloned().map(Changed::Metric).collect();
+            ((updated, problems), changed)
+        })
+        .await?;
+    Ok(Json(Updated {
+        updated: updated.iter().map(CreatedMetric::from).collect(),
+        issues: issues(problems),
+    }))
+}
+
+async fn delete_metrics(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Deleted>> {
+    let (deleted, problems) = state
+        .catalog
+        .update(|cat| {
+            let (deleted, problems) = cat.delete_metrics(&ids);
+            let changed = deleted.iter().cloned().map(Changed::Metric).collect();
+            ((deleted, problems), changed)
+        })
+        .await?;
+    Ok(Json(Deleted {
+        deleted: deleted
+            .iter()
+            .map(|m| DeletedResource {
+                id: m.id.to_string(),
+            })
+            .collect(),
+        issues: issues(problems),
+    }))
+}
+
+/// `POST /admin/v1/metrics/events`: the whole batch is validated first (all or nothing), then
+/// every event is processed exactly like a single event, in array order per user, and the
+/// answer is sent once all of them are durable.
+async fn batch_events(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<BatchEventsResponse>)> {
+    let raw = bulk_items(&body, MAX_BATCH_EVENTS)?;
+    let parsed = raw
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_batch_item(i, item))
+        .collect::<Result<Vec<_>, _>>()?;
+    let catalog = state.catalog.get();
+    let mut per_user: Vec<(String, Vec<NewEvent>)> = Vec::new();
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    for item in parsed {
+        let metric = catalog
+            .metric_by_key(&item.key)
+            .ok_or_else(|| ApiError::not_found("Metric not found"))?;
+        check_user_id(&item.event.user_id)?;
+        let idempotency_key = check_idempotency_key(item.idempotency_key)?;
+        validate_static(&catalog, &item.event)?;
+        let event = NewEvent {
+            metric_id: metric.id,
+            value: item.event.value,
+            user: item.event.user,
+            attributes: item.event.attributes,
+            idempotency_key,
+        };
+        let next = per_user.len();
+        let at = *slot.entry(item.event.user_id.clone()).or_insert(next);
+        if at == next {
+            per_user.push((item.event.user_id, Vec::new()));
+        }
+        per_user[at].1.push(event);
+    }
+    let accepted = raw.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (user_id, events) in per_user {
+        let state = state.clone();
+        let catalog = catalog.clone();
+        tasks.spawn(async move {
+            for event in events {
+                match record_event(&state, &user_id, event, &catalog).await {
+                    Ok(_) => {}
+                    Err(e) if e.status.is_client_error() => {
+                        tracing::warn!(user = %user_id, error = %e.message, "batch event rejected by user rules");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(ApiError::internal)??;
+    }
+    Ok((StatusCode::ACCEPTED, Json(BatchEventsResponse { accepted })))
+}
+
+/// The checks of a batch item that do not depend on the user's current state.
+fn validate_static(
+    catalog: &kudos_actors::catalog::Catalog,
+    event: &crate::wire::events::EventBody,
+) -> ApiResult<()> {
+    let unknown = catalog.unknown_attribute_keys(AttributeKind::Event, event.attributes.keys());
+    if !unknown.is_empty() {
+        return Err(UserError::InvalidEventAttributes(unknown).into());
+    }
+    let unknown = catalog.unknown_attribute_keys(AttributeKind::User, event.user.attributes.keys());
+    if !unknown.is_empty() {
+        return Err(UserError::Profile(
+            kudos_actors::rules::profile::ProfileError::InvalidAttributeKeys(unknown),
+        )
+        .into());
+    }
+    if let Patch::Set(tz) = &event.user.tz {
+        if tz.parse::<Tz>().is_err() {
+            return Err(ApiError::unprocessable(format!("Invalid timezone: {tz}")));
+        }
+    }
+    if let Patch::Set(email) = &event.user.email {
+        if !is_valid_email(email) {
+            return Err(ApiError::unprocessable("Invalid email address"));
+        }
+    }
+    Ok(())
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/metrics",
+            get(list_metrics)
+                .post(create_metrics)
+                .patch(update_metrics)
+                .delete(delete_metrics),
+        )
+        .route("/metrics/events", post(batch_events))
+        .route("/metrics/{id}", get(get_metric))
+}

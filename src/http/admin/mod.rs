@@ -1,0 +1,16 @@
+//! The admin API, served under `/admin/v1`.
+
+pub mod attributes;
+pub mod metrics;
+pub mod test_clock;
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(metrics::router())
+        .merge(attributes::router())
+        .merge(test_clock::router())
+}

@@ -1,0 +1,217 @@
+//! `/v1/metrics/{key}/event` and the user's metric reads (SPEC §3.2, §3.5, §3.6).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use kudos_actors::catalog::Catalog;
+use kudos_actors::rules::summary::{check_range, summarize, Aggregation};
+use kudos_actors::user::{EventOutcome, NewEvent, UserMsg, UserState};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::http::app::users::check_user_id;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{JsonBody, QueryPairs};
+use crate::wire::events::{
+    parse_event_body, EventResponse, MetricEventStreak, MetricResponse, SummaryEntry,
+};
+use crate::AppState;
+
+/// Maximum `Idempotency-Key` length (SPEC §1.5.8).
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub fn check_idempotency_key(key: Option<String>) -> ApiResult<Option<String>> {
+    match key {
+        Some(k) if k.chars().count() > MAX_IDEMPOTENCY_KEY => Err(ApiError::unprocessable(
+            "Idempotency-Key must be at most 255 characters",
+        )),
+        Some(k) if k.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+async fn send_event(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<EventResponse>)> {
+    let catalog = state.catalog.get();
+    let parsed = parse_event_body(&body)?;
+    let metric = catalog
+        .metric_by_key(&key)
+        .ok_or_else(|| ApiError::not_found("Metric not found"))?;
+    check_user_id(&parsed.user_id)?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
+                .trim()
+                .to_string(),
+        ),
+    };
+    let idempotency_key = check_idempotency_key(idempotency_key)?;
+    let event = NewEvent {
+        metric_id: metric.id,
+        value: parsed.value,
+        user: parsed.user,
+        attributes: parsed.attributes,
+        idempotency_key: idempotency_key.clone(),
+    };
+    let outcome = record_event(&state, &parsed.user_id, event, &catalog).await?;
+    let (status, event_id, total) = match outcome {
+        EventOutcome::Recorded { record, total } => (StatusCode::CREATED, record.event_id, total),
+        EventOutcome::Replayed { event_id, total } => (StatusCode::ACCEPTED, event_id, total),
+    };
+    let replayed = status == StatusCode::ACCEPTED;
+    Ok((
+        status,
+        Json(EventResponse {
+            event_id: event_id.to_string(),
+            metric_id: metric.id.to_string(),
+            total,
+            achievements: Vec::new(),
+            current_streak: MetricEventStreak::none(),
+            points: BTreeMap::new(),
+            leaderboards: BTreeMap::new(),
+            idempotent_replayed: idempotency_key.as_ref().map(|_| replayed),
+            idempotency_key,
+        }),
+    ))
+}
+
+/// Routes one event to its user's actor (shared with the admin batch endpoint).
+pub async fn record_event(
+    state: &AppState,
+    user_id: &str,
+    event: NewEvent,
+    catalog: &Arc<Catalog>,
+) -> ApiResult<EventOutcome> {
+    let outcome = state
+        .users
+        .call(user_id, |reply| UserMsg::RecordEvent {
+            event: event.clone(),
+            catalog: catalog.clone(),
+            reply,
+        })
+        .await?;
+    if matches!(outcome, EventOutcome::Recorded { .. }) {
+        state
+            .ops
+            .events_ingested
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(outcome)
+}
+
+fn metric_response(catalog: &Catalog, state: &UserState, key: &str) -> Option<MetricResponse> {
+    let m = catalog.metric_by_key(key)?;
+    Some(MetricResponse {
+        id: m.id.to_string(),
+        key: m.key.clone(),
+        name: m.name.clone(),
+        current: state.total(m.id),
+        achievements: Vec::new(),
+    })
+}
+
+/// Reads from an existing user; 404 when the user does not exist.
+async fn read_user<R: Send + 'static>(
+    state: &AppState,
+    id: &str,
+    query: impl Fn(&UserState) -> R + Send + Sync + 'static,
+) -> ApiResult<R> {
+    state
+        .users
+        .read(id, move |s| s.profile.is_some().then(|| query(s)))
+        .await?
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("User not found"))
+}
+
+async fn user_metrics(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<MetricResponse>>> {
+    let catalog = state.catalog.get();
+    let list = read_user(&state, &id, move |s| {
+        catalog
+            .metrics()
+            .filter_map(|m| metric_response(&catalog, s, &m.key))
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    Ok(Json(list))
+}
+
+async fn user_metric(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+) -> ApiResult<Json<MetricResponse>> {
+    let catalog = state.catalog.get();
+    if catalog.metric_by_key(&key).is_none() {
+        return Err(ApiError::not_found("Metric not found"));
+    }
+    let found = read_user(&state, &id, move |s| metric_response(&catalog, s, &key)).await?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("Metric not found"))
+}
+
+fn query_date(q: &QueryPairs, name: &str) -> ApiResult<NaiveDate> {
+    let raw = q
+        .get(name)
+        .ok_or_else(|| ApiError::unprocessable(format!("{name} is required")))?;
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ApiError::unprocessable(format!("{name} must be a date (YYYY-MM-DD)")))
+}
+
+async fn metric_event_summary(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    q: QueryPairs,
+) -> ApiResult<Json<Vec<SummaryEntry>>> {
+    let catalog = state.catalog.get();
+    let metric_id = catalog
+        .metric_by_key(&key)
+        .map(|m| m.id)
+        .ok_or_else(|| ApiError::not_found("Metric not found"))?;
+    let aggregation = q
+        .get("aggregation")
+        .and_then(Aggregation::parse)
+        .ok_or_else(|| {
+            ApiError::unprocessable("aggregation must be one of: daily, weekly, monthly")
+        })?;
+    let start = query_date(&q, "startDate")?;
+    let end = query_date(&q, "endDate")?;
+    check_range(start, end).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let rows = read_user(&state, &id, move |s| {
+        let tz = s
+            .profile
+            .as_ref()
+            .map(|p| p.time_zone())
+            .unwrap_or(chrono_tz::UTC);
+        let empty = Default::default();
+        let buckets = s.metrics.get(&metric_id).map_or(&empty, |m| &m.buckets);
+        summarize(buckets, tz, aggregation, start, end)
+            .iter()
+            .map(SummaryEntry::from)
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    Ok(Json(rows))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/metrics/{key}/event", post(send_event))
+        .route("/users/{id}/metrics", get(user_metrics))
+        .route("/users/{id}/metrics/{key}", get(user_metric))
+        .route(
+            "/users/{id}/metrics/{key}/event-summary",
+            get(metric_event_summary),
+        )
+}

@@ -1,0 +1,14 @@
+//! The application API, served under `/v1`.
+
+pub mod metrics;
+pub mod users;
+
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(users::router())
+        .merge(metrics::router())
+}

@@ -1,0 +1,93 @@
+//! `/v1/users`: create, identify (PUT), update (PATCH) and read users (SPEC §2.3).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kudos_actors::rules::keys::is_valid_user_id;
+use kudos_actors::rules::profile::UserWrite;
+use kudos_actors::user::{UserMsg, WriteMode};
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::JsonBody;
+use crate::wire::object;
+use crate::wire::users::{parse_upserted_user, parse_user_write, User};
+use crate::AppState;
+
+pub fn check_user_id(id: &str) -> ApiResult<()> {
+    if is_valid_user_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "User id must be between 1 and 255 characters",
+        ))
+    }
+}
+
+async fn write_profile(
+    state: &AppState,
+    id: &str,
+    mode: WriteMode,
+    write: UserWrite,
+) -> ApiResult<User> {
+    check_user_id(id)?;
+    let catalog = state.catalog.get();
+    let profile = state
+        .users
+        .call(id, |reply| UserMsg::WriteProfile {
+            mode,
+            write: write.clone(),
+            catalog: catalog.clone(),
+            reply,
+        })
+        .await?;
+    Ok(User::from(&profile))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let (id, write) = parse_upserted_user(&body, "Request body")?;
+    let user = write_profile(&state, &id, WriteMode::Create, write).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+async fn identify_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<User>> {
+    let write = parse_user_write(object(&body, "Request body")?)?;
+    Ok(Json(
+        write_profile(&state, &id, WriteMode::Identify, write).await?,
+    ))
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<User>> {
+    let write = parse_user_write(object(&body, "Request body")?)?;
+    Ok(Json(
+        write_profile(&state, &id, WriteMode::Update, write).await?,
+    ))
+}
+
+async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<User>> {
+    let profile = state
+        .users
+        .read(&id, |s| s.profile.as_ref().map(User::from))
+        .await?
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("User not found"))?;
+    Ok(Json(profile))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/users", post(create_user)).route(
+        "/users/{id}",
+        get(get_user).put(identify_user).patch(update_user),
+    )
+}

@@ -1,0 +1,39 @@
+//! `X-API-KEY` authentication as middleware: a request reaches a handler only with a valid
+//! key, and the handler can read the [`Principal`] from the request extensions.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::AppState;
+
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(raw) = req.headers().get("x-api-key") else {
+        return ApiError::unauthorized("Missing X-API-KEY header").into_response();
+    };
+    let principal = raw
+        .to_str()
+        .ok()
+        .and_then(|key| state.keys.verify(key.trim()));
+    match principal {
+        Some(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None => ApiError::unauthorized("Invalid API key").into_response(),
+    }
+}
+
+/// Until start-up recovery has finished, API requests are answered 503 (SPEC §11.1.2).
+pub async fn require_ready(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.is_ready() {
+        next.run(req).await
+    } else {
+        ApiError::unavailable("Server is starting; recovery is not complete").into_response()
+    }
+}

@@ -1,0 +1,83 @@
+//! `ApiError`: the one error type at the HTTP edge. Every non-2xx body is
+//! `{"error": "<message>"}` (SPEC §1.3). Internal errors are logged with their cause and
+//! answered with an opaque message.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kudos_actors::user::UserError;
+use serde_json::json;
+
+use crate::wire::ShapeError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    /// 400: malformed JSON, wrong types, missing required fields.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    /// 422: semantically invalid input.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+    /// 500: logs the cause; the client sees a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<ShapeError> for ApiError {
+    fn from(e: ShapeError) -> Self {
+        Self::bad_request(e.0)
+    }
+}
+
+impl From<kudos_snapshots::StoreError> for ApiError {
+    fn from(e: kudos_snapshots::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match &e {
+            UserError::NotFound => Self::not_found("User not found"),
+            UserError::MetricNotFound => Self::not_found("Metric not found"),
+            UserError::AlreadyExists
+            | UserError::Profile(_)
+            | UserError::InvalidEventAttributes(_) => Self::unprocessable(e.to_string()),
+            UserError::Storage(_) | UserError::Passivated | UserError::Unavailable => {
+                Self::internal(e)
+            }
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

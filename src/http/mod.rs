@@ -1,0 +1,121 @@
+//! The HTTP edge: one router per resource merged here, plus the cross-cutting layers
+//! (request log, JSON error bodies, panic catcher, timeout, body limit).
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod extract;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::AppState;
+use error::ApiError;
+
+/// Requests running longer than this are answered 503 so shutdown and clients never hang.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(state: AppState) -> Router {
+    let guard = |r: Router<AppState>| {
+        r.layer(from_fn_with_state(state.clone(), auth::require_api_key))
+            .layer(from_fn_with_state(state.clone(), auth::require_ready))
+    };
+    Router::new()
+        .nest("/v1", guard(app::router()))
+        .nest("/admin/v1", guard(admin::router()))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(from_fn(json_error_bodies))
+        .layer(from_fn(log_request))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_ready() {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::unavailable("Recovery in progress").into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("Not found")
+}
+
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = %detail, "request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+}
+
+/// Error responses produced outside our handlers (405 from the router, 503 from the
+/// timeout layer...) get the `{"error": ...}` body too.
+async fn json_error_bodies(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let message = status.canonical_reason().unwrap_or("Error");
+        let mut replaced = ApiError::new(status, message).into_response();
+        for name in [header::ALLOW, header::RETRY_AFTER] {
+            if let Some(v) = response.headers().get(&name) {
+                replaced.headers_mut().insert(name, v.clone());
+            }
+        }
+        return replaced;
+    }
+    response
+}
+
+/// One log line per request: method, route, status, latency.
+async fn log_request(req: Request<Body>, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    let mut response = next.run(req).await;
+    let status = response.status().as_u16();
+    let latency_us = started.elapsed().as_micros();
+    if status >= 500 {
+        tracing::error!(%method, %route, status, latency_us, "request");
+    } else {
+        tracing::info!(%method, %route, status, latency_us, "request");
+    }
+    response.headers_mut().insert(
+        "x-kudos-version",
+        HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+    );
+    response
+}

@@ -1,0 +1,213 @@
+//! API keys (SPEC §1.1). A key is `{prefix}.{body}`; only its SHA-256 is stored, looked up by
+//! the 8-character prefix and compared in constant time.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use kudos_snapshots::{Store, StoreError};
+use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+pub const PREFIX_LEN: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Admin,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub id: Uuid,
+    pub prefix: String,
+    /// Hex SHA-256 of the full key.
+    pub hash: String,
+    pub kind: KeyKind,
+    pub active: bool,
+    pub created: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("id", &self.id)
+            .field("prefix", &self.prefix)
+            .field("kind", &self.kind)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a request authenticated as.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: Uuid,
+    pub kind: KeyKind,
+}
+
+fn digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Splits `prefix.body`; `None` when malformed.
+fn split_key(key: &str) -> Option<(&str, &str)> {
+    let (prefix, body) = key.split_once('.')?;
+    (prefix.len() == PREFIX_LEN
+        && !body.is_empty()
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then_some((prefix, body))
+}
+
+/// Generates a new admin key string.
+pub fn generate_admin_key() -> String {
+    let mut rng = rand::rng();
+    format!(
+        "{}.{}",
+        Alphanumeric.sample_string(&mut rng, PREFIX_LEN),
+        Alphanumeric.sample_string(&mut rng, 40)
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("KUDOS_API_KEY must look like '<8 characters>.<secret>'")]
+    Malformed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The key table, cached in memory.
+pub struct KeyStore {
+    by_prefix: RwLock<HashMap<String, StoredKey>>,
+    store: Store,
+}
+
+impl KeyStore {
+    pub fn load(store: Store) -> Result<Self, StoreError> {
+        let keys: Vec<StoredKey> = store.meta_scan("key/")?;
+        Ok(Self {
+            by_prefix: RwLock::new(keys.into_iter().map(|k| (k.prefix.clone(), k)).collect()),
+            store,
+        })
+    }
+
+    fn has_admin_key(&self) -> bool {
+        self.by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|k| k.kind == KeyKind::Admin && k.active)
+    }
+
+    /// Makes sure an admin key exists (SPEC §11.1): the configured one is stored if new;
+    /// with none configured and none stored, one is generated and returned so the caller can
+    /// print it once.
+    pub async fn bootstrap(
+        &self,
+        configured: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, KeyError> {
+        if let Some(key) = configured {
+            if split_key(key).is_none() {
+                return Err(KeyError::Malformed);
+            }
+            if self.verify(key).is_none() {
+                self.insert(key, KeyKind::Admin, now).await?;
+            }
+            return Ok(None);
+        }
+        if self.has_admin_key() {
+            return Ok(None);
+        }
+        let key = generate_admin_key();
+        self.insert(&key, KeyKind::Admin, now).await?;
+        Ok(Some(key))
+    }
+
+    async fn insert(&self, key: &str, kind: KeyKind, now: DateTime<Utc>) -> Result<(), KeyError> {
+        let (prefix, _) = split_key(key).ok_or(KeyError::Malformed)?;
+        let stored = StoredKey {
+            id: Uuid::new_v4(),
+            prefix: prefix.to_string(),
+            hash: digest(key),
+            kind,
+            active: true,
+            created: now,
+        };
+        let value = serde_json::to_value(&stored).map_err(StoreError::Encode)?;
+        self.store
+            .meta_commit(vec![(format!("key/{}", stored.id), Some(value))])
+            .await?;
+        self.by_prefix
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stored.prefix.clone(), stored);
+        Ok(())
+    }
+
+    /// The principal for a presented key, if it is a known, active key.
+    pub fn verify(&self, presented: &str) -> Option<Principal> {
+        let (prefix, _) = split_key(presented)?;
+        let keys = self.by_prefix.read().unwrap_or_else(|e| e.into_inner());
+        let stored = keys.get(prefix)?;
+        let matches: bool = digest(presented)
+            .as_bytes()
+            .ct_eq(stored.hash.as_bytes())
+            .into();
+        (matches && stored.active).then_some(Principal {
+            key_id: stored.id,
+            kind: stored.kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bootstrap_generates_once_and_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let keys = KeyStore::load(store.clone()).expect("load");
+        let now = DateTime::<Utc>::MIN_UTC;
+        let generated = keys
+            .bootstrap(None, now)
+            .await
+            .expect("bootstrap")
+            .expect("a new key");
+        assert!(keys.verify(&generated).is_some());
+        assert!(keys.verify(&format!("{generated}x")).is_none());
+        assert!(keys.verify("garbage").is_none());
+        assert!(keys
+            .bootstrap(None, now)
+            .await
+            .expect("bootstrap")
+            .is_none());
+        // Stored hashed, and survives a reload.
+        let reloaded = KeyStore::load(store).expect("load");
+        assert!(reloaded.verify(&generated).is_some());
+    }
+
+    #[tokio::test]
+    async fn configured_key_must_be_well_formed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyStore::load(Store::open(dir.path()).expect("open")).expect("load");
+        let now = DateTime::<Utc>::MIN_UTC;
+        assert!(matches!(
+            keys.bootstrap(Some("short.x"), now).await,
+            Err(KeyError::Malformed)
+        ));
+        keys.bootstrap(Some("abcd1234.secret"), now)
+            .await
+            .expect("ok");
+        assert!(keys.verify("abcd1234.secret").is_some());
+        assert!(keys.verify("abcd1234.other").is_none());
+    }
+}

@@ -1,0 +1,213 @@
+//! Admin API shapes: bulk responses with issues (SPEC §10.1), metrics and attributes.
+
+use kudos_actors::catalog::{
+    Attribute, AttributeKind, Issue, Item, Metric, MetricPatch, NewAttribute, NewMetric, UnitType,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// `AdminIssue`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminIssue {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub severity: &'static str,
+    pub message: String,
+}
+
+impl From<Issue> for AdminIssue {
+    fn from(i: Issue) -> Self {
+        Self {
+            id: i.id,
+            index: i.index,
+            severity: "error",
+            message: i.message,
+        }
+    }
+}
+
+pub fn issues(list: Vec<Issue>) -> Vec<AdminIssue> {
+    list.into_iter().map(AdminIssue::from).collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct Created<T> {
+    pub created: Vec<T>,
+    pub issues: Vec<AdminIssue>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Updated<T> {
+    pub updated: Vec<T>,
+    pub issues: Vec<AdminIssue>,
+}
+
+/// `DeletedResource`.
+#[derive(Debug, Serialize)]
+pub struct DeletedResource {
+    pub id: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub deleted: Vec<DeletedResource>,
+    pub issues: Vec<AdminIssue>,
+}
+
+/// `CreatedMetric`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedMetric {
+    pub id: String,
+    pub name: String,
+    pub key: String,
+    pub unit_type: UnitType,
+    pub units: String,
+}
+
+impl From<&Metric> for CreatedMetric {
+    fn from(m: &Metric) -> Self {
+        Self {
+            id: m.id.to_string(),
+            name: m.name.clone(),
+            key: m.key.clone(),
+            unit_type: m.unit_type,
+            units: m.units.clone(),
+        }
+    }
+}
+
+/// `AdminAttribute`.
+#[derive(Debug, Serialize)]
+pub struct AdminAttribute {
+    pub id: String,
+    pub name: String,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl From<&Attribute> for AdminAttribute {
+    fn from(a: &Attribute) -> Self {
+        Self {
+            id: a.id.to_string(),
+            name: a.name.clone(),
+            key: a.key.clone(),
+            kind: a.kind.as_str(),
+        }
+    }
+}
+
+fn required_string(item: &Value, field: &str, label: &str) -> Result<String, String> {
+    match item.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None | Some(Value::Null) => Err(format!("{label} is required")),
+        Some(_) => Err(format!("{label} not a string")),
+    }
+}
+
+fn optional_string(item: &Value, field: &str, label: &str) -> Result<Option<String>, String> {
+    match item.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{label} not a string")),
+    }
+}
+
+fn unit_type(item: &Value) -> Result<Option<UnitType>, String> {
+    match optional_string(item, "unitType", "Unit type")?.as_deref() {
+        None => Ok(None),
+        Some("number") => Ok(Some(UnitType::Number)),
+        Some("currency") => Ok(Some(UnitType::Currency)),
+        Some(_) => Err("Unit type must be one of: number, currency".into()),
+    }
+}
+
+fn item_object(item: &Value) -> Result<(), String> {
+    if item.is_object() {
+        Ok(())
+    } else {
+        Err("Item must be an object".into())
+    }
+}
+
+pub fn parse_new_metric(item: &Value) -> Item<NewMetric> {
+    item_object(item)?;
+    Ok(NewMetric {
+        name: required_string(item, "name", "Name")?,
+        key: required_string(item, "key", "Key")?,
+        unit_type: unit_type(item)?.unwrap_or(UnitType::Number),
+        units: optional_string(item, "units", "Units")?,
+    })
+}
+
+/// The `id` of an update item, for issues about items that fail to parse.
+fn item_id(item: &Value) -> Result<String, Issue> {
+    match item.get("id") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(Issue {
+            index: None,
+            id: None,
+            message: "id is required and must be a string".into(),
+        }),
+    }
+}
+
+pub fn parse_metric_patch(item: &Value) -> Result<MetricPatch, Issue> {
+    let id = item_id(item)?;
+    let fail = |message: String| Issue::for_id(&id, message);
+    Ok(MetricPatch {
+        name: optional_string(item, "name", "Name").map_err(fail)?,
+        unit_type: unit_type(item).map_err(fail)?,
+        units: optional_string(item, "units", "Units").map_err(fail)?,
+        id: id.clone(),
+    })
+}
+
+pub fn parse_new_attribute(item: &Value) -> Item<NewAttribute> {
+    item_object(item)?;
+    let name = required_string(item, "name", "Name")?;
+    let key = required_string(item, "key", "Key")?;
+    let kind = match required_string(item, "type", "Type")?.as_str() {
+        "user" => AttributeKind::User,
+        "event" => AttributeKind::Event,
+        _ => return Err("Type must be one of: user, event".into()),
+    };
+    Ok(NewAttribute { key, name, kind })
+}
+
+pub fn parse_attribute_patch(item: &Value) -> Result<(String, Option<String>), Issue> {
+    let id = item_id(item)?;
+    let name = optional_string(item, "name", "Name").map_err(|m| Issue::for_id(&id, m))?;
+    Ok((id, name))
+}
+
+/// `BatchEventsResponse`.
+#[derive(Debug, Serialize)]
+pub struct BatchEventsResponse {
+    pub accepted: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metric_items_report_trophy_style_messages() {
+        assert_eq!(
+            parse_new_metric(&json!({"name": 1, "key": "k"}))
+                .err()
+                .as_deref(),
+            Some("Name not a string")
+        );
+        let m = parse_new_metric(&json!({"name": "N", "key": "k"})).expect("valid");
+        assert_eq!((m.unit_type, m.units), (UnitType::Number, None));
+        assert!(parse_new_metric(&json!({"name": "N", "key": "k", "unitType": "kg"})).is_err());
+        let issue = parse_metric_patch(&json!({"id": "x", "name": 2})).expect_err("bad name");
+        assert_eq!(issue.id.as_deref(), Some("x"));
+    }
+}
