@@ -35,7 +35,7 @@ pub struct Config {
     pub api_key: Option<String>,
 
     /// `1` enables the manual test clock (`/admin/v1/test-clock`).
-    #[arg(long, env = "KUDOS_TEST_CLOCK", default_value = "0", value_parser = parse_flag)]
+    #[arg(long, env = "KUDOS_TEST_CLOCK", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub test_clock: bool,
 
     /// Larger request bodies are answered 413.

@@ -171,11 +171,15 @@ pub async fn run(
 
     tracing::info!("snapshotting live users");
     passivator.abort();
-    state.users.snapshot_all().await;
-    state.users.stop_all();
+    let _ = passivator.await;
+    state.users.stop_all().await;
     supervisor.stop(None);
     let _ = supervisor_handle.await;
-    state.store.flush().await?;
+    let store = state.store.clone();
+    // Drop every other handle on the database before closing it, so the same data dir can be
+    // reopened at once (tests restart servers in one process).
+    drop(state);
+    store.close().await?;
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -299,6 +299,9 @@ pub enum UserMsg {
     Snapshot(RpcReplyPort<()>),
     /// Snapshot and stop if no message arrived for this long.
     PassivateIfIdle(Duration),
+    /// Sent by a passivated actor to itself: every message queued before it has been
+    /// answered ("passivated", so callers retry), and the actor can stop.
+    Retire,
 }
 
 /// What a user actor needs from the rest of the system.
@@ -391,7 +394,7 @@ impl Actor for UserActor {
         message: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if !matches!(message, UserMsg::PassivateIfIdle(_)) {
+        if !matches!(message, UserMsg::PassivateIfIdle(_) | UserMsg::Retire) {
             st.last_active = Instant::now();
         }
         match message {
@@ -473,14 +476,11 @@ impl Actor for UserActor {
                 if let Some(registry) = st.deps.registry.upgrade() {
                     registry.remove_if(&st.user_id, myself.get_id());
                 }
-                // Keep answering "passivated" for a grace period so callers that looked this
-                // actor up just before its removal are told to retry, then stop.
-                let me = myself.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                    me.stop(Some("passivated".into()));
-                });
+                // Callers that looked this actor up just before its removal have queued their
+                // messages already; they are answered "passivated" (and retry) before Retire.
+                let _ = myself.send_message(UserMsg::Retire);
             }
+            UserMsg::Retire => myself.stop(Some("passivated".into())),
         }
         Ok(())
     }

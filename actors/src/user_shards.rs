@@ -224,22 +224,27 @@ impl UserShards {
         Err(UserError::Unavailable)
     }
 
-    /// Snapshots every live user (graceful shutdown).
+    /// Snapshots every live user (checkpoints; shutdown snapshots through `post_stop`).
     pub async fn snapshot_all(&self) {
         for actor in self.registry.all() {
             if let Err(e) = actor
                 .call(UserMsg::Snapshot, Some(Duration::from_secs(5)))
                 .await
             {
-                tracing::warn!(error = %e, "snapshot on shutdown failed; the journal keeps the tail");
+                tracing::warn!(error = %e, "snapshot failed; the journal keeps the tail");
             }
         }
     }
 
-    /// Stops every live user actor (after [`Self::snapshot_all`]).
-    pub fn stop_all(&self) {
-        for actor in self.registry.all() {
-            actor.stop(Some("shutdown".into()));
+    /// Stops every user actor (each snapshots in `post_stop`) and waits for them, so that
+    /// nothing holds the store afterwards.
+    pub async fn stop_all(&self) {
+        // Actors that do not stop within the timeout keep their tails in the journal.
+        self.supervisor
+            .stop_children_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+            .await;
+        for shard in &self.registry.shards {
+            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }
 

@@ -222,6 +222,8 @@ pub struct Durability {
     completed: watch::Sender<u64>,
     wake: Notify,
     fsyncs: AtomicU64,
+    stopping: std::sync::atomic::AtomicBool,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Durability {
@@ -231,9 +233,22 @@ impl Durability {
             completed: watch::Sender::new(0),
             wake: Notify::new(),
             fsyncs: AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            task: std::sync::Mutex::new(None),
         });
-        tokio::spawn(flusher(Arc::downgrade(&this), db));
+        let task = tokio::spawn(flusher(Arc::downgrade(&this), db));
+        *this.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         this
+    }
+
+    /// Stops the flusher task (after serving every pending request) and waits for it.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// Returns once everything written before this call is fsynced.
@@ -258,6 +273,9 @@ async fn flusher(weak: Weak<Durability>, db: sled::Db) {
         let Some(this) = weak.upgrade() else { return };
         let target = this.requested.load(Ordering::SeqCst);
         if target <= *this.completed.borrow() {
+            if this.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             // Wake on a new request, or periodically to notice that the store was dropped.
             let _ = tokio::time::timeout(Duration::from_millis(500), this.wake.notified()).await;
             continue;

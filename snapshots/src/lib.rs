@@ -132,9 +132,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Flushes everything to disk (used on graceful shutdown).
-    pub async fn flush(&self) -> Result<()> {
+    /// Flushes everything to disk and stops the group-commit flusher. Other clones of this
+    /// store must be dropped by the caller for sled to release the directory.
+    pub async fn close(self) -> Result<()> {
         self.db.flush_async().await?;
+        self.durability.stop().await;
         Ok(())
     }
 }

@@ -108,8 +108,10 @@ async fn log_request(req: Request<Body>, next: Next) -> Response {
     let mut response = next.run(req).await;
     let status = response.status().as_u16();
     let latency_us = started.elapsed().as_micros();
-    if status >= 500 {
+    if status == 500 {
         tracing::error!(%method, %route, status, latency_us, "request");
+    } else if status > 500 {
+        tracing::warn!(%method, %route, status, latency_us, "request");
     } else {
         tracing::info!(%method, %route, status, latency_us, "request");
     }

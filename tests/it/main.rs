@@ -1,0 +1,10 @@
+//! Integration tests: every test starts the real server on a free loopback port (in-process,
+//! or the real binary for crash tests) and talks to it over HTTP.
+
+mod admin;
+mod durability;
+mod errors;
+mod events;
+mod support;
+mod test_clock;
+mod users;
