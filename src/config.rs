@@ -1,5 +1,6 @@
-//! Server configuration: every `KUDOS_*` variable of SPEC §11.1, each also a flag
-//! (`--addr` for `KUDOS_ADDR`). `kudos --help` lists them with their defaults.
+//! Server configuration: the `KUDOS_*` variables of SPEC §11.1 that the implemented features
+//! use (webhook, rate-limit and metrics-exporter settings arrive with those features), each
+//! also a flag (`--addr` for `KUDOS_ADDR`). `kudos --help` lists them with their defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

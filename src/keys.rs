@@ -130,10 +130,24 @@ impl KeyStore {
         Ok(Some(key))
     }
 
+    /// Stores `key`. A stored key with the same prefix is replaced (same id): prefixes
+    /// identify keys, so a configured key that reuses one is a rotation of that key.
     async fn insert(&self, key: &str, kind: KeyKind, now: DateTime<Utc>) -> Result<(), KeyError> {
         let (prefix, _) = split_key(key).ok_or(KeyError::Malformed)?;
+        let existing = self
+            .by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+            .map(|k| k.id);
+        if existing.is_some() {
+            tracing::warn!(
+                prefix,
+                "KUDOS_API_KEY replaces the stored key with the same prefix"
+            );
+        }
         let stored = StoredKey {
-            id: Uuid::new_v4(),
+            id: existing.unwrap_or_else(Uuid::new_v4),
             prefix: prefix.to_string(),
             hash: digest(key),
             kind,
@@ -209,5 +223,14 @@ mod tests {
             .expect("ok");
         assert!(keys.verify("abcd1234.secret").is_some());
         assert!(keys.verify("abcd1234.other").is_none());
+        // Same prefix, new secret: a rotation; the old secret stops working, also after reload.
+        keys.bootstrap(Some("abcd1234.rotated"), now)
+            .await
+            .expect("ok");
+        assert!(keys.verify("abcd1234.secret").is_none());
+        assert!(keys.verify("abcd1234.rotated").is_some());
+        let reloaded = KeyStore::load(keys.store.clone()).expect("load");
+        assert!(reloaded.verify("abcd1234.secret").is_none());
+        assert!(reloaded.verify("abcd1234.rotated").is_some());
     }
 }

@@ -180,6 +180,10 @@ impl Catalog {
         self.metrics().find(|m| m.key == key)
     }
 
+    pub fn metric(&self, id: Uuid) -> Option<&Metric> {
+        self.metrics().find(|m| m.id == id)
+    }
+
     pub fn metric_by_id(&self, id: &str) -> Option<&Metric> {
         let id = Uuid::parse_str(id).ok()?;
         self.metrics().find(|m| m.id == id)

@@ -47,6 +47,13 @@ impl UserState {
     pub fn total(&self, metric_id: Uuid) -> f64 {
         self.metrics.get(&metric_id).map_or(0.0, |m| m.total)
     }
+
+    /// The event id recorded under `key` for this metric, if the key was used before.
+    pub fn replayed(&self, metric_id: Uuid, key: &str) -> Option<Uuid> {
+        self.idempotency
+            .get(&idempotency_slot(metric_id, key))
+            .copied()
+    }
 }
 
 /// Something that happened to a user that other parts of the system react to (leaderboards,
@@ -132,6 +139,8 @@ pub enum UserError {
     InvalidEventAttributes(Vec<String>),
     #[error("Metric not found")]
     MetricNotFound,
+    #[error("value would make the metric total overflow")]
+    TotalOutOfRange,
     #[error("storage failure: {0}")]
     Storage(String),
     /// The actor was passivated after the caller looked it up; the caller retries.
@@ -217,16 +226,13 @@ pub fn decide_event(
     event_id: Uuid,
     control: bool,
 ) -> Result<EventOutcome, UserError> {
-    if catalog.metric_by_id(&event.metric_id.to_string()).is_none() {
+    if catalog.metric(event.metric_id).is_none() {
         return Err(UserError::MetricNotFound);
     }
     if let Some(key) = &event.idempotency_key {
-        if let Some(original) = state
-            .idempotency
-            .get(&idempotency_slot(event.metric_id, key))
-        {
+        if let Some(original) = state.replayed(event.metric_id, key) {
             return Ok(EventOutcome::Replayed {
-                event_id: *original,
+                event_id: original,
                 total: state.total(event.metric_id),
             });
         }
@@ -240,6 +246,20 @@ pub fn decide_event(
     let user_created = existing.is_none();
     let previous = state.total(event.metric_id);
     let total = previous + event.value;
+    // Totals and history stay finite: an infinite total could not be written as JSON and
+    // would poison the journal.
+    let bucket = state
+        .metrics
+        .get(&event.metric_id)
+        .and_then(|m| m.buckets.get(&bucket_of(now)))
+        .copied()
+        .unwrap_or(0.0);
+    if !total.is_finite() || !(bucket + event.value).is_finite() {
+        return Err(UserError::TotalOutOfRange);
+    }
+    // The profile is journaled only when this event changes it, which keeps the per-event
+    // record small on the hot path.
+    let profile_changed = user_created || !event.user.is_empty();
     let mut effects = Vec::new();
     if user_created {
         effects.push(Effect::UserCreated {
@@ -264,7 +284,7 @@ pub fn decide_event(
         tz,
         attributes: event.attributes.clone(),
         idempotency_key: event.idempotency_key.clone(),
-        profile: Some(profile),
+        profile: profile_changed.then_some(profile),
         user_created,
         effects,
     };
@@ -272,6 +292,25 @@ pub fn decide_event(
         record: Box::new(record),
         total,
     })
+}
+
+/// Runs `events` in order against a copy of `state` without journaling anything.
+pub fn check_events(
+    state: &UserState,
+    user_id: &str,
+    events: &[NewEvent],
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<(), UserError> {
+    let mut sim = state.clone();
+    for event in events {
+        if let EventOutcome::Recorded { record, .. } =
+            decide_event(&sim, user_id, event, catalog, now, Uuid::nil(), false)?
+        {
+            sim.apply(&UserRecord::Event(*record));
+        }
+    }
+    Ok(())
 }
 
 /// A read-only query run inside the actor. It answers through its own channel; dropping it
@@ -292,6 +331,13 @@ pub enum UserMsg {
         event: NewEvent,
         catalog: Arc<Catalog>,
         reply: RpcReplyPort<Result<EventOutcome, UserError>>,
+    },
+    /// Dry-run events in order against a copy of the state (batch validation): the first
+    /// rejection, or `Ok` if every event would be accepted now.
+    CheckEvents {
+        events: Vec<NewEvent>,
+        catalog: Arc<Catalog>,
+        reply: RpcReplyPort<Result<(), UserError>>,
     },
     /// Run a read-only query against the current state.
     Read(ReadFn),
@@ -456,6 +502,23 @@ impl Actor for UserActor {
                     }
                 }
             }
+            UserMsg::CheckEvents {
+                events,
+                catalog,
+                reply,
+            } => {
+                if st.passivated {
+                    let _ = reply.send(Err(UserError::Passivated));
+                    return Ok(());
+                }
+                let _ = reply.send(check_events(
+                    &st.state,
+                    &st.user_id,
+                    &events,
+                    &catalog,
+                    st.deps.clock.now(),
+                ));
+            }
             UserMsg::Read(query) => {
                 // A passivated actor drops the query unanswered: the caller retries and reaches
                 // the user's next actor, which has loaded the snapshot written here.
@@ -616,6 +679,54 @@ mod tests {
             decide_event(&state, "u1", &ev, &cat, t(0), Uuid::new_v4(), false),
             Err(UserError::Profile(ProfileError::InvalidTz(_)))
         ));
+    }
+
+    #[test]
+    fn overflowing_totals_are_rejected_and_profiles_are_journaled_only_when_changed() {
+        let (cat, metric) = catalog();
+        let mut state = UserState::default();
+        let first = record(&mut state, &cat, &event(metric, 1e308, None), t(0));
+        let EventOutcome::Recorded { record: first, .. } = first else {
+            panic!("expected a recorded event");
+        };
+        assert!(
+            first.profile.is_some(),
+            "the creating event carries the profile"
+        );
+        assert_eq!(
+            decide_event(
+                &state,
+                "u1",
+                &event(metric, 1e308, None),
+                &cat,
+                t(1),
+                Uuid::new_v4(),
+                false
+            ),
+            Err(UserError::TotalOutOfRange)
+        );
+        let out = decide_event(
+            &state,
+            "u1",
+            &event(metric, -1.0, None),
+            &cat,
+            t(2),
+            Uuid::new_v4(),
+            false,
+        );
+        let Ok(EventOutcome::Recorded { record, .. }) = out else {
+            panic!("expected a recorded event");
+        };
+        assert!(
+            record.profile.is_none(),
+            "an id-only user object changes nothing"
+        );
+        let batch = [event(metric, 1.0, Some("a")), event(metric, 1e308, None)];
+        assert_eq!(
+            check_events(&state, "u1", &batch, &cat, t(3)),
+            Err(UserError::TotalOutOfRange)
+        );
+        assert_eq!(check_events(&state, "u1", &batch[..1], &cat, t(3)), Ok(()));
     }
 
     #[test]

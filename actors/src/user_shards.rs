@@ -228,7 +228,7 @@ impl UserShards {
     pub async fn snapshot_all(&self) {
         for actor in self.registry.all() {
             if let Err(e) = actor
-                .call(UserMsg::Snapshot, Some(Duration::from_secs(5)))
+                .call(UserMsg::Snapshot, Some(Duration::from_secs(3)))
                 .await
             {
                 tracing::warn!(error = %e, "snapshot failed; the journal keeps the tail");
@@ -267,5 +267,100 @@ impl UserShards {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, NewMetric, UnitType};
+    use crate::clock::ManualClock;
+    use crate::rules::profile::UserWrite;
+    use crate::supervisor::{RootSupervisor, SupervisorStats};
+    use crate::user::{EventOutcome, NewEvent};
+    use chrono::TimeZone;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_users_are_passivated_and_come_back_with_their_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = kudos_snapshots::Store::open(dir.path()).expect("open");
+        let start = chrono::Utc
+            .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(start));
+        let (sup, _h) = Actor::spawn(None, RootSupervisor, Arc::new(SupervisorStats::default()))
+            .await
+            .expect("supervisor");
+        let shards = UserShards::new(
+            store.journal(),
+            clock,
+            sup.get_cell(),
+            ShardsConfig {
+                idle_after: Duration::ZERO,
+                sweep_every: Duration::from_millis(10),
+                control_ratio: 0,
+            },
+        );
+        let mut catalog = Catalog::default();
+        let (metrics, _) = catalog.create_metrics(
+            vec![Ok(NewMetric {
+                key: "m".into(),
+                name: "M".into(),
+                unit_type: UnitType::Number,
+                units: None,
+            })],
+            start,
+        );
+        let catalog = Arc::new(catalog);
+        let event = NewEvent {
+            metric_id: metrics[0].id,
+            value: 2.0,
+            user: UserWrite::default(),
+            attributes: Default::default(),
+            idempotency_key: Some("k".into()),
+        };
+        let send = || {
+            shards.call("u1", |reply| UserMsg::RecordEvent {
+                event: event.clone(),
+                catalog: catalog.clone(),
+                reply,
+            })
+        };
+        assert!(matches!(send().await, Ok(EventOutcome::Recorded { .. })));
+        assert_eq!(shards.registry().live_count(), 1);
+
+        let token = CancellationToken::new();
+        let sweeper = shards.spawn_passivator(token.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while shards.registry().live_count() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "user was not passivated"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        token.cancel();
+        let _ = sweeper.await;
+        // The snapshot written on passivation holds the total and the idempotency key.
+        assert_eq!(store.journal().pending_entries(), 0);
+        let replay = send().await.expect("replay");
+        assert!(
+            matches!(replay, EventOutcome::Replayed { total, .. } if total == 2.0),
+            "{replay:?}"
+        );
+        let total = shards
+            .read("u1", move |s| s.total(metrics[0].id))
+            .await
+            .expect("read");
+        assert_eq!(total, Some(2.0));
+        assert_eq!(
+            shards
+                .read("nobody", |s| s.total(uuid::Uuid::nil()))
+                .await
+                .expect("read"),
+            None
+        );
     }
 }

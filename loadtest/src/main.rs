@@ -58,6 +58,21 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         users: usize,
     },
+    /// Load an already running Kudos (the metric must exist) and print the result row.
+    Load {
+        /// Base URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        target: String,
+        /// Admin key of that server.
+        #[arg(long, default_value = KEY)]
+        api_key: String,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+    },
     /// Recovery time for N journaled events not yet in snapshots.
     Recovery {
         #[arg(long, default_value = "target/release/kudos")]
@@ -83,6 +98,17 @@ fn main() -> anyhow::Result<()> {
             connections,
             users,
         } => rt.block_on(ingest(&kudos_bin, duration, warmup, connections, users)),
+        Cmd::Load {
+            target,
+            api_key,
+            duration,
+            connections,
+            users,
+        } => rt.block_on(async {
+            let report = load(&target, &api_key, duration, 1, connections, users).await?;
+            println!("{}", report.row(&target));
+            Ok(())
+        }),
         Cmd::Recovery {
             kudos_bin,
             events,
@@ -188,6 +214,7 @@ impl Report {
 /// Runs `connections` loops of POSTs against `base` for `warmup + duration` seconds.
 async fn load(
     base: &str,
+    api_key: &str,
     duration: u64,
     warmup: u64,
     connections: usize,
@@ -197,12 +224,13 @@ async fn load(
         .pool_max_idle_per_host(connections)
         .build()?;
     let url: Arc<str> = format!("{base}/v1/metrics/{METRIC}/event").into();
+    let api_key: Arc<str> = api_key.into();
     let started = Instant::now();
     let measure_from = started + Duration::from_secs(warmup);
     let end = measure_from + Duration::from_secs(duration);
     let mut tasks = Vec::new();
     for conn in 0..connections {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, api_key) = (client.clone(), url.clone(), api_key.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
@@ -219,7 +247,7 @@ async fn load(
                 let sent = Instant::now();
                 let ok = match client
                     .post(&*url)
-                    .header("X-API-KEY", KEY)
+                    .header("X-API-KEY", &*api_key)
                     .header("Content-Type", "application/json")
                     .body(body)
                     .send()
@@ -283,7 +311,7 @@ async fn ingest(
     )
     .await?;
     eprintln!("measuring the bare axum route for {duration}s...");
-    let bare = load(&base, duration, warmup, connections, users).await?;
+    let bare = load(&base, KEY, duration, warmup, connections, users).await?;
     drop(guard);
 
     let dir = tempfile::tempdir()?;
@@ -301,7 +329,7 @@ async fn ingest(
         bail!("could not create the metric: {}", r.status());
     }
     eprintln!("measuring durable ingest on kudos for {duration}s...");
-    let durable = load(&base, duration, warmup, connections, users).await?;
+    let durable = load(&base, KEY, duration, warmup, connections, users).await?;
 
     println!(
         "connections={connections} users={users} duration={duration}s warmup={warmup}s cores={}",

@@ -48,6 +48,9 @@ pub fn load<S: Recoverable>(journal: &Journal, stream: &StreamId) -> Result<Load
 pub struct FoldReport {
     pub streams: usize,
     pub records: usize,
+    /// Streams whose records could not be decoded: left as they are (their actor will fail to
+    /// start and say why) so one bad stream does not keep the whole server down.
+    pub failed: usize,
 }
 
 /// Folds every journal tail of streams named `kind:*` into its snapshot.
@@ -58,7 +61,15 @@ pub fn fold_all_tails<S: Recoverable>(journal: &Journal, kind: &str) -> Result<F
         if !stream.as_str().starts_with(&prefix) {
             continue;
         }
-        let loaded = load::<S>(journal, &stream)?;
+        let loaded = match load::<S>(journal, &stream) {
+            Ok(loaded) => loaded,
+            Err(e @ crate::StoreError::Corrupt { .. }) => {
+                tracing::error!(stream = %stream, error = %e, "cannot recover stream; leaving its journal untouched");
+                report.failed += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         journal.write_snapshot(&stream, loaded.seq, &loaded.state)?;
         report.streams += 1;
         report.records += loaded.replayed;

@@ -6,7 +6,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::AppState;
+use crate::{AppState, Readiness};
 
 pub async fn require_api_key(
     State(state): State<AppState>,
@@ -31,9 +31,13 @@ pub async fn require_api_key(
 
 /// Until start-up recovery has finished, API requests are answered 503 (SPEC §11.1.2).
 pub async fn require_ready(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.is_ready() {
-        next.run(req).await
-    } else {
-        ApiError::unavailable("Server is starting; recovery is not complete").into_response()
+    match state.readiness() {
+        Readiness::Ready => next.run(req).await,
+        Readiness::Recovering => {
+            ApiError::unavailable("Server is starting; recovery is not complete").into_response()
+        }
+        Readiness::Failed => {
+            ApiError::unavailable("Recovery failed; see the server log").into_response()
+        }
     }
 }

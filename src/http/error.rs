@@ -72,7 +72,8 @@ impl From<UserError> for ApiError {
             UserError::MetricNotFound => Self::not_found("Metric not found"),
             UserError::AlreadyExists
             | UserError::Profile(_)
-            | UserError::InvalidEventAttributes(_) => Self::unprocessable(e.to_string()),
+            | UserError::InvalidEventAttributes(_)
+            | UserError::TotalOutOfRange => Self::unprocessable(e.to_string()),
             UserError::Storage(_) | UserError::Passivated | UserError::Unavailable => {
                 Self::internal(e)
             }

@@ -20,7 +20,7 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::AppState;
+use crate::{AppState, Readiness};
 use error::ApiError;
 
 /// Requests running longer than this are answered 503 so shutdown and clients never hang.
@@ -37,14 +37,17 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .layer(from_fn(json_error_bodies))
-        .layer(from_fn(log_request))
+        // Layers wrap outwards: the body limit and panic catcher sit closest to handlers, the
+        // timeout around them, then JSON error bodies (so a timeout's 503 gets one too) and
+        // the request log outermost (so it sees every final status).
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(from_fn(json_error_bodies))
+        .layer(from_fn(log_request))
         .with_state(state)
 }
 
@@ -53,10 +56,12 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.is_ready() {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::unavailable("Recovery in progress").into_response()
+    match state.readiness() {
+        Readiness::Ready => Json(json!({"status": "ready"})).into_response(),
+        Readiness::Recovering => ApiError::unavailable("Recovery in progress").into_response(),
+        Readiness::Failed => {
+            ApiError::unavailable("Recovery failed; see the server log").into_response()
+        }
     }
 }
 
@@ -110,8 +115,6 @@ async fn log_request(req: Request<Body>, next: Next) -> Response {
     let latency_us = started.elapsed().as_micros();
     if status == 500 {
         tracing::error!(%method, %route, status, latency_us, "request");
-    } else if status > 500 {
-        tracing::warn!(%method, %route, status, latency_us, "request");
     } else {
         tracing::info!(%method, %route, status, latency_us, "request");
     }

@@ -144,20 +144,19 @@ pub fn parse_new_metric(item: &Value) -> Item<NewMetric> {
     })
 }
 
-/// The `id` of an update item, for issues about items that fail to parse.
-fn item_id(item: &Value) -> Result<String, Issue> {
+/// The `id` of update item `index`; an item without one is reported by its index.
+fn item_id(index: usize, item: &Value) -> Result<String, Issue> {
     match item.get("id") {
         Some(Value::String(s)) => Ok(s.clone()),
-        _ => Err(Issue {
-            index: None,
-            id: None,
-            message: "id is required and must be a string".into(),
-        }),
+        _ => Err(Issue::at_index(
+            index,
+            "id is required and must be a string",
+        )),
     }
 }
 
-pub fn parse_metric_patch(item: &Value) -> Result<MetricPatch, Issue> {
-    let id = item_id(item)?;
+pub fn parse_metric_patch(index: usize, item: &Value) -> Result<MetricPatch, Issue> {
+    let id = item_id(index, item)?;
     let fail = |message: String| Issue::for_id(&id, message);
     Ok(MetricPatch {
         name: optional_string(item, "name", "Name").map_err(fail)?,
@@ -179,8 +178,11 @@ pub fn parse_new_attribute(item: &Value) -> Item<NewAttribute> {
     Ok(NewAttribute { key, name, kind })
 }
 
-pub fn parse_attribute_patch(item: &Value) -> Result<(String, Option<String>), Issue> {
-    let id = item_id(item)?;
+pub fn parse_attribute_patch(
+    index: usize,
+    item: &Value,
+) -> Result<(String, Option<String>), Issue> {
+    let id = item_id(index, item)?;
     let name = optional_string(item, "name", "Name").map_err(|m| Issue::for_id(&id, m))?;
     Ok((id, name))
 }
@@ -207,7 +209,9 @@ mod tests {
         let m = parse_new_metric(&json!({"name": "N", "key": "k"})).expect("valid");
         assert_eq!((m.unit_type, m.units), (UnitType::Number, None));
         assert!(parse_new_metric(&json!({"name": "N", "key": "k", "unitType": "kg"})).is_err());
-        let issue = parse_metric_patch(&json!({"id": "x", "name": 2})).expect_err("bad name");
+        let issue = parse_metric_patch(0, &json!({"id": "x", "name": 2})).expect_err("bad name");
         assert_eq!(issue.id.as_deref(), Some("x"));
+        let issue = parse_metric_patch(3, &json!({"name": "n"})).expect_err("no id");
+        assert_eq!((issue.index, issue.id), (Some(3), None));
     }
 }

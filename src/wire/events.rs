@@ -65,6 +65,8 @@ pub struct MetricResponse {
     pub id: String,
     pub key: String,
     pub name: String,
+    /// Required by `@trophyso/node` (`MetricStatus`); deleted metrics are never listed.
+    pub status: &'static str,
     pub current: f64,
     /// `UserAchievementResponse[]`: filled by the achievements issue.
     pub achievements: Vec<Value>,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use kudos_actors::catalog::{AttributeKind, Catalog};
 use kudos_actors::rules::profile::{Patch, UserProfile, UserWrite};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -24,6 +25,17 @@ pub struct User {
     pub created: String,
     pub updated: String,
     pub sign_up_date: Option<String>,
+}
+
+impl User {
+    /// The wire user. Attributes whose definition was deleted are hidden (SPEC §0.9); their
+    /// values stay stored.
+    pub fn from_profile(u: &UserProfile, catalog: &Catalog) -> Self {
+        let mut user = Self::from(u);
+        user.attributes
+            .retain(|key, _| catalog.attribute(AttributeKind::User, key).is_some());
+        user
+    }
 }
 
 impl From<&UserProfile> for User {

@@ -86,6 +86,8 @@ async fn metrics_crud_in_bulk_conventions() {
     assert_eq!(upd.body["updated"][0]["key"], "lessons");
     assert_eq!(upd.body["issues"][0]["message"], "Metric not found by ID");
     assert_eq!(upd.body["issues"].as_array().map(Vec::len), Some(2));
+    let no_id = s.patch("/admin/v1/metrics", json!([{"name": "x"}])).await;
+    assert_eq!(no_id.body["issues"][0]["index"], 0);
 
     let del = s
         .delete(&format!(
@@ -175,6 +177,10 @@ async fn attributes_crud_and_persistence() {
         Some(2)
     );
 
+    let holder = s
+        .put("/v1/users/holder", json!({"attributes": {"plan": "gold"}}))
+        .await;
+    assert_eq!(holder.body["attributes"], json!({"plan": "gold"}));
     let del = s.delete(&format!("/admin/v1/attributes?ids={id}")).await;
     assert_eq!(del.body["deleted"], json!([{"id": id}]));
     assert_error(&s.get(&format!("/admin/v1/attributes/{id}")).await, 404);

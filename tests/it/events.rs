@@ -42,8 +42,8 @@ async fn event_creates_the_user_inline_and_accumulates() {
     assert_eq!(
         metrics.body,
         json!([
-            {"id": ids[0], "key": "lessons", "name": "Metric lessons", "current": 1.5, "achievements": []},
-            {"id": ids[1], "key": "minutes", "name": "Metric minutes", "current": 30.0, "achievements": []},
+            {"id": ids[0], "key": "lessons", "name": "Metric lessons", "status": "active", "current": 1.5, "achievements": []},
+            {"id": ids[1], "key": "minutes", "name": "Metric minutes", "status": "active", "current": 30.0, "achievements": []},
         ])
     );
     let one = s.get("/v1/users/u1/metrics/minutes").await;
@@ -281,4 +281,85 @@ async fn batch_events_are_all_or_nothing_and_processed_like_single_events() {
         &s.post("/admin/v1/metrics/events", json!(too_many)).await,
         422,
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflowing_totals_are_rejected() {
+    let s = TestServer::start().await;
+    s.create_metrics(&["m"]).await;
+    assert_eq!(s.event("m", "big", 1e308).await.status, 201);
+    assert_error(&s.event("m", "big", 1e308).await, 422);
+    assert_eq!(
+        s.get("/v1/users/big/metrics/m").await.body["current"],
+        1e308
+    );
+    // Still recoverable after a restart.
+    let s = s.restart().await;
+    assert_eq!(
+        s.get("/v1/users/big/metrics/m").await.body["current"],
+        1e308
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_key_is_answered_before_the_rest_of_the_body_is_validated() {
+    let s = TestServer::start().await;
+    s.create_metrics(&["m"]).await;
+    let first = s
+        .call(
+            Method::POST,
+            "/v1/metrics/m/event",
+            Some(json!({"user": {"id": "r"}, "value": 4})),
+            &[("Idempotency-Key", "once")],
+        )
+        .await;
+    assert_eq!(first.status, 201);
+    let replay = s
+        .call(
+            Method::POST,
+            "/v1/metrics/m/event",
+            Some(json!({"user": {"id": "r", "tz": 5}, "value": "x"})),
+            &[("Idempotency-Key", "once")],
+        )
+        .await;
+    assert_eq!(replay.status, 202, "{:?}", replay.body);
+    assert_eq!(replay.body["eventId"], first.body["eventId"]);
+    assert_eq!(replay.body["total"], 4.0);
+    // Without a known key the same body is a 400.
+    let fresh = s
+        .call(
+            Method::POST,
+            "/v1/metrics/m/event",
+            Some(json!({"user": {"id": "r", "tz": 5}, "value": "x"})),
+            &[("Idempotency-Key", "new")],
+        )
+        .await;
+    assert_error(&fresh, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_validation_includes_rules_that_depend_on_the_user() {
+    let s = TestServer::start().await;
+    s.create_metrics(&["m"]).await;
+    for bad in [
+        json!({"key": "m", "user": {"id": "nomail", "subscribeToEmails": true}, "value": 1}),
+        json!({"key": "m", "user": {"id": "nomail", "signUpDate": "someday"}, "value": 1}),
+        json!({"key": "m", "user": {"id": "nomail"}, "value": 1e308}),
+    ] {
+        let r = s
+            .post("/admin/v1/metrics/events", json!([{"key": "m", "user": {"id": "fine"}, "value": 1}, {"key": "m", "user": {"id": "nomail"}, "value": 1e308}, bad]))
+            .await;
+        assert_error(&r, 422);
+    }
+    assert_error(&s.get("/v1/users/fine").await, 404);
+    assert_error(&s.get("/v1/users/nomail").await, 404);
+    // A user whose stored email makes the subscription valid passes.
+    s.put("/v1/users/hasmail", json!({"email": "a@b.co"})).await;
+    let ok = s
+        .post(
+            "/admin/v1/metrics/events",
+            json!([{"key": "m", "user": {"id": "hasmail", "subscribeToEmails": true}, "value": 1}]),
+        )
+        .await;
+    assert_eq!(ok.status, 202, "{:?}", ok.body);
 }

@@ -42,6 +42,19 @@ pub struct UserWrite {
     pub sign_up_date: Patch<String>,
 }
 
+impl UserWrite {
+    /// Whether the write sets nothing (an inline `user` object with only an `id`).
+    pub fn is_empty(&self) -> bool {
+        self.email == Patch::Keep
+            && self.name == Patch::Keep
+            && self.tz == Patch::Keep
+            && self.device_tokens == Patch::Keep
+            && self.subscribe_to_emails.is_none()
+            && self.attributes.is_empty()
+            && self.sign_up_date == Patch::Keep
+    }
+}
+
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserProfile {

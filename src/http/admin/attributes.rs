@@ -65,7 +65,8 @@ async fn update_attributes(
 ) -> ApiResult<Json<Updated<AdminAttribute>>> {
     let items = bulk_items(&body, MAX_BULK)?
         .iter()
-        .map(parse_attribute_patch)
+        .enumerate()
+        .map(|(i, item)| parse_attribute_patch(i, item))
         .collect();
     let (updated, problems) = state
         .catalog

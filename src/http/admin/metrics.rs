@@ -2,15 +2,14 @@
 //! (SPEC §3.4).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono_tz::Tz;
-use kudos_actors::catalog::{AttributeKind, Changed};
-use kudos_actors::rules::profile::{is_valid_email, Patch};
-use kudos_actors::user::{NewEvent, UserError};
+use kudos_actors::catalog::Changed;
+use kudos_actors::user::{NewEvent, UserMsg};
 
 use crate::http::app::metrics::{check_idempotency_key, record_event};
 use crate::http::app::users::check_user_id;
@@ -90,7 +89,8 @@ async fn update_metrics(
 ) -> ApiResult<Json<Updated<CreatedMetric>>> {
     let items = bulk_items(&body, MAX_BULK)?
         .iter()
-        .map(parse_metric_patch)
+        .enumerate()
+        .map(|(i, item)| parse_metric_patch(i, item))
         .collect();
     let (updated, problems) = state
         .catalog
@@ -126,9 +126,10 @@ async fn delete_metrics(State(state): State<AppState>, Ids(ids): Ids) -> ApiResu
     }))
 }
 
-/// `POST /admin/v1/metrics/events`: the whole batch is validated first (all or nothing), then
-/// every event is processed exactly like a single event, in array order per user, and the
-/// answer is sent once all of them are durable.
+/// `POST /admin/v1/metrics/events`: the whole batch is validated first (all or nothing:
+/// every user's events are dry-run in order against that user's current state), then every
+/// event is processed exactly like a single event, in array order per user, and the answer is
+/// sent once all of them are durable.
 async fn batch_events(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
@@ -147,14 +148,12 @@ async fn batch_events(
             .metric_by_key(&item.key)
             .ok_or_else(|| ApiError::not_found("Metric not found"))?;
         check_user_id(&item.event.user_id)?;
-        let idempotency_key = check_idempotency_key(item.idempotency_key)?;
-        validate_static(&catalog, &item.event)?;
         let event = NewEvent {
             metric_id: metric.id,
             value: item.event.value,
             user: item.event.user,
             attributes: item.event.attributes,
-            idempotency_key,
+            idempotency_key: check_idempotency_key(item.idempotency_key)?,
         };
         let next = per_user.len();
         let at = *slot.entry(item.event.user_id.clone()).or_insert(next);
@@ -163,17 +162,48 @@ async fn batch_events(
         }
         per_user[at].1.push(event);
     }
-    let accepted = raw.len();
+    let per_user = Arc::new(per_user);
+
+    // Validate: dry-run each user's events; report the first failing user in batch order.
+    let mut checks = tokio::task::JoinSet::new();
+    for index in 0..per_user.len() {
+        let (state, catalog, per_user) = (state.clone(), catalog.clone(), per_user.clone());
+        checks.spawn(async move {
+            let (user_id, events) = &per_user[index];
+            let result = state
+                .users
+                .call(user_id, |reply| UserMsg::CheckEvents {
+                    events: events.clone(),
+                    catalog: catalog.clone(),
+                    reply,
+                })
+                .await;
+            (index, result)
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = checks.join_next().await {
+        let (index, result) = joined.map_err(ApiError::internal)?;
+        if let Err(e) = result {
+            failures.push((index, e));
+        }
+    }
+    if let Some((_, e)) = failures.into_iter().min_by_key(|(i, _)| *i) {
+        return Err(e.into());
+    }
+
+    // Apply. A user changed by another request since the dry run may still reject an event;
+    // that event is logged and skipped, the rest of the batch stands.
     let mut tasks = tokio::task::JoinSet::new();
-    for (user_id, events) in per_user {
-        let state = state.clone();
-        let catalog = catalog.clone();
+    for index in 0..per_user.len() {
+        let (state, catalog, per_user) = (state.clone(), catalog.clone(), per_user.clone());
         tasks.spawn(async move {
+            let (user_id, events) = &per_user[index];
             for event in events {
-                match record_event(&state, &user_id, event, &catalog).await {
+                match record_event(&state, user_id, event.clone(), &catalog).await {
                     Ok(_) => {}
                     Err(e) if e.status.is_client_error() => {
-                        tracing::warn!(user = %user_id, error = %e.message, "batch event rejected by user rules");
+                        tracing::warn!(user = %user_id, error = %e.message, "batch event rejected after validation (user changed concurrently)");
                     }
                     Err(e) => return Err(e),
                 }
@@ -184,36 +214,12 @@ async fn batch_events(
     while let Some(joined) = tasks.join_next().await {
         joined.map_err(ApiError::internal)??;
     }
-    Ok((StatusCode::ACCEPTED, Json(BatchEventsResponse { accepted })))
-}
-
-/// The checks of a batch item that do not depend on the user's current state.
-fn validate_static(
-    catalog: &kudos_actors::catalog::Catalog,
-    event: &crate::wire::events::EventBody,
-) -> ApiResult<()> {
-    let unknown = catalog.unknown_attribute_keys(AttributeKind::Event, event.attributes.keys());
-    if !unknown.is_empty() {
-        return Err(UserError::InvalidEventAttributes(unknown).into());
-    }
-    let unknown = catalog.unknown_attribute_keys(AttributeKind::User, event.user.attributes.keys());
-    if !unknown.is_empty() {
-        return Err(UserError::Profile(
-            kudos_actors::rules::profile::ProfileError::InvalidAttributeKeys(unknown),
-        )
-        .into());
-    }
-    if let Patch::Set(tz) = &event.user.tz {
-        if tz.parse::<Tz>().is_err() {
-            return Err(ApiError::unprocessable(format!("Invalid timezone: {tz}")));
-        }
-    }
-    if let Patch::Set(email) = &event.user.email {
-        if !is_valid_email(email) {
-            return Err(ApiError::unprocessable("Invalid email address"));
-        }
-    }
-    Ok(())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BatchEventsResponse {
+            accepted: raw.len(),
+        }),
+    ))
 }
 
 pub fn router() -> Router<AppState> {

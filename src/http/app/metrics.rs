@@ -8,8 +8,10 @@ use chrono::NaiveDate;
 use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::summary::{check_range, summarize, Aggregation};
 use kudos_actors::user::{EventOutcome, NewEvent, UserMsg, UserState};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use uuid::Uuid;
 
 use crate::http::app::users::check_user_id;
 use crate::http::error::{ApiError, ApiResult};
@@ -39,11 +41,6 @@ async fn send_event(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<EventResponse>)> {
     let catalog = state.catalog.get();
-    let parsed = parse_event_body(&body)?;
-    let metric = catalog
-        .metric_by_key(&key)
-        .ok_or_else(|| ApiError::not_found("Metric not found"))?;
-    check_user_id(&parsed.user_id)?;
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
@@ -54,6 +51,23 @@ async fn send_event(
         ),
     };
     let idempotency_key = check_idempotency_key(idempotency_key)?;
+    let parsed = match parse_event_body(&body) {
+        Ok(parsed) => parsed,
+        Err(shape) => {
+            // SPEC §1.5.7: a replay is recognised from the metric, `user.id` and the key
+            // alone; the rest of a replayed body is not validated.
+            if let Some(replay) =
+                replay_of(&state, &catalog, &key, &body, idempotency_key.as_deref()).await?
+            {
+                return Ok(replay);
+            }
+            return Err(shape.into());
+        }
+    };
+    let metric = catalog
+        .metric_by_key(&key)
+        .ok_or_else(|| ApiError::not_found("Metric not found"))?;
+    check_user_id(&parsed.user_id)?;
     let event = NewEvent {
         metric_id: metric.id,
         value: parsed.value,
@@ -62,16 +76,37 @@ async fn send_event(
         idempotency_key: idempotency_key.clone(),
     };
     let outcome = record_event(&state, &parsed.user_id, event, &catalog).await?;
-    let (status, event_id, total) = match outcome {
-        EventOutcome::Recorded { record, total } => (StatusCode::CREATED, record.event_id, total),
-        EventOutcome::Replayed { event_id, total } => (StatusCode::ACCEPTED, event_id, total),
-    };
+    Ok(match outcome {
+        EventOutcome::Recorded { record, total } => event_response(
+            StatusCode::CREATED,
+            record.event_id,
+            metric.id,
+            total,
+            idempotency_key,
+        ),
+        EventOutcome::Replayed { event_id, total } => event_response(
+            StatusCode::ACCEPTED,
+            event_id,
+            metric.id,
+            total,
+            idempotency_key,
+        ),
+    })
+}
+
+fn event_response(
+    status: StatusCode,
+    event_id: Uuid,
+    metric_id: Uuid,
+    total: f64,
+    idempotency_key: Option<String>,
+) -> (StatusCode, Json<EventResponse>) {
     let replayed = status == StatusCode::ACCEPTED;
-    Ok((
+    (
         status,
         Json(EventResponse {
             event_id: event_id.to_string(),
-            metric_id: metric.id.to_string(),
+            metric_id: metric_id.to_string(),
             total,
             achievements: Vec::new(),
             current_streak: MetricEventStreak::none(),
@@ -80,7 +115,42 @@ async fn send_event(
             idempotent_replayed: idempotency_key.as_ref().map(|_| replayed),
             idempotency_key,
         }),
-    ))
+    )
+}
+
+/// The 202 answer for a body that would not validate but repeats a known idempotency key.
+async fn replay_of(
+    state: &AppState,
+    catalog: &Catalog,
+    metric_key: &str,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> ApiResult<Option<(StatusCode, Json<EventResponse>)>> {
+    let (Some(key), Some(metric), Some(user_id)) = (
+        idempotency_key,
+        catalog.metric_by_key(metric_key),
+        body.pointer("/user/id").and_then(Value::as_str),
+    ) else {
+        return Ok(None);
+    };
+    let (metric_id, key_owned) = (metric.id, key.to_string());
+    let found = state
+        .users
+        .read(user_id, move |s| {
+            s.replayed(metric_id, &key_owned)
+                .map(|event_id| (event_id, s.total(metric_id)))
+        })
+        .await?
+        .flatten();
+    Ok(found.map(|(event_id, total)| {
+        event_response(
+            StatusCode::ACCEPTED,
+            event_id,
+            metric_id,
+            total,
+            Some(key.to_string()),
+        )
+    }))
 }
 
 /// Routes one event to its user's actor (shared with the admin batch endpoint).
@@ -113,6 +183,7 @@ fn metric_response(catalog: &Catalog, state: &UserState, key: &str) -> Option<Me
         id: m.id.to_string(),
         key: m.key.clone(),
         name: m.name.clone(),
+        status: "active",
         current: state.total(m.id),
         achievements: Vec::new(),
     })

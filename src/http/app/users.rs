@@ -41,7 +41,7 @@ async fn write_profile(
             reply,
         })
         .await?;
-    Ok(User::from(&profile))
+    Ok(User::from_profile(&profile, &catalog))
 }
 
 async fn create_user(
@@ -76,9 +76,12 @@ async fn update_user(
 }
 
 async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<User>> {
+    let catalog = state.catalog.get();
     let profile = state
         .users
-        .read(&id, |s| s.profile.as_ref().map(User::from))
+        .read(&id, move |s| {
+            s.profile.as_ref().map(|p| User::from_profile(p, &catalog))
+        })
         .await?
         .flatten()
         .ok_or_else(|| ApiError::not_found("User not found"))?;
