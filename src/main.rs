@@ -2,6 +2,11 @@
 //! SIGINT or SIGTERM. Everything else lives in the library.
 
 use clap::Parser;
+
+// sled and the per-request path allocate a lot of small buffers; glibc malloc spent ~15% of
+// CPU under ingest load (perf), mimalloc much less. See docs/performance.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
