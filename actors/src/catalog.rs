@@ -262,68 +262,31 @@ impl Catalog {
         &mut self,
         items: Vec<Result<MetricPatch, Issue>>,
     ) -> (Vec<Metric>, Vec<Issue>) {
-        let mut updated = Vec::new();
-        let mut issues = Vec::new();
-        for item in items {
-            let patch = match item {
-                Ok(p) => p,
-                Err(issue) => {
-                    issues.push(issue);
-                    continue;
+        bulk_update(
+            &mut self.metrics,
+            items,
+            |p| &p.id,
+            "Metric",
+            |metric, patch| {
+                if patch.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                    return Err("Name must not be empty".into());
                 }
-            };
-            let Some(metric) = Uuid::parse_str(&patch.id)
-                .ok()
-                .and_then(|id| self.metrics.iter_mut().find(|m| m.id == id && !m.deleted))
-            else {
-                issues.push(Issue::for_id(&patch.id, "Metric not found by ID"));
-                continue;
-            };
-            if patch.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-                issues.push(Issue::for_id(&patch.id, "Name must not be empty"));
-                continue;
-            }
-            let unit_type = patch.unit_type.unwrap_or(metric.unit_type);
-            let units_in = match (&patch.units, patch.unit_type) {
-                (Some(u), _) => Some(u.as_str()),
-                // Switching type without new units: keep units only if still valid.
-                (None, Some(_)) => Some(metric.units.as_str()),
-                (None, None) => Some(metric.units.as_str()),
-            };
-            let units = match check_units(unit_type, units_in) {
-                Ok(u) => u,
-                Err(message) => {
-                    issues.push(Issue::for_id(&patch.id, message));
-                    continue;
+                let unit_type = patch.unit_type.unwrap_or(metric.unit_type);
+                // Without new units the current ones are kept, if still valid for the type.
+                let units_in = patch.units.as_deref().unwrap_or(&metric.units);
+                let units = check_units(unit_type, Some(units_in))?;
+                if let Some(name) = patch.name {
+                    metric.name = name;
                 }
-            };
-            if let Some(name) = patch.name {
-                metric.name = name;
-            }
-            metric.unit_type = unit_type;
-            metric.units = units;
-            updated.push(metric.clone());
-        }
-        (updated, issues)
+                metric.unit_type = unit_type;
+                metric.units = units;
+                Ok(())
+            },
+        )
     }
 
     pub fn delete_metrics(&mut self, ids: &[String]) -> (Vec<Metric>, Vec<Issue>) {
-        let mut deleted = Vec::new();
-        let mut issues = Vec::new();
-        for raw in ids {
-            let Ok(id) = Uuid::parse_str(raw) else {
-                issues.push(Issue::for_id(raw, "id must be a valid UUID"));
-                continue;
-            };
-            match self.metrics.iter_mut().find(|m| m.id == id && !m.deleted) {
-                Some(m) => {
-                    m.deleted = true;
-                    deleted.push(m.clone());
-                }
-                None => issues.push(Issue::for_id(raw, "Metric not found by ID")),
-            }
-        }
-        (deleted, issues)
+        bulk_delete(&mut self.metrics, ids, "Metric")
     }
 
     pub fn create_attributes(
@@ -368,58 +331,108 @@ impl Catalog {
         &mut self,
         items: Vec<Result<(String, Option<String>), Issue>>,
     ) -> (Vec<Attribute>, Vec<Issue>) {
-        let mut updated = Vec::new();
-        let mut issues = Vec::new();
-        for item in items {
-            let (id, name) = match item {
-                Ok(x) => x,
-                Err(issue) => {
-                    issues.push(issue);
-                    continue;
+        bulk_update(
+            &mut self.attributes,
+            items,
+            |(id, _)| id,
+            "Attribute",
+            |attr, (_, name)| {
+                if let Some(name) = name {
+                    if name.trim().is_empty() {
+                        return Err("Name must not be empty".into());
+                    }
+                    attr.name = name;
                 }
-            };
-            let Some(attr) = Uuid::parse_str(&id).ok().and_then(|uid| {
-                self.attributes
-                    .iter_mut()
-                    .find(|a| a.id == uid && !a.deleted)
-            }) else {
-                issues.push(Issue::for_id(&id, "Attribute not found by ID"));
-                continue;
-            };
-            if let Some(name) = name {
-                if name.trim().is_empty() {
-                    issues.push(Issue::for_id(&id, "Name must not be empty"));
-                    continue;
-                }
-                attr.name = name;
-            }
-            updated.push(attr.clone());
-        }
-        (updated, issues)
+                Ok(())
+            },
+        )
     }
 
     pub fn delete_attributes(&mut self, ids: &[String]) -> (Vec<Attribute>, Vec<Issue>) {
-        let mut deleted = Vec::new();
-        let mut issues = Vec::new();
-        for raw in ids {
-            let Ok(id) = Uuid::parse_str(raw) else {
-                issues.push(Issue::for_id(raw, "id must be a valid UUID"));
-                continue;
-            };
-            match self
-                .attributes
-                .iter_mut()
-                .find(|a| a.id == id && !a.deleted)
-            {
-                Some(a) => {
-                    a.deleted = true;
-                    deleted.push(a.clone());
-                }
-                None => issues.push(Issue::for_id(raw, "Attribute not found by ID")),
+        bulk_delete(&mut self.attributes, ids, "Attribute")
+    }
+}
+
+/// A configuration entity with a UUID that is soft-deleted (SPEC §0.9).
+trait Entity: Clone {
+    fn id(&self) -> Uuid;
+    fn is_deleted(&self) -> bool;
+    fn mark_deleted(&mut self);
+}
+
+macro_rules! entity {
+    ($t:ty) => {
+        impl Entity for $t {
+            fn id(&self) -> Uuid {
+                self.id
+            }
+            fn is_deleted(&self) -> bool {
+                self.deleted
+            }
+            fn mark_deleted(&mut self) {
+                self.deleted = true;
             }
         }
-        (deleted, issues)
+    };
+}
+entity!(Metric);
+entity!(Attribute);
+
+fn find_live<'a, T: Entity>(list: &'a mut [T], raw_id: &str) -> Option<&'a mut T> {
+    let id = Uuid::parse_str(raw_id).ok()?;
+    list.iter_mut().find(|e| e.id() == id && !e.is_deleted())
+}
+
+/// Bulk PATCH (SPEC §10.1.3): each item is applied on its own; `apply` validates before it
+/// changes anything, so an item that fails leaves its entity untouched.
+fn bulk_update<T: Entity, P>(
+    list: &mut [T],
+    items: Vec<Result<P, Issue>>,
+    id_of: impl Fn(&P) -> &String,
+    entity: &str,
+    apply: impl Fn(&mut T, P) -> Result<(), String>,
+) -> (Vec<T>, Vec<Issue>) {
+    let mut updated = Vec::new();
+    let mut issues = Vec::new();
+    for item in items {
+        let patch = match item {
+            Ok(p) => p,
+            Err(issue) => {
+                issues.push(issue);
+                continue;
+            }
+        };
+        let id = id_of(&patch).clone();
+        let Some(target) = find_live(list, &id) else {
+            issues.push(Issue::for_id(&id, format!("{entity} not found by ID")));
+            continue;
+        };
+        match apply(target, patch) {
+            Ok(()) => updated.push(target.clone()),
+            Err(message) => issues.push(Issue::for_id(&id, message)),
+        }
     }
+    (updated, issues)
+}
+
+/// Bulk soft delete (SPEC §10.1.4).
+fn bulk_delete<T: Entity>(list: &mut [T], ids: &[String], entity: &str) -> (Vec<T>, Vec<Issue>) {
+    let mut deleted = Vec::new();
+    let mut issues = Vec::new();
+    for raw in ids {
+        if Uuid::parse_str(raw).is_err() {
+            issues.push(Issue::for_id(raw, "id must be a valid UUID"));
+            continue;
+        }
+        match find_live(list, raw) {
+            Some(e) => {
+                e.mark_deleted();
+                deleted.push(e.clone());
+            }
+            None => issues.push(Issue::for_id(raw, format!("{entity} not found by ID"))),
+        }
+    }
+    (deleted, issues)
 }
 
 /// An entity changed by an admin operation, to be persisted.

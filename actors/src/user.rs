@@ -362,6 +362,28 @@ pub struct UserDeps {
 
 pub struct UserActor;
 
+/// Answers a message that reached an actor after it passivated: callers are told to retry
+/// (they reach the user's next actor, which loads the snapshot written on passivation);
+/// reads are dropped unanswered, which means the same to their caller.
+fn refuse_after_passivation(myself: &ActorRef<UserMsg>, message: UserMsg) {
+    match message {
+        UserMsg::WriteProfile { reply, .. } => {
+            let _ = reply.send(Err(UserError::Passivated));
+        }
+        UserMsg::RecordEvent { reply, .. } => {
+            let _ = reply.send(Err(UserError::Passivated));
+        }
+        UserMsg::CheckEvents { reply, .. } => {
+            let _ = reply.send(Err(UserError::Passivated));
+        }
+        UserMsg::Snapshot(reply) => {
+            let _ = reply.send(());
+        }
+        UserMsg::Read(_) | UserMsg::PassivateIfIdle(_) => {}
+        UserMsg::Retire => myself.stop(Some("passivated".into())),
+    }
+}
+
 pub struct UserActorArgs {
     pub user_id: String,
     pub deps: UserDeps,
@@ -440,6 +462,10 @@ impl Actor for UserActor {
         message: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if st.passivated {
+            refuse_after_passivation(&myself, message);
+            return Ok(());
+        }
         if !matches!(message, UserMsg::PassivateIfIdle(_) | UserMsg::Retire) {
             st.last_active = Instant::now();
         }
@@ -450,10 +476,6 @@ impl Actor for UserActor {
                 catalog,
                 reply,
             } => {
-                if st.passivated {
-                    let _ = reply.send(Err(UserError::Passivated));
-                    return Ok(());
-                }
                 let now = st.deps.clock.now();
                 let control = st.control_roll();
                 match decide_profile(&st.state, &st.user_id, mode, &write, &catalog, now, control) {
@@ -474,10 +496,6 @@ impl Actor for UserActor {
                 catalog,
                 reply,
             } => {
-                if st.passivated {
-                    let _ = reply.send(Err(UserError::Passivated));
-                    return Ok(());
-                }
                 let now = st.deps.clock.now();
                 let control = st.control_roll();
                 let decided = decide_event(
@@ -507,10 +525,6 @@ impl Actor for UserActor {
                 catalog,
                 reply,
             } => {
-                if st.passivated {
-                    let _ = reply.send(Err(UserError::Passivated));
-                    return Ok(());
-                }
                 let _ = reply.send(check_events(
                     &st.state,
                     &st.user_id,
@@ -519,19 +533,13 @@ impl Actor for UserActor {
                     st.deps.clock.now(),
                 ));
             }
-            UserMsg::Read(query) => {
-                // A passivated actor drops the query unanswered: the caller retries and reaches
-                // the user's next actor, which has loaded the snapshot written here.
-                if !st.passivated {
-                    query(&st.state);
-                }
-            }
+            UserMsg::Read(query) => query(&st.state),
             UserMsg::Snapshot(reply) => {
                 st.snapshot()?;
                 let _ = reply.send(());
             }
             UserMsg::PassivateIfIdle(idle) => {
-                if st.passivated || st.last_active.elapsed() < idle {
+                if st.last_active.elapsed() < idle {
                     return Ok(());
                 }
                 st.snapshot()?;
@@ -543,7 +551,8 @@ impl Actor for UserActor {
                 // messages already; they are answered "passivated" (and retry) before Retire.
                 let _ = myself.send_message(UserMsg::Retire);
             }
-            UserMsg::Retire => myself.stop(Some("passivated".into())),
+            // Only sent by a passivated actor to itself, so handled above.
+            UserMsg::Retire => {}
         }
         Ok(())
     }
