@@ -3,4 +3,5 @@
 
 pub mod keys;
 pub mod profile;
+pub mod streak;
 pub mod summary;

@@ -87,10 +87,12 @@ pub fn check_range(start: NaiveDate, end: NaiveDate) -> Result<(), SummaryError>
 }
 
 /// The UTC instant of local midnight at the start of `date` in `tz`. Where midnight does not
-/// exist (a DST gap at 00:00) the day starts at the first valid quarter-hour.
+/// exist (a DST gap at 00:00) the day starts at the first valid quarter-hour after it.
 pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     let mut local = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-    for _ in 0..16 {
+    // Up to a whole day: Pacific/Apia skipped 2011-12-30 entirely, whose "midnight" is then
+    // the next day's.
+    for _ in 0..=96 {
         match tz.from_local_datetime(&local) {
             LocalResult::Single(t) => return t.with_timezone(&Utc),
             LocalResult::Ambiguous(first, _) => return first.with_timezone(&Utc),
