@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kudos_actors::catalog::CatalogService;
 use kudos_actors::clock::{wall_clock_now, Clock, ManualClock, SystemClock};
+use kudos_actors::scheduler::Scheduler;
 use kudos_actors::supervisor::{RootSupervisor, SupervisorStats};
 use kudos_actors::user::UserState;
 use kudos_actors::user_shards::{ShardsConfig, UserShards};
@@ -46,6 +47,10 @@ use keys::KeyStore;
 /// exit within 10 s: 5 s here, at most 3 s for user actors to snapshot and stop, then the
 /// final flush.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the scheduler looks for due work (streak period ends are evaluated within this
+/// long after local midnight; reads apply pending evaluations themselves, SPEC §5.5.1).
+const SCHEDULER_TICK: Duration = Duration::from_secs(10);
 
 /// Start-up progress, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +71,8 @@ pub struct OpsCounters {
 pub struct Inner {
     pub config: Config,
     pub store: Store,
-    pub catalog: CatalogService,
+    pub catalog: Arc<CatalogService>,
+    pub scheduler: Arc<Scheduler>,
     pub users: UserShards,
     pub keys: KeyStore,
     pub clock: Arc<dyn Clock>,
@@ -139,7 +145,7 @@ pub async fn run(
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("cannot open sled database in {}", config.data_dir.display()))?;
     let clock = make_clock(&config, &store)?;
-    let catalog = CatalogService::load(store.clone())?;
+    let catalog = Arc::new(CatalogService::load(store.clone())?);
     let keys = KeyStore::load(store.clone())?;
     if let Some(generated) = keys
         .bootstrap(config.api_key.as_deref(), clock.now())
@@ -154,6 +160,7 @@ pub async fn run(
             .context("cannot start the root supervisor")?;
     let users = UserShards::new(
         store.journal(),
+        store.due(),
         clock.clone(),
         supervisor.get_cell(),
         ShardsConfig {
@@ -161,10 +168,17 @@ pub async fn run(
             ..ShardsConfig::default()
         },
     );
+    let scheduler = Arc::new(Scheduler::new(
+        store.due(),
+        users.clone(),
+        catalog.clone(),
+        clock.clone(),
+    ));
     let state = AppState(Arc::new(Inner {
         config,
         store,
         catalog,
+        scheduler,
         users,
         keys,
         clock,
@@ -175,6 +189,12 @@ pub async fn run(
     }));
     tokio::spawn(recover(state.clone()));
     let passivator = state.users.spawn_passivator(shutdown.clone());
+    let ready_state = state.clone();
+    let scheduler_task = state.scheduler.spawn(
+        SCHEDULER_TICK,
+        move || ready_state.is_ready(),
+        shutdown.clone(),
+    );
 
     let router = http::router(state.clone());
     let token = shutdown.clone();
@@ -199,6 +219,8 @@ pub async fn run(
     tracing::info!("snapshotting live users");
     passivator.abort();
     let _ = passivator.await;
+    scheduler_task.abort();
+    let _ = scheduler_task.await;
     state.users.stop_all().await;
     supervisor.stop(None);
     let _ = supervisor_handle.await;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::rules::keys::{is_valid_key, KEY_RULE};
+use crate::rules::streak::{FreezeConfig, Frequency, Mode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,12 +119,74 @@ pub struct NewAttribute {
 /// issue and the other items still apply.
 pub type Item<T> = Result<T, String>;
 
+/// Org-level streak configuration (SPEC §5.1). Metrics are referenced by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreakSettings {
+    pub frequency: Frequency,
+    pub mode: Mode,
+    pub customization_enabled: bool,
+    pub days_off: Vec<u8>,
+    pub metrics: Vec<(Uuid, f64)>,
+    pub freezes: Option<FreezeConfig>,
+}
+
+impl Default for StreakSettings {
+    fn default() -> Self {
+        Self {
+            frequency: Frequency::Daily,
+            mode: Mode::Or,
+            customization_enabled: false,
+            days_off: Vec::new(),
+            metrics: Vec::new(),
+            freezes: None,
+        }
+    }
+}
+
+/// A partial update of [`StreakSettings`] (`PATCH /streaks/settings`); `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct StreakSettingsPatch {
+    pub frequency: Option<Frequency>,
+    pub mode: Option<Mode>,
+    pub customization_enabled: Option<bool>,
+    pub days_off: Option<Vec<i64>>,
+    /// Metric keys and thresholds; replaces the whole list.
+    pub metrics: Option<Vec<(String, f64)>>,
+    /// `Some(None)` disables freezes; `Some(Some(f))` merges `f` into the current ones.
+    pub freezes: Option<Option<FreezesPatch>>,
+}
+
+/// Freeze settings in a PATCH: provided fields change. `auto_earn_*`: `Some(None)` clears.
+#[derive(Debug, Clone, Default)]
+pub struct FreezesPatch {
+    pub start_count: Option<u32>,
+    pub max_count: Option<u32>,
+    pub auto_earn_interval: Option<Option<u32>>,
+    pub auto_earn_amount: Option<Option<u32>>,
+}
+
+/// Validates weekday numbers (0 = Sunday … 6 = Saturday), deduplicated and sorted.
+pub fn check_days_off(days: &[i64]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for d in days {
+        let day = u8::try_from(*d).ok().filter(|d| *d <= 6).ok_or_else(|| {
+            "daysOff must contain integers from 0 (Sunday) to 6 (Saturday)".to_string()
+        })?;
+        if !out.contains(&day) {
+            out.push(day);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// The whole configuration at one instant.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     metrics: Vec<Metric>,
     attributes: Vec<Attribute>,
     next_ord: u64,
+    pub streak: StreakSettings,
 }
 
 /// ISO-4217 codes accepted for `currency` metrics.
@@ -162,6 +225,7 @@ impl Catalog {
             metrics,
             attributes,
             next_ord,
+            streak: StreakSettings::default(),
         }
     }
 
@@ -287,6 +351,97 @@ impl Catalog {
 
     pub fn delete_metrics(&mut self, ids: &[String]) -> (Vec<Metric>, Vec<Issue>) {
         bulk_delete(&mut self.metrics, ids, "Metric")
+    }
+
+    /// Metric keys and thresholds → ids, checking keys exist and are unique and thresholds are
+    /// positive (SPEC §5.1.1, §2.4.2).
+    pub fn streak_metrics(&self, items: &[(String, f64)]) -> Result<Vec<(Uuid, f64)>, String> {
+        let mut out: Vec<(Uuid, f64)> = Vec::new();
+        for (key, threshold) in items {
+            let metric = self
+                .metric_by_key(key)
+                .ok_or_else(|| format!("Metric not found: {key}"))?;
+            if !(threshold.is_finite() && *threshold > 0.0) {
+                return Err(format!("Threshold for {key} must be greater than 0"));
+            }
+            if out.iter().any(|(id, _)| *id == metric.id) {
+                return Err(format!("Metric {key} appears more than once"));
+            }
+            out.push((metric.id, *threshold));
+        }
+        Ok(out)
+    }
+
+    /// Applies a streak settings PATCH, all or nothing; the message is for a 422.
+    pub fn update_streak_settings(
+        &mut self,
+        patch: StreakSettingsPatch,
+    ) -> Result<StreakSettings, String> {
+        let mut next = self.streak.clone();
+        if let Some(f) = patch.frequency {
+            if f != Frequency::Daily {
+                next.days_off.clear();
+            }
+            next.frequency = f;
+        }
+        if let Some(m) = patch.mode {
+            next.mode = m;
+        }
+        if let Some(c) = patch.customization_enabled {
+            next.customization_enabled = c;
+        }
+        if let Some(days) = &patch.days_off {
+            let days = check_days_off(days)?;
+            if !days.is_empty() && next.frequency != Frequency::Daily {
+                return Err("daysOff can only be set for daily streaks".into());
+            }
+            next.days_off = days;
+        }
+        if let Some(items) = &patch.metrics {
+            next.metrics = self.streak_metrics(items)?;
+        }
+        match patch.freezes {
+            None => {}
+            Some(None) => next.freezes = None,
+            Some(Some(fp)) => {
+                let base = next.freezes.clone().unwrap_or(FreezeConfig {
+                    start_count: 0,
+                    max_count: 0,
+                    auto_earn_interval: None,
+                    auto_earn_amount: None,
+                });
+                let merged = FreezeConfig {
+                    start_count: fp.start_count.unwrap_or(base.start_count),
+                    max_count: fp
+                        .max_count
+                        .unwrap_or(base.max_count.max(fp.start_count.unwrap_or(0))),
+                    auto_earn_interval: fp.auto_earn_interval.unwrap_or(base.auto_earn_interval),
+                    auto_earn_amount: fp.auto_earn_amount.unwrap_or(base.auto_earn_amount),
+                };
+                if merged.max_count > 100 {
+                    return Err("freezes.maxCount cannot exceed 100".into());
+                }
+                if merged.max_count < merged.start_count {
+                    return Err("freezes.maxCount must be at least freezes.startCount".into());
+                }
+                match (merged.auto_earn_interval, merged.auto_earn_amount) {
+                    (Some(i), Some(a)) if i >= 1 && a >= 1 => {}
+                    (None, None) => {}
+                    (Some(_), Some(_)) => {
+                        return Err("freezes.autoEarnInterval and autoEarnAmount must be at least 1".into())
+                    }
+                    _ => {
+                        return Err(
+                            "freezes.autoEarnInterval and freezes.autoEarnAmount must both be set or both be null"
+                                .into(),
+                        )
+                    }
+                }
+                next.freezes = Some(merged);
+            }
+        }
+        self.streak = next.clone();
+        Ok(next)
     }
 
     pub fn create_attributes(
@@ -439,6 +594,7 @@ fn bulk_delete<T: Entity>(list: &mut [T], ids: &[String], entity: &str) -> (Vec<
 pub enum Changed {
     Metric(Metric),
     Attribute(Attribute),
+    StreakSettings(StreakSettings),
 }
 
 impl Changed {
@@ -449,10 +605,15 @@ impl Changed {
                 format!("catalog/attribute/{}", a.id),
                 serde_json::to_value(a),
             ),
+            Changed::StreakSettings(st) => {
+                (STREAK_SETTINGS_KEY.to_string(), serde_json::to_value(st))
+            }
         };
         Ok((key, Some(value.map_err(StoreError::Encode)?)))
     }
 }
+
+const STREAK_SETTINGS_KEY: &str = "catalog/streak_settings";
 
 /// Owns the current catalog: reads are a lock-free-ish `Arc` clone, writes are serialized,
 /// made durable, then published.
@@ -466,8 +627,10 @@ impl CatalogService {
     pub fn load(store: Store) -> Result<Self, StoreError> {
         let metrics: Vec<Metric> = store.meta_scan("catalog/metric/")?;
         let attributes: Vec<Attribute> = store.meta_scan("catalog/attribute/")?;
+        let mut catalog = Catalog::from_parts(metrics, attributes);
+        catalog.streak = store.meta_get(STREAK_SETTINGS_KEY)?.unwrap_or_default();
         Ok(Self {
-            current: RwLock::new(Arc::new(Catalog::from_parts(metrics, attributes))),
+            current: RwLock::new(Arc::new(catalog)),
             write: tokio::sync::Mutex::new(()),
             store,
         })

@@ -17,6 +17,8 @@
 pub mod catalog;
 pub mod clock;
 pub mod rules;
+pub mod scheduler;
 pub mod supervisor;
 pub mod user;
 pub mod user_shards;
+pub mod user_state;

@@ -10,13 +10,16 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kudos_snapshots::{Journal, StreamId};
+use kudos_snapshots::{DueIndex, Journal, StreamId};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorRef, RpcReplyPort};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::Catalog;
 use crate::clock::Clock;
-use crate::user::{UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserState};
+use crate::user::{
+    Command, Outcome, UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserState,
+};
 
 const SHARDS: usize = 64;
 /// How often a call is retried when it reaches an actor that has just been passivated.
@@ -99,6 +102,7 @@ impl Default for ShardsConfig {
 pub struct UserShards {
     registry: Arc<Registry>,
     journal: Journal,
+    due: DueIndex,
     clock: Arc<dyn Clock>,
     supervisor: ActorCell,
     config: ShardsConfig,
@@ -107,6 +111,7 @@ pub struct UserShards {
 impl UserShards {
     pub fn new(
         journal: Journal,
+        due: DueIndex,
         clock: Arc<dyn Clock>,
         supervisor: ActorCell,
         config: ShardsConfig,
@@ -117,6 +122,7 @@ impl UserShards {
                 hasher: Default::default(),
             }),
             journal,
+            due,
             clock,
             supervisor,
             config,
@@ -145,6 +151,7 @@ impl UserShards {
             user_id: user_id.to_string(),
             deps: UserDeps {
                 journal: self.journal.clone(),
+                due: self.due.clone(),
                 clock: self.clock.clone(),
                 registry: Arc::downgrade(&self.registry),
                 control_ratio: self.config.control_ratio,
@@ -192,6 +199,21 @@ impl UserShards {
             }
         }
         Err(UserError::Unavailable)
+    }
+
+    /// Runs `command` in the user's actor.
+    pub async fn execute(
+        &self,
+        user_id: &str,
+        command: Command,
+        catalog: &Arc<Catalog>,
+    ) -> Result<Outcome, UserError> {
+        self.call(user_id, |reply| UserMsg::Execute {
+            command: command.clone(),
+            catalog: catalog.clone(),
+            reply,
+        })
+        .await
     }
 
     /// Runs `query` against the user's state. `Ok(None)` when the user was never written.
@@ -294,6 +316,7 @@ mod tests {
             .expect("supervisor");
         let shards = UserShards::new(
             store.journal(),
+            store.due(),
             clock,
             sup.get_cell(),
             ShardsConfig {
@@ -320,14 +343,11 @@ mod tests {
             attributes: Default::default(),
             idempotency_key: Some("k".into()),
         };
-        let send = || {
-            shards.call("u1", |reply| UserMsg::RecordEvent {
-                event: event.clone(),
-                catalog: catalog.clone(),
-                reply,
-            })
-        };
-        assert!(matches!(send().await, Ok(EventOutcome::Recorded { .. })));
+        let send = || shards.execute("u1", Command::RecordEvent(event.clone()), &catalog);
+        assert!(matches!(
+            send().await,
+            Ok(Outcome::Event(EventOutcome::Recorded { .. }))
+        ));
         assert_eq!(shards.registry().live_count(), 1);
 
         let token = CancellationToken::new();
@@ -347,7 +367,7 @@ mod tests {
         assert_eq!(store.journal().pending_entries(), 0);
         let replay = send().await.expect("replay");
         assert!(
-            matches!(replay, EventOutcome::Replayed { total, .. } if total == 2.0),
+            matches!(replay, Outcome::Event(EventOutcome::Replayed { total, .. }) if total == 2.0),
             "{replay:?}"
         );
         let total = shards

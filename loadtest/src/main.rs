@@ -348,8 +348,8 @@ async fn ingest(
 async fn recovery(bin: &Path, events: usize, users: usize) -> anyhow::Result<()> {
     use kudos_actors::catalog::{Catalog, NewMetric, UnitType};
     use kudos_actors::rules::profile::UserWrite;
-    use kudos_actors::user::{decide_event, EventOutcome, NewEvent, UserRecord, UserState};
-    use kudos_snapshots::{Recoverable, Store, StreamId};
+    use kudos_actors::user::{decide, Command, Context, Decision, NewEvent, UserState};
+    use kudos_snapshots::{Store, StreamId};
 
     let dir = tempfile::tempdir()?;
     let mut catalog = Catalog::default();
@@ -389,19 +389,19 @@ async fn recovery(bin: &Path, events: usize, users: usize) -> anyhow::Result<()>
                         idempotency_key: Some(format!("k{seq}")),
                     };
                     let at = t0 + chrono::Duration::seconds(seq as i64);
-                    let outcome = decide_event(
-                        &state,
-                        &user_id,
-                        &event,
-                        &catalog,
-                        at,
-                        uuid::Uuid::new_v4(),
-                        false,
-                    )?;
-                    if let EventOutcome::Recorded { record, .. } = outcome {
-                        let record = UserRecord::Event(*record);
+                    let ctx = Context {
+                        user_id: &user_id,
+                        catalog: &catalog,
+                        now: at,
+                        new_id: uuid::Uuid::new_v4(),
+                        control: false,
+                    };
+                    if let Decision::Record(mut record) =
+                        decide(&state, &Command::RecordEvent(event), &ctx)?
+                    {
+                        let effects = state.apply_collect(&record);
+                        record.set_effects(effects);
                         journal.append(&stream, seq, &record).await?;
-                        state.apply(&record);
                     }
                 }
                 anyhow::Ok(())

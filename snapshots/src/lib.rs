@@ -17,6 +17,7 @@
 //! last snapshot, so live processing and replay share one `apply` function.
 #![forbid(unsafe_code)]
 
+pub mod due;
 pub mod journal;
 pub mod recovery;
 pub mod snapshot;
@@ -24,6 +25,7 @@ pub mod snapshot;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use due::DueIndex;
 pub use journal::{Durability, Journal, StreamId};
 pub use recovery::Recoverable;
 
@@ -54,6 +56,7 @@ pub struct Store {
     /// it covers" is a single atomic batch.
     streams: sled::Tree,
     meta: sled::Tree,
+    due: sled::Tree,
     durability: Arc<Durability>,
 }
 
@@ -69,17 +72,24 @@ impl Store {
             .open()?;
         let streams = db.open_tree("streams")?;
         let meta = db.open_tree("meta")?;
+        let due = db.open_tree("due")?;
         let durability = Durability::start(db.clone());
         Ok(Self {
             db,
             streams,
             meta,
+            due,
             durability,
         })
     }
 
     pub fn journal(&self) -> Journal {
         Journal::new(self.streams.clone(), self.durability.clone())
+    }
+
+    /// The scheduler's due index.
+    pub fn due(&self) -> DueIndex {
+        DueIndex::new(self.due.clone())
     }
 
     pub fn durability(&self) -> &Arc<Durability> {

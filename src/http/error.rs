@@ -73,7 +73,9 @@ impl From<UserError> for ApiError {
             UserError::AlreadyExists
             | UserError::Profile(_)
             | UserError::InvalidEventAttributes(_)
-            | UserError::TotalOutOfRange => Self::unprocessable(e.to_string()),
+            | UserError::TotalOutOfRange
+            | UserError::Invalid(_) => Self::unprocessable(e.to_string()),
+            UserError::CustomizationDisabled => Self::new(StatusCode::FORBIDDEN, e.to_string()),
             UserError::Storage(_) | UserError::Passivated | UserError::Unavailable => {
                 Self::internal(e)
             }

@@ -7,36 +7,9 @@ use kudos_actors::rules::summary::SummaryRow;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::streaks::MetricEventStreak;
 use super::users::parse_upserted_user;
 use super::{object, string_map, ShapeError};
-
-/// `MetricEventStreakResponse`. Streaks arrive with the streaks issue; until a user has a
-/// streak configured this is the "not configured" value of SPEC §3.2.7.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MetricEventStreak {
-    pub length: u32,
-    pub frequency: &'static str,
-    pub started: Option<String>,
-    pub period_start: Option<String>,
-    pub period_end: Option<String>,
-    pub expires: Option<String>,
-    pub extended: bool,
-}
-
-impl MetricEventStreak {
-    pub fn none() -> Self {
-        Self {
-            length: 0,
-            frequency: "daily",
-            started: None,
-            period_start: None,
-            period_end: None,
-            expires: None,
-            extended: false,
-        }
-    }
-}
 
 /// `EventResponse` (SPEC §3.2.6).
 #[derive(Debug, Serialize)]
@@ -174,6 +147,21 @@ mod tests {
         }
     }
 
+    fn none_view() -> kudos_actors::rules::streak::StreakView {
+        kudos_actors::rules::streak::StreakView {
+            length: 0,
+            frequency: kudos_actors::rules::streak::Frequency::Daily,
+            started: None,
+            period_start: None,
+            period_end: None,
+            expires: None,
+            extended: None,
+            freezes: None,
+            max_freezes: None,
+            auto_earn: None,
+        }
+    }
+
     #[test]
     fn replay_fields_are_omitted_without_a_key() {
         let resp = EventResponse {
@@ -181,7 +169,7 @@ mod tests {
             metric_id: "m".into(),
             total: 1.0,
             achievements: vec![],
-            current_streak: MetricEventStreak::none(),
+            current_streak: MetricEventStreak::new(&none_view(), false),
             points: BTreeMap::new(),
             leaderboards: BTreeMap::new(),
             idempotency_key: None,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod events;
+pub mod streaks;
 pub mod users;
 
 use chrono::{DateTime, SecondsFormat, Utc};

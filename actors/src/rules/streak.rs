@@ -338,6 +338,11 @@ impl StreakState {
     /// freezes as their dates pass) and opens the current one. Idempotent for a given `now`.
     pub fn advance(&mut self, cfg: &StreakConfig, now: DateTime<Utc>, tz: Tz) -> Vec<StreakEvent> {
         let mut out = Vec::new();
+        if !cfg.enabled {
+            // A user who turned streaks off has length 0 and gets no streak events (§2.4.4).
+            self.length = 0;
+            self.started = None;
+        }
         let today = local_date(now, tz);
         if self.frequency != Some(cfg.frequency) || self.periods.is_empty() {
             // First use, or the frequency changed: a fresh ledger; the bookkeeping of the old

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kudos_actors::catalog::Changed;
-use kudos_actors::user::{NewEvent, UserMsg};
+use kudos_actors::user::{Command, NewEvent};
 
 use crate::http::app::metrics::{check_idempotency_key, record_event};
 use crate::http::app::users::check_user_id;
@@ -172,11 +172,7 @@ async fn batch_events(
             let (user_id, events) = &per_user[index];
             let result = state
                 .users
-                .call(user_id, |reply| UserMsg::CheckEvents {
-                    events: events.clone(),
-                    catalog: catalog.clone(),
-                    reply,
-                })
+                .execute(user_id, Command::CheckEvents(events.clone()), &catalog)
                 .await;
             (index, result)
         });

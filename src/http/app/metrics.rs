@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use chrono::NaiveDate;
 use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::summary::{check_range, summarize, Aggregation};
-use kudos_actors::user::{EventOutcome, NewEvent, UserMsg, UserState};
+use kudos_actors::user::{Command, EventOutcome, NewEvent, Outcome, UserState};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +16,8 @@ use uuid::Uuid;
 use crate::http::app::users::check_user_id;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, QueryPairs};
-use crate::wire::events::{
-    parse_event_body, EventResponse, MetricEventStreak, MetricResponse, SummaryEntry,
-};
+use crate::wire::events::{parse_event_body, EventResponse, MetricResponse, SummaryEntry};
+use crate::wire::streaks::MetricEventStreak;
 use crate::AppState;
 
 /// Maximum `Idempotency-Key` length (SPEC §1.5.8).
@@ -77,18 +76,29 @@ async fn send_event(
     };
     let outcome = record_event(&state, &parsed.user_id, event, &catalog).await?;
     Ok(match outcome {
-        EventOutcome::Recorded { record, total } => event_response(
+        EventOutcome::Recorded {
+            record,
+            total,
+            streak,
+            extended,
+        } => event_response(
             StatusCode::CREATED,
             record.event_id,
             metric.id,
             total,
+            MetricEventStreak::new(&streak, extended),
             idempotency_key,
         ),
-        EventOutcome::Replayed { event_id, total } => event_response(
+        EventOutcome::Replayed {
+            event_id,
+            total,
+            streak,
+        } => event_response(
             StatusCode::ACCEPTED,
             event_id,
             metric.id,
             total,
+            MetricEventStreak::new(&streak, false),
             idempotency_key,
         ),
     })
@@ -99,6 +109,7 @@ fn event_response(
     event_id: Uuid,
     metric_id: Uuid,
     total: f64,
+    current_streak: MetricEventStreak,
     idempotency_key: Option<String>,
 ) -> (StatusCode, Json<EventResponse>) {
     let replayed = status == StatusCode::ACCEPTED;
@@ -109,7 +120,7 @@ fn event_response(
             metric_id: metric_id.to_string(),
             total,
             achievements: Vec::new(),
-            current_streak: MetricEventStreak::none(),
+            current_streak,
             points: BTreeMap::new(),
             leaderboards: BTreeMap::new(),
             idempotent_replayed: idempotency_key.as_ref().map(|_| replayed),
@@ -134,20 +145,23 @@ async fn replay_of(
         return Ok(None);
     };
     let (metric_id, key_owned) = (metric.id, key.to_string());
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
     let found = state
         .users
         .read(user_id, move |s| {
             s.replayed(metric_id, &key_owned)
-                .map(|event_id| (event_id, s.total(metric_id)))
+                .map(|event_id| (event_id, s.total(metric_id), s.streak_view(&catalog, now)))
         })
         .await?
         .flatten();
-    Ok(found.map(|(event_id, total)| {
+    Ok(found.map(|(event_id, total, streak)| {
         event_response(
             StatusCode::ACCEPTED,
             event_id,
             metric_id,
             total,
+            MetricEventStreak::new(&streak, false),
             Some(key.to_string()),
         )
     }))
@@ -160,14 +174,14 @@ pub async fn record_event(
     event: NewEvent,
     catalog: &Arc<Catalog>,
 ) -> ApiResult<EventOutcome> {
-    let outcome = state
+    let outcome = match state
         .users
-        .call(user_id, |reply| UserMsg::RecordEvent {
-            event: event.clone(),
-            catalog: catalog.clone(),
-            reply,
-        })
-        .await?;
+        .execute(user_id, Command::RecordEvent(event), catalog)
+        .await?
+    {
+        Outcome::Event(outcome) => outcome,
+        other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    };
     if matches!(outcome, EventOutcome::Recorded { .. }) {
         state
             .ops

@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kudos_actors::rules::keys::is_valid_user_id;
 use kudos_actors::rules::profile::UserWrite;
-use kudos_actors::user::{UserMsg, WriteMode};
+use kudos_actors::user::{Command, Outcome, WriteMode};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::JsonBody;
@@ -32,16 +32,14 @@ async fn write_profile(
 ) -> ApiResult<User> {
     check_user_id(id)?;
     let catalog = state.catalog.get();
-    let profile = state
+    let outcome = state
         .users
-        .call(id, |reply| UserMsg::WriteProfile {
-            mode,
-            write: write.clone(),
-            catalog: catalog.clone(),
-            reply,
-        })
+        .execute(id, Command::WriteProfile { mode, write }, &catalog)
         .await?;
-    Ok(User::from_profile(&profile, &catalog))
+    match outcome {
+        Outcome::Profile(profile) => Ok(User::from_profile(&profile, &catalog)),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
 }
 
 async fn create_user(

@@ -1,0 +1,1060 @@
+//! One user's state, the journal records that change it, and the pure decisions that turn a
+//! [`Command`] into a record.
+//!
+//! Processing follows one pattern (ARCHITECTURE.md, "The path of one event"):
+//! [`decide`] (pure, may reject) → [`UserState::apply`] (deterministic; also yields the
+//! record's [`Effect`]s) → journal append + fsync → reply. Replay after a restart calls the
+//! same `apply`, so recovered state equals live state. Records carry every input `apply`
+//! needs (the instant, the zone, the effective streak configuration), never a reference to
+//! the catalog, which may have changed since.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use kudos_snapshots::Recoverable;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::catalog::{check_days_off, AttributeKind, Catalog};
+use crate::rules::profile::{apply_write, ProfileError, UserProfile, UserWrite};
+use crate::rules::streak::{
+    self, local_date, Frequency, Mode, Pause, StreakConfig, StreakEvent, StreakState, StreakView,
+};
+use crate::rules::summary::{bucket_of, Buckets};
+
+/// One metric of one user: the running total and its history by quarter-hour.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricHistory {
+    pub total: f64,
+    pub buckets: Buckets,
+}
+
+/// The user's own streak settings (SPEC §2.4.2); `None` fields follow the org.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreakPreferences {
+    pub enabled: Option<bool>,
+    pub mode: Option<Mode>,
+    pub metrics: Option<Vec<(Uuid, f64)>>,
+    pub days_off: Option<Vec<u8>>,
+}
+
+/// `GET|PATCH /users/{id}/preferences` (SPEC §2.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Notification type → channels; a type never set is absent.
+    pub notifications: BTreeMap<String, Vec<String>>,
+    /// Present once any streak preference was set.
+    pub streak: Option<StreakPreferences>,
+}
+
+/// Everything Kudos knows about one user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// `None` until the user is created.
+    pub profile: Option<UserProfile>,
+    pub metrics: BTreeMap<Uuid, MetricHistory>,
+    /// `"{metric id}/{Idempotency-Key}"` → the event id it produced (SPEC §1.5).
+    pub idempotency: HashMap<String, Uuid>,
+    #[serde(default)]
+    pub streak: StreakState,
+    #[serde(default)]
+    pub preferences: Preferences,
+}
+
+fn idempotency_slot(metric_id: Uuid, key: &str) -> String {
+    format!("{metric_id}/{key}")
+}
+
+/// The streak configuration in force for a user: org settings, with the user's overrides
+/// while customization is enabled (SPEC §2.4.6). Deleted metrics drop out.
+pub fn effective_streak(catalog: &Catalog, prefs: &Preferences) -> StreakConfig {
+    let org = &catalog.streak;
+    let own = prefs.streak.clone().unwrap_or_default();
+    let custom = org.customization_enabled;
+    let metrics = match (&own.metrics, custom) {
+        (Some(m), true) => m.clone(),
+        _ => org.metrics.clone(),
+    };
+    let days_off = match (&own.days_off, custom) {
+        (Some(d), true) => d.clone(),
+        _ => org.days_off.clone(),
+    };
+    StreakConfig {
+        enabled: own.enabled.unwrap_or(true),
+        frequency: org.frequency,
+        mode: own.mode.filter(|_| custom).unwrap_or(org.mode),
+        metrics: metrics
+            .into_iter()
+            .filter(|(id, _)| catalog.metric(*id).is_some())
+            .collect(),
+        days_off: if org.frequency == Frequency::Daily {
+            days_off
+        } else {
+            Vec::new()
+        },
+        freezes: org.freezes.clone(),
+    }
+}
+
+impl UserState {
+    pub fn total(&self, metric_id: Uuid) -> f64 {
+        self.metrics.get(&metric_id).map_or(0.0, |m| m.total)
+    }
+
+    /// The event id recorded under `key` for this metric, if the key was used before.
+    pub fn replayed(&self, metric_id: Uuid, key: &str) -> Option<Uuid> {
+        self.idempotency
+            .get(&idempotency_slot(metric_id, key))
+            .copied()
+    }
+
+    pub fn time_zone(&self) -> Tz {
+        self.profile
+            .as_ref()
+            .map_or(Tz::UTC, UserProfile::time_zone)
+    }
+
+    /// The streak as of `now` (pending period ends applied to a copy).
+    pub fn streak_view(&self, catalog: &Catalog, now: DateTime<Utc>) -> StreakView {
+        streak::view(
+            &self.streak,
+            &effective_streak(catalog, &self.preferences),
+            now,
+            self.time_zone(),
+        )
+    }
+
+    /// Sets the profile; handles creation (initial freezes) and zone changes (re-anchoring).
+    fn set_profile(
+        &mut self,
+        profile: &UserProfile,
+        cfg: &StreakConfig,
+        at: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) {
+        let before = self.profile.as_ref().map(UserProfile::time_zone);
+        let tz = profile.time_zone();
+        self.profile = Some(profile.clone());
+        match before {
+            None => {
+                self.streak.on_user_created(cfg, local_date(at, tz));
+                out.push(Effect::UserCreated {
+                    user_id: profile.id.clone(),
+                });
+            }
+            Some(old) if old != tz => {
+                let events = self.streak.change_tz(cfg, at, old, tz);
+                push_streak(out, &profile.id, at, events);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Applies `record` and returns the effects it has. Deterministic.
+    pub fn apply_collect(&mut self, record: &UserRecord) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let user_id = self
+            .profile
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        match record {
+            UserRecord::Profile {
+                profile, streak, ..
+            } => {
+                self.set_profile(profile, streak, profile.updated, &mut out);
+            }
+            UserRecord::Event(ev) => {
+                if let Some(profile) = &ev.profile {
+                    self.set_profile(profile, &ev.streak, ev.at, &mut out);
+                }
+                let user_id = self
+                    .profile
+                    .as_ref()
+                    .map(|p| p.id.clone())
+                    .unwrap_or(user_id);
+                let metric = self.metrics.entry(ev.metric_id).or_default();
+                let previous = metric.total;
+                metric.total += ev.value;
+                if ev.value != 0.0 {
+                    *metric.buckets.entry(bucket_of(ev.at)).or_default() += ev.value;
+                    out.push(Effect::MetricTotalChanged {
+                        user_id: user_id.clone(),
+                        metric_id: ev.metric_id,
+                        previous,
+                        total: metric.total,
+                        at: ev.at,
+                    });
+                }
+                if let Some(key) = &ev.idempotency_key {
+                    self.idempotency
+                        .insert(idempotency_slot(ev.metric_id, key), ev.event_id);
+                }
+                let tz = ev.tz.parse::<Tz>().unwrap_or(Tz::UTC);
+                let (events, _) = self
+                    .streak
+                    .record(&ev.streak, ev.at, tz, ev.metric_id, ev.value);
+                push_streak(&mut out, &user_id, ev.at, events);
+            }
+            UserRecord::Advanced { at, tz, streak, .. } => {
+                let events = self.streak.advance(streak, *at, parse_tz(tz));
+                push_streak(&mut out, &user_id, *at, events);
+            }
+            UserRecord::Preferences { preferences, .. } => self.preferences = preferences.clone(),
+            UserRecord::FreezesGranted { count, streak, .. } => {
+                self.streak.grant_freezes(streak, *count);
+            }
+            UserRecord::PauseAdded { pause, .. } => self.streak.pauses.push(pause.clone()),
+            UserRecord::PauseRemoved { id, .. } => {
+                for p in self.streak.pauses.iter_mut().filter(|p| p.id == *id) {
+                    p.archived = true;
+                }
+            }
+            UserRecord::StreakRestored { at, tz, streak, .. } => {
+                self.streak.restore(streak, *at, parse_tz(tz));
+            }
+            UserRecord::StreakReset { at, tz, streak, .. } => {
+                self.streak.reset(streak, *at, parse_tz(tz));
+            }
+        }
+        out
+    }
+}
+
+fn parse_tz(tz: &str) -> Tz {
+    tz.parse().unwrap_or(Tz::UTC)
+}
+
+fn push_streak(out: &mut Vec<Effect>, user_id: &str, at: DateTime<Utc>, events: Vec<StreakEvent>) {
+    out.extend(events.into_iter().map(|event| Effect::Streak {
+        user_id: user_id.to_string(),
+        at,
+        event,
+    }));
+}
+
+impl Recoverable for UserState {
+    type Record = UserRecord;
+
+    fn apply(&mut self, record: &UserRecord) {
+        self.apply_collect(record);
+    }
+}
+
+/// Something that happened to a user that other parts of Kudos react to (leaderboards,
+/// webhooks, WebSocket pushes). Journaled with the record that caused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    UserCreated {
+        user_id: String,
+    },
+    MetricTotalChanged {
+        user_id: String,
+        metric_id: Uuid,
+        previous: f64,
+        total: f64,
+        at: DateTime<Utc>,
+    },
+    Streak {
+        user_id: String,
+        at: DateTime<Utc>,
+        event: StreakEvent,
+    },
+}
+
+/// A recorded metric event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event_id: Uuid,
+    pub metric_id: Uuid,
+    pub value: f64,
+    pub at: DateTime<Utc>,
+    /// The user's time zone when the event was processed (SPEC §3.2.3).
+    pub tz: String,
+    pub attributes: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+    /// The profile after the inline upsert, when the request changed it.
+    pub profile: Option<UserProfile>,
+    pub user_created: bool,
+    pub streak: StreakConfig,
+    pub effects: Vec<Effect>,
+}
+
+/// A journal record of a user stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UserRecord {
+    Profile {
+        profile: UserProfile,
+        streak: StreakConfig,
+        effects: Vec<Effect>,
+    },
+    Event(EventRecord),
+    /// Time passed: periods that ended and freezes earned up to `at`.
+    Advanced {
+        at: DateTime<Utc>,
+        tz: String,
+        streak: StreakConfig,
+        effects: Vec<Effect>,
+    },
+    Preferences {
+        preferences: Preferences,
+        effects: Vec<Effect>,
+    },
+    FreezesGranted {
+        count: u32,
+        streak: StreakConfig,
+        effects: Vec<Effect>,
+    },
+    PauseAdded {
+        pause: Pause,
+        effects: Vec<Effect>,
+    },
+    PauseRemoved {
+        id: Uuid,
+        effects: Vec<Effect>,
+    },
+    StreakRestored {
+        at: DateTime<Utc>,
+        tz: String,
+        streak: StreakConfig,
+        effects: Vec<Effect>,
+    },
+    StreakReset {
+        at: DateTime<Utc>,
+        tz: String,
+        streak: StreakConfig,
+        effects: Vec<Effect>,
+    },
+}
+
+impl UserRecord {
+    pub fn effects(&self) -> &[Effect] {
+        match self {
+            UserRecord::Event(ev) => &ev.effects,
+            UserRecord::Profile { effects, .. }
+            | UserRecord::Advanced { effects, .. }
+            | UserRecord::Preferences { effects, .. }
+            | UserRecord::FreezesGranted { effects, .. }
+            | UserRecord::PauseAdded { effects, .. }
+            | UserRecord::PauseRemoved { effects, .. }
+            | UserRecord::StreakRestored { effects, .. }
+            | UserRecord::StreakReset { effects, .. } => effects,
+        }
+    }
+
+    pub fn set_effects(&mut self, new: Vec<Effect>) {
+        match self {
+            UserRecord::Event(ev) => ev.effects = new,
+            UserRecord::Profile { effects, .. }
+            | UserRecord::Advanced { effects, .. }
+            | UserRecord::Preferences { effects, .. }
+            | UserRecord::FreezesGranted { effects, .. }
+            | UserRecord::PauseAdded { effects, .. }
+            | UserRecord::PauseRemoved { effects, .. }
+            | UserRecord::StreakRestored { effects, .. }
+            | UserRecord::StreakReset { effects, .. } => *effects = new,
+        }
+    }
+}
+
+/// Why a user operation was refused. Validation errors carry the message for the API.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UserError {
+    #[error("User not found")]
+    NotFound,
+    #[error("User already exists")]
+    AlreadyExists,
+    #[error("{0}")]
+    Profile(#[from] ProfileError),
+    #[error("Invalid attribute keys: {}. Please ensure all attribute keys match those set up in Kudos.", .0.join(", "))]
+    InvalidEventAttributes(Vec<String>),
+    #[error("Metric not found")]
+    MetricNotFound,
+    #[error("value would make the metric total overflow")]
+    TotalOutOfRange,
+    /// A rule of SPEC §2.4/§5 rejected the request (422 with this message).
+    #[error("{0}")]
+    Invalid(String),
+    /// Streak customization is disabled for the org (403, SPEC §2.4.3).
+    #[error("Streak customization is not enabled for this organisation")]
+    CustomizationDisabled,
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The actor was passivated after the caller looked it up; the caller retries.
+    #[error("user actor passivated")]
+    Passivated,
+    /// The actor stopped while handling the request (it may or may not have been applied).
+    #[error("user actor unavailable")]
+    Unavailable,
+}
+
+/// How a profile write treats a missing or existing user (SPEC §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// `PUT /users/{id}`: create or update.
+    Identify,
+    /// `POST /users`: create; an existing id is an error.
+    Create,
+    /// `PATCH /users/{id}`: update; a missing user is an error.
+    Update,
+}
+
+/// A metric event as accepted by the HTTP layer (shape-validated, not yet rule-checked).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub metric_id: Uuid,
+    pub value: f64,
+    pub user: UserWrite,
+    pub attributes: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A `PATCH /users/{id}/preferences` body; `None` keeps a part.
+#[derive(Debug, Clone, Default)]
+pub struct PreferencesWrite {
+    /// Notification type → channels (each provided type replaces that type's list).
+    pub notifications: BTreeMap<String, Vec<String>>,
+    pub streak_enabled: Option<bool>,
+    pub streak_mode: Option<Mode>,
+    /// Metric keys and thresholds.
+    pub streak_metrics: Option<Vec<(String, f64)>>,
+    pub streak_days_off: Option<Vec<i64>>,
+}
+
+/// Everything a user can be asked to do.
+#[derive(Debug, Clone)]
+pub enum Command {
+    WriteProfile {
+        mode: WriteMode,
+        write: UserWrite,
+    },
+    RecordEvent(NewEvent),
+    /// Dry-run events in order against a copy of the state (batch validation).
+    CheckEvents(Vec<NewEvent>),
+    /// Time passed: run due period ends and freeze earning.
+    Advance,
+    SetPreferences(PreferencesWrite),
+    GrantFreezes {
+        count: u32,
+    },
+    AddPause {
+        id: Uuid,
+        start: NaiveDate,
+        end: NaiveDate,
+    },
+    RemovePause {
+        id: Uuid,
+    },
+    RestoreStreak,
+    ResetStreak,
+}
+
+/// What a command produced, for the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Profile(UserProfile),
+    Event(EventOutcome),
+    Checked,
+    Advanced,
+    Preferences(Preferences),
+    FreezesGranted {
+        granted: u32,
+    },
+    PauseAdded(Pause),
+    PauseRemoved,
+    /// The restored length, or `None` when there was nothing longer to restore.
+    Restored(Option<u32>),
+    Reset,
+}
+
+/// The result of a metric event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventOutcome {
+    Recorded {
+        record: Box<EventRecord>,
+        total: f64,
+        streak: StreakView,
+        /// Whether this event started or extended the streak.
+        extended: bool,
+    },
+    /// The idempotency key was seen before: nothing was processed (SPEC §1.5.5).
+    Replayed {
+        event_id: Uuid,
+        total: f64,
+        streak: StreakView,
+    },
+}
+
+/// What [`decide`] concluded: a record to journal, or an answer that changes nothing.
+#[derive(Debug)]
+// Returned once per command and consumed at once; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Decision {
+    Record(UserRecord),
+    Answer(Outcome),
+}
+
+/// The inputs of a decision that are not in the state or the command.
+pub struct Context<'a> {
+    pub user_id: &'a str,
+    pub catalog: &'a Catalog,
+    pub now: DateTime<Utc>,
+    /// Fresh id for a new event or completion.
+    pub new_id: Uuid,
+    /// Whether a user created now joins the control cohort.
+    pub control: bool,
+}
+
+fn require_user(state: &UserState) -> Result<&UserProfile, UserError> {
+    state.profile.as_ref().ok_or(UserError::NotFound)
+}
+
+/// Decides `command` against `state`. Pure: time, ids and randomness come in `ctx`.
+pub fn decide(
+    state: &UserState,
+    command: &Command,
+    ctx: &Context<'_>,
+) -> Result<Decision, UserError> {
+    let cfg = effective_streak(ctx.catalog, &state.preferences);
+    let tz_name = || state.time_zone().name().to_string();
+    let record = match command {
+        Command::WriteProfile { mode, write } => {
+            let existing = state.profile.as_ref();
+            match (mode, existing) {
+                (WriteMode::Create, Some(_)) => return Err(UserError::AlreadyExists),
+                (WriteMode::Update, None) => return Err(UserError::NotFound),
+                _ => {}
+            }
+            UserRecord::Profile {
+                profile: apply_write(
+                    existing,
+                    ctx.user_id,
+                    write,
+                    ctx.catalog,
+                    ctx.now,
+                    ctx.control,
+                )?,
+                streak: cfg,
+                effects: Vec::new(),
+            }
+        }
+        Command::RecordEvent(event) => return decide_event(state, event, ctx, cfg),
+        Command::CheckEvents(events) => {
+            let mut sim = state.clone();
+            for event in events {
+                if let Decision::Record(record) = decide_event(&sim, event, ctx, cfg.clone())? {
+                    sim.apply_collect(&record);
+                }
+            }
+            return Ok(Decision::Answer(Outcome::Checked));
+        }
+        Command::Advance => {
+            require_user(state)?;
+            UserRecord::Advanced {
+                at: ctx.now,
+                tz: tz_name(),
+                streak: cfg,
+                effects: Vec::new(),
+            }
+        }
+        Command::SetPreferences(write) => UserRecord::Preferences {
+            preferences: decide_preferences(state, write, ctx.catalog)?,
+            effects: Vec::new(),
+        },
+        Command::GrantFreezes { count } => {
+            require_user(state)?;
+            UserRecord::FreezesGranted {
+                count: *count,
+                streak: cfg,
+                effects: Vec::new(),
+            }
+        }
+        Command::AddPause { id, start, end } => {
+            let profile = require_user(state)?;
+            let today = local_date(ctx.now, profile.time_zone());
+            if *start < today {
+                return Err(UserError::Invalid(
+                    "Pause start cannot be in the past".into(),
+                ));
+            }
+            if end < start {
+                return Err(UserError::Invalid(
+                    "Pause end must not be before its start".into(),
+                ));
+            }
+            let overlaps = state
+                .streak
+                .pauses
+                .iter()
+                .any(|p| !p.archived && p.start <= *end && *start <= p.end);
+            if overlaps {
+                return Err(UserError::Invalid(
+                    "Pause overlaps another pause of this user".into(),
+                ));
+            }
+            UserRecord::PauseAdded {
+                pause: Pause {
+                    id: *id,
+                    start: *start,
+                    end: *end,
+                    archived: false,
+                },
+                effects: Vec::new(),
+            }
+        }
+        Command::RemovePause { id } => {
+            if !state
+                .streak
+                .pauses
+                .iter()
+                .any(|p| p.id == *id && !p.archived)
+            {
+                return Err(UserError::Invalid("Streak pause not found by ID".into()));
+            }
+            UserRecord::PauseRemoved {
+                id: *id,
+                effects: Vec::new(),
+            }
+        }
+        Command::RestoreStreak => {
+            require_user(state)?;
+            let mut trial = state.streak.clone();
+            if trial.restore(&cfg, ctx.now, state.time_zone()).is_none() {
+                return Ok(Decision::Answer(Outcome::Restored(None)));
+            }
+            UserRecord::StreakRestored {
+                at: ctx.now,
+                tz: tz_name(),
+                streak: cfg,
+                effects: Vec::new(),
+            }
+        }
+        Command::ResetStreak => {
+            require_user(state)?;
+            UserRecord::StreakReset {
+                at: ctx.now,
+                tz: tz_name(),
+                streak: cfg,
+                effects: Vec::new(),
+            }
+        }
+    };
+    Ok(Decision::Record(record))
+}
+
+/// SPEC §3.2.4 steps that exist so far: idempotency, validation, upsert, total, streak.
+fn decide_event(
+    state: &UserState,
+    event: &NewEvent,
+    ctx: &Context<'_>,
+    cfg: StreakConfig,
+) -> Result<Decision, UserError> {
+    if ctx.catalog.metric(event.metric_id).is_none() {
+        return Err(UserError::MetricNotFound);
+    }
+    if let Some(key) = &event.idempotency_key {
+        if let Some(original) = state.replayed(event.metric_id, key) {
+            return Ok(Decision::Answer(Outcome::Event(EventOutcome::Replayed {
+                event_id: original,
+                total: state.total(event.metric_id),
+                streak: streak::view(&state.streak, &cfg, ctx.now, state.time_zone()),
+            })));
+        }
+    }
+    let unknown = ctx
+        .catalog
+        .unknown_attribute_keys(AttributeKind::Event, event.attributes.keys());
+    if !unknown.is_empty() {
+        return Err(UserError::InvalidEventAttributes(unknown));
+    }
+    let existing = state.profile.as_ref();
+    let profile = apply_write(
+        existing,
+        ctx.user_id,
+        &event.user,
+        ctx.catalog,
+        ctx.now,
+        ctx.control,
+    )?;
+    let user_created = existing.is_none();
+    let total = state.total(event.metric_id) + event.value;
+    // Totals and history stay finite: an infinite total could not be written as JSON and
+    // would poison the journal.
+    let bucket = state
+        .metrics
+        .get(&event.metric_id)
+        .and_then(|m| m.buckets.get(&bucket_of(ctx.now)))
+        .copied()
+        .unwrap_or(0.0);
+    if !total.is_finite() || !(bucket + event.value).is_finite() {
+        return Err(UserError::TotalOutOfRange);
+    }
+    // The profile is journaled only when this event changes it, which keeps the per-event
+    // record small on the hot path.
+    let profile_changed = user_created || !event.user.is_empty();
+    Ok(Decision::Record(UserRecord::Event(EventRecord {
+        event_id: ctx.new_id,
+        metric_id: event.metric_id,
+        value: event.value,
+        at: ctx.now,
+        tz: profile.time_zone().name().to_string(),
+        attributes: event.attributes.clone(),
+        idempotency_key: event.idempotency_key.clone(),
+        profile: profile_changed.then_some(profile),
+        user_created,
+        streak: cfg,
+        effects: Vec::new(),
+    })))
+}
+
+/// Notification types and channels of SPEC §2.4.1.
+const NOTIFICATION_TYPES: &[&str] = &[
+    "achievement_completed",
+    "recap",
+    "reactivation",
+    "streak_reminder",
+];
+const CHANNELS: &[&str] = &["email", "push"];
+
+fn decide_preferences(
+    state: &UserState,
+    write: &PreferencesWrite,
+    catalog: &Catalog,
+) -> Result<Preferences, UserError> {
+    require_user(state)?;
+    let mut prefs = state.preferences.clone();
+    for (kind, channels) in &write.notifications {
+        if !NOTIFICATION_TYPES.contains(&kind.as_str()) {
+            return Err(UserError::Invalid(format!(
+                "Unknown notification type: {kind}"
+            )));
+        }
+        let mut list: Vec<String> = Vec::new();
+        for c in channels {
+            if !CHANNELS.contains(&c.as_str()) {
+                return Err(UserError::Invalid(format!(
+                    "Unknown notification channel: {c}"
+                )));
+            }
+            if !list.contains(c) {
+                list.push(c.clone());
+            }
+        }
+        prefs.notifications.insert(kind.clone(), list);
+    }
+    let customizes = write.streak_mode.is_some()
+        || write.streak_metrics.is_some()
+        || write.streak_days_off.is_some();
+    if customizes && !catalog.streak.customization_enabled {
+        return Err(UserError::CustomizationDisabled);
+    }
+    if customizes || write.streak_enabled.is_some() {
+        let mut own = prefs.streak.clone().unwrap_or_default();
+        if let Some(e) = write.streak_enabled {
+            own.enabled = Some(e);
+        }
+        if let Some(m) = write.streak_mode {
+            own.mode = Some(m);
+        }
+        if let Some(items) = &write.streak_metrics {
+            own.metrics = Some(catalog.streak_metrics(items).map_err(UserError::Invalid)?);
+        }
+        if let Some(days) = &write.streak_days_off {
+            own.days_off = Some(check_days_off(days).map_err(UserError::Invalid)?);
+        }
+        prefs.streak = Some(own);
+    }
+    Ok(prefs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{NewAttribute, NewMetric, StreakSettings, UnitType};
+    use crate::rules::profile::Patch;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn catalog() -> (Catalog, Uuid) {
+        let mut cat = Catalog::default();
+        let (metrics, _) = cat.create_metrics(
+            vec![Ok(NewMetric {
+                key: "lessons".into(),
+                name: "Lessons".into(),
+                unit_type: UnitType::Number,
+                units: None,
+            })],
+            Utc.timestamp_opt(0, 0).single().expect("valid"),
+        );
+        cat.create_attributes(vec![Ok(NewAttribute {
+            key: "device".into(),
+            name: "Device".into(),
+            kind: AttributeKind::Event,
+        })]);
+        cat.streak = StreakSettings {
+            metrics: vec![(metrics[0].id, 1.0)],
+            ..StreakSettings::default()
+        };
+        (cat, metrics[0].id)
+    }
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_735_689_600 + secs, 0)
+            .single()
+            .expect("valid")
+    }
+
+    fn ctx(cat: &Catalog, now: DateTime<Utc>) -> Context<'_> {
+        Context {
+            user_id: "u1",
+            catalog: cat,
+            now,
+            new_id: Uuid::new_v4(),
+            control: false,
+        }
+    }
+
+    fn event(metric_id: Uuid, value: f64, key: Option<&str>) -> Command {
+        Command::RecordEvent(NewEvent {
+            metric_id,
+            value,
+            user: UserWrite::default(),
+            attributes: BTreeMap::new(),
+            idempotency_key: key.map(str::to_string),
+        })
+    }
+
+    /// Decides and applies like the actor does; returns the record with its effects.
+    fn run(
+        state: &mut UserState,
+        cat: &Catalog,
+        cmd: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, UserError> {
+        let d = decide(state, cmd, &ctx(cat, now))?;
+        Ok(match d {
+            Decision::Record(mut record) => {
+                let effects = state.apply_collect(&record);
+                record.set_effects(effects);
+                Decision::Record(record)
+            }
+            answer => answer,
+        })
+    }
+
+    #[test]
+    fn first_event_creates_the_user_starts_the_streak_and_adds_the_value() {
+        let (cat, metric) = catalog();
+        let mut state = UserState::default();
+        let Ok(Decision::Record(record)) = run(&mut state, &cat, &event(metric, 2.5, None), t(0))
+        else {
+            panic!("expected a record");
+        };
+        let UserRecord::Event(ev) = &record else {
+            panic!("event record")
+        };
+        assert!(ev.user_created);
+        assert_eq!(ev.tz, "UTC");
+        let effects = record.effects();
+        assert!(matches!(effects[0], Effect::UserCreated { .. }));
+        assert!(matches!(effects[1], Effect::MetricTotalChanged { total, .. } if total == 2.5));
+        assert!(matches!(
+            effects[2],
+            Effect::Streak {
+                event: StreakEvent::Started { length: 1 },
+                ..
+            }
+        ));
+        assert_eq!(state.total(metric), 2.5);
+        assert_eq!(state.streak_view(&cat, t(0)).length, 1);
+    }
+
+    #[test]
+    fn idempotent_replay_changes_nothing_and_returns_the_original_id() {
+        let (cat, metric) = catalog();
+        let mut state = UserState::default();
+        let Ok(Decision::Record(UserRecord::Event(first))) =
+            run(&mut state, &cat, &event(metric, 1.0, Some("k")), t(0))
+        else {
+            panic!("expected a record");
+        };
+        let before = state.clone();
+        let again = run(&mut state, &cat, &event(metric, 5.0, Some("k")), t(10)).expect("replay");
+        let Decision::Answer(Outcome::Event(EventOutcome::Replayed {
+            event_id,
+            total,
+            streak,
+        })) = again
+        else {
+            panic!("expected a replay");
+        };
+        assert_eq!((event_id, total, streak.length), (first.event_id, 1.0, 1));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn invalid_events_are_rejected_without_change() {
+        let (cat, metric) = catalog();
+        let state = UserState::default();
+        let mut ev = NewEvent {
+            metric_id: metric,
+            value: 1.0,
+            user: UserWrite::default(),
+            attributes: BTreeMap::new(),
+            idempotency_key: None,
+        };
+        ev.attributes.insert("nope".into(), "x".into());
+        assert_eq!(
+            decide(&state, &Command::RecordEvent(ev.clone()), &ctx(&cat, t(0))).err(),
+            Some(UserError::InvalidEventAttributes(vec!["nope".into()]))
+        );
+        ev.attributes.clear();
+        ev.user.tz = Patch::Set("Not/AZone".into());
+        assert!(matches!(
+            decide(&state, &Command::RecordEvent(ev), &ctx(&cat, t(0))),
+            Err(UserError::Profile(ProfileError::InvalidTz(_)))
+        ));
+    }
+
+    #[test]
+    fn overflow_and_profile_only_when_changed_and_batch_dry_run() {
+        let (cat, metric) = catalog();
+        let mut state = UserState::default();
+        run(&mut state, &cat, &event(metric, 1e308, None), t(0)).expect("first");
+        assert_eq!(
+            decide(&state, &event(metric, 1e308, None), &ctx(&cat, t(1))).err(),
+            Some(UserError::TotalOutOfRange)
+        );
+        let Ok(Decision::Record(UserRecord::Event(ev))) =
+            decide(&state, &event(metric, -1.0, None), &ctx(&cat, t(2)))
+        else {
+            panic!("expected a record");
+        };
+        assert!(
+            ev.profile.is_none(),
+            "an id-only user object changes nothing"
+        );
+        let Command::RecordEvent(a) = event(metric, 1.0, Some("a")) else {
+            unreachable!()
+        };
+        let Command::RecordEvent(b) = event(metric, 1e308, None) else {
+            unreachable!()
+        };
+        assert_eq!(
+            decide(
+                &state,
+                &Command::CheckEvents(vec![a.clone(), b]),
+                &ctx(&cat, t(3))
+            )
+            .err(),
+            Some(UserError::TotalOutOfRange)
+        );
+        assert!(matches!(
+            decide(&state, &Command::CheckEvents(vec![a]), &ctx(&cat, t(3))),
+            Ok(Decision::Answer(Outcome::Checked))
+        ));
+    }
+
+    #[test]
+    fn profile_modes() {
+        let (cat, _) = catalog();
+        let mut state = UserState::default();
+        let write = |mode| Command::WriteProfile {
+            mode,
+            write: UserWrite::default(),
+        };
+        assert_eq!(
+            run(&mut state, &cat, &write(WriteMode::Update), t(0)).err(),
+            Some(UserError::NotFound)
+        );
+        run(&mut state, &cat, &write(WriteMode::Create), t(0)).expect("create");
+        assert_eq!(
+            run(&mut state, &cat, &write(WriteMode::Create), t(1)).err(),
+            Some(UserError::AlreadyExists)
+        );
+        assert!(run(&mut state, &cat, &write(WriteMode::Identify), t(1)).is_ok());
+    }
+
+    #[test]
+    fn preferences_need_customization_except_enabled() {
+        let (mut cat, _) = catalog();
+        let mut state = UserState::default();
+        run(&mut state, &cat, &event(catalog().1, 0.0, None), t(0)).ok();
+        run(
+            &mut state,
+            &cat,
+            &Command::WriteProfile {
+                mode: WriteMode::Identify,
+                write: UserWrite::default(),
+            },
+            t(0),
+        )
+        .expect("user");
+        let custom = Command::SetPreferences(PreferencesWrite {
+            streak_mode: Some(Mode::And),
+            ..Default::default()
+        });
+        assert_eq!(
+            run(&mut state, &cat, &custom, t(1)).err(),
+            Some(UserError::CustomizationDisabled)
+        );
+        let off = Command::SetPreferences(PreferencesWrite {
+            streak_enabled: Some(false),
+            ..Default::default()
+        });
+        run(&mut state, &cat, &off, t(1)).expect("enabled is always allowed");
+        assert!(!effective_streak(&cat, &state.preferences).enabled);
+        cat.streak.customization_enabled = true;
+        run(&mut state, &cat, &custom, t(2)).expect("customization on");
+        assert_eq!(effective_streak(&cat, &state.preferences).mode, Mode::And);
+        let bad = Command::SetPreferences(PreferencesWrite {
+            streak_metrics: Some(vec![("nope".into(), 1.0)]),
+            ..Default::default()
+        });
+        assert!(matches!(
+            run(&mut state, &cat, &bad, t(3)),
+            Err(UserError::Invalid(_))
+        ));
+        cat.streak.customization_enabled = false;
+        assert_eq!(
+            effective_streak(&cat, &state.preferences).mode,
+            Mode::Or,
+            "overrides are dormant"
+        );
+    }
+
+    proptest! {
+        /// Replaying the journal (records serialized and read back) gives the same state as
+        /// live processing, and the total is the sum of the non-replayed values.
+        #[test]
+        fn replay_equals_live(events in proptest::collection::vec((-1000i32..1000, 0i64..1_000_000, proptest::option::of(0u8..5)), 1..40)) {
+            let (cat, metric) = catalog();
+            let mut live = UserState::default();
+            let mut journal = Vec::new();
+            let mut expected = 0.0;
+            let mut seen = std::collections::HashSet::new();
+            let mut sorted = events.clone();
+            sorted.sort_by_key(|e| e.1);
+            for (value, secs, key) in &sorted {
+                let key = key.map(|k| format!("key-{k}"));
+                let cmd = event(metric, f64::from(*value) / 4.0, key.as_deref());
+                if let Decision::Record(record) = run(&mut live, &cat, &cmd, t(*secs)).expect("valid") {
+                    journal.push(serde_json::to_string(&record).expect("encode"));
+                }
+                if key.as_ref().is_none_or(|k| seen.insert(k.clone())) {
+                    expected += f64::from(*value) / 4.0;
+                }
+            }
+            let mut replayed = UserState::default();
+            for line in &journal {
+                let rec: UserRecord = serde_json::from_str(line).expect("decode");
+                replayed.apply(&rec);
+            }
+            prop_assert_eq!(&replayed, &live);
+            prop_assert!((live.total(metric) - expected).abs() < 1e-9);
+        }
+    }
+}
