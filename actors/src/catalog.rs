@@ -70,22 +70,44 @@ pub struct Attribute {
 pub struct Issue {
     pub index: Option<usize>,
     pub id: Option<String>,
+    pub user_id: Option<String>,
+    /// A warning means the item was skipped benignly or applied partially (SPEC §10.1.6).
+    pub warning: bool,
     pub message: String,
 }
 
 impl Issue {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            index: None,
+            id: None,
+            user_id: None,
+            warning: false,
+            message: message.into(),
+        }
+    }
     pub fn at_index(index: usize, message: impl Into<String>) -> Self {
         Self {
             index: Some(index),
-            id: None,
-            message: message.into(),
+            ..Self::new(message)
         }
     }
     pub fn for_id(id: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            index: None,
             id: Some(id.into()),
-            message: message.into(),
+            ..Self::new(message)
+        }
+    }
+    pub fn for_user(user_id: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            user_id: Some(user_id.into()),
+            ..Self::new(message)
+        }
+    }
+    pub fn warning(self) -> Self {
+        Self {
+            warning: true,
+            ..self
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct AdminIssue {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
     pub severity: &'static str,
     pub message: String,
@@ -22,8 +24,9 @@ impl From<Issue> for AdminIssue {
     fn from(i: Issue) -> Self {
         Self {
             id: i.id,
+            user_id: i.user_id,
             index: i.index,
-            severity: "error",
+            severity: if i.warning { "warning" } else { "error" },
             message: i.message,
         }
     }

@@ -5,6 +5,7 @@ mod admin;
 mod durability;
 mod errors;
 mod events;
+mod streaks;
 mod support;
 mod test_clock;
 mod users;

@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod metrics;
+pub mod streaks;
 pub mod test_clock;
 
 use axum::Router;
@@ -12,5 +13,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(metrics::router())
         .merge(attributes::router())
+        .merge(streaks::router())
         .merge(test_clock::router())
 }

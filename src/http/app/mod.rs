@@ -1,6 +1,7 @@
 //! The application API, served under `/v1`.
 
 pub mod metrics;
+pub mod streaks;
 pub mod users;
 
 use axum::Router;
@@ -11,4 +12,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(users::router())
         .merge(metrics::router())
+        .merge(streaks::router())
 }

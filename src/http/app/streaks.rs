@@ -1,0 +1,214 @@
+//! `/v1/users/{id}/streak`, `/v1/streaks` and `/v1/users/{id}/preferences` (SPEC §5.7–5.11,
+//! §2.4).
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use kudos_actors::rules::streak::{self, Mode};
+use kudos_actors::user::{effective_streak, Command, Outcome, PreferencesWrite};
+use serde_json::Value;
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{JsonBody, QueryPairs};
+use crate::wire::streaks::{
+    int_list, metric_thresholds, preferences, BaseStreak, BulkStreakItem, HistoryItem, PauseItem,
+    StreakResponse,
+};
+use crate::wire::{object, ts, ShapeError};
+use crate::AppState;
+
+/// Largest `historyPeriods` (SPEC §5.8 DECISION).
+const MAX_HISTORY: usize = 1000;
+
+async fn user_streak(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryPairs,
+) -> ApiResult<Json<StreakResponse>> {
+    let periods = match q.get("historyPeriods") {
+        None => 7,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY).contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable("historyPeriods must be an integer between 1 and 1000")
+            })?,
+    };
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    let response = state
+        .users
+        .read(&id, move |s| {
+            let profile = s.profile.as_ref()?;
+            let cfg = effective_streak(&catalog, &s.preferences);
+            let tz = profile.time_zone();
+            let view = streak::view(&s.streak, &cfg, now, tz);
+            let today = streak::local_date(now, tz);
+            let history = streak::history(&s.streak, &cfg, now, tz, periods);
+            let mut pauses: Vec<_> = s
+                .streak
+                .pauses
+                .iter()
+                .filter(|p| !p.archived && p.end >= today)
+                .collect();
+            pauses.sort_by_key(|p| p.start);
+            Some(StreakResponse {
+                base: BaseStreak::from(&view),
+                extended: view.extended.map(ts),
+                streak_history: history
+                    .iter()
+                    .map(|h| HistoryItem::new(h, cfg.freezes.is_some()))
+                    .collect(),
+                pauses: pauses.into_iter().map(PauseItem::from).collect(),
+            })
+        })
+        .await?
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("User not found"))?;
+    Ok(Json(response))
+}
+
+/// `userIds`, repeated or comma-separated, 1–100.
+pub fn user_ids(q: &QueryPairs, name: &str) -> ApiResult<Vec<String>> {
+    let mut ids: Vec<String> = Vec::new();
+    for (_, v) in q.0.iter().filter(|(k, _)| k == name) {
+        for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !ids.iter().any(|x| x == id) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    if ids.is_empty() || ids.len() > 100 {
+        return Err(ApiError::unprocessable(format!(
+            "{name} must contain between 1 and 100 user ids"
+        )));
+    }
+    Ok(ids)
+}
+
+async fn bulk_streaks(
+    State(state): State<AppState>,
+    q: QueryPairs,
+) -> ApiResult<Json<Vec<BulkStreakItem>>> {
+    let ids = user_ids(&q, "userIds")?;
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    let mut items = Vec::new();
+    for id in ids {
+        let catalog = catalog.clone();
+        let found = state
+            .users
+            .read(&id, move |s| {
+                s.profile.as_ref().map(|_| s.streak_view(&catalog, now))
+            })
+            .await?
+            .flatten();
+        if let Some(view) = found {
+            items.push(BulkStreakItem {
+                user_id: id,
+                streak_length: view.length,
+                extended: view.extended.map(ts),
+            });
+        }
+    }
+    items.sort_by(|a, b| {
+        b.streak_length
+            .cmp(&a.streak_length)
+            .then_with(|| a.user_id.cmp(&b.user_id))
+    });
+    Ok(Json(items))
+}
+
+async fn get_preferences(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    state
+        .users
+        .read(&id, move |s| {
+            s.profile
+                .as_ref()
+                .map(|_| preferences(&s.preferences, &catalog))
+        })
+        .await?
+        .flatten()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("User not found"))
+}
+
+fn parse_preferences(body: &Value) -> ApiResult<PreferencesWrite> {
+    let obj = object(body, "Request body")?;
+    let mut write = PreferencesWrite::default();
+    if let Some(n) = obj.get("notifications").filter(|v| !v.is_null()) {
+        let n = object(n, "notifications")?;
+        for (kind, channels) in n {
+            let list = channels
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .map(|c| c.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| {
+                    ShapeError::new(format!("notifications.{kind} must be an array of strings"))
+                })?;
+            write.notifications.insert(kind.clone(), list);
+        }
+    }
+    if let Some(st) = obj.get("streak").filter(|v| !v.is_null()) {
+        let st = object(st, "streak")?;
+        if let Some(v) = st.get("enabled").filter(|v| !v.is_null()) {
+            write.streak_enabled = Some(
+                v.as_bool()
+                    .ok_or_else(|| ShapeError::new("streak.enabled must be a boolean"))?,
+            );
+        }
+        if let Some(v) = st.get("evaluationMode").filter(|v| !v.is_null()) {
+            let raw = v
+                .as_str()
+                .ok_or_else(|| ShapeError::new("streak.evaluationMode must be a string"))?;
+            write.streak_mode = Some(Mode::parse(raw).ok_or_else(|| {
+                ApiError::unprocessable("streak.evaluationMode must be AND or OR")
+            })?);
+        }
+        if let Some(v) = st.get("metrics").filter(|v| !v.is_null()) {
+            write.streak_metrics = Some(metric_thresholds(v, "streak.metrics")?);
+        }
+        if let Some(v) = st.get("daysOff").filter(|v| !v.is_null()) {
+            write.streak_days_off = Some(int_list(v, "streak.daysOff")?);
+        }
+    }
+    Ok(write)
+}
+
+async fn update_preferences(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let write = parse_preferences(&body)?;
+    let catalog = state.catalog.get();
+    if !state.users.known(&id)? {
+        return Err(ApiError::not_found("User not found"));
+    }
+    match state
+        .users
+        .execute(&id, Command::SetPreferences(write), &catalog)
+        .await?
+    {
+        Outcome::Preferences(p) => Ok(Json(preferences(&p, &catalog))),
+        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users/{id}/streak", get(user_streak))
+        .route("/streaks", get(bulk_streaks))
+        .route(
+            "/users/{id}/preferences",
+            get(get_preferences).patch(update_preferences),
+        )
+}
