@@ -104,3 +104,104 @@ impl Scheduler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Changed, NewMetric, StreakSettingsPatch, UnitType};
+    use crate::clock::ManualClock;
+    use crate::rules::profile::UserWrite;
+    use crate::rules::streak::StreakEvent;
+    use crate::supervisor::{RootSupervisor, SupervisorStats};
+    use crate::user::{Effect, NewEvent, UserRecord};
+    use crate::user_shards::ShardsConfig;
+    use chrono::TimeZone;
+    use kudos_snapshots::{Store, StreamId};
+    use ractor::Actor;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_period_ending_unsatisfied_is_evaluated_and_journaled_without_any_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let start = Utc
+            .with_ymd_and_hms(2030, 4, 2, 10, 0, 0)
+            .single()
+            .expect("valid");
+        let manual = Arc::new(ManualClock::new(start));
+        let clock: Arc<dyn Clock> = manual.clone();
+        let (sup, _h) = Actor::spawn(None, RootSupervisor, Arc::new(SupervisorStats::default()))
+            .await
+            .expect("supervisor");
+        let users = UserShards::new(
+            store.journal(),
+            store.due(),
+            clock.clone(),
+            sup.get_cell(),
+            ShardsConfig::default(),
+        );
+        let catalog = Arc::new(CatalogService::load(store.clone()).expect("catalog"));
+        let metric = catalog
+            .update(|c| {
+                let (m, _) = c.create_metrics(
+                    vec![Ok(NewMetric {
+                        key: "m".into(),
+                        name: "M".into(),
+                        unit_type: UnitType::Number,
+                        units: None,
+                    })],
+                    start,
+                );
+                c.update_streak_settings(StreakSettingsPatch {
+                    metrics: Some(vec![("m".into(), 1.0)]),
+                    ..Default::default()
+                })
+                .expect("settings");
+                (
+                    m[0].id,
+                    vec![
+                        Changed::Metric(m[0].clone()),
+                        Changed::StreakSettings(c.streak.clone()),
+                    ],
+                )
+            })
+            .await
+            .expect("update");
+        let scheduler = Scheduler::new(store.due(), users.clone(), catalog.clone(), clock);
+        let event = NewEvent {
+            metric_id: metric,
+            value: 1.0,
+            user: UserWrite::default(),
+            attributes: Default::default(),
+            idempotency_key: None,
+        };
+        users
+            .execute("u1", Command::RecordEvent(event), &catalog.get())
+            .await
+            .expect("event");
+        assert_eq!(store.due().len(), 1, "the period end is filed");
+        assert_eq!(scheduler.run_due(manual.now()).await, 0, "nothing due yet");
+
+        let next_day_end = Utc
+            .with_ymd_and_hms(2030, 4, 4, 0, 0, 0)
+            .single()
+            .expect("valid");
+        manual.set(next_day_end).expect("forward");
+        // Due at 04-03 00:00 (the streak is kept while 04-03 runs), then at 04-04 00:00 lost.
+        assert!(scheduler.run_due(manual.now()).await >= 1);
+        let records: Vec<(u64, UserRecord)> = store
+            .journal()
+            .tail(&StreamId::new("user", "u1"), 0)
+            .expect("tail");
+        let lost = records.iter().flat_map(|(_, r)| r.effects()).any(|e| {
+            matches!(
+                e,
+                Effect::Streak {
+                    event: StreakEvent::Lost { length: 1 },
+                    ..
+                }
+            )
+        });
+        assert!(lost, "streak.lost journaled by the scheduler: {records:?}");
+        assert!(store.due().is_empty(), "no streak left to watch");
+    }
+}

@@ -361,6 +361,11 @@ impl StreakState {
         while let Some(end) = self.current().map(|c| c.end).filter(|end| *end < today) {
             self.earn_until(cfg, end, &mut out);
             consumed += self.finalize_current(cfg, &mut out);
+            // Past periods keep their outcome, not their sums: satisfaction is sticky and
+            // settled, and small entries keep snapshots small.
+            if let Some(done) = self.periods.back_mut() {
+                done.sums.clear();
+            }
             let mut next = cfg.frequency.next_period(end);
             // A local date that never happened (Samoa skipped 2011-12-30) is not a period.
             while local_midnight(tz, next.0) >= local_midnight(tz, next.1 + Days::new(1))
@@ -554,8 +559,22 @@ pub struct HistoryRow {
 /// A read of the streak: evaluations pending up to `now` are applied to a copy first, so a
 /// read equals "evaluated exactly at midnight" even before the scheduler ran.
 pub fn view(state: &StreakState, cfg: &StreakConfig, now: DateTime<Utc>, tz: Tz) -> StreakView {
-    let mut s = state.clone();
-    s.advance(cfg, now, tz);
+    let today = local_date(now, tz);
+    // Right after an event the state is already current; copying the ledger is only needed
+    // when evaluations are pending.
+    let current = state.frequency == Some(cfg.frequency)
+        && state.current().is_some_and(|c| c.end >= today)
+        && (cfg.enabled || state.length == 0)
+        && state.next_earn.is_none_or(|d| d > today);
+    let advanced;
+    let s = if current {
+        state
+    } else {
+        let mut copy = state.clone();
+        copy.advance(cfg, now, tz);
+        advanced = copy;
+        &advanced
+    };
     let freeze_fields = cfg.freezes.as_ref();
     let mut v = StreakView {
         length: s.length,
