@@ -159,8 +159,7 @@ pub async fn run(
             .await
             .context("cannot start the root supervisor")?;
     let users = UserShards::new(
-        store.journal(),
-        store.due(),
+        store.clone(),
         clock.clone(),
         supervisor.get_cell(),
         ShardsConfig {

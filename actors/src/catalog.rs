@@ -15,6 +15,7 @@ use kudos_snapshots::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::achievements::Achievement;
 use crate::rules::keys::{is_valid_key, KEY_RULE};
 use crate::rules::streak::{FreezeConfig, Frequency, Mode};
 
@@ -208,6 +209,7 @@ pub struct Catalog {
     metrics: Vec<Metric>,
     attributes: Vec<Attribute>,
     next_ord: u64,
+    achievements: Vec<Achievement>,
     pub streak: StreakSettings,
 }
 
@@ -247,11 +249,56 @@ impl Catalog {
             metrics,
             attributes,
             next_ord,
+            achievements: Vec::new(),
             streak: StreakSettings::default(),
         }
     }
 
-    fn take_ord(&mut self) -> u64 {
+    /// Adds achievements loaded from storage (creation order is kept by `ord`).
+    pub fn with_achievements(mut self, mut list: Vec<Achievement>) -> Self {
+        list.sort_by_key(|a| a.ord);
+        if let Some(max) = list.iter().map(|a| a.ord).max() {
+            self.next_ord = self.next_ord.max(max + 1);
+        }
+        self.achievements = list;
+        self
+    }
+
+    /// Live (non-deleted) achievements in creation order.
+    pub fn achievements(&self) -> impl Iterator<Item = &Achievement> {
+        self.achievements.iter().filter(|a| !a.deleted)
+    }
+
+    pub fn achievement(&self, id: Uuid) -> Option<&Achievement> {
+        self.achievements().find(|a| a.id == id)
+    }
+
+    pub fn achievement_by_id(&self, id: &str) -> Option<&Achievement> {
+        Uuid::parse_str(id).ok().and_then(|id| self.achievement(id))
+    }
+
+    /// The live `api` achievement with this key.
+    pub fn api_achievement(&self, key: &str) -> Option<&Achievement> {
+        self.achievements().find(
+            |a| matches!(&a.trigger, crate::achievements::Trigger::Api { key: k } if k == key),
+        )
+    }
+
+    pub(crate) fn push_achievement(&mut self, a: Achievement) {
+        self.achievements.push(a);
+    }
+
+    pub(crate) fn replace_achievement(&mut self, a: Achievement) {
+        if let Some(slot) = self.achievements.iter_mut().find(|x| x.id == a.id) {
+            *slot = a;
+        }
+    }
+
+    pub fn delete_achievements(&mut self, ids: &[String]) -> (Vec<Achievement>, Vec<Issue>) {
+        bulk_delete(&mut self.achievements, ids, "Achievement")
+    }
+
+    pub(crate) fn take_ord(&mut self) -> u64 {
         let ord = self.next_ord;
         self.next_ord += 1;
         ord
@@ -283,6 +330,13 @@ impl Catalog {
     pub fn attribute_by_id(&self, id: &str) -> Option<&Attribute> {
         let id = Uuid::parse_str(id).ok()?;
         self.attributes().find(|a| a.id == id)
+    }
+
+    /// The key of a live attribute.
+    pub fn attribute_key(&self, id: Uuid) -> Option<&str> {
+        self.attributes()
+            .find(|a| a.id == id)
+            .map(|a| a.key.as_str())
     }
 
     pub fn attribute(&self, kind: AttributeKind, key: &str) -> Option<&Attribute> {
@@ -554,6 +608,7 @@ macro_rules! entity {
 }
 entity!(Metric);
 entity!(Attribute);
+entity!(Achievement);
 
 fn find_live<'a, T: Entity>(list: &'a mut [T], raw_id: &str) -> Option<&'a mut T> {
     let id = Uuid::parse_str(raw_id).ok()?;
@@ -617,6 +672,7 @@ pub enum Changed {
     Metric(Metric),
     Attribute(Attribute),
     StreakSettings(StreakSettings),
+    Achievement(Achievement),
 }
 
 impl Changed {
@@ -630,6 +686,10 @@ impl Changed {
             Changed::StreakSettings(st) => {
                 (STREAK_SETTINGS_KEY.to_string(), serde_json::to_value(st))
             }
+            Changed::Achievement(a) => (
+                format!("catalog/achievement/{}", a.id),
+                serde_json::to_value(a),
+            ),
         };
         Ok((key, Some(value.map_err(StoreError::Encode)?)))
     }
@@ -649,7 +709,8 @@ impl CatalogService {
     pub fn load(store: Store) -> Result<Self, StoreError> {
         let metrics: Vec<Metric> = store.meta_scan("catalog/metric/")?;
         let attributes: Vec<Attribute> = store.meta_scan("catalog/attribute/")?;
-        let mut catalog = Catalog::from_parts(metrics, attributes);
+        let achievements: Vec<Achievement> = store.meta_scan("catalog/achievement/")?;
+        let mut catalog = Catalog::from_parts(metrics, attributes).with_achievements(achievements);
         catalog.streak = store.meta_get(STREAK_SETTINGS_KEY)?.unwrap_or_default();
         Ok(Self {
             current: RwLock::new(Arc::new(catalog)),

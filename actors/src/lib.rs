@@ -14,6 +14,7 @@
 //! fsync → `apply`) → reply with the record and its effects.
 #![forbid(unsafe_code)]
 
+pub mod achievements;
 pub mod catalog;
 pub mod clock;
 pub mod rules;

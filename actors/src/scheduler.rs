@@ -133,8 +133,7 @@ mod tests {
             .await
             .expect("supervisor");
         let users = UserShards::new(
-            store.journal(),
-            store.due(),
+            store.clone(),
             clock.clone(),
             sup.get_cell(),
             ShardsConfig::default(),

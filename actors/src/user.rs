@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kudos_snapshots::{recovery, snapshot, DueIndex, Journal, StreamId};
+use kudos_snapshots::{recovery, snapshot, Counters, DueIndex, Journal, StreamId, UserIndex};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -22,6 +22,11 @@ pub use crate::user_state::*;
 /// A read-only query run inside the actor. It answers through its own channel; dropping it
 /// unanswered tells the caller to retry elsewhere.
 pub type ReadFn = Box<dyn FnOnce(&UserState) + Send>;
+
+/// The counter holding an achievement's number of completions.
+pub fn completions_counter(achievement_id: Uuid) -> String {
+    format!("achievement/{achievement_id}/completions")
+}
 
 /// Messages of [`UserActor`].
 // Each message is moved once into the mailbox; boxing the command would only add an allocation.
@@ -49,6 +54,8 @@ pub enum UserMsg {
 pub struct UserDeps {
     pub journal: Journal,
     pub due: DueIndex,
+    pub users: UserIndex,
+    pub counters: Counters,
     pub clock: Arc<dyn Clock>,
     pub registry: Weak<Registry>,
     /// Percentage (0–100) of new users placed in the control cohort (SPEC §2.5).
@@ -103,14 +110,25 @@ impl UserActorState {
         &mut self,
         mut record: UserRecord,
         catalog: &Catalog,
+        now: DateTime<Utc>,
     ) -> Result<UserRecord, kudos_snapshots::StoreError> {
-        let effects = self.state.apply_collect(&record);
+        let effects = self.state.apply_collect(&record, Some(catalog));
+        // Indexes first: they are covered by the same fsync as the record below.
+        for e in &effects {
+            match e {
+                Effect::UserCreated { user_id } => self.deps.users.insert(user_id)?,
+                Effect::AchievementCompleted { achievement_id, .. } => {
+                    self.deps
+                        .counters
+                        .increment(&completions_counter(*achievement_id))?;
+                }
+                _ => {}
+            }
+        }
         record.set_effects(effects);
-        let cfg = effective_streak(catalog, &self.state.preferences);
         let next = self
             .state
-            .streak
-            .next_due(&cfg, self.state.time_zone())
+            .next_due(catalog, now)
             .map(|t| t.timestamp_millis());
         self.deps
             .due
@@ -173,7 +191,21 @@ impl UserActorState {
                 Outcome::Restored(Some(state.streak_view(catalog, now).length))
             }
             (Command::ResetStreak, _) => Outcome::Reset,
-            (Command::Advance, _) => Outcome::Advanced,
+            (Command::Advance | Command::Backfill { .. }, _) => Outcome::Advanced,
+            (
+                Command::CompleteAchievement { .. },
+                UserRecord::ApiCompleted {
+                    achievement_id,
+                    completion_id,
+                    at,
+                    effects,
+                    ..
+                },
+            ) => Outcome::Completed {
+                achievement_id,
+                completion: Completion { completion_id, at },
+                effects,
+            },
             _ => state
                 .profile
                 .clone()
@@ -246,7 +278,7 @@ impl Actor for UserActor {
                     }
                     Ok(Decision::Record(record)) => {
                         let freezes_before = st.state.streak.freezes;
-                        match st.commit(record, &catalog).await {
+                        match st.commit(record, &catalog, now).await {
                             Ok(record) => {
                                 let outcome =
                                     st.outcome(&command, record, &catalog, now, freezes_before);

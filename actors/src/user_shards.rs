@@ -10,7 +10,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kudos_snapshots::{DueIndex, Journal, StreamId};
+use kudos_snapshots::{Store, StreamId};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorRef, RpcReplyPort};
 use tokio_util::sync::CancellationToken;
@@ -101,8 +101,7 @@ impl Default for ShardsConfig {
 #[derive(Clone)]
 pub struct UserShards {
     registry: Arc<Registry>,
-    journal: Journal,
-    due: DueIndex,
+    store: Store,
     clock: Arc<dyn Clock>,
     supervisor: ActorCell,
     config: ShardsConfig,
@@ -110,8 +109,7 @@ pub struct UserShards {
 
 impl UserShards {
     pub fn new(
-        journal: Journal,
-        due: DueIndex,
+        store: Store,
         clock: Arc<dyn Clock>,
         supervisor: ActorCell,
         config: ShardsConfig,
@@ -121,8 +119,7 @@ impl UserShards {
                 shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
                 hasher: Default::default(),
             }),
-            journal,
-            due,
+            store,
             clock,
             supervisor,
             config,
@@ -138,7 +135,8 @@ impl UserShards {
         if self.registry.get(user_id).is_some() {
             return Ok(true);
         }
-        self.journal
+        self.store
+            .journal()
             .exists(&StreamId::new("user", user_id))
             .map_err(|e| UserError::Storage(e.to_string()))
     }
@@ -150,8 +148,10 @@ impl UserShards {
         let args = UserActorArgs {
             user_id: user_id.to_string(),
             deps: UserDeps {
-                journal: self.journal.clone(),
-                due: self.due.clone(),
+                journal: self.store.journal(),
+                due: self.store.due(),
+                users: self.store.users(),
+                counters: self.store.counters(),
                 clock: self.clock.clone(),
                 registry: Arc::downgrade(&self.registry),
                 control_ratio: self.config.control_ratio,
@@ -315,8 +315,7 @@ mod tests {
             .await
             .expect("supervisor");
         let shards = UserShards::new(
-            store.journal(),
-            store.due(),
+            store.clone(),
             clock,
             sup.get_cell(),
             ShardsConfig {

@@ -16,7 +16,9 @@ use kudos_snapshots::Recoverable;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::achievements::{Achievement, AchievementStatus, Trigger};
 use crate::catalog::{check_days_off, AttributeKind, Catalog};
+use crate::rules::achievements::{anniversary, filtered_total};
 use crate::rules::profile::{apply_write, ProfileError, UserProfile, UserWrite};
 use crate::rules::streak::{
     self, local_date, Frequency, Mode, Pause, StreakConfig, StreakEvent, StreakState, StreakView,
@@ -60,6 +62,32 @@ pub struct UserState {
     pub streak: StreakState,
     #[serde(default)]
     pub preferences: Preferences,
+    /// Achievement id → its completion. Permanent (SPEC §4.1.3).
+    #[serde(default)]
+    pub completed: BTreeMap<Uuid, Completion>,
+    /// Per metric: totals of events by their attribute combination (events with attributes
+    /// only), for metric achievements with event filters over the full history.
+    #[serde(default)]
+    pub attr_totals: BTreeMap<Uuid, Vec<(BTreeMap<String, String>, f64)>>,
+}
+
+/// A completed achievement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub completion_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// Which achievements a record may complete (SPEC §4.3).
+#[derive(Debug, Default, Clone, Copy)]
+struct Scope {
+    metric: Option<Uuid>,
+    streak: bool,
+    anniversary: bool,
+    /// A backfill of one achievement.
+    only: Option<Uuid>,
+    /// Backdated/restored completions: no response entry, no webhook (SPEC §4.4.2).
+    silent: bool,
 }
 
 fn idempotency_slot(metric_id: Uuid, key: &str) -> String {
@@ -151,8 +179,248 @@ impl UserState {
         }
     }
 
-    /// Applies `record` and returns the effects it has. Deterministic.
-    pub fn apply_collect(&mut self, record: &UserRecord) -> Vec<Effect> {
+    /// Applies `record` and returns the effects it has.
+    ///
+    /// Live (`catalog` given), achievements are evaluated against the catalog and their
+    /// completions become effects; on replay (`None`) those recorded completions are applied
+    /// as they were, so a later catalog change cannot alter history.
+    pub fn apply_collect(&mut self, record: &UserRecord, catalog: Option<&Catalog>) -> Vec<Effect> {
+        let mut out = self.apply_base(record);
+        match catalog {
+            Some(catalog) => {
+                let scope = self.scope_of(record, &out);
+                let at = record.at().unwrap_or_else(|| {
+                    self.profile
+                        .as_ref()
+                        .map_or(DateTime::<Utc>::MIN_UTC, |p| p.updated)
+                });
+                self.evaluate(catalog, scope, at, &mut out);
+            }
+            None => {
+                for e in record.effects() {
+                    if let Effect::AchievementCompleted {
+                        achievement_id,
+                        completion_id,
+                        at,
+                        ..
+                    } = e
+                    {
+                        self.completed.insert(
+                            *achievement_id,
+                            Completion {
+                                completion_id: *completion_id,
+                                at: *at,
+                            },
+                        );
+                        out.push(e.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn scope_of(&self, record: &UserRecord, effects: &[Effect]) -> Scope {
+        let streak_grew = effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Streak {
+                    event: StreakEvent::Started { .. } | StreakEvent::Extended { .. },
+                    ..
+                }
+            )
+        });
+        match record {
+            UserRecord::Event(ev) => Scope {
+                metric: Some(ev.metric_id),
+                streak: streak_grew,
+                anniversary: ev.profile.is_some(),
+                ..Scope::default()
+            },
+            UserRecord::Profile { .. } | UserRecord::Advanced { .. } => Scope {
+                anniversary: true,
+                ..Scope::default()
+            },
+            UserRecord::StreakRestored { .. } => Scope {
+                streak: true,
+                silent: true,
+                ..Scope::default()
+            },
+            UserRecord::Backfill { achievement_id, .. } => Scope {
+                only: Some(*achievement_id),
+                silent: true,
+                ..Scope::default()
+            },
+            _ => Scope::default(),
+        }
+    }
+
+    /// Whether the user's current attributes satisfy every user filter of `a`.
+    pub fn eligible(&self, catalog: &Catalog, a: &Achievement) -> bool {
+        let attrs = self.profile.as_ref().map(|p| &p.attributes);
+        a.user_filters.iter().all(|(attr, value)| {
+            catalog
+                .attribute_key(*attr)
+                .and_then(|key| attrs.and_then(|m| m.get(key)))
+                .is_some_and(|v| v == value)
+        })
+    }
+
+    /// Whether the user satisfies the trigger of `a` now (api achievements never do).
+    fn qualifies(&self, catalog: &Catalog, a: &Achievement, at: DateTime<Utc>) -> bool {
+        match &a.trigger {
+            Trigger::Metric {
+                metric_id,
+                value,
+                event_filters,
+            } => {
+                let total = if event_filters.is_empty() {
+                    self.total(*metric_id)
+                } else {
+                    let filters: Option<Vec<(String, String)>> = event_filters
+                        .iter()
+                        .map(|(id, v)| {
+                            catalog
+                                .attribute_key(*id)
+                                .map(|k| (k.to_string(), v.clone()))
+                        })
+                        .collect();
+                    match (filters, self.attr_totals.get(metric_id)) {
+                        (Some(f), Some(rows)) => filtered_total(rows, &f),
+                        _ => 0.0,
+                    }
+                };
+                total >= *value
+            }
+            Trigger::Streak { length } => self.streak.length >= *length,
+            Trigger::Anniversary { years } => {
+                let Some(profile) = &self.profile else {
+                    return false;
+                };
+                let today = local_date(at, profile.time_zone());
+                profile
+                    .sign_up_date
+                    .and_then(|d| anniversary(d, *years))
+                    .is_some_and(|date| today >= date)
+            }
+            Trigger::Achievement { prerequisites } => {
+                prerequisites.iter().all(|p| self.completed.contains_key(p))
+            }
+            Trigger::Api { .. } => false,
+        }
+    }
+
+    fn complete(
+        &mut self,
+        a: &Achievement,
+        at: DateTime<Utc>,
+        silent: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let completion_id = Uuid::new_v4();
+        self.completed
+            .insert(a.id, Completion { completion_id, at });
+        out.push(Effect::AchievementCompleted {
+            user_id: self
+                .profile
+                .as_ref()
+                .map(|p| p.id.clone())
+                .unwrap_or_default(),
+            achievement_id: a.id,
+            completion_id,
+            at,
+            silent,
+        });
+    }
+
+    /// Completes what `scope` allows, in SPEC §3.2.4 order: metric, streak, anniversary (or
+    /// the one backfilled achievement), then composites until nothing more completes.
+    fn evaluate(
+        &mut self,
+        catalog: &Catalog,
+        scope: Scope,
+        at: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.profile.is_none() {
+            return;
+        }
+        let before = self.completed.len();
+        let open = |s: &Self, a: &Achievement| {
+            a.status == AchievementStatus::Active
+                && !s.completed.contains_key(&a.id)
+                && s.eligible(catalog, a)
+        };
+        let first_pass: Vec<&Achievement> = catalog
+            .achievements()
+            .filter(|a| match (&a.trigger, scope.only) {
+                (_, Some(only)) => a.id == only,
+                (Trigger::Metric { metric_id, .. }, None) => Some(*metric_id) == scope.metric,
+                (Trigger::Streak { .. }, None) => scope.streak,
+                (Trigger::Anniversary { .. }, None) => scope.anniversary,
+                _ => false,
+            })
+            .collect();
+        // Metric before streak before anniversary: the order of the response list.
+        for kind in ["metric", "streak", "anniversary", "achievement"] {
+            for a in first_pass.iter().filter(|a| a.trigger.name() == kind) {
+                if open(self, a) && self.qualifies(catalog, a, at) {
+                    self.complete(a, at, scope.silent, out);
+                }
+            }
+        }
+        if self.completed.len() == before {
+            return;
+        }
+        loop {
+            let ready: Vec<&Achievement> = catalog
+                .achievements()
+                .filter(|a| matches!(a.trigger, Trigger::Achievement { .. }))
+                .filter(|a| open(self, a) && self.qualifies(catalog, a, at))
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for a in ready {
+                self.complete(a, at, scope.silent, out);
+            }
+        }
+    }
+
+    /// When time alone next changes this user: a streak period end, a freeze to earn, or an
+    /// anniversary achievement coming due.
+    pub fn next_due(&self, catalog: &Catalog, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cfg = effective_streak(catalog, &self.preferences);
+        let tz = self.time_zone();
+        let streak = self.streak.next_due(&cfg, tz);
+        let today = local_date(now, tz);
+        let anniversary_due =
+            self.profile
+                .as_ref()
+                .and_then(|p| p.sign_up_date)
+                .and_then(|sign_up| {
+                    catalog
+                        .achievements()
+                        .filter(|a| {
+                            a.status == AchievementStatus::Active
+                                && !self.completed.contains_key(&a.id)
+                        })
+                        .filter_map(|a| match a.trigger {
+                            Trigger::Anniversary { years } => anniversary(sign_up, years),
+                            _ => None,
+                        })
+                        .filter(|d| *d > today)
+                        .min()
+                        .map(|d| crate::rules::summary::local_midnight(tz, d))
+                });
+        match (streak, anniversary_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The record-level changes, without achievement evaluation.
+    fn apply_base(&mut self, record: &UserRecord) -> Vec<Effect> {
         let mut out = Vec::new();
         let user_id = self
             .profile
@@ -191,6 +459,13 @@ impl UserState {
                     self.idempotency
                         .insert(idempotency_slot(ev.metric_id, key), ev.event_id);
                 }
+                if !ev.attributes.is_empty() {
+                    let rows = self.attr_totals.entry(ev.metric_id).or_default();
+                    match rows.iter_mut().find(|(attrs, _)| *attrs == ev.attributes) {
+                        Some((_, sum)) => *sum += ev.value,
+                        None => rows.push((ev.attributes.clone(), ev.value)),
+                    }
+                }
                 let tz = ev.tz.parse::<Tz>().unwrap_or(Tz::UTC);
                 let (events, _) = self
                     .streak
@@ -217,6 +492,37 @@ impl UserState {
             UserRecord::StreakReset { at, tz, streak, .. } => {
                 self.streak.reset(streak, *at, parse_tz(tz));
             }
+            UserRecord::ApiCompleted {
+                profile,
+                streak,
+                achievement_id,
+                completion_id,
+                at,
+                ..
+            } => {
+                if let Some(profile) = profile {
+                    self.set_profile(profile, streak, *at, &mut out);
+                }
+                self.completed.insert(
+                    *achievement_id,
+                    Completion {
+                        completion_id: *completion_id,
+                        at: *at,
+                    },
+                );
+                out.push(Effect::AchievementCompleted {
+                    user_id: self
+                        .profile
+                        .as_ref()
+                        .map(|p| p.id.clone())
+                        .unwrap_or_default(),
+                    achievement_id: *achievement_id,
+                    completion_id: *completion_id,
+                    at: *at,
+                    silent: false,
+                });
+            }
+            UserRecord::Backfill { .. } => {}
         }
         out
     }
@@ -238,7 +544,7 @@ impl Recoverable for UserState {
     type Record = UserRecord;
 
     fn apply(&mut self, record: &UserRecord) {
-        self.apply_collect(record);
+        self.apply_collect(record, None);
     }
 }
 
@@ -261,6 +567,14 @@ pub enum Effect {
         user_id: String,
         at: DateTime<Utc>,
         event: StreakEvent,
+    },
+    AchievementCompleted {
+        user_id: String,
+        achievement_id: Uuid,
+        completion_id: Uuid,
+        at: DateTime<Utc>,
+        /// Backdated or restored: counted, but not reported or notified (SPEC §4.4.2).
+        silent: bool,
     },
 }
 
@@ -328,6 +642,21 @@ pub enum UserRecord {
         streak: StreakConfig,
         effects: Vec<Effect>,
     },
+    /// `POST /achievements/{key}/complete`, with its inline user upsert.
+    ApiCompleted {
+        profile: Option<UserProfile>,
+        streak: StreakConfig,
+        achievement_id: Uuid,
+        completion_id: Uuid,
+        at: DateTime<Utc>,
+        effects: Vec<Effect>,
+    },
+    /// A backfill of one achievement (SPEC §4.4).
+    Backfill {
+        achievement_id: Uuid,
+        at: DateTime<Utc>,
+        effects: Vec<Effect>,
+    },
 }
 
 impl UserRecord {
@@ -341,7 +670,23 @@ impl UserRecord {
             | UserRecord::PauseAdded { effects, .. }
             | UserRecord::PauseRemoved { effects, .. }
             | UserRecord::StreakRestored { effects, .. }
-            | UserRecord::StreakReset { effects, .. } => effects,
+            | UserRecord::StreakReset { effects, .. }
+            | UserRecord::ApiCompleted { effects, .. }
+            | UserRecord::Backfill { effects, .. } => effects,
+        }
+    }
+
+    /// The instant the record happened, where it has one.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            UserRecord::Event(ev) => Some(ev.at),
+            UserRecord::Profile { profile, .. } => Some(profile.updated),
+            UserRecord::Advanced { at, .. }
+            | UserRecord::StreakRestored { at, .. }
+            | UserRecord::StreakReset { at, .. }
+            | UserRecord::ApiCompleted { at, .. }
+            | UserRecord::Backfill { at, .. } => Some(*at),
+            _ => None,
         }
     }
 
@@ -355,7 +700,9 @@ impl UserRecord {
             | UserRecord::PauseAdded { effects, .. }
             | UserRecord::PauseRemoved { effects, .. }
             | UserRecord::StreakRestored { effects, .. }
-            | UserRecord::StreakReset { effects, .. } => *effects = new,
+            | UserRecord::StreakReset { effects, .. }
+            | UserRecord::ApiCompleted { effects, .. }
+            | UserRecord::Backfill { effects, .. } => *effects = new,
         }
     }
 }
@@ -375,6 +722,12 @@ pub enum UserError {
     MetricNotFound,
     #[error("value would make the metric total overflow")]
     TotalOutOfRange,
+    #[error("Achievement not found")]
+    AchievementNotFound,
+    #[error("Achievement is locked")]
+    AchievementLocked,
+    #[error("User is not eligible for this achievement")]
+    NotEligible,
     /// A rule of SPEC §2.4/§5 rejected the request (422 with this message).
     #[error("{0}")]
     Invalid(String),
@@ -450,6 +803,15 @@ pub enum Command {
     },
     RestoreStreak,
     ResetStreak,
+    /// `POST /achievements/{key}/complete` (SPEC §4.8).
+    CompleteAchievement {
+        key: String,
+        user: UserWrite,
+    },
+    /// Complete one achievement silently if the user qualifies now (SPEC §4.4).
+    Backfill {
+        achievement_id: Uuid,
+    },
 }
 
 /// What a command produced, for the caller.
@@ -468,6 +830,12 @@ pub enum Outcome {
     /// The restored length, or `None` when there was nothing longer to restore.
     Restored(Option<u32>),
     Reset,
+    /// An api completion: new (with the record's effects) or the original one repeated.
+    Completed {
+        achievement_id: Uuid,
+        completion: Completion,
+        effects: Vec<Effect>,
+    },
 }
 
 /// The result of a metric event.
@@ -546,7 +914,7 @@ pub fn decide(
             let mut sim = state.clone();
             for event in events {
                 if let Decision::Record(record) = decide_event(&sim, event, ctx, cfg.clone())? {
-                    sim.apply_collect(&record);
+                    sim.apply_collect(&record, Some(ctx.catalog));
                 }
             }
             return Ok(Decision::Answer(Outcome::Checked));
@@ -629,6 +997,63 @@ pub fn decide(
                 at: ctx.now,
                 tz: tz_name(),
                 streak: cfg,
+                effects: Vec::new(),
+            }
+        }
+        Command::CompleteAchievement { key, user } => {
+            let a = ctx
+                .catalog
+                .api_achievement(key)
+                .filter(|a| a.status != AchievementStatus::Inactive)
+                .ok_or(UserError::AchievementNotFound)?;
+            if let Some(done) = state.completed.get(&a.id) {
+                return Ok(Decision::Answer(Outcome::Completed {
+                    achievement_id: a.id,
+                    completion: done.clone(),
+                    effects: Vec::new(),
+                }));
+            }
+            let existing = state.profile.as_ref();
+            let profile = apply_write(
+                existing,
+                ctx.user_id,
+                user,
+                ctx.catalog,
+                ctx.now,
+                ctx.control,
+            )?;
+            if a.status == AchievementStatus::Locked {
+                return Err(UserError::AchievementLocked);
+            }
+            let mut trial = state.clone();
+            trial.profile = Some(profile.clone());
+            if !trial.eligible(ctx.catalog, a) {
+                return Err(UserError::NotEligible);
+            }
+            UserRecord::ApiCompleted {
+                profile: (existing.is_none() || !user.is_empty()).then_some(profile),
+                streak: cfg,
+                achievement_id: a.id,
+                completion_id: ctx.new_id,
+                at: ctx.now,
+                effects: Vec::new(),
+            }
+        }
+        Command::Backfill { achievement_id } => {
+            let Some(a) = ctx.catalog.achievement(*achievement_id) else {
+                return Ok(Decision::Answer(Outcome::Advanced));
+            };
+            if state.profile.is_none()
+                || state.completed.contains_key(achievement_id)
+                || a.status != AchievementStatus::Active
+                || !state.eligible(ctx.catalog, a)
+                || !state.qualifies(ctx.catalog, a, ctx.now)
+            {
+                return Ok(Decision::Answer(Outcome::Advanced));
+            }
+            UserRecord::Backfill {
+                achievement_id: *achievement_id,
+                at: ctx.now,
                 effects: Vec::new(),
             }
         }
@@ -837,7 +1262,7 @@ mod tests {
         let d = decide(state, cmd, &ctx(cat, now))?;
         Ok(match d {
             Decision::Record(mut record) => {
-                let effects = state.apply_collect(&record);
+                let effects = state.apply_collect(&record, Some(cat));
                 record.set_effects(effects);
                 Decision::Record(record)
             }

@@ -399,7 +399,7 @@ async fn recovery(bin: &Path, events: usize, users: usize) -> anyhow::Result<()>
                     if let Decision::Record(mut record) =
                         decide(&state, &Command::RecordEvent(event), &ctx)?
                     {
-                        let effects = state.apply_collect(&record);
+                        let effects = state.apply_collect(&record, Some(&catalog));
                         record.set_effects(effects);
                         journal.append(&stream, seq, &record).await?;
                     }

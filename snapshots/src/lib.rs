@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod due;
+pub mod index;
 pub mod journal;
 pub mod recovery;
 pub mod snapshot;
@@ -26,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use due::DueIndex;
+pub use index::{Counters, UserIndex};
 pub use journal::{Durability, Journal, StreamId};
 pub use recovery::Recoverable;
 
@@ -57,6 +59,8 @@ pub struct Store {
     streams: sled::Tree,
     meta: sled::Tree,
     due: sled::Tree,
+    users: sled::Tree,
+    counters: sled::Tree,
     durability: Arc<Durability>,
 }
 
@@ -73,12 +77,16 @@ impl Store {
         let streams = db.open_tree("streams")?;
         let meta = db.open_tree("meta")?;
         let due = db.open_tree("due")?;
+        let users = db.open_tree("users")?;
+        let counters = db.open_tree("counters")?;
         let durability = Durability::start(db.clone());
         Ok(Self {
             db,
             streams,
             meta,
             due,
+            users,
+            counters,
             durability,
         })
     }
@@ -90,6 +98,16 @@ impl Store {
     /// The scheduler's due index.
     pub fn due(&self) -> DueIndex {
         DueIndex::new(self.due.clone())
+    }
+
+    /// Every user id ever created.
+    pub fn users(&self) -> UserIndex {
+        UserIndex::new(self.users.clone())
+    }
+
+    /// Named counters (achievement completions).
+    pub fn counters(&self) -> Counters {
+        Counters::new(self.counters.clone())
     }
 
     pub fn durability(&self) -> &Arc<Durability> {

@@ -1,6 +1,7 @@
 //! Pure domain rules: no actors, no I/O, time passed in. One file per rule family, each with
 //! its unit tests at the bottom.
 
+pub mod achievements;
 pub mod keys;
 pub mod profile;
 pub mod streak;
