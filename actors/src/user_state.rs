@@ -1451,6 +1451,259 @@ mod tests {
         );
     }
 
+    fn achievement(
+        cat: &mut Catalog,
+        fields: crate::achievements::TriggerFields,
+        status: AchievementStatus,
+    ) -> Uuid {
+        let out = cat.create_achievements(vec![Ok(crate::achievements::NewAchievement {
+            name: "A".into(),
+            status: Some(status),
+            fields,
+            ..Default::default()
+        })]);
+        assert!(out.issues.is_empty(), "{:?}", out.issues);
+        out.changed[0].id
+    }
+
+    fn completions(record: &Decision) -> Vec<(Uuid, bool)> {
+        let Decision::Record(r) = record else {
+            return vec![];
+        };
+        r.effects()
+            .iter()
+            .filter_map(|e| match e {
+                Effect::AchievementCompleted {
+                    achievement_id,
+                    silent,
+                    ..
+                } => Some((*achievement_id, *silent)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn metric_streak_and_composite_achievements_complete_in_order() {
+        use crate::achievements::TriggerFields;
+        let (mut cat, metric) = catalog();
+        let m2 = achievement(
+            &mut cat,
+            TriggerFields {
+                trigger: Some("metric".into()),
+                metric_id: Some(metric.to_string()),
+                metric_value: Some(2.0),
+                ..Default::default()
+            },
+            AchievementStatus::Active,
+        );
+        let s1 = achievement(
+            &mut cat,
+            TriggerFields {
+                trigger: Some("streak".into()),
+                streak_length: Some(1),
+                ..Default::default()
+            },
+            AchievementStatus::Active,
+        );
+        let both = achievement(
+            &mut cat,
+            TriggerFields {
+                trigger: Some("achievement".into()),
+                achievement_ids: Some(vec![m2.to_string(), s1.to_string()]),
+                ..Default::default()
+            },
+            AchievementStatus::Active,
+        );
+        let inactive = achievement(
+            &mut cat,
+            TriggerFields {
+                trigger: Some("metric".into()),
+                metric_id: Some(metric.to_string()),
+                metric_value: Some(1.0),
+                ..Default::default()
+            },
+            AchievementStatus::Inactive,
+        );
+        let mut state = UserState::default();
+        let first = run(&mut state, &cat, &event(metric, 1.0, None), t(0)).expect("event");
+        assert_eq!(
+            completions(&first),
+            vec![(s1, false)],
+            "streak of 1; metric total still 1"
+        );
+        let second = run(&mut state, &cat, &event(metric, 1.0, None), t(60)).expect("event");
+        assert_eq!(completions(&second), vec![(m2, false), (both, false)]);
+        assert!(!state.completed.contains_key(&inactive));
+        // Completions are permanent: a negative event does not undo them.
+        run(&mut state, &cat, &event(metric, -5.0, None), t(120)).expect("event");
+        assert!(state.completed.contains_key(&m2));
+
+        // Activating the inactive one: a backfill completes it silently.
+        cat.update_achievements(vec![Ok(crate::achievements::AchievementPatch {
+            id: inactive.to_string(),
+            status: Some(AchievementStatus::Active),
+            ..Default::default()
+        })]);
+        let back = run(
+            &mut state,
+            &cat,
+            &Command::Backfill {
+                achievement_id: inactive,
+            },
+            t(180),
+        )
+        .expect("backfill");
+        assert!(
+            matches!(back, Decision::Answer(_)),
+            "total is -3 now: not qualified"
+        );
+        run(&mut state, &cat, &event(metric, 10.0, None), t(200)).expect("event");
+        assert!(
+            state.completed.contains_key(&inactive),
+            "completes on the next event instead"
+        );
+    }
+
+    #[test]
+    fn event_filters_user_filters_api_and_replay() {
+        use crate::achievements::TriggerFields;
+        use crate::catalog::NewAttribute;
+        let (mut cat, metric) = catalog();
+        let (attrs, _) = cat.create_attributes(vec![Ok(NewAttribute {
+            key: "plan".into(),
+            name: "Plan".into(),
+            kind: AttributeKind::User,
+        })]);
+        let device = cat
+            .attribute(AttributeKind::Event, "device")
+            .expect("device")
+            .id;
+        let ios = cat
+            .create_achievements(vec![Ok(crate::achievements::NewAchievement {
+                name: "iOS".into(),
+                status: Some(AchievementStatus::Active),
+                user_filters: vec![(attrs[0].id.to_string(), "pro".into())],
+                fields: TriggerFields {
+                    trigger: Some("metric".into()),
+                    metric_id: Some(metric.to_string()),
+                    metric_value: Some(2.0),
+                    event_filters: Some(Some(vec![(device.to_string(), "ios".into())])),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })])
+            .changed[0]
+            .id;
+        let api = achievement(
+            &mut cat,
+            TriggerFields {
+                trigger: Some("api".into()),
+                key: Some("beta".into()),
+                ..Default::default()
+            },
+            AchievementStatus::Active,
+        );
+        let send = |device: &str, plan: Option<&str>| {
+            let mut user = UserWrite::default();
+            if let Some(p) = plan {
+                user.attributes.insert("plan".into(), p.into());
+            }
+            Command::RecordEvent(NewEvent {
+                metric_id: metric,
+                value: 1.0,
+                user,
+                attributes: [("device".to_string(), device.to_string())].into(),
+                idempotency_key: None,
+            })
+        };
+        let mut state = UserState::default();
+        let mut journal = Vec::new();
+        let mut step = |state: &mut UserState, cmd: &Command, secs| {
+            let d = run(state, &cat, cmd, t(secs)).expect("ok");
+            if let Decision::Record(r) = &d {
+                journal.push(serde_json::to_string(r).expect("encode"));
+            }
+            d
+        };
+        step(&mut state, &send("ios", Some("free")), 0);
+        step(&mut state, &send("web", None), 1);
+        let third = step(&mut state, &send("ios", None), 2);
+        assert!(
+            completions(&third).is_empty(),
+            "2 ios events but the user is not on the pro plan"
+        );
+        // Becoming "pro" on an event of the metric completes it: 2 ios events so far.
+        let fourth = step(&mut state, &send("web", Some("pro")), 3);
+        assert_eq!(completions(&fourth), vec![(ios, false)]);
+        let fifth = step(&mut state, &send("ios", None), 4);
+        assert!(completions(&fifth).is_empty(), "completed once");
+
+        let complete = Command::CompleteAchievement {
+            key: "beta".into(),
+            user: UserWrite::default(),
+        };
+        let done = step(&mut state, &complete, 5);
+        assert_eq!(completions(&done), vec![(api, false)]);
+        let again = run(&mut state, &cat, &complete, t(6)).expect("idempotent");
+        assert!(matches!(again, Decision::Answer(Outcome::Completed { .. })));
+        let missing = Command::CompleteAchievement {
+            key: "nope".into(),
+            user: UserWrite::default(),
+        };
+        assert_eq!(
+            run(&mut state, &cat, &missing, t(7)).err(),
+            Some(UserError::AchievementNotFound)
+        );
+
+        // Replay restores completions from the journal, whatever the catalog says now.
+        let mut replayed = UserState::default();
+        for line in &journal {
+            replayed.apply(&serde_json::from_str::<UserRecord>(line).expect("decode"));
+        }
+        assert_eq!(replayed, state);
+    }
+
+    #[test]
+    fn anniversaries_complete_when_due() {
+        use crate::achievements::TriggerFields;
+        let (mut cat, _) = catalog();
+        let one_year = achievement(
+            &mut cat,
+            TriggerFields {
+                trigger: Some("anniversary".into()),
+                anniversary_years: Some(1),
+                ..Default::default()
+            },
+            AchievementStatus::Active,
+        );
+        let mut state = UserState::default();
+        let write = Command::WriteProfile {
+            mode: WriteMode::Identify,
+            write: UserWrite {
+                sign_up_date: crate::rules::profile::Patch::Set("2024-01-01".into()),
+                ..Default::default()
+            },
+        };
+        let created = run(&mut state, &cat, &write, t(0)).expect("create"); // 2025-01-01
+        assert_eq!(completions(&created), vec![(one_year, false)]);
+
+        let mut later = UserState::default();
+        let write = Command::WriteProfile {
+            mode: WriteMode::Identify,
+            write: UserWrite {
+                sign_up_date: crate::rules::profile::Patch::Set("2024-06-01".into()),
+                ..Default::default()
+            },
+        };
+        run(&mut later, &cat, &write, t(0)).expect("create");
+        assert!(later.completed.is_empty());
+        let due = later.next_due(&cat, t(0)).expect("the anniversary is due");
+        assert_eq!(due.date_naive().to_string(), "2025-06-01");
+        let advanced = run(&mut later, &cat, &Command::Advance, due).expect("advance");
+        assert_eq!(completions(&advanced), vec![(one_year, false)]);
+    }
+
     proptest! {
         /// Replaying the journal (records serialized and read back) gives the same state as
         /// live processing, and the total is the sum of the non-replayed values.
