@@ -68,8 +68,11 @@ pub struct UserState {
     /// Per metric: totals of events by their attribute combination (events with attributes
     /// only), for metric achievements with event filters over the full history.
     #[serde(default)]
-    pub attr_totals: BTreeMap<Uuid, Vec<(BTreeMap<String, String>, f64)>>,
+    pub attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
 }
+
+/// The total of a metric's events that carried exactly these attributes.
+pub type AttributeTotal = (BTreeMap<String, String>, f64);
 
 /// A completed achievement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
