@@ -169,6 +169,7 @@ pub async fn run(
     );
     let scheduler = Arc::new(Scheduler::new(
         store.due(),
+        store.users(),
         users.clone(),
         catalog.clone(),
         clock.clone(),

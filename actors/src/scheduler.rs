@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kudos_snapshots::DueIndex;
+use kudos_snapshots::{DueIndex, UserIndex};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogService;
@@ -22,6 +22,7 @@ const BATCH: usize = 256;
 
 pub struct Scheduler {
     due: DueIndex,
+    all_users: UserIndex,
     users: UserShards,
     catalog: Arc<CatalogService>,
     clock: Arc<dyn Clock>,
@@ -32,12 +33,14 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(
         due: DueIndex,
+        all_users: UserIndex,
         users: UserShards,
         catalog: Arc<CatalogService>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             due,
+            all_users,
             users,
             catalog,
             clock,
@@ -74,6 +77,37 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Backfills achievements for every existing user (SPEC §4.4): each user who qualifies now
+    /// completes them silently. Returns how many users were visited.
+    pub async fn backfill(&self, achievement_ids: &[uuid::Uuid]) -> usize {
+        let mut visited = 0;
+        for id in self.all_users.ids() {
+            let user = match id {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the user index; backfill stopped");
+                    return visited;
+                }
+            };
+            let catalog = self.catalog.get();
+            for achievement_id in achievement_ids {
+                let command = Command::Backfill {
+                    achievement_id: *achievement_id,
+                };
+                if let Err(e) = self.users.execute(&user, command, &catalog).await {
+                    tracing::warn!(user = %user, error = %e, "backfill failed for this user");
+                }
+            }
+            visited += 1;
+        }
+        tracing::info!(
+            users = visited,
+            achievements = achievement_ids.len(),
+            "backfill done"
+        );
+        visited
     }
 
     /// Runs due work every `every` until `shutdown`, skipping ticks while `ready` is false
@@ -165,7 +199,13 @@ mod tests {
             })
             .await
             .expect("update");
-        let scheduler = Scheduler::new(store.due(), users.clone(), catalog.clone(), clock);
+        let scheduler = Scheduler::new(
+            store.due(),
+            store.users(),
+            users.clone(),
+            catalog.clone(),
+            clock,
+        );
         let event = NewEvent {
             metric_id: metric,
             value: 1.0,

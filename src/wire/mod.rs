@@ -2,6 +2,7 @@
 //! omitted exactly as SPEC Appendix A says). Nothing outside this module knows Trophy's
 //! spelling; actors and rules speak domain types.
 
+pub mod achievements;
 pub mod admin;
 pub mod events;
 pub mod streaks;

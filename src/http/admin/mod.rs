@@ -1,5 +1,6 @@
 //! The admin API, served under `/admin/v1`.
 
+pub mod achievements;
 pub mod attributes;
 pub mod metrics;
 pub mod streaks;
@@ -14,5 +15,6 @@ pub fn router() -> Router<AppState> {
         .merge(metrics::router())
         .merge(attributes::router())
         .merge(streaks::router())
+        .merge(achievements::router())
         .merge(test_clock::router())
 }

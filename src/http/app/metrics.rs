@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
+use kudos_actors::achievements::{AchievementStatus, Trigger};
 use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::summary::{check_range, summarize, Aggregation};
 use kudos_actors::user::{Command, EventOutcome, NewEvent, Outcome, UserState};
@@ -13,9 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
+use crate::http::app::achievements::completed_in;
 use crate::http::app::users::check_user_id;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, QueryPairs};
+use crate::wire::achievements::user_achievement;
 use crate::wire::events::{parse_event_body, EventResponse, MetricResponse, SummaryEntry};
 use crate::wire::streaks::MetricEventStreak;
 use crate::AppState;
@@ -81,14 +84,18 @@ async fn send_event(
             total,
             streak,
             extended,
-        } => event_response(
-            StatusCode::CREATED,
-            record.event_id,
-            metric.id,
-            total,
-            MetricEventStreak::new(&streak, extended),
-            idempotency_key,
-        ),
+        } => {
+            let mut resp = event_response(
+                StatusCode::CREATED,
+                record.event_id,
+                metric.id,
+                total,
+                MetricEventStreak::new(&streak, extended),
+                idempotency_key,
+            );
+            resp.1.achievements = completed_in(&record.effects, &catalog);
+            resp
+        }
         EventOutcome::Replayed {
             event_id,
             total,
@@ -191,6 +198,33 @@ pub async fn record_event(
     Ok(outcome)
 }
 
+/// `MetricResponse.achievements` (SPEC §3.5.3): the metric's active achievements the user
+/// may earn, plus locked ones they completed, by `metricValue`.
+fn metric_achievements(catalog: &Catalog, state: &UserState, metric_id: Uuid) -> Vec<Value> {
+    let mut list: Vec<(f64, Value)> = catalog
+        .achievements()
+        .filter_map(|a| match &a.trigger {
+            Trigger::Metric {
+                metric_id: m,
+                value,
+                ..
+            } if *m == metric_id => Some((a, *value)),
+            _ => None,
+        })
+        .filter_map(|(a, value)| {
+            let done = state.completed.get(&a.id);
+            let visible = match a.status {
+                AchievementStatus::Active => done.is_some() || state.eligible(catalog, a),
+                AchievementStatus::Locked => done.is_some(),
+                AchievementStatus::Inactive => false,
+            };
+            visible.then(|| (value, user_achievement(a, catalog, done.map(|c| c.at))))
+        })
+        .collect();
+    list.sort_by(|a, b| a.0.total_cmp(&b.0));
+    list.into_iter().map(|(_, v)| v).collect()
+}
+
 fn metric_response(catalog: &Catalog, state: &UserState, key: &str) -> Option<MetricResponse> {
     let m = catalog.metric_by_key(key)?;
     Some(MetricResponse {
@@ -199,7 +233,7 @@ fn metric_response(catalog: &Catalog, state: &UserState, key: &str) -> Option<Me
         name: m.name.clone(),
         status: "active",
         current: state.total(m.id),
-        achievements: Vec::new(),
+        achievements: metric_achievements(catalog, state, m.id),
     })
 }
 

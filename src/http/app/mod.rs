@@ -1,5 +1,6 @@
 //! The application API, served under `/v1`.
 
+pub mod achievements;
 pub mod metrics;
 pub mod streaks;
 pub mod users;
@@ -13,4 +14,5 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(metrics::router())
         .merge(streaks::router())
+        .merge(achievements::router())
 }
