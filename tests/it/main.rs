@@ -1,6 +1,7 @@
 //! Integration tests: every test starts the real server on a free loopback port (in-process,
 //! or the real binary for crash tests) and talks to it over HTTP.
 
+mod achievements;
 mod admin;
 mod durability;
 mod errors;
