@@ -146,14 +146,25 @@ impl UserState {
             .map_or(Tz::UTC, UserProfile::time_zone)
     }
 
+    /// The streak state to read under `cfg`: rebuilt for a new frequency if the org switched
+    /// since this user's last record (nothing is written by a read).
+    pub fn streak_for(
+        &self,
+        cfg: &StreakConfig,
+        now: DateTime<Utc>,
+    ) -> std::borrow::Cow<'_, StreakState> {
+        if self.streak.frequency.is_none_or(|f| f == cfg.frequency) {
+            return std::borrow::Cow::Borrowed(&self.streak);
+        }
+        let mut copy = self.clone();
+        copy.sync_frequency(cfg, now);
+        std::borrow::Cow::Owned(copy.streak)
+    }
+
     /// The streak as of `now` (pending period ends applied to a copy).
     pub fn streak_view(&self, catalog: &Catalog, now: DateTime<Utc>) -> StreakView {
-        streak::view(
-            &self.streak,
-            &effective_streak(catalog, &self.preferences),
-            now,
-            self.time_zone(),
-        )
+        let cfg = effective_streak(catalog, &self.preferences);
+        streak::view(&self.streak_for(&cfg, now), &cfg, now, self.time_zone())
     }
 
     /// Sets the profile; handles creation (initial freezes) and zone changes (re-anchoring).
@@ -422,8 +433,44 @@ impl UserState {
         }
     }
 
+    /// Rebuilds the streak from the metric history when the org switched frequency.
+    fn sync_frequency(&mut self, cfg: &StreakConfig, at: DateTime<Utc>) {
+        if self.streak.frequency.is_none_or(|f| f == cfg.frequency) {
+            return;
+        }
+        let tz = self.time_zone();
+        let from = self
+            .profile
+            .as_ref()
+            .map_or_else(|| local_date(at, tz), |p| local_date(p.created, tz));
+        let metrics = &self.metrics;
+        let wanted: Vec<Uuid> = cfg.metrics.iter().map(|(id, _)| *id).collect();
+        let sums_of = |start: NaiveDate, end: NaiveDate| {
+            let lo = bucket_of(crate::rules::summary::local_midnight(tz, start));
+            let hi = bucket_of(crate::rules::summary::local_midnight(
+                tz,
+                end + chrono::Days::new(1),
+            ));
+            wanted
+                .iter()
+                .filter_map(|id| {
+                    let sum = metrics
+                        .get(id)?
+                        .buckets
+                        .range(lo..hi)
+                        .fold(0.0, |acc, (_, v)| acc + v);
+                    (sum != 0.0).then_some((*id, sum))
+                })
+                .collect()
+        };
+        self.streak.rebuild(cfg, from, at, tz, sums_of);
+    }
+
     /// The record-level changes, without achievement evaluation.
     fn apply_base(&mut self, record: &UserRecord) -> Vec<Effect> {
+        if let (Some(cfg), Some(at)) = (record.streak_config(), record.at()) {
+            self.sync_frequency(cfg, at);
+        }
         let mut out = Vec::new();
         let user_id = self
             .profile
@@ -676,6 +723,20 @@ impl UserRecord {
             | UserRecord::StreakReset { effects, .. }
             | UserRecord::ApiCompleted { effects, .. }
             | UserRecord::Backfill { effects, .. } => effects,
+        }
+    }
+
+    /// The effective streak configuration the record was decided with, where it has one.
+    pub fn streak_config(&self) -> Option<&StreakConfig> {
+        match self {
+            UserRecord::Event(ev) => Some(&ev.streak),
+            UserRecord::Profile { streak, .. }
+            | UserRecord::Advanced { streak, .. }
+            | UserRecord::FreezesGranted { streak, .. }
+            | UserRecord::StreakRestored { streak, .. }
+            | UserRecord::StreakReset { streak, .. }
+            | UserRecord::ApiCompleted { streak, .. } => Some(streak),
+            _ => None,
         }
     }
 
@@ -1088,7 +1149,12 @@ fn decide_event(
             return Ok(Decision::Answer(Outcome::Event(EventOutcome::Replayed {
                 event_id: original,
                 total: state.total(event.metric_id),
-                streak: streak::view(&state.streak, &cfg, ctx.now, state.time_zone()),
+                streak: streak::view(
+                    &state.streak_for(&cfg, ctx.now),
+                    &cfg,
+                    ctx.now,
+                    state.time_zone(),
+                ),
             })));
         }
     }

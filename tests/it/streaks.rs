@@ -476,3 +476,30 @@ async fn weekly_streak_and_a_restart_mid_streak() {
         (json!(2), json!("weekly"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frequency_switch_recomputes_from_activity() {
+    let s = setup(json!(null)).await;
+    for day in ["2030-04-01", "2030-04-02", "2030-04-03", "2030-04-08"] {
+        clock(&s, &format!("{day}T10:00:00Z")).await;
+        lesson(&s, "fay").await;
+    }
+    assert_eq!(
+        s.get("/v1/users/fay/streak").await.body["length"],
+        1,
+        "daily: broken on 04-04"
+    );
+    s.patch("/admin/v1/streaks/settings", json!({"frequency": "weekly"}))
+        .await;
+    // Weeks of 03-31 and 04-07 both had activity: a weekly streak of 2, read before any event.
+    let streak = s.get("/v1/users/fay/streak").await;
+    assert_eq!(
+        (
+            streak.body["length"].clone(),
+            streak.body["frequency"].clone()
+        ),
+        (json!(2), json!("weekly"))
+    );
+    clock(&s, "2030-04-15T10:00:00Z").await;
+    assert_eq!(lesson(&s, "fay").await["currentStreak"]["length"], 3);
+}

@@ -398,6 +398,50 @@ impl StreakState {
         out
     }
 
+    /// Rebuilds the ledger for a new frequency from per-period activity (SPEC §5.1.3): the
+    /// periods from `from` (the user's first day, at most [`MAX_PERIODS`] periods back) to
+    /// `now` are replayed with the sums `sums_of(start, end)` returns. Freeze and pause
+    /// bookkeeping of the old frequency is discarded: no freezes are consumed by the replay,
+    /// and the freeze count is kept as it is.
+    pub fn rebuild(
+        &mut self,
+        cfg: &StreakConfig,
+        from: NaiveDate,
+        now: DateTime<Utc>,
+        tz: Tz,
+        sums_of: impl Fn(NaiveDate, NaiveDate) -> BTreeMap<Uuid, f64>,
+    ) {
+        let replay_cfg = StreakConfig {
+            freezes: None,
+            ..cfg.clone()
+        };
+        let today = local_date(now, tz);
+        let mut period = cfg.frequency.period_of(today);
+        for _ in 0..MAX_PERIODS {
+            if period.0 <= from {
+                break;
+            }
+            period = cfg.frequency.previous_period(period.0);
+        }
+        let mut fresh = StreakState {
+            pauses: self.pauses.clone(),
+            ..StreakState::default()
+        };
+        while period.0 <= today {
+            let at = local_midnight(tz, period.0).max(local_midnight(tz, from));
+            fresh.advance(&replay_cfg, at, tz);
+            for (metric, sum) in sums_of(period.0, period.1) {
+                fresh.record(&replay_cfg, at, tz, metric, sum);
+            }
+            period = cfg.frequency.next_period(period.1);
+        }
+        fresh.advance(&replay_cfg, now, tz);
+        fresh.freezes = self.freezes;
+        fresh.next_earn = self.next_earn;
+        fresh.last_lost = self.last_lost;
+        *self = fresh;
+    }
+
     /// Records an event's value in the current period; extends or starts the streak when the
     /// period becomes satisfied (SPEC §5.4). Returns the events and whether it extended.
     pub fn record(
@@ -1030,6 +1074,45 @@ mod tests {
             // Samoa skipped 2011-12-30 entirely, so its three calendar days are consecutive.
             assert_eq!(s.length, 3, "{tz}");
         }
+    }
+
+    #[test]
+    fn a_frequency_change_recomputes_from_activity() {
+        let daily = cfg(Frequency::Daily);
+        let mut s = StreakState::default();
+        // Activity on Wed 2025-04-02 and Thu 2025-04-10: two consecutive weeks.
+        let days = [d("2025-04-02"), d("2025-04-10")];
+        for day in days {
+            s.record(
+                &daily,
+                local_midnight(Tz::UTC, day) + chrono::Duration::hours(10),
+                Tz::UTC,
+                metric(),
+                1.0,
+            );
+        }
+        let weekly = cfg(Frequency::Weekly);
+        let sums = |start: NaiveDate, end: NaiveDate| {
+            let n = days.iter().filter(|x| **x >= start && **x <= end).count();
+            let mut m = BTreeMap::new();
+            if n > 0 {
+                m.insert(metric(), n as f64);
+            }
+            m
+        };
+        s.rebuild(
+            &weekly,
+            d("2025-04-01"),
+            at("2025-04-11T10:00:00Z"),
+            Tz::UTC,
+            sums,
+        );
+        assert_eq!(s.frequency, Some(Frequency::Weekly));
+        assert_eq!(s.length, 2);
+        assert_eq!(
+            s.advance(&weekly, at("2025-04-11T11:00:00Z"), Tz::UTC),
+            vec![]
+        );
     }
 
     #[test]

@@ -43,9 +43,10 @@ async fn user_streak(
             let profile = s.profile.as_ref()?;
             let cfg = effective_streak(&catalog, &s.preferences);
             let tz = profile.time_zone();
-            let view = streak::view(&s.streak, &cfg, now, tz);
+            let current = s.streak_for(&cfg, now);
+            let view = streak::view(&current, &cfg, now, tz);
             let today = streak::local_date(now, tz);
-            let history = streak::history(&s.streak, &cfg, now, tz, periods);
+            let history = streak::history(&current, &cfg, now, tz, periods);
             let mut pauses: Vec<_> = s
                 .streak
                 .pauses
