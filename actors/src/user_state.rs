@@ -91,6 +91,8 @@ struct Scope {
     only: Option<Uuid>,
     /// Backdated/restored completions: no response entry, no webhook (SPEC §4.4.2).
     silent: bool,
+    /// The record itself completed an achievement (api): composites may follow.
+    cascade: bool,
 }
 
 fn idempotency_slot(metric_id: Uuid, key: &str) -> String {
@@ -260,6 +262,10 @@ impl UserState {
                 silent: true,
                 ..Scope::default()
             },
+            UserRecord::ApiCompleted { .. } => Scope {
+                cascade: true,
+                ..Scope::default()
+            },
             UserRecord::Backfill { achievement_id, .. } => Scope {
                 only: Some(*achievement_id),
                 silent: true,
@@ -383,7 +389,7 @@ impl UserState {
                 }
             }
         }
-        if self.completed.len() == before {
+        if self.completed.len() == before && !scope.cascade {
             return;
         }
         loop {
@@ -1714,6 +1720,7 @@ mod tests {
         };
         let done = step(&mut state, &complete, 5);
         assert_eq!(completions(&done), vec![(api, false)]);
+        assert!(state.completed.contains_key(&api));
         let again = run(&mut state, &cat, &complete, t(6)).expect("idempotent");
         assert!(matches!(again, Decision::Answer(Outcome::Completed { .. })));
         let missing = Command::CompleteAchievement {

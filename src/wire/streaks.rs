@@ -164,7 +164,7 @@ pub fn streak_settings(s: &StreakSettings, catalog: &Catalog) -> Value {
         .filter_map(|(id, threshold)| {
             catalog
                 .metric(*id)
-                .map(|m| serde_json::json!({"key": m.key, "threshold": threshold}))
+                .map(|m| serde_json::json!({"key": m.key, "threshold": *threshold as i64}))
         })
         .collect();
     let freezes = s.freezes.as_ref().map(|f| {

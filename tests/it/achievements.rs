@@ -219,6 +219,7 @@ async fn api_completion_statuses_and_filters() {
     )
     .await;
     let beta = ids(&body).remove(0);
+    let after_beta = ids(&create(&s, json!([{"name": "After beta", "trigger": "achievement", "achievementIds": [beta], "status": "active"}])).await).remove(0);
     let r = s
         .post(
             "/v1/achievements/beta/complete",
@@ -234,6 +235,16 @@ async fn api_completion_statuses_and_filters() {
         "Ann",
         "inline upsert"
     );
+    // The composite that needs "beta" completes too (not listed in the completion response).
+    let mine = s.get("/v1/users/ann/achievements").await;
+    let got: Vec<_> = mine
+        .body
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["id"].clone())
+        .collect();
+    assert_eq!(got, vec![json!(beta), json!(after_beta)]);
     let again = s
         .post(
             "/v1/achievements/beta/complete",
@@ -312,7 +323,11 @@ async fn api_completion_statuses_and_filters() {
         .iter()
         .map(|a| a["name"].clone())
         .collect();
-    assert_eq!(names, vec![json!("Beta"), json!("Pro")], "active only");
+    assert_eq!(
+        names,
+        vec![json!("Beta"), json!("Pro"), json!("After beta")],
+        "active only"
+    );
     assert_eq!(
         (
             list.body[0]["completions"].clone(),
@@ -322,7 +337,7 @@ async fn api_completion_statuses_and_filters() {
     );
     assert!(list.body[0].get("achievedAt").is_none());
     let free = s.get("/v1/achievements?userAttributes=plan:free").await;
-    assert_eq!(free.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(free.body.as_array().map(Vec::len), Some(2), "Pro needs plan=pro");
     assert_error(&s.get("/v1/achievements?userAttributes=plan").await, 422);
     assert_error(&s.get("/v1/achievements?userAttributes=nope:x").await, 422);
 }

@@ -48,6 +48,7 @@ async fn settings_defaults_and_validation() {
     for bad in [
         json!({"metrics": [{"key": "nope", "threshold": 1}]}),
         json!({"metrics": [{"key": "lessons", "threshold": 0}]}),
+        json!({"metrics": [{"key": "lessons", "threshold": 1.5}]}),
         json!({"frequency": "weekly", "daysOff": [0]}),
         json!({"daysOff": [7]}),
         json!({"frequency": "hourly"}),
@@ -75,7 +76,7 @@ async fn settings_defaults_and_validation() {
     assert_eq!(r.body["daysOff"], json!([0, 6]));
     assert_eq!(
         r.body["metrics"],
-        json!([{"key": "lessons", "threshold": 2.0}])
+        json!([{"key": "lessons", "threshold": 2}])
     );
     assert_eq!(r.body["freezes"]["autoEarnInterval"], 7);
     // Switching away from daily clears daysOff; freezes: null disables them. Durable.

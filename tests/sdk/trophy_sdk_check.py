@@ -16,26 +16,52 @@ Prints "SDK CHECK OK" and exits 0 when every check passes; otherwise prints what
 import datetime as dt
 import os
 import sys
+import time
 import traceback
+import warnings
 
 from trophy import (
     BatchMetricEvent,
     BatchMetricEventUser,
+    CreateAchievementRequestItem,
+    CreateAchievementRequestItemBadge,
+    CreateAchievementRequestItemEventAttributesItem,
+    CreateAchievementRequestItemUserAttributesItem,
     CreateAttributeRequestItem,
     CreateMetricRequestItem,
+    ForbiddenError,
     NotFoundError,
+    NotificationPreferences,
+    StreakMetricPreference,
+    StreakPreferences,
+    StreakSettingsMetric,
     TrophyApi,
     UnauthorizedError,
+    UnprocessableEntityError,
+    UpdateAchievementRequestItem,
+    UpdateStreakSettingsFreezes,
     UpsertedUser,
 )
+from trophy.admin.streaks import ResetStreaksRequestUsersItem, RestoreStreaksRequestUsersItem
+from trophy.admin.streaks.freezes import CreateStreakFreezesRequestFreezesItem
+from trophy.admin.streaks.pauses import CreateStreakPausesRequestPausesItem
 from trophy.core.api_error import ApiError
+from trophy.core.parse_error import ParsingError
 from trophy.environment import TrophyApiEnvironment
 
 SDK_VERSION = "1.27.0"
 USER = "sdk-user"
 OTHER_USER = "sdk-user-2"
 BATCH_USER = "sdk-batch-user"
+STREAK_USER = "sdk-streak-user"
+RESET_USER = "sdk-reset-user"
+ACH_USER = "sdk-achiever"
+NO_USER = "no-such-user"
+# Every user the script creates (`rarity` is a percentage of all users).
+ALL_USERS = {USER, OTHER_USER, BATCH_USER, STREAK_USER, RESET_USER, ACH_USER}
 METRIC_KEY = "lessons"
+API_ACHIEVEMENT_KEY = "onboarded"
+UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 
 
 class CheckFailed(Exception):
@@ -182,6 +208,7 @@ def run(url, api_key):
         "create attributes: created (key, name, type)",
     )
     plan_id = next(a.id for a in attrs.created if a.key == "plan")
+    device_id = next(a.id for a in attrs.created if a.key == "device")
 
     step("admin.attributes.list / get")
     attr_list = client.admin.attributes.list()
@@ -395,6 +422,614 @@ def run(url, api_key):
                      UnauthorizedError)
     eq(client.users.single_metric(USER, METRIC_KEY).current, current_total,
        "total unchanged by rejected events")
+
+    # The steps above expect no streak configuration (currentStreak.length == 0), so the
+    # streak and achievement steps come last.
+    run_streaks(client)
+    run_preferences(client)
+    run_achievements(client, metric_id=metric_id, plan_id=plan_id, device_id=device_id)
+    run_fractional_streak_threshold(client)
+
+
+# ---- helpers for the streak and achievement steps ---------------------------------------
+
+def utc_today():
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def avoid_utc_midnight(margin_seconds=60):
+    """The streak steps run on the wall clock (no test clock) for users without a time zone
+    (UTC): their expectations name today's UTC date. Waits out the last `margin_seconds`
+    before UTC midnight so the date cannot change while they run."""
+    now = dt.datetime.now(dt.timezone.utc)
+    midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    left = (midnight - now).total_seconds()
+    if left < margin_seconds:
+        print(f"-- waiting {left + 1:.0f}s for UTC midnight to pass", flush=True)
+        time.sleep(left + 1)
+
+
+def issue_summary(issues):
+    """`(user_id or id, severity)` of each issue, sorted; checks every issue's shape."""
+    out = []
+    for i in issues:
+        check(isinstance(i.message, str) and i.message, f"issue without a message: {i!r}")
+        out.append((i.user_id or i.id, i.severity))
+    return sorted(out)
+
+
+def ymd(d):
+    return d.isoformat()
+
+
+def expected_rarity(completions, users):
+    return round(completions / users * 100, 2) if users else 0.0
+
+
+def check_stats(item, where):
+    """`completions` and `rarity` of an achievement with stats."""
+    check(isinstance(item.completions, int) and item.completions >= 0,
+          f"{where}: completions {item.completions!r}")
+    eq(item.rarity, expected_rarity(item.completions, len(ALL_USERS)),
+       f"{where}: rarity (% of {len(ALL_USERS)} users, 2 decimals)")
+
+
+def wait_for(what, fn, timeout=15.0):
+    """Polls `fn` until it returns a truthy value (background work such as backfills)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise CheckFailed(f"{what}: not true within {timeout}s (last value {value!r})")
+        time.sleep(0.1)
+
+
+# ---- streaks ---------------------------------------------------------------------------
+
+def run_streaks(client):
+    step("admin.streaks.settings.get (defaults)")
+    settings = client.admin.streaks.settings.get()
+    no_extra_fields(settings, "StreakSettings(defaults)")
+    eq((settings.frequency, settings.evaluation_mode, settings.customization_enabled,
+        settings.days_off, settings.metrics, settings.freezes),
+       ("daily", "OR", False, [], [], None), "default streak settings")
+
+    step("admin.streaks.settings.update maxCount < startCount -> 422")
+    expect_api_error(
+        422, "settings.update(maxCount < startCount)",
+        lambda: client.admin.streaks.settings.update(
+            freezes=UpdateStreakSettingsFreezes(start_count=3, max_count=1)),
+        UnprocessableEntityError)
+
+    step("admin.streaks.settings.update unknown metric key -> 422")
+    expect_api_error(
+        422, "settings.update(unknown metric)",
+        lambda: client.admin.streaks.settings.update(
+            metrics=[StreakSettingsMetric(key="no-such-metric", threshold=1)]),
+        UnprocessableEntityError)
+
+    step("admin.streaks.settings.update")
+    settings = client.admin.streaks.settings.update(
+        frequency="daily",
+        evaluation_mode="OR",
+        customization_enabled=True,
+        days_off=[],
+        metrics=[StreakSettingsMetric(key=METRIC_KEY, threshold=1)],
+        freezes=UpdateStreakSettingsFreezes(start_count=1, max_count=3),
+    )
+    no_extra_fields(settings, "StreakSettings(update)")
+    expected_settings = (
+        "daily", "OR", True, [], [(METRIC_KEY, 1)], (1, 3, None, None),
+    )
+
+    def settings_tuple(st):
+        f = st.freezes
+        return (
+            st.frequency, st.evaluation_mode, st.customization_enabled, st.days_off,
+            [(m.key, m.threshold) for m in st.metrics],
+            f and (f.start_count, f.max_count, f.auto_earn_interval, f.auto_earn_amount),
+        )
+
+    eq(settings_tuple(settings), expected_settings, "updated streak settings")
+    check(all(isinstance(m.threshold, int) for m in settings.metrics),
+          f"StreakSettingsMetric.threshold must parse as int: {settings.metrics!r}")
+
+    step("admin.streaks.settings.get (after update)")
+    got = client.admin.streaks.settings.get()
+    no_extra_fields(got, "StreakSettings(get)")
+    eq(settings_tuple(got), expected_settings, "streak settings read back")
+
+    # Everything below names today's UTC date (the users have no time zone).
+    avoid_utc_midnight()
+    today = utc_today()
+    tomorrow = today + dt.timedelta(days=1)
+
+    step("metrics.event for a new user starts a streak")
+    raw = client.metrics.with_raw_response.event(METRIC_KEY, user=UpsertedUser(id=STREAK_USER),
+                                                 value=1)
+    eq(raw.status_code, 201, "streak event: HTTP status")
+    ev = raw.data
+    no_extra_fields(ev, "EventResponse(streak)")
+    cs = ev.current_streak
+    eq((cs.length, cs.extended, cs.frequency), (1, True, "daily"),
+       "first event: current_streak (length, extended, frequency)")
+    eq((cs.started, cs.period_start, cs.period_end, cs.expires),
+       (ymd(today), ymd(today), ymd(today), ymd(tomorrow)),
+       "first event: current_streak (started, period_start, period_end, expires)")
+    eq((cs.freezes, cs.max_freezes, cs.freeze_auto_earn_interval, cs.freeze_auto_earn_amount),
+       (1, 3, None, None), "first event: current_streak freezes (startCount 1, maxCount 3)")
+    eq(ev.total, 1.0, "first event: total")
+
+    step("metrics.event again the same day does not extend the streak")
+    ev2 = client.metrics.event(METRIC_KEY, user=UpsertedUser(id=STREAK_USER), value=1)
+    no_extra_fields(ev2, "EventResponse(streak, same day)")
+    eq((ev2.current_streak.length, ev2.current_streak.extended), (1, False),
+       "second event: current_streak (length, extended)")
+    eq(ev2.total, 2.0, "second event: total")
+
+    step("users.streak (default history)")
+    streak = client.users.streak(STREAK_USER)
+    no_extra_fields(streak, "StreakResponse")
+    eq((streak.length, streak.frequency, streak.started, streak.period_start, streak.period_end,
+        streak.expires),
+       (1, "daily", ymd(today), ymd(today), ymd(today), ymd(tomorrow)),
+       "users.streak (length, frequency, started, period_start, period_end, expires)")
+    eq((streak.freezes, streak.max_freezes), (1, 3), "users.streak (freezes, max_freezes)")
+    check(is_aware_datetime(streak.extended),
+          f"users.streak: extended must be a date-time, got {streak.extended!r}")
+    eq(streak.pauses, [], "users.streak: pauses")
+    history = streak.streak_history
+    eq(len(history), 7, "users.streak: streak_history length (default 7)")
+    eq([h.period_start for h in history],
+       [ymd(today - dt.timedelta(days=6 - i)) for i in range(7)],
+       "users.streak: streak_history period_start (ascending days)")
+    check(all(h.period_start == h.period_end for h in history),
+          f"daily history periods are single days: {history!r}")
+    last = history[-1]
+    eq((last.length, last.used_freeze, last.used_pause, last.reset_at), (1, False, False, None),
+       "users.streak: last history item (length, used_freeze, used_pause, reset_at)")
+    eq([h.length for h in history[:-1]], [0] * 6, "users.streak: earlier history lengths")
+
+    step("users.streak history_periods=3")
+    short = client.users.streak(STREAK_USER, history_periods=3)
+    no_extra_fields(short, "StreakResponse(historyPeriods=3)")
+    eq([h.period_start for h in short.streak_history],
+       [ymd(today - dt.timedelta(days=2 - i)) for i in range(3)],
+       "history_periods=3: period starts")
+
+    step("users.streak errors")
+    expect_api_error(404, "users.streak(no-such-user)", lambda: client.users.streak(NO_USER),
+                     NotFoundError)
+    expect_api_error(422, "users.streak(history_periods=0)",
+                     lambda: client.users.streak(STREAK_USER, history_periods=0),
+                     UnprocessableEntityError)
+
+    step("streaks.list")
+    listed = client.streaks.list(user_ids=[OTHER_USER, STREAK_USER, NO_USER])
+    no_extra_fields(listed, "List[BulkStreakResponseItem]")
+    eq([(i.user_id, i.streak_length) for i in listed], [(STREAK_USER, 1), (OTHER_USER, 0)],
+       "streaks.list (user_id, streak_length), longest first, unknown users left out")
+    check(isinstance(listed[0].extended, str)
+          and is_aware_datetime(dt.datetime.fromisoformat(listed[0].extended.replace("Z", "+00:00"))),
+          f"streaks.list: extended of {STREAK_USER} must be a date-time string: {listed[0].extended!r}")
+    eq(listed[1].extended, None, f"streaks.list: extended of {OTHER_USER}")
+
+    # ---- freezes ----
+    step("admin.streaks.freezes.create")
+    raw = client.admin.streaks.freezes.with_raw_response.create(freezes=[
+        CreateStreakFreezesRequestFreezesItem(user_id=STREAK_USER),
+        CreateStreakFreezesRequestFreezesItem(user_id=STREAK_USER),
+        CreateStreakFreezesRequestFreezesItem(user_id=STREAK_USER),
+        CreateStreakFreezesRequestFreezesItem(user_id=NO_USER),
+    ])
+    eq(raw.status_code, 201, "freezes.create: HTTP status (some granted)")
+    frozen = raw.data
+    no_extra_fields(frozen, "CreateStreakFreezesResponse")
+    # 1 (startCount) + 2 granted = maxCount 3; the third is over the limit.
+    eq(issue_summary(frozen.issues), [(NO_USER, "error"), (STREAK_USER, "warning")],
+       "freezes.create: issues (unknown user, freeze over maxCount)")
+    eq(client.users.streak(STREAK_USER).freezes, 3, "users.streak freezes after the grant")
+
+    # ---- pauses ----
+    step("admin.streaks.pauses.create")
+    pause_end = tomorrow + dt.timedelta(days=2)
+    yesterday = today - dt.timedelta(days=1)
+    raw = client.admin.streaks.pauses.with_raw_response.create(pauses=[
+        CreateStreakPausesRequestPausesItem(user_id=STREAK_USER, start=ymd(tomorrow),
+                                            end=ymd(pause_end)),
+        CreateStreakPausesRequestPausesItem(user_id=STREAK_USER, start=ymd(yesterday),
+                                            end=ymd(yesterday)),
+        CreateStreakPausesRequestPausesItem(user_id=NO_USER, start=ymd(tomorrow),
+                                            end=ymd(tomorrow)),
+    ])
+    eq(raw.status_code, 201, "pauses.create: HTTP status")
+    pauses = raw.data
+    no_extra_fields(pauses, "CreateStreakPausesResponse")
+    eq(len(pauses.created), 1, "pauses.create: number created")
+    pause = pauses.created[0]
+    check(isinstance(pause.id, str) and pause.id, f"pauses.create: id {pause.id!r}")
+    eq((pause.user_id, pause.start, pause.end, pause.status),
+       (STREAK_USER, ymd(tomorrow), ymd(pause_end), "active"), "pauses.create: created[0]")
+    eq(issue_summary(pauses.issues), [(NO_USER, "error"), (STREAK_USER, "error")],
+       "pauses.create: issues (unknown user, start in the past)")
+
+    step("users.streak shows the pause")
+    paused = client.users.streak(STREAK_USER)
+    no_extra_fields(paused, "StreakResponse(paused)")
+    eq([(p.id, p.start, p.end) for p in paused.pauses], [(pause.id, ymd(tomorrow), ymd(pause_end))],
+       "users.streak: pauses")
+    # Paused days are skipped: the streak must next be extended the day after the pause.
+    eq(paused.expires, ymd(pause_end + dt.timedelta(days=1)), "users.streak: expires with pause")
+
+    step("admin.streaks.pauses.delete")
+    deleted = client.admin.streaks.pauses.delete(ids=[pause.id, UNKNOWN_UUID])
+    no_extra_fields(deleted, "DeleteStreakPausesResponse")
+    eq([d.id for d in deleted.deleted], [pause.id], "pauses.delete: deleted ids")
+    eq(issue_summary(deleted.issues), [(UNKNOWN_UUID, "error")], "pauses.delete: issues")
+    unpaused = client.users.streak(STREAK_USER)
+    eq((unpaused.pauses, unpaused.expires), ([], ymd(tomorrow)),
+       "users.streak after deleting the pause (pauses, expires)")
+
+    # ---- restore / reset ----
+    step("streak for the reset user")
+    ev = client.metrics.event(METRIC_KEY, user=UpsertedUser(id=RESET_USER), value=1)
+    eq((ev.current_streak.length, ev.current_streak.extended), (1, True),
+       "reset user: first event streak (length, extended)")
+
+    step("admin.streaks.restore (nothing longer to restore)")
+    raw = client.admin.streaks.with_raw_response.restore(users=[
+        RestoreStreaksRequestUsersItem(id=RESET_USER),
+        RestoreStreaksRequestUsersItem(id=NO_USER),
+    ])
+    check(200 <= raw.status_code < 300, f"restore: HTTP status {raw.status_code}")
+    restored = raw.data
+    no_extra_fields(restored, "RestoreStreaksResponse")
+    eq(restored.restored_users, [], "restore: restored_users")
+    eq(issue_summary(restored.issues), [(NO_USER, "error"), (RESET_USER, "warning")],
+       "restore: issues (unknown user, no longer streak in the window)")
+
+    step("admin.streaks.reset")
+    raw = client.admin.streaks.with_raw_response.reset(users=[
+        ResetStreaksRequestUsersItem(id=RESET_USER),
+        ResetStreaksRequestUsersItem(id=NO_USER),
+    ])
+    check(200 <= raw.status_code < 300, f"reset: HTTP status {raw.status_code}")
+    reset = raw.data
+    no_extra_fields(reset, "ResetStreaksResponse")
+    eq(reset.reset_users, [RESET_USER], "reset: reset_users")
+    eq(issue_summary(reset.issues), [(NO_USER, "error")], "reset: issues")
+
+    step("users.streak after reset")
+    after = client.users.streak(RESET_USER, history_periods=1)
+    no_extra_fields(after, "StreakResponse(reset)")
+    eq((after.length, after.started, after.period_start, after.period_end, after.expires,
+        after.extended), (0, None, None, None, None, None),
+       "after reset: (length, started, period_start, period_end, expires, extended)")
+    eq(len(after.streak_history), 1, "after reset: history_periods=1")
+    row = after.streak_history[0]
+    eq((row.period_start, row.length), (ymd(today), 0), "after reset: today's history row")
+    check(is_aware_datetime(row.reset_at), f"after reset: reset_at {row.reset_at!r}")
+    eq([(i.user_id, i.streak_length) for i in client.streaks.list(user_ids=[RESET_USER])],
+       [(RESET_USER, 0)], "streaks.list after reset")
+    check(utc_today() == today, "the UTC date changed while the streak steps ran")
+
+
+# ---- preferences -----------------------------------------------------------------------
+
+def run_preferences(client):
+    step("users.get_preferences (defaults)")
+    prefs = client.users.get_preferences(OTHER_USER)
+    no_extra_fields(prefs, "UserPreferencesResponse(defaults)")
+    n = prefs.notifications
+    eq((n.achievement_completed, n.recap, n.reactivation, n.streak_reminder),
+       (None, None, None, None), "default notification preferences")
+    eq(prefs.streak, None, "default streak preferences")
+
+    step("users.update_preferences (notifications)")
+    prefs = client.users.update_preferences(
+        OTHER_USER,
+        notifications=NotificationPreferences(achievement_completed=["email", "push"],
+                                              streak_reminder=["push"]),
+    )
+    no_extra_fields(prefs, "UserPreferencesResponse(notifications)")
+    n = prefs.notifications
+    expected_notifications = (["email", "push"], None, None, ["push"])
+    eq((n.achievement_completed, n.recap, n.reactivation, n.streak_reminder),
+       expected_notifications, "notifications after update")
+    eq(prefs.streak, None, "streak preferences untouched")
+
+    step("users.update_preferences (streak, customization enabled)")
+    prefs = client.users.update_preferences(
+        OTHER_USER,
+        streak=StreakPreferences(enabled=True, evaluation_mode="AND",
+                                 metrics=[StreakMetricPreference(key=METRIC_KEY, threshold=2)],
+                                 days_off=[6, 0]),
+    )
+    no_extra_fields(prefs, "UserPreferencesResponse(streak)")
+    st = prefs.streak
+    check(st is not None, "streak preferences missing after update")
+    expected_streak = (True, "AND", [(METRIC_KEY, 2.0)], [0, 6])
+    eq((st.enabled, st.evaluation_mode, [(m.key, m.threshold) for m in st.metrics], st.days_off),
+       expected_streak, "streak preferences after update")
+    n = prefs.notifications
+    eq((n.achievement_completed, n.recap, n.reactivation, n.streak_reminder),
+       expected_notifications, "notifications kept by a streak-only update")
+
+    step("users.get_preferences (after updates)")
+    prefs = client.users.get_preferences(OTHER_USER)
+    no_extra_fields(prefs, "UserPreferencesResponse(get)")
+    st, n = prefs.streak, prefs.notifications
+    eq((st.enabled, st.evaluation_mode, [(m.key, m.threshold) for m in st.metrics], st.days_off),
+       expected_streak, "streak preferences read back")
+    eq((n.achievement_completed, n.recap, n.reactivation, n.streak_reminder),
+       expected_notifications, "notifications read back")
+
+    step("users.update_preferences errors")
+    expect_api_error(422, "update_preferences(unknown channel)",
+                     lambda: client.users.update_preferences(
+                         OTHER_USER, notifications=NotificationPreferences(recap=["sms"])),
+                     UnprocessableEntityError)
+    expect_api_error(404, "update_preferences(no-such-user)",
+                     lambda: client.users.update_preferences(
+                         NO_USER, notifications=NotificationPreferences(recap=["email"])),
+                     NotFoundError)
+    expect_api_error(404, "get_preferences(no-such-user)",
+                     lambda: client.users.get_preferences(NO_USER), NotFoundError)
+
+    step("customization disabled -> streak preferences are 403")
+    settings = client.admin.streaks.settings.update(customization_enabled=False)
+    eq(settings.customization_enabled, False, "settings.update(customization_enabled=False)")
+    eq([(m.key, m.threshold) for m in settings.metrics], [(METRIC_KEY, 1)],
+       "settings.update keeps the fields it was not sent")
+    expect_api_error(403, "update_preferences(streak) with customization disabled",
+                     lambda: client.users.update_preferences(
+                         OTHER_USER, streak=StreakPreferences(days_off=[1])),
+                     ForbiddenError)
+
+
+# ---- achievements ----------------------------------------------------------------------
+
+def run_achievements(client, *, metric_id, plan_id, device_id):
+    step("admin.achievements.create")
+    raw = client.admin.achievements.with_raw_response.create(request=[
+        CreateAchievementRequestItem(
+            name="First iOS lesson", trigger="metric", status="active",
+            description="Finish a lesson on iOS",
+            badge=CreateAchievementRequestItemBadge(url="https://example.com/ios.png"),
+            metric_id=metric_id, metric_value=1,
+            event_attributes=[CreateAchievementRequestItemEventAttributesItem(
+                attribute_id=device_id, attribute_value="ios")],
+        ),
+        CreateAchievementRequestItem(
+            name="Onboarded", trigger="api", status="active", key=API_ACHIEVEMENT_KEY,
+            user_attributes=[CreateAchievementRequestItemUserAttributesItem(
+                attribute_id=plan_id, attribute_value="pro")],
+        ),
+        CreateAchievementRequestItem(name="One-day streak", trigger="streak", status="active",
+                                     streak_length=1),
+        CreateAchievementRequestItem(name="Broken", trigger="metric", status="active"),
+    ])
+    eq(raw.status_code, 201, "create achievements: HTTP status")
+    created = raw.data
+    no_extra_fields(created, "CreateAchievementsResponse")
+    eq([a.name for a in created.created], ["First iOS lesson", "Onboarded", "One-day streak"],
+       "create achievements: created names")
+    eq([(i.index, i.severity) for i in created.issues], [(3, "error")],
+       "create achievements: issues (metric trigger without metricId)")
+    metric_ach, api_ach, streak_ach = created.created
+    eq((metric_ach.trigger, metric_ach.status, metric_ach.metric_id, metric_ach.metric_value,
+        metric_ach.description, metric_ach.badge and metric_ach.badge.url,
+        [(f.attribute_id, f.attribute_value) for f in metric_ach.event_attributes or []],
+        metric_ach.user_attributes),
+       ("metric", "active", metric_id, 1.0, "Finish a lesson on iOS",
+        "https://example.com/ios.png", [(device_id, "ios")], []),
+       "created metric achievement")
+    eq((api_ach.trigger, api_ach.status, api_ach.key, api_ach.badge,
+        [(f.attribute_id, f.attribute_value) for f in api_ach.user_attributes]),
+       ("api", "active", API_ACHIEVEMENT_KEY, None, [(plan_id, "pro")]),
+       "created api achievement")
+    eq((streak_ach.trigger, streak_ach.streak_length), ("streak", 1), "created streak achievement")
+
+    step("admin.achievements.create (achievement trigger)")
+    # Prerequisites an event can complete, so the composite shows up in an event response.
+    combo_resp = client.admin.achievements.create(request=[CreateAchievementRequestItem(
+        name="Overachiever", trigger="achievement", status="active",
+        achievement_ids=[metric_ach.id, streak_ach.id],
+    )])
+    no_extra_fields(combo_resp, "CreateAchievementsResponse(achievement trigger)")
+    eq(combo_resp.issues, [], "achievement-trigger create: issues")
+    combo = combo_resp.created[0]
+    eq((combo.trigger, combo.achievement_ids), ("achievement", [metric_ach.id, streak_ach.id]),
+       "achievement-trigger achievement")
+    all_ids = {metric_ach.id, api_ach.id, streak_ach.id, combo.id}
+
+    step("admin.achievements.list / get")
+    admin_list = client.admin.achievements.list()
+    no_extra_fields(admin_list, "ListAchievementsResponse")
+    eq([a.id for a in admin_list], [metric_ach.id, api_ach.id, streak_ach.id, combo.id],
+       "admin achievements list (creation order)")
+    one = client.admin.achievements.get(metric_ach.id)
+    no_extra_fields(one, "AdminAchievement(get)")
+    eq(one, metric_ach, "admin achievements get == created")
+    expect_api_error(404, "admin.achievements.get(unknown)",
+                     lambda: client.admin.achievements.get(UNKNOWN_UUID), NotFoundError)
+
+    step("backfill completes the metric achievement for an existing user")
+    # USER sent 6 lessons on ios before the achievement existed (silent backfill).
+    done = wait_for(f"users.achievements({USER}) lists the backfilled achievement",
+                    lambda: [a for a in client.users.achievements(USER) if a.id == metric_ach.id])
+    check(is_aware_datetime(done[0].achieved_at), f"backfilled achieved_at {done[0].achieved_at!r}")
+
+    step("metrics.event completes metric, streak and composite achievements")
+    raw = client.metrics.with_raw_response.event(
+        METRIC_KEY, user=UpsertedUser(id=ACH_USER, attributes={"plan": "pro"}), value=1,
+        attributes={"device": "ios"},
+    )
+    eq(raw.status_code, 201, "achievement event: HTTP status")
+    ev = raw.data
+    no_extra_fields(ev, "EventResponse(achievements)")
+    eq((ev.current_streak.length, ev.current_streak.extended), (1, True),
+       "achievement event: current_streak (length, extended)")
+    by_id = {a.id: a for a in ev.achievements}
+    eq(sorted(by_id), sorted([metric_ach.id, streak_ach.id, combo.id]),
+       "achievement event: completed achievements (metric, streak, composite)")
+    m = by_id[metric_ach.id]
+    eq((m.name, m.trigger, m.description, m.badge_url, m.metric_id, m.metric_value, m.metric_name,
+        m.event_attribute and (m.event_attribute.key, m.event_attribute.value),
+        [(f.key, f.value) for f in m.event_attributes or []], m.user_attributes, m.key),
+       ("First iOS lesson", "metric", "Finish a lesson on iOS", "https://example.com/ios.png",
+        metric_id, 1.0, "Lessons", ("device", "ios"), [("device", "ios")], [], None),
+       "achievement event: metric achievement")
+    s = by_id[streak_ach.id]
+    eq((s.name, s.trigger, s.streak_length), ("One-day streak", "streak", 1),
+       "achievement event: streak achievement")
+    c = by_id[combo.id]
+    eq((c.name, c.trigger, c.achievement_ids), ("Overachiever", "achievement",
+                                               [metric_ach.id, streak_ach.id]),
+       "achievement event: composite achievement")
+    for a in ev.achievements:
+        check(is_aware_datetime(a.achieved_at), f"event achievement achieved_at {a.achieved_at!r}")
+
+    step("users.single_metric lists the metric's achievements")
+    single = client.users.single_metric(ACH_USER, METRIC_KEY)
+    no_extra_fields(single, "MetricResponse(achievements)")
+    eq([(a.id, a.achieved_at is not None) for a in single.achievements], [(metric_ach.id, True)],
+       "single_metric: achievements (id, achieved)")
+
+    step("achievements.complete")
+    raw = client.achievements.with_raw_response.complete(API_ACHIEVEMENT_KEY,
+                                                         user=UpsertedUser(id=ACH_USER))
+    eq(raw.status_code, 201, "achievements.complete: HTTP status")
+    completion = raw.data
+    no_extra_fields(completion, "AchievementCompletionResponse")
+    check(isinstance(completion.completion_id, str) and completion.completion_id,
+          f"complete: completion_id {completion.completion_id!r}")
+    a = completion.achievement
+    eq((a.id, a.name, a.trigger, a.key, [(f.key, f.value) for f in a.user_attributes]),
+       (api_ach.id, "Onboarded", "api", API_ACHIEVEMENT_KEY, [("plan", "pro")]),
+       "complete: achievement")
+    check(is_aware_datetime(a.achieved_at), f"complete: achieved_at {a.achieved_at!r}")
+    eq(completion.points, {}, "complete: points")
+
+    step("achievements.complete again returns the same completion")
+    again = client.achievements.complete(API_ACHIEVEMENT_KEY, user=UpsertedUser(id=ACH_USER))
+    no_extra_fields(again, "AchievementCompletionResponse(again)")
+    eq((again.completion_id, again.achievement.achieved_at),
+       (completion.completion_id, a.achieved_at), "complete again: completion")
+
+    step("achievements.complete errors")
+    expect_api_error(404, "achievements.complete(unknown key)",
+                     lambda: client.achievements.complete("no-such-achievement",
+                                                          user=UpsertedUser(id=ACH_USER)),
+                     NotFoundError)
+    # OTHER_USER has no `plan: pro`, which the api achievement requires.
+    expect_api_error(422, "achievements.complete(user not eligible)",
+                     lambda: client.achievements.complete(API_ACHIEVEMENT_KEY,
+                                                          user=UpsertedUser(id=OTHER_USER)),
+                     UnprocessableEntityError)
+
+    step("users.achievements (completed)")
+    mine = client.users.achievements(ACH_USER)
+    no_extra_fields(mine, "List[UserAchievementWithStatsResponse]")
+    eq(sorted(x.id for x in mine), sorted(all_ids),
+       "users.achievements: metric, streak, composite and api")
+    for x in mine:
+        check(is_aware_datetime(x.achieved_at), f"users.achievements {x.name}: achieved_at")
+        check(x.completions >= 1, f"users.achievements {x.name}: completions {x.completions}")
+        check_stats(x, f"users.achievements {x.name}")
+    check([x.achieved_at for x in mine] == sorted(x.achieved_at for x in mine),
+          "users.achievements: completion order")
+
+    step("users.achievements include_incomplete")
+    eq(client.users.achievements(OTHER_USER), [], "users.achievements(other): none completed")
+    incomplete = client.users.achievements(OTHER_USER, include_incomplete="true")
+    no_extra_fields(incomplete, "List[UserAchievementWithStatsResponse](incomplete)")
+    # The api achievement needs `plan: pro`, so it is not offered to OTHER_USER.
+    eq(sorted((x.id, x.achieved_at) for x in incomplete),
+       sorted((i, None) for i in (metric_ach.id, streak_ach.id, combo.id)),
+       "users.achievements(include_incomplete): (id, achieved_at)")
+    expect_api_error(404, "users.achievements(no-such-user)",
+                     lambda: client.users.achievements(NO_USER), NotFoundError)
+
+    step("achievements.all")
+    everything = client.achievements.all_()
+    no_extra_fields(everything, "List[AchievementWithStatsResponse]")
+    eq([x.id for x in everything], [metric_ach.id, api_ach.id, streak_ach.id, combo.id],
+       "achievements.all: ids")
+    stats = {x.id: x for x in everything}
+    for x in everything:
+        check_stats(x, f"achievements.all {x.name}")
+    eq(stats[api_ach.id].completions, 1, "achievements.all: completions of the api achievement")
+    check(stats[combo.id].completions >= 1,
+          f"achievements.all: composite completions {stats[combo.id].completions}")
+    eq((stats[api_ach.id].key, stats[streak_ach.id].streak_length,
+        stats[combo.id].achievement_ids, stats[metric_ach.id].metric_name),
+       (API_ACHIEVEMENT_KEY, 1, [metric_ach.id, streak_ach.id], "Lessons"),
+       "achievements.all: trigger fields")
+    # Backfill has run for USER; ACH_USER earned it by event: 2 users sent ios lessons.
+    wait_for("achievements.all: metric achievement completions == 2",
+             lambda: [x for x in client.achievements.all_()
+                      if x.id == metric_ach.id and x.completions == 2])
+    filtered = client.achievements.all_(user_attributes="plan:free")
+    eq([x.id for x in filtered], [metric_ach.id, streak_ach.id, combo.id],
+       "achievements.all(userAttributes=plan:free) hides the plan:pro achievement")
+
+    step("admin.achievements.update")
+    updated = client.admin.achievements.update(request=[
+        UpdateAchievementRequestItem(id=api_ach.id, name="Onboarded!",
+                                     description="Finished onboarding"),
+        UpdateAchievementRequestItem(id=UNKNOWN_UUID, name="Nobody"),
+    ])
+    no_extra_fields(updated, "UpdateAchievementsResponse")
+    eq([(u.id, u.name, u.description, u.key, u.trigger) for u in updated.updated],
+       [(api_ach.id, "Onboarded!", "Finished onboarding", API_ACHIEVEMENT_KEY, "api")],
+       "achievements.update: updated")
+    eq(issue_summary(updated.issues), [(UNKNOWN_UUID, "error")], "achievements.update: issues")
+    eq(client.admin.achievements.get(api_ach.id).name, "Onboarded!", "get after update: name")
+
+    step("admin.achievements.delete")
+    deleted = client.admin.achievements.delete(ids=[streak_ach.id, UNKNOWN_UUID])
+    no_extra_fields(deleted, "DeleteAchievementsResponse")
+    eq([d.id for d in deleted.deleted], [streak_ach.id], "achievements.delete: deleted")
+    eq(issue_summary(deleted.issues), [(UNKNOWN_UUID, "error")], "achievements.delete: issues")
+    expect_api_error(404, "admin.achievements.get(deleted)",
+                     lambda: client.admin.achievements.get(streak_ach.id), NotFoundError)
+    eq([x.id for x in client.admin.achievements.list()], [metric_ach.id, api_ach.id, combo.id],
+       "admin achievements list after delete")
+    eq([x.id for x in client.achievements.all_()], [metric_ach.id, api_ach.id, combo.id],
+       "achievements.all after delete")
+
+
+def run_fractional_streak_threshold(client):
+    """`StreakSettingsMetric.threshold` is an `int` in the Python SDK
+    (trophy/types/streak_settings_metric.py), but clients whose type is a plain number (the
+    Node SDK, curl) can send 1.5. Kudos must then either reject it (422) or still answer
+    `StreakSettings` this SDK can parse; otherwise `settings.get()` fails for every Python
+    user of the org. The SDK validates its own request models, so the value is built with
+    `model_construct` to send what such a client would send."""
+    step("admin.streaks.settings.update fractional threshold -> 422 or SDK-parseable settings")
+    fractional = StreakSettingsMetric.model_construct(key=METRIC_KEY, threshold=1.5)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydantic: "Expected `int`" while serializing
+            accepted = client.admin.streaks.settings.update(metrics=[fractional])
+    except UnprocessableEntityError:
+        accepted = None
+    except ParsingError as e:
+        raise CheckFailed(
+            "PATCH /admin/v1/streaks/settings with metrics[0].threshold = 1.5 was accepted "
+            f"(HTTP {e.status_code}) and answered a body the SDK cannot parse as StreakSettings "
+            "(metrics[].threshold is `int` in trophy/types/streak_settings_metric.py): "
+            f"{e.body!r}. Kudos should reject a non-integer threshold with 422."
+        ) from e
+    if accepted is not None:
+        no_extra_fields(accepted, "StreakSettings(fractional threshold)")
+    got = client.admin.streaks.settings.get()
+    no_extra_fields(got, "StreakSettings(after fractional threshold)")
+    check(all(isinstance(m.threshold, int) for m in got.metrics),
+          f"StreakSettings.metrics thresholds: {got.metrics!r}")
 
 
 def main():

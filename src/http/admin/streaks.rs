@@ -70,7 +70,15 @@ fn parse_settings(body: &Value) -> ApiResult<StreakSettingsPatch> {
         patch.days_off = Some(int_list(v, "daysOff")?);
     }
     if let Some(v) = obj.get("metrics").filter(|v| !v.is_null()) {
-        patch.metrics = Some(metric_thresholds(v, "metrics")?);
+        let metrics = metric_thresholds(v, "metrics")?;
+        // Org thresholds are integers (`StreakSettingsMetric.threshold` in SDK 1.27); user
+        // preferences may use fractions.
+        if metrics.iter().any(|(_, t)| t.fract() != 0.0) {
+            return Err(ApiError::unprocessable(
+                "metrics[].threshold must be a whole number",
+            ));
+        }
+        patch.metrics = Some(metrics);
     }
     match obj.get("freezes") {
         None => {}

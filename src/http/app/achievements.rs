@@ -102,7 +102,8 @@ async fn user_achievements(
                 .filter_map(|(aid, c)| cat.achievement(*aid).map(|a| (a.clone(), Some(c.at))))
                 .filter(|(a, _)| a.status != AchievementStatus::Inactive)
                 .collect();
-            done.sort_by_key(|(_, at)| *at);
+            // By completion time; completions of one instant in creation order.
+            done.sort_by_key(|(a, at)| (*at, a.ord));
             if include_incomplete {
                 done.extend(
                     cat.achievements()
