@@ -105,6 +105,13 @@ impl Issue {
             ..Self::new(message)
         }
     }
+    /// Also names the item's position in the request.
+    pub fn with_index(self, index: usize) -> Self {
+        Self {
+            index: Some(index),
+            ..self
+        }
+    }
     pub fn warning(self) -> Self {
         Self {
             warning: true,

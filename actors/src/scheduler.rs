@@ -63,16 +63,20 @@ impl Scheduler {
             if batch.is_empty() {
                 return ran;
             }
-            for (_, user_id) in batch {
+            for (due_ms, user_id) in batch {
                 let catalog = self.catalog.get();
+                // Evaluate at the due instant, so a clock move over several midnights steps
+                // through each of them in order (the user files its next due time, which this
+                // loop picks up again while it is not after `now`).
+                let at = DateTime::<Utc>::from_timestamp_millis(due_ms);
                 match self
                     .users
-                    .execute(&user_id, Command::Advance, &catalog)
+                    .execute(&user_id, Command::Advance { at }, &catalog)
                     .await
                 {
                     Ok(_) | Err(UserError::NotFound) => ran += 1,
                     Err(e) => {
-                        tracing::warn!(user = %user_id, error = %e, "scheduled streak evaluation failed; it runs again on the user's next request")
+                        tracing::warn!(user = %user_id, error = %e, "scheduled evaluation failed; it runs again after the user's next change")
                     }
                 }
             }

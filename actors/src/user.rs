@@ -126,6 +126,22 @@ impl UserActorState {
             }
         }
         record.set_effects(effects);
+        self.reschedule(catalog, now)?;
+        let seq = self.seq + 1;
+        self.deps.journal.append(&self.stream, seq, &record).await?;
+        self.seq = seq;
+        if snapshot::due(self.snapshot_seq, self.seq) {
+            self.snapshot()?;
+        }
+        Ok(record)
+    }
+
+    /// Files the user's next due instant with the scheduler (if it changed).
+    fn reschedule(
+        &mut self,
+        catalog: &Catalog,
+        now: DateTime<Utc>,
+    ) -> Result<(), kudos_snapshots::StoreError> {
         let next = self
             .state
             .next_due(catalog, now)
@@ -134,13 +150,7 @@ impl UserActorState {
             .due
             .reschedule(&self.user_id, self.scheduled, next)?;
         self.scheduled = next;
-        let seq = self.seq + 1;
-        self.deps.journal.append(&self.stream, seq, &record).await?;
-        self.seq = seq;
-        if snapshot::due(self.snapshot_seq, self.seq) {
-            self.snapshot()?;
-        }
-        Ok(record)
+        Ok(())
     }
 
     fn snapshot(&mut self) -> Result<(), kudos_snapshots::StoreError> {
@@ -191,7 +201,7 @@ impl UserActorState {
                 Outcome::Restored(Some(state.streak_view(catalog, now).length))
             }
             (Command::ResetStreak, _) => Outcome::Reset,
-            (Command::Advance | Command::Backfill { .. }, _) => Outcome::Advanced,
+            (Command::Advance { .. } | Command::Backfill { .. }, _) => Outcome::Advanced,
             (
                 Command::CompleteAchievement { .. },
                 UserRecord::ApiCompleted {
@@ -274,6 +284,14 @@ impl Actor for UserActor {
                         let _ = reply.send(Err(e));
                     }
                     Ok(Decision::Answer(outcome)) => {
+                        // A backfill that completes nothing may still make a future date due
+                        // (an anniversary ahead): file it.
+                        if matches!(command, Command::Backfill { .. }) {
+                            if let Err(e) = st.reschedule(&catalog, now) {
+                                let _ = reply.send(Err(UserError::Storage(e.to_string())));
+                                return Err(e.into());
+                            }
+                        }
                         let _ = reply.send(Ok(outcome));
                     }
                     Ok(Decision::Record(record)) => {

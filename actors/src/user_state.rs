@@ -312,7 +312,8 @@ impl UserState {
                 };
                 total >= *value
             }
-            Trigger::Streak { length } => self.streak.length >= *length,
+            // The length as of `at`: pending period ends and a frequency switch applied.
+            Trigger::Streak { length } => self.streak_view(catalog, at).length >= *length,
             Trigger::Anniversary { years } => {
                 let Some(profile) = &self.profile else {
                     return false;
@@ -857,8 +858,11 @@ pub enum Command {
     RecordEvent(NewEvent),
     /// Dry-run events in order against a copy of the state (batch validation).
     CheckEvents(Vec<NewEvent>),
-    /// Time passed: run due period ends and freeze earning.
-    Advance,
+    /// Time passed: run period ends, freeze earning and anniversaries due by `at` (the due
+    /// instant the scheduler filed; never later than now).
+    Advance {
+        at: Option<DateTime<Utc>>,
+    },
     SetPreferences(PreferencesWrite),
     GrantFreezes {
         count: u32,
@@ -989,10 +993,10 @@ pub fn decide(
             }
             return Ok(Decision::Answer(Outcome::Checked));
         }
-        Command::Advance => {
+        Command::Advance { at } => {
             require_user(state)?;
             UserRecord::Advanced {
-                at: ctx.now,
+                at: at.map_or(ctx.now, |t| t.min(ctx.now)),
                 tz: tz_name(),
                 streak: cfg,
                 effects: Vec::new(),
@@ -1776,7 +1780,7 @@ mod tests {
         assert!(later.completed.is_empty());
         let due = later.next_due(&cat, t(0)).expect("the anniversary is due");
         assert_eq!(due.date_naive().to_string(), "2025-06-01");
-        let advanced = run(&mut later, &cat, &Command::Advance, due).expect("advance");
+        let advanced = run(&mut later, &cat, &Command::Advance { at: None }, due).expect("advance");
         assert_eq!(completions(&advanced), vec![(one_year, false)]);
     }
 

@@ -337,7 +337,11 @@ async fn api_completion_statuses_and_filters() {
     );
     assert!(list.body[0].get("achievedAt").is_none());
     let free = s.get("/v1/achievements?userAttributes=plan:free").await;
-    assert_eq!(free.body.as_array().map(Vec::len), Some(2), "Pro needs plan=pro");
+    assert_eq!(
+        free.body.as_array().map(Vec::len),
+        Some(2),
+        "Pro needs plan=pro"
+    );
     assert_error(&s.get("/v1/achievements?userAttributes=plan").await, 422);
     assert_error(&s.get("/v1/achievements?userAttributes=nope:x").await, 422);
 }
@@ -386,4 +390,33 @@ async fn activation_backfills_existing_users_silently() {
     // The poor user completes it normally (reported) when qualifying.
     let r = s.event("m", "poor", 2.0).await;
     assert_eq!(r.body["achievements"][0]["id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anniversaries_complete_at_local_midnight_when_the_clock_passes_it() {
+    let s = TestServer::start_with_test_clock().await;
+    s.post(
+        "/admin/v1/test-clock",
+        json!({"now": "2030-01-05T12:00:00Z"}),
+    )
+    .await;
+    create(&s, json!([{"name": "One year", "trigger": "anniversary", "anniversaryYears": 1, "status": "active"}])).await;
+    let r = s
+        .put(
+            "/v1/users/sam",
+            json!({"signUpDate": "2029-01-10", "tz": "Europe/Paris"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(s.get("/v1/users/sam/achievements").await.body, json!([]));
+    // One clock move over several midnights: evaluated at the due instant, 2030-01-10 00:00
+    // in Paris, not at the target time.
+    s.post(
+        "/admin/v1/test-clock",
+        json!({"now": "2030-01-12T12:00:00Z"}),
+    )
+    .await;
+    let mine = s.get("/v1/users/sam/achievements").await;
+    assert_eq!(mine.body[0]["anniversaryYears"], 1);
+    assert_eq!(mine.body[0]["achievedAt"], "2030-01-09T23:00:00.000Z");
 }

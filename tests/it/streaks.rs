@@ -504,3 +504,24 @@ async fn a_frequency_switch_recomputes_from_activity() {
     clock(&s, "2030-04-15T10:00:00Z").await;
     assert_eq!(lesson(&s, "fay").await["currentStreak"]["length"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_the_freeze_maximum_keeps_counts_and_grants_warn() {
+    let s = setup(json!({"startCount": 3, "maxCount": 3})).await;
+    clock(&s, "2030-04-01T10:00:00Z").await;
+    lesson(&s, "gil").await;
+    s.patch(
+        "/admin/v1/streaks/settings",
+        json!({"freezes": {"startCount": 1, "maxCount": 1}}),
+    )
+    .await;
+    let r = s
+        .post(
+            "/admin/v1/streaks/freezes",
+            json!({"freezes": [{"userId": "gil"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["issues"][0]["severity"], "warning");
+    assert_eq!(s.get("/v1/users/gil/streak").await.body["freezes"], 3);
+}

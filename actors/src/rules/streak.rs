@@ -229,6 +229,12 @@ pub struct StreakState {
     pub next_earn: Option<NaiveDate>,
     pub last_lost: u32,
     pub pauses: Vec<Pause>,
+    /// The user's creation date (auto-earn counts from it).
+    #[serde(default)]
+    pub created: Option<NaiveDate>,
+    /// The auto-earn interval `next_earn` was computed with.
+    #[serde(default)]
+    pub earn_interval: Option<u32>,
 }
 
 /// Something a streak did that the rest of Kudos reacts to (webhooks, pushes).
@@ -268,12 +274,44 @@ impl StreakState {
 
     /// Freezes granted when the user is created (no event, SPEC §5.5.4).
     pub fn on_user_created(&mut self, cfg: &StreakConfig, created: NaiveDate) {
+        self.created = Some(created);
         if let Some(f) = &cfg.freezes {
             self.freezes = f.start_count.min(f.max_count);
-            self.next_earn = f
-                .auto_earn()
-                .map(|(interval, _)| created + Days::new(u64::from(interval)));
+            if let Some((interval, _)) = f.auto_earn() {
+                self.next_earn = Some(created + Days::new(u64::from(interval)));
+                self.earn_interval = Some(interval);
+            }
         }
+    }
+
+    /// Adds `amount` freezes up to `max`; a count already above `max` (the maximum was
+    /// lowered) is left as it is. Returns how many were added.
+    fn add_freezes(&mut self, amount: u32, max: u32) -> u32 {
+        let before = self.freezes;
+        if before < max {
+            self.freezes = before.saturating_add(amount).min(max);
+        }
+        self.freezes - before
+    }
+
+    /// Keeps the auto-earn schedule in line with the configuration: turned on (or its
+    /// interval changed) after the user was created, the next date is the next multiple of
+    /// the interval after `date`, counted from the creation date (SPEC §5.5.5).
+    fn align_earn_schedule(&mut self, cfg: &StreakConfig, date: NaiveDate) {
+        let interval = cfg
+            .freezes
+            .as_ref()
+            .and_then(FreezeConfig::auto_earn)
+            .map(|(i, _)| i);
+        if interval == self.earn_interval {
+            return;
+        }
+        self.earn_interval = interval;
+        self.next_earn = interval.map(|i| {
+            let origin = self.created.unwrap_or(date);
+            let elapsed = (date - origin).num_days().max(0) as u64;
+            origin + Days::new((elapsed / u64::from(i) + 1) * u64::from(i))
+        });
     }
 
     /// Earns auto freezes due on or before `date`.
@@ -284,7 +322,7 @@ impl StreakState {
         };
         while let Some(due) = self.next_earn.filter(|d| *d <= date) {
             let before = self.freezes;
-            self.freezes = (self.freezes + amount).min(freezes.max_count);
+            self.add_freezes(amount, freezes.max_count);
             if self.freezes > before {
                 out.push(StreakEvent::FreezeEarned {
                     earned: self.freezes - before,
@@ -344,6 +382,7 @@ impl StreakState {
             self.started = None;
         }
         let today = local_date(now, tz);
+        self.align_earn_schedule(cfg, today);
         if self.frequency != Some(cfg.frequency) || self.periods.is_empty() {
             // First use, or the frequency changed: a fresh ledger; the bookkeeping of the old
             // frequency is discarded (SPEC §5.1.3).
@@ -438,6 +477,8 @@ impl StreakState {
         fresh.advance(&replay_cfg, now, tz);
         fresh.freezes = self.freezes;
         fresh.next_earn = self.next_earn;
+        fresh.earn_interval = self.earn_interval;
+        fresh.created = self.created;
         fresh.last_lost = self.last_lost;
         *self = fresh;
     }
@@ -497,9 +538,7 @@ impl StreakState {
     /// Adds admin-granted freezes, up to the maximum; returns how many were added.
     pub fn grant_freezes(&mut self, cfg: &StreakConfig, count: u32) -> u32 {
         let Some(f) = &cfg.freezes else { return 0 };
-        let before = self.freezes;
-        self.freezes = (self.freezes + count).min(f.max_count);
-        self.freezes - before
+        self.add_freezes(count, f.max_count)
     }
 
     /// Restores the longest streak reached within the restore window (SPEC §5.10.1).
@@ -1112,6 +1151,49 @@ mod tests {
         assert_eq!(
             s.advance(&weekly, at("2025-04-11T11:00:00Z"), Tz::UTC),
             vec![]
+        );
+    }
+
+    #[test]
+    fn freeze_counts_above_a_lowered_maximum_are_kept_and_grants_add_nothing() {
+        let mut c = cfg(Frequency::Daily);
+        c.freezes = Some(FreezeConfig {
+            start_count: 3,
+            max_count: 3,
+            auto_earn_interval: Some(1),
+            auto_earn_amount: Some(1),
+        });
+        let mut s = StreakState::default();
+        s.on_user_created(&c, d("2025-04-01"));
+        if let Some(f) = c.freezes.as_mut() {
+            f.max_count = 1;
+        }
+        assert_eq!(s.grant_freezes(&c, 2), 0);
+        assert_eq!(s.advance(&c, at("2025-04-05T10:00:00Z"), Tz::UTC), vec![]);
+        assert_eq!(s.freezes, 3);
+    }
+
+    #[test]
+    fn auto_earn_turned_on_later_counts_from_creation() {
+        let mut c = cfg(Frequency::Daily);
+        let mut s = StreakState::default();
+        s.on_user_created(&c, d("2025-04-01"));
+        s.advance(&c, at("2025-04-10T10:00:00Z"), Tz::UTC);
+        c.freezes = Some(FreezeConfig {
+            start_count: 0,
+            max_count: 5,
+            auto_earn_interval: Some(7),
+            auto_earn_amount: Some(1),
+        });
+        assert_eq!(s.advance(&c, at("2025-04-10T11:00:00Z"), Tz::UTC), vec![]);
+        assert_eq!(s.next_earn, Some(d("2025-04-15")), "creation + 2 × 7 days");
+        let ev = s.advance(&c, at("2025-04-15T00:30:00Z"), Tz::UTC);
+        assert_eq!(
+            ev,
+            vec![StreakEvent::FreezeEarned {
+                earned: 1,
+                freezes: 1
+            }]
         );
     }
 

@@ -226,7 +226,7 @@ async fn create_pauses(
     let catalog = state.catalog.get();
     let mut created = Vec::new();
     let mut problems = Vec::new();
-    for (user, start, end) in parsed {
+    for (index, (user, start, end)) in parsed.into_iter().enumerate() {
         let date = |raw: &str| NaiveDate::parse_from_str(raw, "%Y-%m-%d");
         let (Ok(start), Ok(end)) = (date(&start), date(&end)) else {
             problems.push(Issue::for_user(
@@ -236,7 +236,7 @@ async fn create_pauses(
             continue;
         };
         if !state.users.known(&user)? {
-            problems.push(Issue::for_user(&user, "User does not exist"));
+            problems.push(Issue::for_user(&user, "User does not exist").with_index(index));
             continue;
         }
         let id = Uuid::new_v4();
@@ -253,7 +253,7 @@ async fn create_pauses(
                 created.push(AdminStreakPause::new(&user, &pause));
             }
             Ok(other) => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
-            Err(e) => problems.push(user_issue(&user, e)?),
+            Err(e) => problems.push(user_issue(&user, e)?.with_index(index)),
         }
     }
     Ok((
