@@ -182,6 +182,10 @@ pub struct PeriodEntry {
     /// The streak length after this period (history's `length`).
     pub length: u32,
     pub reset_at: Option<DateTime<Utc>>,
+    /// Relabelled by a time-zone change: it directly follows the previous entry whatever
+    /// the dates say.
+    #[serde(default)]
+    pub continues: bool,
 }
 
 impl PeriodEntry {
@@ -194,6 +198,7 @@ impl PeriodEntry {
             bridged: None,
             length: 0,
             reset_at: None,
+            continues: false,
         }
     }
 }
@@ -529,8 +534,11 @@ impl StreakState {
         let out = self.advance(cfg, now, old);
         let relabelled = cfg.frequency.period_of(local_date(now, new));
         if let Some(cur) = self.periods.back_mut() {
-            cur.start = relabelled.0;
-            cur.end = relabelled.1;
+            if (cur.start, cur.end) != relabelled {
+                cur.start = relabelled.0;
+                cur.end = relabelled.1;
+                cur.continues = true;
+            }
         }
         out
     }
@@ -704,55 +712,46 @@ pub fn history(
 ) -> Vec<HistoryRow> {
     let mut s = state.clone();
     s.advance(cfg, now, tz);
-    let mut rows = Vec::with_capacity(n);
-    let mut ledger = s.periods.iter().rev().peekable();
-    let mut expected = s.current().map(|c| (c.start, c.end));
-    let is_current = |start: NaiveDate| s.current().is_some_and(|c| c.start == start);
-    while rows.len() < n {
-        let Some((start, end)) = expected else { break };
-        let row = match ledger.peek() {
-            Some(e) if e.start == start => {
-                let e = ledger.next().expect("peeked");
-                let length = if is_current(e.start) {
-                    if e.satisfied {
-                        s.length
-                    } else {
-                        0
-                    }
-                } else {
-                    e.length
-                };
-                HistoryRow {
-                    period_start: e.start,
-                    period_end: e.end,
-                    length,
-                    used_freeze: e.bridged == Some(Bridge::Freeze),
-                    used_pause: e.bridged == Some(Bridge::Pause),
-                    reset_at: e.reset_at,
-                }
-            }
-            // A period skipped while there was no streak, or before the user's first one.
-            _ => HistoryRow {
-                period_start: start,
-                period_end: end,
-                length: 0,
-                used_freeze: false,
-                used_pause: false,
-                reset_at: None,
+    let empty = |(start, end): (NaiveDate, NaiveDate)| HistoryRow {
+        period_start: start,
+        period_end: end,
+        length: 0,
+        used_freeze: false,
+        used_pause: false,
+        reset_at: None,
+    };
+    let mut rows: Vec<HistoryRow> = Vec::with_capacity(n);
+    let entries: Vec<&PeriodEntry> = s.periods.iter().collect();
+    for (i, e) in entries.iter().enumerate().rev() {
+        if rows.len() >= n {
+            break;
+        }
+        let current = i + 1 == entries.len();
+        rows.push(HistoryRow {
+            period_start: e.start,
+            period_end: e.end,
+            length: match (current, e.satisfied) {
+                (true, true) => s.length,
+                (true, false) => 0,
+                _ => e.length,
             },
-        };
-        // The ledger may hold relabelled periods (time-zone changes); follow its own order.
-        expected = match ledger.peek() {
-            Some(prev)
-                if prev.end < row.period_start
-                    && cfg.frequency.next_period(prev.end).0 >= row.period_start =>
-            {
-                Some((prev.start, prev.end))
-            }
-            _ => Some(cfg.frequency.previous_period(row.period_start)),
-        };
-        rows.push(row);
+            used_freeze: e.bridged == Some(Bridge::Freeze),
+            used_pause: e.bridged == Some(Bridge::Pause),
+            reset_at: e.reset_at,
+        });
+        // Periods skipped while there was no streak (or before the first entry) show as 0.
+        // An entry relabelled by a time-zone change follows its predecessor directly.
+        if e.continues {
+            continue;
+        }
+        let floor = i.checked_sub(1).map(|p| entries[p].end);
+        let mut period = cfg.frequency.previous_period(e.start);
+        while rows.len() < n && floor.is_none_or(|f| period.1 > f) {
+            rows.push(empty(period));
+            period = cfg.frequency.previous_period(period.0);
+        }
     }
+    rows.truncate(n);
     rows.reverse();
     rows
 }
@@ -1003,6 +1002,17 @@ mod tests {
         // The next period follows in Tokyo time: 04-05.
         let (ev, _) = s.record(&c, at("2025-04-05T01:00:00Z"), tokyo, metric(), 1.0);
         assert_eq!(ev, vec![StreakEvent::Extended { length: 3 }]);
+        let hist = history(&s, &c, at("2025-04-05T01:00:00Z"), tokyo, 3);
+        let lengths: Vec<_> = hist.iter().map(|h| (h.period_start, h.length)).collect();
+        assert_eq!(
+            lengths,
+            vec![
+                (d("2025-04-02"), 1),
+                (d("2025-04-04"), 2),
+                (d("2025-04-05"), 3)
+            ],
+            "no phantom missed day after moving east"
+        );
         // And a westward change never allows two extensions for one elapsed period.
         let now = at("2025-04-05T02:00:00Z"); // 04-05 11:00 Tokyo, 04-04 22:00 NY
         s.change_tz(&c, now, tokyo, ny);
