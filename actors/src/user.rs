@@ -8,7 +8,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kudos_snapshots::{recovery, snapshot, Counters, DueIndex, Journal, StreamId, UserIndex};
+use kudos_snapshots::{
+    recovery, snapshot, Counters, DueIndex, Journal, Owners, StreamId, UserIndex,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -56,6 +58,7 @@ pub struct UserDeps {
     pub due: DueIndex,
     pub users: UserIndex,
     pub counters: Counters,
+    pub owners: Owners,
     pub clock: Arc<dyn Clock>,
     pub registry: Weak<Registry>,
     /// Percentage (0–100) of new users placed in the control cohort (SPEC §2.5).
@@ -124,6 +127,11 @@ impl UserActorState {
                 }
                 _ => {}
             }
+        }
+        if let UserRecord::PauseAdded { pause, .. } = &record {
+            self.deps
+                .owners
+                .insert(&pause.id.to_string(), &self.user_id)?;
         }
         record.set_effects(effects);
         self.reschedule(catalog, now)?;

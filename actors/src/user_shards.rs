@@ -152,6 +152,7 @@ impl UserShards {
                 due: self.store.due(),
                 users: self.store.users(),
                 counters: self.store.counters(),
+                owners: self.store.owners(),
                 clock: self.clock.clone(),
                 registry: Arc::downgrade(&self.registry),
                 control_ratio: self.config.control_ratio,

@@ -37,6 +37,31 @@ impl UserIndex {
     }
 }
 
+/// Which stream owns an entity created inside it (e.g. pause id → user id), so admin calls
+/// that address the entity by id can route to the right actor.
+#[derive(Clone)]
+pub struct Owners {
+    tree: sled::Tree,
+}
+
+impl Owners {
+    pub(crate) fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    pub fn insert(&self, id: &str, owner: &str) -> Result<()> {
+        self.tree.insert(id.as_bytes(), owner.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tree
+            .get(id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
 /// Named counters with atomic increments.
 #[derive(Clone)]
 pub struct Counters {
@@ -86,5 +111,9 @@ mod tests {
         assert_eq!(counters.increment("x").expect("inc"), 1);
         assert_eq!(counters.increment("x").expect("inc"), 2);
         assert_eq!(counters.get("x").expect("get"), 2);
+        let owners = store.owners();
+        owners.insert("p1", "alice").expect("insert");
+        assert_eq!(owners.get("p1").expect("get").as_deref(), Some("alice"));
+        assert_eq!(owners.get("p2").expect("get"), None);
     }
 }

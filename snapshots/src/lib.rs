@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use due::DueIndex;
-pub use index::{Counters, UserIndex};
+pub use index::{Counters, Owners, UserIndex};
 pub use journal::{Durability, Journal, StreamId};
 pub use recovery::Recoverable;
 
@@ -61,6 +61,7 @@ pub struct Store {
     due: sled::Tree,
     users: sled::Tree,
     counters: sled::Tree,
+    owners: sled::Tree,
     durability: Arc<Durability>,
 }
 
@@ -79,6 +80,7 @@ impl Store {
         let due = db.open_tree("due")?;
         let users = db.open_tree("users")?;
         let counters = db.open_tree("counters")?;
+        let owners = db.open_tree("owners")?;
         let durability = Durability::start(db.clone());
         Ok(Self {
             db,
@@ -87,6 +89,7 @@ impl Store {
             due,
             users,
             counters,
+            owners,
             durability,
         })
     }
@@ -108,6 +111,11 @@ impl Store {
     /// Named counters (achievement completions).
     pub fn counters(&self) -> Counters {
         Counters::new(self.counters.clone())
+    }
+
+    /// Entity id → owning stream (streak pauses → users).
+    pub fn owners(&self) -> Owners {
+        Owners::new(self.owners.clone())
     }
 
     pub fn durability(&self) -> &Arc<Durability> {

@@ -201,10 +201,6 @@ async fn grant_freezes(
     ))
 }
 
-fn pause_key(id: Uuid) -> String {
-    format!("pause/{id}")
-}
-
 #[derive(Serialize)]
 struct CreatedPauses {
     created: Vec<AdminStreakPause>,
@@ -246,10 +242,6 @@ async fn create_pauses(
             .await
         {
             Ok(Outcome::PauseAdded(pause)) => {
-                state
-                    .store
-                    .meta_commit(vec![(pause_key(id), Some(Value::String(user.clone())))])
-                    .await?;
                 created.push(AdminStreakPause::new(&user, &pause));
             }
             Ok(other) => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
@@ -283,7 +275,8 @@ async fn delete_pauses(
             problems.push(Issue::for_id(&raw, "id must be a valid UUID"));
             continue;
         };
-        let Some(user) = state.store.meta_get::<String>(&pause_key(id))? else {
+        // Written by the user's actor in the same fsync as the pause itself.
+        let Some(user) = state.store.owners().get(&id.to_string())? else {
             problems.push(Issue::for_id(&raw, "Streak pause not found by ID"));
             continue;
         };
