@@ -160,6 +160,7 @@ pub async fn run(
             .context("cannot start the root supervisor")?;
     let users = UserShards::new(
         store.clone(),
+        catalog.clone(),
         clock.clone(),
         supervisor.get_cell(),
         ShardsConfig {
@@ -167,13 +168,7 @@ pub async fn run(
             ..ShardsConfig::default()
         },
     );
-    let scheduler = Arc::new(Scheduler::new(
-        store.due(),
-        store.users(),
-        users.clone(),
-        catalog.clone(),
-        clock.clone(),
-    ));
+    let scheduler = Arc::new(Scheduler::new(store.clone(), users.clone(), clock.clone()));
     let state = AppState(Arc::new(Inner {
         config,
         store,
@@ -251,6 +246,11 @@ async fn recover(state: AppState) {
                 "recovery complete"
             );
             state.set_readiness(Readiness::Ready);
+            match state.scheduler.resume_jobs() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "background jobs resumed"),
+                Err(e) => tracing::error!(error = %e, "cannot read background jobs"),
+            }
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "recovery failed; the server stays not ready");

@@ -680,25 +680,34 @@ pub enum Changed {
     Attribute(Attribute),
     StreakSettings(StreakSettings),
     Achievement(Achievement),
+    /// Another meta entry written in the same commit (e.g. a background job record).
+    Meta(String, Option<serde_json::Value>),
 }
 
 impl Changed {
     fn entry(&self) -> Result<(String, Option<serde_json::Value>), StoreError> {
-        let (key, value) = match self {
-            Changed::Metric(m) => (format!("catalog/metric/{}", m.id), serde_json::to_value(m)),
+        let encode = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map(Some).map_err(StoreError::Encode)
+        };
+        Ok(match self {
+            Changed::Metric(m) => (
+                format!("catalog/metric/{}", m.id),
+                encode(serde_json::to_value(m))?,
+            ),
             Changed::Attribute(a) => (
                 format!("catalog/attribute/{}", a.id),
-                serde_json::to_value(a),
+                encode(serde_json::to_value(a))?,
             ),
-            Changed::StreakSettings(st) => {
-                (STREAK_SETTINGS_KEY.to_string(), serde_json::to_value(st))
-            }
+            Changed::StreakSettings(st) => (
+                STREAK_SETTINGS_KEY.to_string(),
+                encode(serde_json::to_value(st))?,
+            ),
             Changed::Achievement(a) => (
                 format!("catalog/achievement/{}", a.id),
-                serde_json::to_value(a),
+                encode(serde_json::to_value(a))?,
             ),
-        };
-        Ok((key, Some(value.map_err(StoreError::Encode)?)))
+            Changed::Meta(key, value) => (key.clone(), value.clone()),
+        })
     }
 }
 

@@ -1,48 +1,74 @@
 //! The scheduler: runs work that is due because time passed, not because a request came in
-//! (a streak period ending unsatisfied, a freeze being earned). Users file their next due
-//! instant in the durable due index whenever they change; the scheduler takes everything due
-//! up to "now" from the [`Clock`] and asks each user to advance. With the test clock,
-//! `POST /admin/v1/test-clock` calls [`Scheduler::run_due`] before it answers, so everything
-//! due by the new time has run (SPEC §11.2.3).
+//! (a streak period ending unsatisfied, a freeze being earned, an anniversary), and the
+//! background jobs that visit every user (achievement backfills, re-filing due dates after a
+//! settings change).
+//!
+//! Users file their next due instant in the durable due index whenever they change. An entry
+//! is removed only after the user has advanced past it, so an interrupted run (shutdown,
+//! crash, a dropped request) leaves it for the next run. Jobs are recorded in the meta tree
+//! before they start (in the same fsync as the admin change that caused them) and removed when
+//! done, so a restart resumes them; every job is idempotent.
+//!
+//! Under the test clock, `POST /admin/v1/test-clock` runs [`Scheduler::run_due`] before it
+//! answers, and each user is evaluated at the instant it was due, so a move over several
+//! midnights steps through them in order (SPEC §11.2.3). Under the system clock, overdue work
+//! (after downtime) is evaluated at "now" as one catch-up (SPEC §5.5.2).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kudos_snapshots::{DueIndex, UserIndex};
+use kudos_snapshots::{DueIndex, Store};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::catalog::CatalogService;
 use crate::clock::Clock;
 use crate::user::{Command, UserError};
 use crate::user_shards::UserShards;
 
-/// Due entries taken from the index per round.
+/// Due entries read from the index per round.
 const BATCH: usize = 256;
+/// A failed evaluation is retried this much later.
+const RETRY_MS: i64 = 60_000;
+/// Prefix of job records in the meta tree.
+pub const JOB_PREFIX: &str = "job/";
+
+/// A background job that visits every user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    /// Complete these achievements silently for every user who qualifies (SPEC §4.4).
+    Backfill(Vec<Uuid>),
+    /// Let every user recompute and file its next due instant (freeze auto-earn changed).
+    Refile,
+}
+
+impl Job {
+    /// The meta key and value that record a new job.
+    pub fn record(&self) -> (String, Option<serde_json::Value>) {
+        (
+            format!("{JOB_PREFIX}{}", Uuid::new_v4()),
+            serde_json::to_value(self).ok(),
+        )
+    }
+}
 
 pub struct Scheduler {
     due: DueIndex,
-    all_users: UserIndex,
+    store: Store,
     users: UserShards,
-    catalog: Arc<CatalogService>,
     clock: Arc<dyn Clock>,
     /// One run at a time: the periodic tick and test-clock moves never interleave.
     running: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
-    pub fn new(
-        due: DueIndex,
-        all_users: UserIndex,
-        users: UserShards,
-        catalog: Arc<CatalogService>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(store: Store, users: UserShards, clock: Arc<dyn Clock>) -> Self {
         Self {
-            due,
-            all_users,
+            due: store.due(),
+            store,
             users,
-            catalog,
             clock,
             running: tokio::sync::Mutex::new(()),
         }
@@ -51,9 +77,11 @@ impl Scheduler {
     /// Runs every job due at or before `now`, earliest first. Returns how many ran.
     pub async fn run_due(&self, now: DateTime<Utc>) -> usize {
         let _one_at_a_time = self.running.lock().await;
+        let stepwise = self.clock.as_manual().is_some();
+        let now_ms = now.timestamp_millis();
         let mut ran = 0;
         loop {
-            let batch = match self.due.take_due(now.timestamp_millis(), BATCH) {
+            let batch = match self.due.due_before(now_ms, BATCH) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the due index");
@@ -64,53 +92,94 @@ impl Scheduler {
                 return ran;
             }
             for (due_ms, user_id) in batch {
-                let catalog = self.catalog.get();
-                // Evaluate at the due instant, so a clock move over several midnights steps
-                // through each of them in order (the user files its next due time, which this
-                // loop picks up again while it is not after `now`).
-                let at = DateTime::<Utc>::from_timestamp_millis(due_ms);
-                match self
-                    .users
-                    .execute(&user_id, Command::Advance { at }, &catalog)
-                    .await
-                {
-                    Ok(_) | Err(UserError::NotFound) => ran += 1,
-                    Err(e) => {
-                        tracing::warn!(user = %user_id, error = %e, "scheduled evaluation failed; it runs again after the user's next change")
+                let at = if stepwise {
+                    DateTime::<Utc>::from_timestamp_millis(due_ms)
+                } else {
+                    None
+                };
+                let done = match self.users.execute(&user_id, Command::Advance { at }).await {
+                    Ok(_) | Err(UserError::NotFound) => {
+                        self.due.reschedule(&user_id, Some(due_ms), None)
                     }
+                    Err(e) => {
+                        tracing::warn!(user = %user_id, error = %e, "scheduled evaluation failed; retrying in a minute");
+                        self.due.reschedule(
+                            &user_id,
+                            Some(due_ms),
+                            Some(now_ms.max(due_ms) + RETRY_MS),
+                        )
+                    }
+                };
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "cannot update the due index");
+                    return ran;
                 }
+                ran += 1;
             }
         }
     }
 
-    /// Backfills achievements for every existing user (SPEC §4.4): each user who qualifies now
-    /// completes them silently. Returns how many users were visited.
-    pub async fn backfill(&self, achievement_ids: &[uuid::Uuid]) -> usize {
+    /// Records `job` durably and runs it in the background.
+    pub async fn start_job(self: &Arc<Self>, job: Job) -> Result<(), kudos_snapshots::StoreError> {
+        let (key, value) = job.record();
+        self.store.meta_commit(vec![(key.clone(), value)]).await?;
+        self.spawn_job(key, job);
+        Ok(())
+    }
+
+    /// Runs an already recorded job in the background and removes its record when done.
+    pub fn spawn_job(self: &Arc<Self>, key: String, job: Job) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.run_job(&job).await;
+            if let Err(e) = this.store.meta_commit(vec![(key, None)]).await {
+                tracing::warn!(error = %e, "cannot remove a finished job; it will run again after a restart");
+            }
+        });
+    }
+
+    /// Resumes the jobs recorded before a restart.
+    pub fn resume_jobs(self: &Arc<Self>) -> Result<usize, kudos_snapshots::StoreError> {
+        let keys: Vec<String> = self.store.meta_keys(JOB_PREFIX)?;
+        let mut resumed = 0;
+        for key in keys {
+            if let Some(job) = self.store.meta_get::<Job>(&key)? {
+                tracing::info!(job = ?job, "resuming background job");
+                self.spawn_job(key, job);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Visits every existing user with the job's command. Returns how many users were visited.
+    pub async fn run_job(&self, job: &Job) -> usize {
+        let commands: Vec<Command> = match job {
+            Job::Backfill(ids) => ids
+                .iter()
+                .map(|achievement_id| Command::Backfill {
+                    achievement_id: *achievement_id,
+                })
+                .collect(),
+            Job::Refile => vec![Command::Advance { at: None }],
+        };
         let mut visited = 0;
-        for id in self.all_users.ids() {
+        for id in self.store.users().ids() {
             let user = match id {
                 Ok(u) => u,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the user index; backfill stopped");
+                    tracing::error!(error = %e, "cannot read the user index; job stopped");
                     return visited;
                 }
             };
-            let catalog = self.catalog.get();
-            for achievement_id in achievement_ids {
-                let command = Command::Backfill {
-                    achievement_id: *achievement_id,
-                };
-                if let Err(e) = self.users.execute(&user, command, &catalog).await {
-                    tracing::warn!(user = %user, error = %e, "backfill failed for this user");
+            for command in &commands {
+                if let Err(e) = self.users.execute(&user, command.clone()).await {
+                    tracing::warn!(user = %user, error = %e, "background job failed for this user");
                 }
             }
             visited += 1;
         }
-        tracing::info!(
-            users = visited,
-            achievements = achievement_ids.len(),
-            "backfill done"
-        );
+        tracing::info!(users = visited, job = ?job, "background job done");
         visited
     }
 
@@ -146,7 +215,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Changed, NewMetric, StreakSettingsPatch, UnitType};
+    use crate::catalog::{CatalogService, Changed, NewMetric, StreakSettingsPatch, UnitType};
     use crate::clock::ManualClock;
     use crate::rules::profile::UserWrite;
     use crate::rules::streak::StreakEvent;
@@ -170,13 +239,14 @@ mod tests {
         let (sup, _h) = Actor::spawn(None, RootSupervisor, Arc::new(SupervisorStats::default()))
             .await
             .expect("supervisor");
+        let catalog = Arc::new(CatalogService::load(store.clone()).expect("catalog"));
         let users = UserShards::new(
             store.clone(),
+            catalog.clone(),
             clock.clone(),
             sup.get_cell(),
             ShardsConfig::default(),
         );
-        let catalog = Arc::new(CatalogService::load(store.clone()).expect("catalog"));
         let metric = catalog
             .update(|c| {
                 let (m, _) = c.create_metrics(
@@ -203,13 +273,7 @@ mod tests {
             })
             .await
             .expect("update");
-        let scheduler = Scheduler::new(
-            store.due(),
-            store.users(),
-            users.clone(),
-            catalog.clone(),
-            clock,
-        );
+        let scheduler = Scheduler::new(store.clone(), users.clone(), clock);
         let event = NewEvent {
             metric_id: metric,
             value: 1.0,
@@ -218,7 +282,7 @@ mod tests {
             idempotency_key: None,
         };
         users
-            .execute("u1", Command::RecordEvent(event), &catalog.get())
+            .execute("u1", Command::RecordEvent(event))
             .await
             .expect("event");
         assert_eq!(store.due().len(), 1, "the period end is filed");
@@ -246,5 +310,37 @@ mod tests {
         });
         assert!(lost, "streak.lost journaled by the scheduler: {records:?}");
         assert!(store.due().is_empty(), "no streak left to watch");
+
+        // A recorded job runs after a restart (here: resumed by hand) and removes its record;
+        // a refile lets users file due instants again.
+        catalog
+            .update(|c| {
+                c.update_streak_settings(StreakSettingsPatch {
+                    freezes: Some(Some(crate::catalog::FreezesPatch {
+                        max_count: Some(5),
+                        auto_earn_interval: Some(Some(1)),
+                        auto_earn_amount: Some(Some(1)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                })
+                .expect("settings");
+                ((), vec![Changed::StreakSettings(c.streak.clone())])
+            })
+            .await
+            .expect("update");
+        let (key, value) = Job::Refile.record();
+        store
+            .meta_commit(vec![(key, value)])
+            .await
+            .expect("record job");
+        let scheduler = Arc::new(scheduler);
+        assert_eq!(scheduler.resume_jobs().expect("resume"), 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !store.meta_keys(JOB_PREFIX).expect("keys").is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "job did not finish");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.due().len(), 1, "the next auto-earn date is filed");
     }
 }

@@ -15,7 +15,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogService};
 use crate::clock::Clock;
 use crate::rules::streak::{self, StreakEvent};
 use crate::user_shards::Registry;
@@ -37,7 +37,6 @@ pub enum UserMsg {
     /// Decide, apply and journal a command; answers with its outcome.
     Execute {
         command: Command,
-        catalog: Arc<Catalog>,
         reply: RpcReplyPort<Result<Outcome, UserError>>,
     },
     /// Run a read-only query against the current state.
@@ -59,6 +58,9 @@ pub struct UserDeps {
     pub users: UserIndex,
     pub counters: Counters,
     pub owners: Owners,
+    /// The configuration; read when a command is processed, so it is never older than the
+    /// caller's view.
+    pub catalog: Arc<CatalogService>,
     pub clock: Arc<dyn Clock>,
     pub registry: Weak<Registry>,
     /// Percentage (0–100) of new users placed in the control cohort (SPEC §2.5).
@@ -274,11 +276,8 @@ impl Actor for UserActor {
             st.last_active = Instant::now();
         }
         match message {
-            UserMsg::Execute {
-                command,
-                catalog,
-                reply,
-            } => {
+            UserMsg::Execute { command, reply } => {
+                let catalog = st.deps.catalog.get();
                 let now = st.deps.clock.now();
                 let ctx = Context {
                     user_id: &st.user_id,

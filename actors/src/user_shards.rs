@@ -15,7 +15,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorRef, RpcReplyPort};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::Catalog;
+use crate::catalog::CatalogService;
 use crate::clock::Clock;
 use crate::user::{
     Command, Outcome, UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserState,
@@ -102,6 +102,7 @@ impl Default for ShardsConfig {
 pub struct UserShards {
     registry: Arc<Registry>,
     store: Store,
+    catalog: Arc<CatalogService>,
     clock: Arc<dyn Clock>,
     supervisor: ActorCell,
     config: ShardsConfig,
@@ -110,6 +111,7 @@ pub struct UserShards {
 impl UserShards {
     pub fn new(
         store: Store,
+        catalog: Arc<CatalogService>,
         clock: Arc<dyn Clock>,
         supervisor: ActorCell,
         config: ShardsConfig,
@@ -120,6 +122,7 @@ impl UserShards {
                 hasher: Default::default(),
             }),
             store,
+            catalog,
             clock,
             supervisor,
             config,
@@ -153,6 +156,7 @@ impl UserShards {
                 users: self.store.users(),
                 counters: self.store.counters(),
                 owners: self.store.owners(),
+                catalog: self.catalog.clone(),
                 clock: self.clock.clone(),
                 registry: Arc::downgrade(&self.registry),
                 control_ratio: self.config.control_ratio,
@@ -202,16 +206,11 @@ impl UserShards {
         Err(UserError::Unavailable)
     }
 
-    /// Runs `command` in the user's actor.
-    pub async fn execute(
-        &self,
-        user_id: &str,
-        command: Command,
-        catalog: &Arc<Catalog>,
-    ) -> Result<Outcome, UserError> {
+    /// Runs `command` in the user's actor, which decides with the newest catalog (so an
+    /// admin change is seen by every command processed after it, which backfills rely on).
+    pub async fn execute(&self, user_id: &str, command: Command) -> Result<Outcome, UserError> {
         self.call(user_id, |reply| UserMsg::Execute {
             command: command.clone(),
-            catalog: catalog.clone(),
             reply,
         })
         .await
@@ -296,7 +295,7 @@ impl UserShards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Catalog, NewMetric, UnitType};
+    use crate::catalog::{NewMetric, UnitType};
     use crate::clock::ManualClock;
     use crate::rules::profile::UserWrite;
     use crate::supervisor::{RootSupervisor, SupervisorStats};
@@ -315,8 +314,26 @@ mod tests {
         let (sup, _h) = Actor::spawn(None, RootSupervisor, Arc::new(SupervisorStats::default()))
             .await
             .expect("supervisor");
+        let catalog =
+            Arc::new(crate::catalog::CatalogService::load(store.clone()).expect("catalog"));
+        let metric = catalog
+            .update(|c| {
+                let (m, _) = c.create_metrics(
+                    vec![Ok(NewMetric {
+                        key: "m".into(),
+                        name: "M".into(),
+                        unit_type: UnitType::Number,
+                        units: None,
+                    })],
+                    start,
+                );
+                (m[0].id, vec![crate::catalog::Changed::Metric(m[0].clone())])
+            })
+            .await
+            .expect("metric");
         let shards = UserShards::new(
             store.clone(),
+            catalog,
             clock,
             sup.get_cell(),
             ShardsConfig {
@@ -325,25 +342,14 @@ mod tests {
                 control_ratio: 0,
             },
         );
-        let mut catalog = Catalog::default();
-        let (metrics, _) = catalog.create_metrics(
-            vec![Ok(NewMetric {
-                key: "m".into(),
-                name: "M".into(),
-                unit_type: UnitType::Number,
-                units: None,
-            })],
-            start,
-        );
-        let catalog = Arc::new(catalog);
         let event = NewEvent {
-            metric_id: metrics[0].id,
+            metric_id: metric,
             value: 2.0,
             user: UserWrite::default(),
             attributes: Default::default(),
             idempotency_key: Some("k".into()),
         };
-        let send = || shards.execute("u1", Command::RecordEvent(event.clone()), &catalog);
+        let send = || shards.execute("u1", Command::RecordEvent(event.clone()));
         assert!(matches!(
             send().await,
             Ok(Outcome::Event(EventOutcome::Recorded { .. }))
@@ -371,7 +377,7 @@ mod tests {
             "{replay:?}"
         );
         let total = shards
-            .read("u1", move |s| s.total(metrics[0].id))
+            .read("u1", move |s| s.total(metric))
             .await
             .expect("read");
         assert_eq!(total, Some(2.0));

@@ -1063,7 +1063,7 @@ pub fn decide(
         }
         Command::RestoreStreak => {
             require_user(state)?;
-            let mut trial = state.streak.clone();
+            let mut trial = state.streak_for(&cfg, ctx.now).into_owned();
             if trial.restore(&cfg, ctx.now, state.time_zone()).is_none() {
                 return Ok(Decision::Answer(Outcome::Restored(None)));
             }
@@ -1193,7 +1193,25 @@ fn decide_event(
         .and_then(|m| m.buckets.get(&bucket_of(ctx.now)))
         .copied()
         .unwrap_or(0.0);
-    if !total.is_finite() || !(bucket + event.value).is_finite() {
+    // Every running sum the event feeds must stay finite too: per-attribute totals and the
+    // current streak period's sum.
+    let attr_sum = state
+        .attr_totals
+        .get(&event.metric_id)
+        .and_then(|rows| rows.iter().find(|(attrs, _)| *attrs == event.attributes))
+        .map_or(0.0, |(_, v)| *v);
+    let period_sum = state
+        .streak
+        .periods
+        .back()
+        .and_then(|p| p.sums.get(&event.metric_id))
+        .copied()
+        .unwrap_or(0.0);
+    if !total.is_finite()
+        || !(bucket + event.value).is_finite()
+        || !(attr_sum + event.value).is_finite()
+        || !(period_sum + event.value).is_finite()
+    {
         return Err(UserError::TotalOutOfRange);
     }
     // The profile is journaled only when this event changes it, which keeps the per-event

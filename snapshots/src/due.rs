@@ -45,18 +45,16 @@ impl DueIndex {
         Ok(())
     }
 
-    /// Removes and returns up to `limit` entries due at or before `upto`, earliest first.
-    pub fn take_due(&self, upto: i64, limit: usize) -> Result<Vec<(i64, String)>> {
-        let end = key(upto, "\u{10FFFF}");
+    /// Up to `limit` entries due at or before `upto`, earliest first. They stay in the index
+    /// until the caller moves or removes them (after the work is done).
+    pub fn due_before(&self, upto: i64, limit: usize) -> Result<Vec<(i64, String)>> {
+        let end = key(upto.saturating_add(1), "");
         let mut out = Vec::new();
         for item in self.tree.range(..end).take(limit) {
             let (k, _) = item?;
             if let Some(entry) = parse(&k) {
-                if entry.0 <= upto {
-                    out.push(entry);
-                }
+                out.push(entry);
             }
-            self.tree.remove(k)?;
         }
         Ok(out)
     }
@@ -72,8 +70,6 @@ impl DueIndex {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[tokio::test]
     async fn due_entries_come_out_in_time_order_and_once() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -83,11 +79,20 @@ mod tests {
         due.reschedule("user:a", None, Some(20)).expect("schedule");
         due.reschedule("user:c", None, Some(10)).expect("schedule");
         due.reschedule("user:c", Some(10), Some(30)).expect("move");
+        let first = due.due_before(25, 100).expect("read");
         assert_eq!(
-            due.take_due(25, 100).expect("take"),
+            first,
             vec![(-5, "user:b".to_string()), (20, "user:a".to_string())]
         );
-        assert_eq!(due.take_due(25, 100).expect("take"), vec![]);
+        assert_eq!(
+            due.due_before(25, 100).expect("read"),
+            first,
+            "entries stay until done"
+        );
+        for (at, id) in first {
+            due.reschedule(&id, Some(at), None).expect("done");
+        }
+        assert_eq!(due.due_before(25, 100).expect("read"), vec![]);
         assert_eq!(due.len(), 1);
     }
 }

@@ -168,6 +168,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Keys of the meta entries starting with `prefix`.
+    pub fn meta_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        self.meta
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
     /// Flushes everything to disk and stops the group-commit flusher. Other clones of this
     /// store must be dropped by the caller for sled to release the directory.
     pub async fn close(self) -> Result<()> {

@@ -198,6 +198,8 @@ async fn event_summary_buckets_in_the_users_zone() {
         "aggregation=yearly&startDate=2030-01-01&endDate=2030-01-04",
         "startDate=2030-01-01&endDate=2030-01-04",
         "aggregation=daily&startDate=01/01/2025&endDate=2030-01-04",
+        "aggregation=weekly&startDate=%2B262142-12-20&endDate=%2B262142-12-30",
+        "aggregation=weekly&startDate=-262143-01-01&endDate=-262143-01-05",
     ] {
         assert_error(
             &s.get(&format!("/v1/users/ny/metrics/m/event-summary?{bad}"))
@@ -293,12 +295,28 @@ async fn overflowing_totals_are_rejected() {
         s.get("/v1/users/big/metrics/m").await.body["current"],
         1e308
     );
+    // Sums by event attributes and streak period sums must stay finite too.
+    s.create_attributes(&[("device", "event")]).await;
+    s.patch(
+        "/admin/v1/streaks/settings",
+        json!({"metrics": [{"key": "m", "threshold": 1}]}),
+    )
+    .await;
+    let neg = s.event("m", "split", -1.7e308).await;
+    assert_eq!(neg.status, 201);
+    let tagged = json!({"user": {"id": "split"}, "value": 1.7e308, "attributes": {"device": "a"}});
+    assert_eq!(
+        s.post("/v1/metrics/m/event", tagged.clone()).await.status,
+        201
+    );
+    assert_error(&s.post("/v1/metrics/m/event", tagged).await, 422);
     // Still recoverable after a restart.
     let s = s.restart().await;
     assert_eq!(
         s.get("/v1/users/big/metrics/m").await.body["current"],
         1e308
     );
+    assert_eq!(s.get("/v1/users/split").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

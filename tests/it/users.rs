@@ -133,6 +133,16 @@ async fn unsubscribing_discards_the_email() {
     assert_eq!(r.body["email"], "a@b.co");
     let r = s.patch("/v1/users/e1", json!({"email": null})).await;
     assert_eq!(r.body["email"], json!(null));
+    // Only an email sent together with `subscribeToEmails: false` is discarded.
+    s.patch("/v1/users/e1", json!({"subscribeToEmails": false}))
+        .await;
+    let r = s
+        .patch("/v1/users/e1", json!({"email": "later@b.co"}))
+        .await;
+    assert_eq!(
+        (r.body["email"].clone(), r.body["subscribeToEmails"].clone()),
+        (json!("later@b.co"), json!(false))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,10 +149,12 @@ pub fn apply_write(
     let subscribe = write
         .subscribe_to_emails
         .unwrap_or_else(|| existing.is_none_or(|u| u.subscribe_to_emails));
-    let email = if subscribe {
-        write.email.resolve(existing.and_then(|u| u.email.as_ref()))
-    } else {
+    // `subscribeToEmails: false` in this request discards the stored email and any email sent
+    // with it (SPEC §2.2.3); an email sent later, without the flag, is stored.
+    let email = if write.subscribe_to_emails == Some(false) {
         None
+    } else {
+        write.email.resolve(existing.and_then(|u| u.email.as_ref()))
     };
     if write.subscribe_to_emails == Some(true) && email.is_none() {
         return Err(ProfileError::SubscribeWithoutEmail);

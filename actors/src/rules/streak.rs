@@ -480,6 +480,11 @@ impl StreakState {
             period = cfg.frequency.next_period(period.1);
         }
         fresh.advance(&replay_cfg, now, tz);
+        // The replay only knows period sums, not event times: keep the real instant of the
+        // last extension when the rebuilt chain is still running.
+        if fresh.length > 0 && self.last_extended.is_some() {
+            fresh.last_extended = self.last_extended;
+        }
         fresh.freezes = self.freezes;
         fresh.next_earn = self.next_earn;
         fresh.earn_interval = self.earn_interval;

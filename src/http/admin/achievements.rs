@@ -8,8 +8,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use kudos_actors::achievements::AchievementChanges;
 use kudos_actors::catalog::Changed;
+use kudos_actors::scheduler::Job;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use super::metrics::{created_status, MAX_BULK};
 use crate::http::error::{ApiError, ApiResult};
@@ -33,35 +33,35 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         .ok_or_else(|| ApiError::not_found("Achievement not found"))
 }
 
-/// Runs the backfill of `ids` in the background.
-fn spawn_backfill(state: &AppState, ids: Vec<Uuid>) {
-    if ids.is_empty() {
-        return;
-    }
-    let scheduler = state.scheduler.clone();
-    tokio::spawn(async move {
-        scheduler.backfill(&ids).await;
-    });
-}
-
+/// Applies an achievement change. When achievements need a backfill, its job record is
+/// written in the same commit as the change, then the job starts in the background (a restart
+/// resumes it).
 async fn apply(
     state: &AppState,
     change: impl FnOnce(&mut kudos_actors::catalog::Catalog) -> AchievementChanges,
 ) -> ApiResult<AchievementChanges> {
-    let out = state
+    let (out, job) = state
         .catalog
         .update(|cat| {
             let out = change(cat);
-            let changed = out
+            let mut changed: Vec<Changed> = out
                 .changed
                 .iter()
                 .cloned()
                 .map(Changed::Achievement)
                 .collect();
-            (out, changed)
+            let job = (!out.backfill.is_empty()).then(|| {
+                let job = Job::Backfill(out.backfill.clone());
+                let (key, value) = job.record();
+                changed.push(Changed::Meta(key.clone(), value));
+                (key, job)
+            });
+            ((out, job), changed)
         })
         .await?;
-    spawn_backfill(state, out.backfill.clone());
+    if let Some((key, job)) = job {
+        state.scheduler.spawn_job(key, job);
+    }
     Ok(out)
 }
 

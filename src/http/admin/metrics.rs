@@ -167,12 +167,12 @@ async fn batch_events(
     // Validate: dry-run each user's events; report the first failing user in batch order.
     let mut checks = tokio::task::JoinSet::new();
     for index in 0..per_user.len() {
-        let (state, catalog, per_user) = (state.clone(), catalog.clone(), per_user.clone());
+        let (state, per_user) = (state.clone(), per_user.clone());
         checks.spawn(async move {
             let (user_id, events) = &per_user[index];
             let result = state
                 .users
-                .execute(user_id, Command::CheckEvents(events.clone()), &catalog)
+                .execute(user_id, Command::CheckEvents(events.clone()))
                 .await;
             (index, result)
         });
@@ -188,28 +188,34 @@ async fn batch_events(
         return Err(e.into());
     }
 
-    // Apply. A user changed by another request since the dry run may still reject an event;
-    // that event is logged and skipped, the rest of the batch stands.
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..per_user.len() {
-        let (state, catalog, per_user) = (state.clone(), catalog.clone(), per_user.clone());
-        tasks.spawn(async move {
-            let (user_id, events) = &per_user[index];
-            for event in events {
-                match record_event(&state, user_id, event.clone(), &catalog).await {
-                    Ok(_) => {}
-                    Err(e) if e.status.is_client_error() => {
-                        tracing::warn!(user = %user_id, error = %e.message, "batch event rejected after validation (user changed concurrently)");
+    // Apply, in a task of its own: once validated, the batch is applied in full even if the
+    // client disconnects or the request times out. A user changed by another request since
+    // the dry run may still reject an event; that event is logged and skipped.
+    let apply_state = state.clone();
+    let applied = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..per_user.len() {
+            let (state, per_user) = (apply_state.clone(), per_user.clone());
+            tasks.spawn(async move {
+                let (user_id, events) = &per_user[index];
+                for event in events {
+                    match record_event(&state, user_id, event.clone()).await {
+                        Ok(_) => {}
+                        Err(e) if e.status.is_client_error() => {
+                            tracing::warn!(user = %user_id, error = %e.message, "batch event rejected after validation (user changed concurrently)");
+                        }
+                        Err(e) => return Err(e),
                     }
-                    Err(e) => return Err(e),
                 }
-            }
-            Ok(())
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        joined.map_err(ApiError::internal)??;
-    }
+                Ok(())
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.map_err(ApiError::internal)??;
+        }
+        Ok::<(), ApiError>(())
+    });
+    applied.await.map_err(ApiError::internal)??;
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchEventsResponse {

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use chrono::NaiveDate;
 use kudos_actors::catalog::{Changed, FreezesPatch, Issue, StreakSettingsPatch};
 use kudos_actors::rules::streak::{Frequency, Mode};
+use kudos_actors::scheduler::Job;
 use kudos_actors::user::{Command, Outcome, UserError};
 use serde::Serialize;
 use serde_json::Value;
@@ -106,12 +107,27 @@ async fn update_settings(
     let patch = parse_settings(&body)?;
     let result = state
         .catalog
-        .update(|cat| match cat.update_streak_settings(patch) {
-            Ok(settings) => (Ok(()), vec![Changed::StreakSettings(settings)]),
-            Err(message) => (Err(message), Vec::new()),
+        .update(|cat| {
+            let before = cat.streak.clone();
+            match cat.update_streak_settings(patch) {
+                Ok(settings) => {
+                    let mut changed = vec![Changed::StreakSettings(settings.clone())];
+                    // Users file their next due instant when they change; a new freeze
+                    // schedule needs every user to file again.
+                    let refile = (settings.freezes != before.freezes).then(|| {
+                        let (key, value) = Job::Refile.record();
+                        changed.push(Changed::Meta(key.clone(), value));
+                        key
+                    });
+                    (Ok(refile), changed)
+                }
+                Err(message) => (Err(message), Vec::new()),
+            }
         })
         .await?;
-    result.map_err(ApiError::unprocessable)?;
+    if let Some(key) = result.map_err(ApiError::unprocessable)? {
+        state.scheduler.spawn_job(key, Job::Refile);
+    }
     tracing::info!("streak settings updated");
     let catalog = state.catalog.get();
     Ok(Json(streak_settings(&catalog.streak, &catalog)))
@@ -178,7 +194,7 @@ async fn grant_freezes(
         }
         match state
             .users
-            .execute(&user, Command::GrantFreezes { count }, &catalog)
+            .execute(&user, Command::GrantFreezes { count })
             .await
         {
             Ok(Outcome::FreezesGranted { granted }) => {
@@ -219,7 +235,6 @@ async fn create_pauses(
         let end = string_field(item, "end", "pauses[]")?;
         parsed.push((user, start, end));
     }
-    let catalog = state.catalog.get();
     let mut created = Vec::new();
     let mut problems = Vec::new();
     for (index, (user, start, end)) in parsed.into_iter().enumerate() {
@@ -238,7 +253,7 @@ async fn create_pauses(
         let id = Uuid::new_v4();
         match state
             .users
-            .execute(&user, Command::AddPause { id, start, end }, &catalog)
+            .execute(&user, Command::AddPause { id, start, end })
             .await
         {
             Ok(Outcome::PauseAdded(pause)) => {
@@ -267,7 +282,6 @@ async fn delete_pauses(
     State(state): State<AppState>,
     Ids(ids): Ids,
 ) -> ApiResult<Json<DeletedPauses>> {
-    let catalog = state.catalog.get();
     let mut deleted = Vec::new();
     let mut problems = Vec::new();
     for raw in ids {
@@ -282,7 +296,7 @@ async fn delete_pauses(
         };
         match state
             .users
-            .execute(&user, Command::RemovePause { id }, &catalog)
+            .execute(&user, Command::RemovePause { id })
             .await
         {
             Ok(_) => deleted.push(DeletedResource { id: id.to_string() }),
@@ -318,7 +332,6 @@ async fn restore(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Restored>)> {
     let users = user_list(&body)?;
-    let catalog = state.catalog.get();
     let mut restored = Vec::new();
     let mut problems = Vec::new();
     for user in users {
@@ -326,11 +339,7 @@ async fn restore(
             problems.push(Issue::for_user(&user, "User does not exist"));
             continue;
         }
-        match state
-            .users
-            .execute(&user, Command::RestoreStreak, &catalog)
-            .await
-        {
+        match state.users.execute(&user, Command::RestoreStreak).await {
             Ok(Outcome::Restored(Some(_))) => restored.push(user),
             Ok(_) => problems.push(Issue::for_user(&user, "No streak to restore").warning()),
             Err(e) => problems.push(user_issue(&user, e)?),
@@ -357,7 +366,6 @@ async fn reset(
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<ResetDone>)> {
     let users = user_list(&body)?;
-    let catalog = state.catalog.get();
     let mut done = Vec::new();
     let mut problems = Vec::new();
     for user in users {
@@ -365,11 +373,7 @@ async fn reset(
             problems.push(Issue::for_user(&user, "User does not exist"));
             continue;
         }
-        match state
-            .users
-            .execute(&user, Command::ResetStreak, &catalog)
-            .await
-        {
+        match state.users.execute(&user, Command::ResetStreak).await {
             Ok(_) => done.push(user),
             Err(e) => problems.push(user_issue(&user, e)?),
         }

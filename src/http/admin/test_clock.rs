@@ -88,7 +88,12 @@ async fn set_clock(
         .set(to)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     // Everything due by the new time runs before the answer (SPEC §11.2.3).
-    let ran = state.scheduler.run_due(now).await;
+    // In its own task: a client that disconnects, or the request timeout, must not cut the
+    // run short (entries stay due until done either way).
+    let scheduler = state.scheduler.clone();
+    let ran = tokio::spawn(async move { scheduler.run_due(now).await })
+        .await
+        .map_err(ApiError::internal)?;
     tracing::info!(now = %ts(now), due_jobs = ran, "test clock moved");
     Ok(Json(ClockResponse { now: ts(now) }))
 }

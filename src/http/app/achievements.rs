@@ -168,11 +168,7 @@ async fn complete(
     }
     let outcome = state
         .users
-        .execute(
-            &user_id,
-            Command::CompleteAchievement { key, user: write },
-            &catalog,
-        )
+        .execute(&user_id, Command::CompleteAchievement { key, user: write })
         .await?;
     let Outcome::Completed {
         achievement_id,

@@ -4,14 +4,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use kudos_actors::achievements::{AchievementStatus, Trigger};
 use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::summary::{check_range, summarize, Aggregation};
 use kudos_actors::user::{Command, EventOutcome, NewEvent, Outcome, UserState};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::http::app::achievements::completed_in;
@@ -77,7 +76,7 @@ async fn send_event(
         attributes: parsed.attributes,
         idempotency_key: idempotency_key.clone(),
     };
-    let outcome = record_event(&state, &parsed.user_id, event, &catalog).await?;
+    let outcome = record_event(&state, &parsed.user_id, event).await?;
     Ok(match outcome {
         EventOutcome::Recorded {
             record,
@@ -179,11 +178,10 @@ pub async fn record_event(
     state: &AppState,
     user_id: &str,
     event: NewEvent,
-    catalog: &Arc<Catalog>,
 ) -> ApiResult<EventOutcome> {
     let outcome = match state
         .users
-        .execute(user_id, Command::RecordEvent(event), catalog)
+        .execute(user_id, Command::RecordEvent(event))
         .await?
     {
         Outcome::Event(outcome) => outcome,
@@ -285,7 +283,14 @@ fn query_date(q: &QueryPairs, name: &str) -> ApiResult<NaiveDate> {
         .get(name)
         .ok_or_else(|| ApiError::unprocessable(format!("{name} is required")))?;
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|_| ApiError::unprocessable(format!("{name} must be a date (YYYY-MM-DD)")))
+        .ok()
+        // Far-off years are refused rather than risking date arithmetic at chrono's limits.
+        .filter(|d| (1900..=9999).contains(&d.year()))
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "{name} must be a date (YYYY-MM-DD) between years 1900 and 9999"
+            ))
+        })
 }
 
 async fn metric_event_summary(

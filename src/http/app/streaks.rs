@@ -196,7 +196,7 @@ async fn update_preferences(
     }
     match state
         .users
-        .execute(&id, Command::SetPreferences(write), &catalog)
+        .execute(&id, Command::SetPreferences(write))
         .await?
     {
         Outcome::Preferences(p) => Ok(Json(preferences(&p, &catalog))),

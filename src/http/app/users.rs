@@ -34,7 +34,7 @@ async fn write_profile(
     let catalog = state.catalog.get();
     let outcome = state
         .users
-        .execute(id, Command::WriteProfile { mode, write }, &catalog)
+        .execute(id, Command::WriteProfile { mode, write })
         .await?;
     match outcome {
         Outcome::Profile(profile) => Ok(User::from_profile(&profile, &catalog)),
