@@ -364,22 +364,49 @@ impl Catalog {
         unknown.into_iter().cloned().collect()
     }
 
+    /// Bulk create (SPEC §10.1.2): each item is validated and built on its own against the
+    /// catalog as it is after the items before it; failures become issues by index.
+    fn bulk_create<N, T: Clone>(
+        &mut self,
+        items: Vec<Item<N>>,
+        build: impl Fn(&mut Self, N) -> Result<T, String>,
+        add: impl Fn(&mut Self, T),
+    ) -> (Vec<T>, Vec<Issue>) {
+        let mut created = Vec::new();
+        let mut issues = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match item.and_then(|new| build(self, new)) {
+                Ok(entity) => {
+                    add(self, entity.clone());
+                    created.push(entity);
+                }
+                Err(message) => issues.push(Issue::at_index(index, message)),
+            }
+        }
+        (created, issues)
+    }
+
+    /// The checks every keyed entity shares: key format and a non-empty name.
+    fn check_key_and_name(key: &str, name: &str) -> Result<(), String> {
+        if !is_valid_key(key) {
+            return Err(KEY_RULE.to_string());
+        }
+        if name.trim().is_empty() {
+            return Err("Name must not be empty".into());
+        }
+        Ok(())
+    }
+
     pub fn create_metrics(
         &mut self,
         items: Vec<Item<NewMetric>>,
         now: DateTime<Utc>,
     ) -> (Vec<Metric>, Vec<Issue>) {
-        let mut created = Vec::new();
-        let mut issues = Vec::new();
-        for (index, item) in items.into_iter().enumerate() {
-            let result = item.and_then(|new| {
-                if !is_valid_key(&new.key) {
-                    return Err(KEY_RULE.to_string());
-                }
-                if new.name.trim().is_empty() {
-                    return Err("Name must not be empty".into());
-                }
-                if self.metric_by_key(&new.key).is_some() {
+        self.bulk_create(
+            items,
+            |cat, new| {
+                Self::check_key_and_name(&new.key, &new.name)?;
+                if cat.metric_by_key(&new.key).is_some() {
                     return Err("Key already in use by another metric".into());
                 }
                 let units = check_units(new.unit_type, new.units.as_deref())?;
@@ -391,18 +418,11 @@ impl Catalog {
                     units,
                     created: now,
                     deleted: false,
-                    ord: self.take_ord(),
+                    ord: cat.take_ord(),
                 })
-            });
-            match result {
-                Ok(metric) => {
-                    self.metrics.push(metric.clone());
-                    created.push(metric);
-                }
-                Err(message) => issues.push(Issue::at_index(index, message)),
-            }
-        }
-        (created, issues)
+            },
+            |cat, m| cat.metrics.push(m),
+        )
     }
 
     pub fn update_metrics(
@@ -531,17 +551,11 @@ impl Catalog {
         &mut self,
         items: Vec<Item<NewAttribute>>,
     ) -> (Vec<Attribute>, Vec<Issue>) {
-        let mut created = Vec::new();
-        let mut issues = Vec::new();
-        for (index, item) in items.into_iter().enumerate() {
-            let result = item.and_then(|new| {
-                if !is_valid_key(&new.key) {
-                    return Err(KEY_RULE.to_string());
-                }
-                if new.name.trim().is_empty() {
-                    return Err("Name must not be empty".into());
-                }
-                if self.attribute(new.kind, &new.key).is_some() {
+        self.bulk_create(
+            items,
+            |cat, new| {
+                Self::check_key_and_name(&new.key, &new.name)?;
+                if cat.attribute(new.kind, &new.key).is_some() {
                     return Err("Key already in use by another attribute of this type".into());
                 }
                 Ok(Attribute {
@@ -550,18 +564,11 @@ impl Catalog {
                     name: new.name,
                     kind: new.kind,
                     deleted: false,
-                    ord: self.take_ord(),
+                    ord: cat.take_ord(),
                 })
-            });
-            match result {
-                Ok(attr) => {
-                    self.attributes.push(attr.clone());
-                    created.push(attr);
-                }
-                Err(message) => issues.push(Issue::at_index(index, message)),
-            }
-        }
-        (created, issues)
+            },
+            |cat, a| cat.attributes.push(a),
+        )
     }
 
     /// Attribute updates: only the name can change (key and type are immutable).

@@ -28,35 +28,11 @@ fn filters_as_ids(filters: &[(uuid::Uuid, String)]) -> Vec<Value> {
         .collect()
 }
 
-/// `AchievementResponse` as a JSON object (optional fields only for their trigger).
-pub fn achievement(a: &Achievement, catalog: &Catalog) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("id".into(), json!(a.id.to_string()));
-    m.insert("name".into(), json!(a.name));
-    m.insert("trigger".into(), json!(a.trigger.name()));
-    m.insert("description".into(), json!(a.description));
-    m.insert("badgeUrl".into(), json!(a.badge_url));
-    m.insert(
-        "userAttributes".into(),
-        Value::Array(filters_as_keys(catalog, &a.user_filters)),
-    );
-    match &a.trigger {
-        Trigger::Metric {
-            metric_id,
-            value,
-            event_filters,
-        } => {
-            m.insert("metricId".into(), json!(metric_id.to_string()));
-            m.insert("metricValue".into(), json!(value));
-            if let Some(metric) = catalog.metric(*metric_id) {
-                m.insert("metricName".into(), json!(metric.name));
-            }
-            let filters = filters_as_keys(catalog, event_filters);
-            if let Some(first) = filters.first() {
-                m.insert("eventAttribute".into(), first.clone());
-            }
-            m.insert("eventAttributes".into(), Value::Array(filters));
-        }
+/// The trigger fields that the application and admin shapes spell the same way (metric
+/// fields differ: keys vs attribute ids, and `metricName`).
+fn other_trigger_fields(m: &mut Map<String, Value>, trigger: &Trigger) {
+    match trigger {
+        Trigger::Metric { .. } => {}
         Trigger::Streak { length } => {
             m.insert("streakLength".into(), json!(length));
         }
@@ -71,6 +47,38 @@ pub fn achievement(a: &Achievement, catalog: &Catalog) -> Map<String, Value> {
             m.insert("anniversaryYears".into(), json!(years));
         }
     }
+}
+
+/// `AchievementResponse` as a JSON object (optional fields only for their trigger).
+pub fn achievement(a: &Achievement, catalog: &Catalog) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(a.id.to_string()));
+    m.insert("name".into(), json!(a.name));
+    m.insert("trigger".into(), json!(a.trigger.name()));
+    m.insert("description".into(), json!(a.description));
+    m.insert("badgeUrl".into(), json!(a.badge_url));
+    m.insert(
+        "userAttributes".into(),
+        Value::Array(filters_as_keys(catalog, &a.user_filters)),
+    );
+    if let Trigger::Metric {
+        metric_id,
+        value,
+        event_filters,
+    } = &a.trigger
+    {
+        m.insert("metricId".into(), json!(metric_id.to_string()));
+        m.insert("metricValue".into(), json!(value));
+        if let Some(metric) = catalog.metric(*metric_id) {
+            m.insert("metricName".into(), json!(metric.name));
+        }
+        let filters = filters_as_keys(catalog, event_filters);
+        if let Some(first) = filters.first() {
+            m.insert("eventAttribute".into(), first.clone());
+        }
+        m.insert("eventAttributes".into(), Value::Array(filters));
+    }
+    other_trigger_fields(&mut m, &a.trigger);
     m
 }
 
@@ -119,33 +127,20 @@ pub fn admin_achievement(a: &Achievement) -> Value {
         "userAttributes".into(),
         Value::Array(filters_as_ids(&a.user_filters)),
     );
-    match &a.trigger {
-        Trigger::Metric {
-            metric_id,
-            value,
-            event_filters,
-        } => {
-            m.insert("metricId".into(), json!(metric_id.to_string()));
-            m.insert("metricValue".into(), json!(value));
-            m.insert(
-                "eventAttributes".into(),
-                Value::Array(filters_as_ids(event_filters)),
-            );
-        }
-        Trigger::Streak { length } => {
-            m.insert("streakLength".into(), json!(length));
-        }
-        Trigger::Api { key } => {
-            m.insert("key".into(), json!(key));
-        }
-        Trigger::Achievement { prerequisites } => {
-            let ids: Vec<String> = prerequisites.iter().map(ToString::to_string).collect();
-            m.insert("achievementIds".into(), json!(ids));
-        }
-        Trigger::Anniversary { years } => {
-            m.insert("anniversaryYears".into(), json!(years));
-        }
+    if let Trigger::Metric {
+        metric_id,
+        value,
+        event_filters,
+    } = &a.trigger
+    {
+        m.insert("metricId".into(), json!(metric_id.to_string()));
+        m.insert("metricValue".into(), json!(value));
+        m.insert(
+            "eventAttributes".into(),
+            Value::Array(filters_as_ids(event_filters)),
+        );
     }
+    other_trigger_fields(&mut m, &a.trigger);
     Value::Object(m)
 }
 
