@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::{Result, StoreError};
 
@@ -213,17 +213,20 @@ impl Journal {
     }
 }
 
-/// Group-commit flusher: callers ask for durability, one background task runs fsyncs, and each
-/// fsync satisfies every request made before it started.
+/// Group-commit flusher: callers ask for durability, one dedicated thread runs fsyncs, and
+/// each fsync satisfies every request made before it started. A plain OS thread (rather than
+/// a tokio task handing each flush to the blocking pool) keeps one wake-up per flush.
 pub struct Durability {
     /// Tickets handed out so far; a ticket is taken after the caller's write.
     requested: AtomicU64,
     /// Highest ticket covered by a completed fsync.
     completed: watch::Sender<u64>,
-    wake: Notify,
+    /// Set when there is work; the flusher sleeps on the condition variable otherwise.
+    pending: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
     fsyncs: AtomicU64,
     stopping: std::sync::atomic::AtomicBool,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Durability {
@@ -231,30 +234,44 @@ impl Durability {
         let this = Arc::new(Self {
             requested: AtomicU64::new(0),
             completed: watch::Sender::new(0),
-            wake: Notify::new(),
+            pending: std::sync::Mutex::new(false),
+            wake: std::sync::Condvar::new(),
             fsyncs: AtomicU64::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
-            task: std::sync::Mutex::new(None),
+            thread: std::sync::Mutex::new(None),
         });
-        let task = tokio::spawn(flusher(Arc::downgrade(&this), db));
-        *this.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        let weak = Arc::downgrade(&this);
+        let thread = std::thread::Builder::new()
+            .name("kudos-fsync".into())
+            .spawn(move || flusher(weak, db));
+        match thread {
+            Ok(handle) => *this.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the fsync thread; writes will wait")
+            }
+        }
         this
     }
 
-    /// Stops the flusher task (after serving every pending request) and waits for it.
+    fn signal(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_one();
+    }
+
+    /// Stops the flusher (after serving every pending request) and waits for it.
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            let _ = task.await;
+        self.signal();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 
     /// Returns once everything written before this call is fsynced.
     pub async fn wait(&self) -> Result<()> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        self.wake.notify_one();
+        self.signal();
         let mut rx = self.completed.subscribe();
         rx.wait_for(|done| *done >= ticket)
             .await
@@ -268,7 +285,7 @@ impl Durability {
     }
 }
 
-async fn flusher(weak: Weak<Durability>, db: sled::Db) {
+fn flusher(weak: Weak<Durability>, db: sled::Db) {
     loop {
         let Some(this) = weak.upgrade() else { return };
         let target = this.requested.load(Ordering::SeqCst);
@@ -276,23 +293,23 @@ async fn flusher(weak: Weak<Durability>, db: sled::Db) {
             if this.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            // Wake on a new request, or periodically to notice that the store was dropped.
-            let _ = tokio::time::timeout(Duration::from_millis(500), this.wake.notified()).await;
+            // Sleep until signalled, waking now and then to notice that the store is gone.
+            let guard = this.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut guard, _) = this
+                .wake
+                .wait_timeout_while(guard, Duration::from_millis(500), |pending| !*pending)
+                .unwrap_or_else(|e| e.into_inner());
+            *guard = false;
             continue;
         }
-        let db2 = db.clone();
-        match tokio::task::spawn_blocking(move || db2.flush()).await {
-            Ok(Ok(_)) => {
+        match db.flush() {
+            Ok(_) => {
                 this.fsyncs.fetch_add(1, Ordering::Relaxed);
                 this.completed.send_replace(target);
             }
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, "journal fsync failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
             Err(err) => {
-                tracing::error!(error = %err, "journal fsync task failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tracing::error!(error = %err, "journal fsync failed; retrying");
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
