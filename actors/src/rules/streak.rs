@@ -696,8 +696,15 @@ pub fn view(state: &StreakState, cfg: &StreakConfig, now: DateTime<Utc>, tz: Tz)
     } else {
         (cur.start, cur.end)
     };
+    // Skip days off one period at a time (a week of them at most, unless every day is off),
+    // and a pause in one jump to the period after it, however long it is.
     for _ in 0..MAX_PERIODS {
-        if cfg.is_day_off(required.0) || s.paused(required.0, required.1) {
+        if let Some(pause) = s
+            .active_pauses()
+            .find(|p| p.overlaps(required.0, required.1))
+        {
+            required = cfg.frequency.next_period(pause.end.max(required.1));
+        } else if cfg.is_day_off(required.0) {
             required = cfg.frequency.next_period(required.1);
         } else {
             break;
@@ -954,6 +961,23 @@ mod tests {
         );
         let (ev, _) = event(&mut s, &c, "2026-08-28T10:00:00Z", LONDON);
         assert_eq!(ev, vec![StreakEvent::Extended { length: 6 }]);
+    }
+
+    #[test]
+    fn expires_skips_a_long_pause_in_one_step() {
+        let c = cfg(Frequency::Daily);
+        let mut s = StreakState::default();
+        event(&mut s, &c, "2027-02-09T10:00:00Z", Tz::UTC);
+        s.pauses.push(Pause {
+            id: Uuid::nil(),
+            start: d("2027-02-10"),
+            end: d("2032-12-31"),
+            archived: false,
+        });
+        assert_eq!(
+            view(&s, &c, at("2027-02-09T12:00:00Z"), Tz::UTC).expires,
+            Some(d("2033-01-01"))
+        );
     }
 
     #[test]
