@@ -18,15 +18,25 @@ pub struct AdminIssue {
     pub index: Option<usize>,
     pub severity: &'static str,
     pub message: String,
+    /// User-scoped issues also carry the older `BulkInsertIssue` spelling (`level`,
+    /// `reason`), which `@trophyso/node` requires on streak freezes and restores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl From<Issue> for AdminIssue {
     fn from(i: Issue) -> Self {
+        let severity = if i.warning { "warning" } else { "error" };
+        let user_scoped = i.user_id.is_some();
         Self {
             id: i.id,
             user_id: i.user_id,
             index: i.index,
-            severity: if i.warning { "warning" } else { "error" },
+            severity,
+            level: user_scoped.then_some(severity),
+            reason: user_scoped.then(|| i.message.clone()),
             message: i.message,
         }
     }

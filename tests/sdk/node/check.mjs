@@ -1,0 +1,1007 @@
+// Drives a running Kudos server with the official Trophy Node SDK (@trophyso/node 1.0.42).
+//
+// Only the SDK's base URLs are switched; every call goes through the SDK's own request
+// building and response validation (its Fern serialization schemas). A response shape the
+// SDK rejects surfaces as a `ParseError` and is reported as a Kudos incompatibility, with the
+// request and the exact JSON Kudos answered.
+//
+// The Node package has no admin metrics/attributes/achievements/settings clients, so the
+// catalog (metric, attributes, streak settings, achievements) is created with plain `fetch`
+// calls to the admin API; everything the SDK offers is then called through the SDK.
+//
+// Environment:
+//   KUDOS_URL      e.g. http://127.0.0.1:8080 (no trailing /v1)
+//   KUDOS_API_KEY  an admin API key of that server
+//
+// Prints "NODE SDK CHECK OK" and exits 0 when every check passes; otherwise prints every
+// failed section (with its step) and exits 1. Run by tests/sdk_node_compat.rs from the
+// directory the SDK is installed in (ES modules resolve packages next to the script).
+
+import { createRequire } from "node:module";
+import { inspect, isDeepStrictEqual } from "node:util";
+
+const require = createRequire(import.meta.url);
+const { TrophyApiClient, TrophyApi, TrophyApiError } = require("@trophyso/node");
+const { serialization } = require("@trophyso/node/core");
+const serializers = require("@trophyso/node/serialization");
+const { ParseError, JsonError } = serialization;
+
+const SDK_VERSION = "1.0.42";
+const USER = "node-user";
+const OTHER_USER = "node-user-2";
+const STREAK_USER = "node-streak-user";
+const ACH_USER = "node-achiever";
+const NO_USER = "no-such-user";
+const METRIC_KEY = "lessons";
+const API_ACHIEVEMENT_KEY = "onboarded";
+const WRONG_KEY = "sdkcheck.wrongwrongwrongwrong";
+
+/** Every user the script has created so far (`rarity` is a percentage of all users). */
+const knownUsers = new Set();
+
+// ---- reporting ------------------------------------------------------------------------
+
+class CheckFailed extends Error {}
+
+let currentStep = "start";
+
+function step(name) {
+  currentStep = name;
+  console.log(`-- ${name}`);
+}
+
+function show(v) {
+  return inspect(v, { depth: 8, breakLength: Infinity });
+}
+
+function check(cond, message) {
+  if (!cond) throw new CheckFailed(message);
+}
+
+function eq(actual, expected, what) {
+  check(isDeepStrictEqual(actual, expected), `${what}: expected ${show(expected)}, got ${show(actual)}`);
+}
+
+function isDate(v) {
+  return v instanceof Date && !Number.isNaN(v.getTime());
+}
+
+// Every HTTP exchange the SDK makes goes through the global `fetch` (Node >= 18); recording
+// the last one lets a parse failure name the request and quote the JSON Kudos sent.
+const realFetch = globalThis.fetch;
+let lastExchange = null;
+globalThis.fetch = async (url, init = {}) => {
+  const response = await realFetch(url, init);
+  lastExchange = {
+    method: init.method ?? "GET",
+    url: String(url),
+    requestBody: typeof init.body === "string" ? init.body : undefined,
+    status: response.status,
+    responseBody: await response.clone().text(),
+  };
+  return response;
+};
+
+function describeExchange() {
+  if (!lastExchange) return "(no HTTP exchange recorded)";
+  const e = lastExchange;
+  const path = e.url.replace(KUDOS_URL, "");
+  return (
+    `${e.method} ${path}` +
+    (e.requestBody !== undefined ? ` with body ${e.requestBody}` : "") +
+    ` -> HTTP ${e.status} ${e.responseBody}`
+  );
+}
+
+/** A ParseError from the SDK's response validation: Kudos sent a shape the SDK rejects. */
+function incompatibility(err) {
+  const lines = (err.errors ?? []).map((e) => `    at ${(e.path ?? []).join(".") || "<root>"}: ${e.message}`);
+  return new CheckFailed(
+    `KUDOS INCOMPATIBILITY: the Node SDK rejected Kudos's response (ParseError):\n` +
+      `${lines.join("\n")}\n    exchange: ${describeExchange()}`,
+  );
+}
+
+/** Awaits an SDK call; a ParseError becomes a reported incompatibility. */
+async function sdk(promise) {
+  try {
+    return await promise;
+  } catch (err) {
+    if (err instanceof ParseError) throw incompatibility(err);
+    if (err instanceof JsonError) {
+      throw new CheckFailed(`the SDK refused to serialize the request (JsonError): ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+/** The SDK call must fail with HTTP `status` (and `errorClass` when given), error body `{error}`. */
+async function expectApiError(status, what, fn, errorClass) {
+  let result;
+  try {
+    result = await fn();
+  } catch (err) {
+    if (err instanceof ParseError) throw incompatibility(err);
+    check(
+      err instanceof TrophyApiError,
+      `${what}: expected a TrophyApiError ${status}, got ${err?.constructor?.name}: ${err?.message}`,
+    );
+    eq(err.statusCode, status, `${what}: statusCode`);
+    if (errorClass) {
+      check(
+        err instanceof errorClass,
+        `${what}: expected ${errorClass.name}, got ${err.constructor.name} (${describeExchange()})`,
+      );
+    }
+    check(
+      err.body !== null && typeof err.body === "object" && typeof err.body.error === "string",
+      `${what}: error body should be {error: string}, got ${show(err.body)}`,
+    );
+    return err;
+  }
+  throw new CheckFailed(`${what}: expected HTTP ${status}, got success ${show(result)}`);
+}
+
+// Fields Kudos sends that the @trophyso/node 1.0.42 types do not declare. They come from the
+// newer Trophy API the Python SDK 1.27 models (the Node SDK keeps unknown keys, so they are
+// harmless); any other unknown key is most likely a misspelled optional field, which the SDK
+// would silently turn into `undefined`.
+const ACHIEVEMENT_EXTRA = ["eventAttributes", "achievementIds"];
+const ALLOWED_EXTRA = {
+  User: ["signUpDate"],
+  EventResponse: ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`),
+  MetricResponse: ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`),
+  "MetricResponse[]": ACHIEVEMENT_EXTRA.map((k) => `[].achievements[].${k}`),
+  StreakResponse: ["extended", "pauses", "streakHistory[].usedPause"],
+  "AchievementWithStatsResponse[]": ACHIEVEMENT_EXTRA.map((k) => `[].${k}`),
+  "UserAchievementWithStatsResponse[]": ACHIEVEMENT_EXTRA.map((k) => `[].${k}`),
+  // Python SDK 1.27 reads admin issues as AdminIssue {severity, message}; Kudos sends both
+  // spellings on user-scoped issues.
+  CreateStreakFreezesResponse: ["issues[].severity", "issues[].message"],
+  RestoreStreaksResponse: ["issues[].severity", "issues[].message"],
+};
+
+function fieldPath(path) {
+  let out = "";
+  for (const part of path) {
+    const s = String(part);
+    if (/^\[\d+\]$/.test(s)) out += "[]";
+    else out += out ? `.${s}` : s;
+  }
+  return out;
+}
+
+/** Fails on keys Kudos sent that the SDK schema `typeName` does not know (apart from the
+ * allowed ones): re-serializes the SDK's parsed value with unknown keys forbidden. */
+async function noUnknownFields(schema, value, typeName) {
+  const res = await schema.json(value, {
+    unrecognizedObjectKeys: "fail",
+    allowUnrecognizedEnumValues: true,
+    allowUnrecognizedUnionMembers: true,
+  });
+  if (res.ok) return;
+  const allowed = new Set(ALLOWED_EXTRA[typeName] ?? []);
+  const problems = [];
+  for (const e of res.errors) {
+    const m = /^Unexpected key "(.*)"$/.exec(e.message);
+    const where = fieldPath(e.path ?? []);
+    if (m) {
+      if (!allowed.has(where)) problems.push(where);
+    } else {
+      problems.push(`${where || "<root>"}: ${e.message}`);
+    }
+  }
+  check(
+    problems.length === 0,
+    `${typeName}: Kudos sent fields unknown to the Node SDK type: ${show([...new Set(problems)])} ` +
+      `(${describeExchange()})`,
+  );
+}
+
+const S = {
+  User: serializers.User,
+  EventResponse: serializers.EventResponse,
+  MetricResponse: serializers.MetricResponse,
+  "MetricResponse[]": serializers.users.allMetrics.Response,
+  "UsersMetricEventSummaryResponseItem[]": serializers.users.metricEventSummary.Response,
+  StreakResponse: serializers.StreakResponse,
+  BulkStreakResponse: serializers.BulkStreakResponse,
+  UserPreferencesResponse: serializers.UserPreferencesResponse,
+  AchievementCompletionResponse: serializers.AchievementCompletionResponse,
+  "AchievementWithStatsResponse[]": serializers.achievements.all.Response,
+  "UserAchievementWithStatsResponse[]": serializers.users.achievements.Response,
+  CreateStreakFreezesResponse: serializers.CreateStreakFreezesResponse,
+  RestoreStreaksResponse: serializers.RestoreStreaksResponse,
+};
+
+async function strict(typeName, value) {
+  const schema = S[typeName];
+  check(schema, `internal: no schema for ${typeName}`);
+  await noUnknownFields(schema, value, typeName);
+  return value;
+}
+
+// ---- plain admin API calls (no Node SDK client for these) -----------------------------
+
+let KUDOS_URL = "";
+let API_KEY = "";
+
+async function admin(method, path, body, okStatuses = [200, 201]) {
+  const url = `${KUDOS_URL}/admin/v1${path}`;
+  const response = await realFetch(url, {
+    method,
+    headers: { "X-API-KEY": API_KEY, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let json;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = text;
+  }
+  check(
+    okStatuses.includes(response.status),
+    `${method} /admin/v1${path}: HTTP ${response.status} ${text} (request ${JSON.stringify(body)})`,
+  );
+  return json;
+}
+
+// ---- dates ----------------------------------------------------------------------------
+
+function ymd(d) {
+  return d.toISOString().slice(0, 10);
+}
+
+function addDays(d, n) {
+  return new Date(d.getTime() + n * 86_400_000);
+}
+
+function utcToday() {
+  const now = new Date();
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
+}
+
+/** The streak steps name today's UTC date (users without a time zone); the whole script
+ * takes seconds, so it waits out the last `marginSeconds` before UTC midnight. */
+async function avoidUtcMidnight(marginSeconds = 120) {
+  const left = (addDays(utcToday(), 1).getTime() - Date.now()) / 1000;
+  if (left < marginSeconds) {
+    console.log(`-- waiting ${Math.ceil(left + 1)}s for UTC midnight to pass`);
+    await new Promise((r) => setTimeout(r, (left + 1) * 1000));
+  }
+}
+
+function expectedRarity(completions) {
+  const users = knownUsers.size;
+  return users ? Math.round((completions / users) * 100 * 100) / 100 : 0;
+}
+
+function checkStats(item, where) {
+  check(Number.isInteger(item.completions) && item.completions >= 0, `${where}: completions ${show(item.completions)}`);
+  eq(item.rarity, expectedRarity(item.completions), `${where}: rarity (% of ${knownUsers.size} users, 2 decimals)`);
+}
+
+// ---- the checks -----------------------------------------------------------------------
+
+const ctx = {};
+
+async function setup() {
+  step("admin (fetch): create metric");
+  const metrics = await admin("POST", "/metrics", [{ name: "Lessons", key: METRIC_KEY }], [201]);
+  eq(metrics.issues, [], "create metric: issues");
+  ctx.metricId = metrics.created[0].id;
+  check(typeof ctx.metricId === "string" && ctx.metricId, `metric id ${show(ctx.metricId)}`);
+
+  step("admin (fetch): create attributes");
+  const attrs = await admin(
+    "POST",
+    "/attributes",
+    [
+      { name: "Plan", key: "plan", type: "user" },
+      { name: "Device", key: "device", type: "event" },
+    ],
+    [201],
+  );
+  eq(attrs.issues, [], "create attributes: issues");
+  ctx.planId = attrs.created.find((a) => a.key === "plan").id;
+  ctx.deviceId = attrs.created.find((a) => a.key === "device").id;
+
+  step("admin (fetch): streak settings");
+  const settings = await admin("PATCH", "/streaks/settings", {
+    frequency: "daily",
+    evaluationMode: "OR",
+    metrics: [{ key: METRIC_KEY, threshold: 1 }],
+    freezes: { startCount: 1, maxCount: 3 },
+  });
+  eq(
+    [settings.frequency, settings.metrics, settings.freezes?.startCount, settings.freezes?.maxCount],
+    ["daily", [{ key: METRIC_KEY, threshold: 1 }], 1, 3],
+    "streak settings",
+  );
+
+  step("admin (fetch): create achievements");
+  const created = await admin(
+    "POST",
+    "/achievements",
+    [
+      {
+        name: "First iOS lesson",
+        trigger: "metric",
+        status: "active",
+        description: "Finish a lesson on iOS",
+        badge: { url: "https://example.com/ios.png" },
+        metricId: ctx.metricId,
+        metricValue: 1,
+        eventAttributes: [{ attributeId: ctx.deviceId, attributeValue: "ios" }],
+      },
+      {
+        name: "Five lessons",
+        trigger: "metric",
+        status: "active",
+        metricId: ctx.metricId,
+        metricValue: 5,
+      },
+      {
+        name: "Onboarded",
+        trigger: "api",
+        status: "active",
+        key: API_ACHIEVEMENT_KEY,
+        userAttributes: [{ attributeId: ctx.planId, attributeValue: "pro" }],
+      },
+      { name: "One-day streak", trigger: "streak", status: "active", streakLength: 1 },
+    ],
+    [201],
+  );
+  eq(created.issues, [], "create achievements: issues");
+  [ctx.iosAch, ctx.fiveAch, ctx.apiAch, ctx.streakAch] = created.created.map((a) => a.id);
+  const combo = await admin(
+    "POST",
+    "/achievements",
+    [{ name: "Overachiever", trigger: "achievement", status: "active", achievementIds: [ctx.iosAch, ctx.streakAch] }],
+    [201],
+  );
+  eq(combo.issues, [], "create composite achievement: issues");
+  ctx.comboAch = combo.created[0].id;
+  ctx.allAchievements = [ctx.iosAch, ctx.fiveAch, ctx.apiAch, ctx.streakAch, ctx.comboAch];
+}
+
+async function users(client) {
+  step("users.identify");
+  const user = await strict(
+    "User",
+    await sdk(
+      client.users.identify(USER, {
+        email: "node@example.com",
+        name: "Node User",
+        tz: "Europe/London",
+        attributes: { plan: "pro" },
+      }),
+    ),
+  );
+  knownUsers.add(USER);
+  eq(
+    [user.id, user.name, user.email, user.tz, user.attributes, user.control],
+    [USER, "Node User", "node@example.com", "Europe/London", { plan: "pro" }, false],
+    "identify: (id, name, email, tz, attributes, control)",
+  );
+  check(typeof user.subscribeToEmails === "boolean", `identify: subscribeToEmails ${show(user.subscribeToEmails)}`);
+  check(isDate(user.created) && isDate(user.updated), `identify: created/updated ${show([user.created, user.updated])}`);
+
+  step("users.get");
+  const got = await strict("User", await sdk(client.users.get(USER)));
+  eq([got.id, got.name, got.tz, got.attributes], [USER, "Node User", "Europe/London", { plan: "pro" }], "users.get");
+
+  step("users.update");
+  const updated = await strict(
+    "User",
+    await sdk(client.users.update(USER, { name: "Node User Renamed", attributes: { plan: "team" } })),
+  );
+  eq(
+    [updated.name, updated.attributes, updated.tz, updated.email],
+    ["Node User Renamed", { plan: "team" }, "Europe/London", "node@example.com"],
+    "update: (name, attributes, tz kept, email kept)",
+  );
+  check(updated.updated >= user.updated, "update: updated moved backwards");
+
+  step("users.create");
+  const other = await strict(
+    "User",
+    await sdk(
+      client.users.create({
+        id: OTHER_USER,
+        name: "Second User",
+        email: "second@example.com",
+        tz: "America/New_York",
+        deviceTokens: ["token-1"],
+        subscribeToEmails: true,
+      }),
+    ),
+  );
+  knownUsers.add(OTHER_USER);
+  eq(
+    [other.id, other.name, other.email, other.tz, other.deviceTokens, other.subscribeToEmails],
+    [OTHER_USER, "Second User", "second@example.com", "America/New_York", ["token-1"], true],
+    "users.create",
+  );
+  eq((await sdk(client.users.get(OTHER_USER))).name, "Second User", "users.get(created user).name");
+}
+
+async function events(client) {
+  const totals = [];
+  for (let i = 1; i <= 2; i++) {
+    step(`metrics.event #${i}`);
+    const ev = await strict(
+      "EventResponse",
+      await sdk(client.metrics.event(METRIC_KEY, { user: { id: USER }, value: 2, attributes: { device: "android" } })),
+    );
+    eq(ev.metricId, ctx.metricId, `event #${i}: metricId`);
+    check(typeof ev.eventId === "string" && ev.eventId, `event #${i}: eventId ${show(ev.eventId)}`);
+    eq([ev.points, ev.leaderboards], [{}, {}], `event #${i}: (points, leaderboards)`);
+    eq([ev.idempotencyKey, ev.idempotentReplayed], [undefined, undefined], `event #${i}: no idempotency fields`);
+    const cs = ev.currentStreak;
+    eq(
+      [cs.length, cs.extended, cs.frequency, cs.freezes, cs.maxFreezes],
+      [1, i === 1, "daily", 1, 3],
+      `event #${i}: currentStreak (length, extended, frequency, freezes, maxFreezes)`,
+    );
+    check(
+      cs.started === cs.periodStart && cs.periodStart === cs.periodEnd && /^\d{4}-\d{2}-\d{2}$/.test(cs.started ?? ""),
+      `event #${i}: currentStreak dates ${show(cs)}`,
+    );
+    eq(cs.expires, ymd(addDays(new Date(`${cs.periodEnd}T00:00:00Z`), 1)), `event #${i}: currentStreak.expires`);
+    // The one-day streak achievement completes with the first event (no device filter).
+    eq(
+      ev.achievements.map((a) => a.id),
+      i === 1 ? [ctx.streakAch] : [],
+      `event #${i}: completed achievements`,
+    );
+    totals.push(ev.total);
+  }
+  eq(totals, [2, 4], "event totals");
+
+  step("metrics.event with idempotencyKey (first)");
+  const first = await strict(
+    "EventResponse",
+    await sdk(
+      client.metrics.event(METRIC_KEY, {
+        idempotencyKey: "node-k1",
+        user: { id: USER },
+        value: 2,
+        attributes: { device: "android" },
+      }),
+    ),
+  );
+  eq(
+    [first.total, first.idempotencyKey, first.idempotentReplayed],
+    [6, "node-k1", false],
+    "idempotent event (first): (total, idempotencyKey, idempotentReplayed)",
+  );
+  // Total 6 passes the 5-lesson achievement.
+  eq(first.achievements.map((a) => a.id), [ctx.fiveAch], "idempotent event (first): completed achievements");
+  const five = first.achievements[0];
+  eq(
+    [five.name, five.trigger, five.metricId, five.metricValue, five.metricName],
+    ["Five lessons", "metric", ctx.metricId, 5, "Lessons"],
+    "idempotent event (first): achievement (name, trigger, metricId, metricValue, metricName)",
+  );
+  check(isDate(five.achievedAt), `idempotent event (first): achievedAt ${show(five.achievedAt)}`);
+
+  step("metrics.event with idempotencyKey (replay)");
+  const replay = await strict(
+    "EventResponse",
+    await sdk(
+      client.metrics.event(METRIC_KEY, {
+        idempotencyKey: "node-k1",
+        user: { id: USER },
+        value: 2,
+        attributes: { device: "android" },
+      }),
+    ),
+  );
+  eq(
+    [replay.eventId, replay.total, replay.idempotencyKey, replay.idempotentReplayed],
+    [first.eventId, 6, "node-k1", true],
+    "idempotent replay: (eventId, total, idempotencyKey, idempotentReplayed)",
+  );
+
+  step("users.get after id-only events keeps the profile");
+  const after = await sdk(client.users.get(USER));
+  eq(
+    [after.name, after.tz, after.email, after.attributes],
+    ["Node User Renamed", "Europe/London", "node@example.com", { plan: "team" }],
+    "profile after id-only events",
+  );
+  ctx.userTotal = 6;
+}
+
+async function metricReads(client) {
+  step("users.allMetrics");
+  const all = await strict("MetricResponse[]", await sdk(client.users.allMetrics(USER)));
+  const mine = all.filter((m) => m.key === METRIC_KEY);
+  eq(mine.length, 1, "allMetrics: entries for lessons");
+  eq(
+    [mine[0].id, mine[0].name, mine[0].status, mine[0].current],
+    [ctx.metricId, "Lessons", "active", ctx.userTotal],
+    "allMetrics: lessons (id, name, status, current)",
+  );
+
+  step("users.singleMetric");
+  const single = await strict("MetricResponse", await sdk(client.users.singleMetric(USER, METRIC_KEY)));
+  eq(
+    [single.id, single.key, single.name, single.status, single.current],
+    [ctx.metricId, METRIC_KEY, "Lessons", "active", ctx.userTotal],
+    "singleMetric: (id, key, name, status, current)",
+  );
+  const achieved = single.achievements.filter((a) => a.achievedAt !== undefined);
+  eq(achieved.map((a) => a.id), [ctx.fiveAch], "singleMetric: achieved achievements of the metric");
+  check(isDate(achieved[0].achievedAt), `singleMetric: achievedAt ${show(achieved[0].achievedAt)}`);
+
+  step("users.metricEventSummary (daily)");
+  const today = utcToday();
+  const start = addDays(today, -6);
+  // One day past UTC today: the user's day (Europe/London) may already be tomorrow.
+  const end = addDays(today, 1);
+  const daily = await strict(
+    "UsersMetricEventSummaryResponseItem[]",
+    await sdk(
+      client.users.metricEventSummary(USER, METRIC_KEY, {
+        aggregation: TrophyApi.UsersMetricEventSummaryRequestAggregation.Daily,
+        startDate: ymd(start),
+        endDate: ymd(end),
+      }),
+    ),
+  );
+  check(daily.length >= 7, `daily summary: expected at least 7 rows, got ${daily.length}`);
+  eq([daily[0].date, daily.at(-1).date], [ymd(start), ymd(end)], "daily summary: first and last dates");
+  eq(daily.at(-1).total, ctx.userTotal, "daily summary: last total");
+  eq(
+    daily.reduce((s, r) => s + r.change, 0),
+    ctx.userTotal,
+    "daily summary: sum of changes",
+  );
+
+  step("users.metricEventSummary (monthly)");
+  const monthly = await sdk(
+    client.users.metricEventSummary(USER, METRIC_KEY, {
+      aggregation: TrophyApi.UsersMetricEventSummaryRequestAggregation.Monthly,
+      startDate: ymd(start),
+      endDate: ymd(end),
+    }),
+  );
+  check(monthly.length >= 1 && monthly.at(-1).total === ctx.userTotal, `monthly summary: ${show(monthly)}`);
+  check(monthly.every((r) => r.date.endsWith("-01")), `monthly rows start on the 1st: ${show(monthly)}`);
+}
+
+async function streaks(client) {
+  await avoidUtcMidnight();
+  const today = utcToday();
+  const tomorrow = addDays(today, 1);
+  ctx.streakDay = ymd(today);
+
+  step("metrics.event for a user without a time zone starts a streak");
+  const ev = await strict(
+    "EventResponse",
+    await sdk(client.metrics.event(METRIC_KEY, { user: { id: STREAK_USER }, value: 1 })),
+  );
+  knownUsers.add(STREAK_USER);
+  const cs = ev.currentStreak;
+  eq(
+    [cs.length, cs.extended, cs.frequency, cs.started, cs.periodStart, cs.periodEnd, cs.expires],
+    [1, true, "daily", ymd(today), ymd(today), ymd(today), ymd(tomorrow)],
+    "currentStreak (length, extended, frequency, started, periodStart, periodEnd, expires)",
+  );
+  eq([cs.freezes, cs.maxFreezes, cs.freezeAutoEarnInterval, cs.freezeAutoEarnAmount], [1, 3, undefined, undefined], "currentStreak freezes");
+
+  step("users.streak (default history)");
+  const streak = await strict("StreakResponse", await sdk(client.users.streak(STREAK_USER)));
+  eq(
+    [streak.length, streak.frequency, streak.started, streak.periodStart, streak.periodEnd, streak.expires],
+    [1, "daily", ymd(today), ymd(today), ymd(today), ymd(tomorrow)],
+    "users.streak (length, frequency, started, periodStart, periodEnd, expires)",
+  );
+  eq([streak.freezes, streak.maxFreezes], [1, 3], "users.streak (freezes, maxFreezes)");
+  const history = streak.streakHistory ?? [];
+  eq(
+    history.map((h) => [h.periodStart, h.periodEnd]),
+    [6, 5, 4, 3, 2, 1, 0].map((n) => [ymd(addDays(today, -n)), ymd(addDays(today, -n))]),
+    "users.streak: streakHistory periods (7 ascending days)",
+  );
+  eq(history.map((h) => h.length), [0, 0, 0, 0, 0, 0, 1], "users.streak: streakHistory lengths");
+  eq(history.at(-1).usedFreeze, false, "users.streak: usedFreeze (freezes enabled)");
+
+  step("users.streak historyPeriods=3");
+  const short = await strict("StreakResponse", await sdk(client.users.streak(STREAK_USER, { historyPeriods: 3 })));
+  eq(
+    (short.streakHistory ?? []).map((h) => h.periodStart),
+    [2, 1, 0].map((n) => ymd(addDays(today, -n))),
+    "historyPeriods=3: period starts",
+  );
+
+  step("users.streak errors");
+  await expectApiError(404, "users.streak(no-such-user)", () => client.users.streak(NO_USER), TrophyApi.NotFoundError);
+  await expectApiError(
+    422,
+    "users.streak(historyPeriods=0)",
+    () => client.users.streak(STREAK_USER, { historyPeriods: 0 }),
+    TrophyApi.UnprocessableEntityError,
+  );
+
+  step("streaks.list");
+  const listed = await strict(
+    "BulkStreakResponse",
+    await sdk(client.streaks.list({ userIds: [OTHER_USER, STREAK_USER, NO_USER] })),
+  );
+  eq(
+    listed.map((i) => [i.userId, i.streakLength]),
+    [
+      [STREAK_USER, 1],
+      [OTHER_USER, 0],
+    ],
+    "streaks.list (userId, streakLength): longest first, unknown users left out",
+  );
+  check(
+    typeof listed[0].extended === "string" && !Number.isNaN(Date.parse(listed[0].extended)),
+    `streaks.list: extended of ${STREAK_USER} must be a date-time string: ${show(listed[0].extended)}`,
+  );
+  eq(listed[1].extended, undefined, `streaks.list: extended of ${OTHER_USER}`);
+  check(ymd(utcToday()) === ctx.streakDay, "the UTC date changed while the streak steps ran");
+}
+
+async function adminStreaks(client) {
+  step("admin.streaks.freezes.create (within maxCount: no issues)");
+  const granted = await strict(
+    "CreateStreakFreezesResponse",
+    await sdk(client.admin.streaks.freezes.create({ freezes: [{ userId: STREAK_USER }, { userId: STREAK_USER }] })),
+  );
+  eq(granted.issues, [], "freezes.create: issues");
+  eq((await sdk(client.users.streak(STREAK_USER))).freezes, 3, "users.streak freezes after the grant (1 + 2)");
+}
+
+async function preferences(client) {
+  step("users.getPreferences (defaults)");
+  const defaults = await strict("UserPreferencesResponse", await sdk(client.users.getPreferences(OTHER_USER)));
+  const n0 = defaults.notifications;
+  eq(
+    [n0.achievementCompleted, n0.recap, n0.reactivation, n0.streakReminder],
+    [undefined, undefined, undefined, undefined],
+    "default notification preferences",
+  );
+
+  step("users.updatePreferences (notifications)");
+  const { Email, Push } = TrophyApi.NotificationChannel;
+  const updated = await strict(
+    "UserPreferencesResponse",
+    await sdk(
+      client.users.updatePreferences(OTHER_USER, {
+        notifications: { achievementCompleted: [Email, Push], streakReminder: [Push] },
+      }),
+    ),
+  );
+  const expected = [["email", "push"], undefined, undefined, ["push"]];
+  const n1 = updated.notifications;
+  eq([n1.achievementCompleted, n1.recap, n1.reactivation, n1.streakReminder], expected, "notifications after update");
+
+  step("users.getPreferences (after update)");
+  const n2 = (await strict("UserPreferencesResponse", await sdk(client.users.getPreferences(OTHER_USER)))).notifications;
+  eq([n2.achievementCompleted, n2.recap, n2.reactivation, n2.streakReminder], expected, "notifications read back");
+
+  step("users.updatePreferences (recap only keeps the others)");
+  const n3 = (await sdk(client.users.updatePreferences(OTHER_USER, { notifications: { recap: [Email] } }))).notifications;
+  eq(
+    [n3.achievementCompleted, n3.recap, n3.reactivation, n3.streakReminder],
+    [["email", "push"], ["email"], undefined, ["push"]],
+    "notifications after a recap-only update",
+  );
+
+  step("preferences errors");
+  await expectApiError(
+    404,
+    "updatePreferences(no-such-user)",
+    () => client.users.updatePreferences(NO_USER, { notifications: { recap: [Email] } }),
+    TrophyApi.NotFoundError,
+  );
+  await expectApiError(404, "getPreferences(no-such-user)", () => client.users.getPreferences(NO_USER), TrophyApi.NotFoundError);
+}
+
+async function achievements(client) {
+  step("metrics.event completes metric, streak and composite achievements");
+  const ev = await strict(
+    "EventResponse",
+    await sdk(
+      client.metrics.event(METRIC_KEY, {
+        user: { id: ACH_USER, attributes: { plan: "pro" } },
+        value: 1,
+        attributes: { device: "ios" },
+      }),
+    ),
+  );
+  knownUsers.add(ACH_USER);
+  const byId = Object.fromEntries(ev.achievements.map((a) => [a.id, a]));
+  eq(
+    Object.keys(byId).sort(),
+    [ctx.iosAch, ctx.streakAch, ctx.comboAch].sort(),
+    "achievement event: completed achievements (metric, streak, composite)",
+  );
+  const m = byId[ctx.iosAch];
+  eq(
+    [m.name, m.trigger, m.description, m.badgeUrl, m.metricId, m.metricValue, m.metricName, m.eventAttribute, m.userAttributes, m.key],
+    [
+      "First iOS lesson",
+      "metric",
+      "Finish a lesson on iOS",
+      "https://example.com/ios.png",
+      ctx.metricId,
+      1,
+      "Lessons",
+      { key: "device", value: "ios" },
+      [],
+      undefined,
+    ],
+    "achievement event: metric achievement",
+  );
+  const s = byId[ctx.streakAch];
+  eq([s.name, s.trigger, s.streakLength], ["One-day streak", "streak", 1], "achievement event: streak achievement");
+  // `achievement` is not in the Node SDK's AchievementResponseTrigger enum (metric, streak,
+  // api); the SDK accepts unknown enum values in responses.
+  eq([byId[ctx.comboAch].name, byId[ctx.comboAch].trigger], ["Overachiever", "achievement"], "composite achievement");
+  for (const a of ev.achievements) check(isDate(a.achievedAt), `event achievement achievedAt ${show(a.achievedAt)}`);
+
+  step("users.singleMetric lists the metric's completed achievements");
+  const single = await strict("MetricResponse", await sdk(client.users.singleMetric(ACH_USER, METRIC_KEY)));
+  eq(
+    single.achievements.filter((a) => a.achievedAt !== undefined).map((a) => a.id),
+    [ctx.iosAch],
+    "singleMetric(ACH_USER): achieved achievements",
+  );
+
+  step("achievements.complete");
+  const completion = await strict(
+    "AchievementCompletionResponse",
+    await sdk(client.achievements.complete(API_ACHIEVEMENT_KEY, { user: { id: ACH_USER } })),
+  );
+  check(typeof completion.completionId === "string" && completion.completionId, `completionId ${show(completion.completionId)}`);
+  const a = completion.achievement;
+  eq(
+    [a.id, a.name, a.trigger, a.key, a.userAttributes],
+    [ctx.apiAch, "Onboarded", "api", API_ACHIEVEMENT_KEY, [{ key: "plan", value: "pro" }]],
+    "complete: achievement (id, name, trigger, key, userAttributes)",
+  );
+  check(isDate(a.achievedAt), `complete: achievedAt ${show(a.achievedAt)}`);
+  eq(completion.points, {}, "complete: points");
+
+  step("achievements.complete again returns the same completion");
+  const again = await sdk(client.achievements.complete(API_ACHIEVEMENT_KEY, { user: { id: ACH_USER } }));
+  eq(
+    [again.completionId, again.achievement.achievedAt],
+    [completion.completionId, a.achievedAt],
+    "complete again: (completionId, achievedAt)",
+  );
+
+  step("achievements.complete errors");
+  await expectApiError(
+    404,
+    "achievements.complete(unknown key)",
+    () => client.achievements.complete("no-such-achievement", { user: { id: ACH_USER } }),
+    TrophyApi.NotFoundError,
+  );
+  // OTHER_USER has no `plan: pro`, which the api achievement requires.
+  await expectApiError(
+    422,
+    "achievements.complete(user not eligible)",
+    () => client.achievements.complete(API_ACHIEVEMENT_KEY, { user: { id: OTHER_USER } }),
+    TrophyApi.UnprocessableEntityError,
+  );
+
+  step("users.achievements (completed)");
+  const mine = await strict("UserAchievementWithStatsResponse[]", await sdk(client.users.achievements(ACH_USER)));
+  eq(
+    mine.map((x) => x.id).sort(),
+    [ctx.iosAch, ctx.apiAch, ctx.streakAch, ctx.comboAch].sort(),
+    "users.achievements(ACH_USER): metric, api, streak and composite",
+  );
+  for (const x of mine) {
+    check(isDate(x.achievedAt), `users.achievements ${x.name}: achievedAt ${show(x.achievedAt)}`);
+    check(x.completions >= 1, `users.achievements ${x.name}: completions ${x.completions}`);
+    checkStats(x, `users.achievements ${x.name}`);
+  }
+
+  step("users.achievements includeIncomplete");
+  eq(
+    (await sdk(client.users.achievements(OTHER_USER))).map((x) => x.id),
+    [],
+    "users.achievements(OTHER_USER): none completed",
+  );
+  const incomplete = await strict(
+    "UserAchievementWithStatsResponse[]",
+    await sdk(client.users.achievements(OTHER_USER, { includeIncomplete: "true" })),
+  );
+  // The api achievement needs `plan: pro`, so it is not offered to OTHER_USER.
+  eq(
+    incomplete.map((x) => [x.id, x.achievedAt]).sort(),
+    [ctx.iosAch, ctx.fiveAch, ctx.streakAch, ctx.comboAch].map((id) => [id, undefined]).sort(),
+    "users.achievements(OTHER_USER, includeIncomplete): (id, achievedAt)",
+  );
+
+  step("achievements.all");
+  const all = await strict("AchievementWithStatsResponse[]", await sdk(client.achievements.all()));
+  eq(all.map((x) => x.id), ctx.allAchievements, "achievements.all: ids (creation order)");
+  const stats = Object.fromEntries(all.map((x) => [x.id, x]));
+  for (const x of all) checkStats(x, `achievements.all ${x.name}`);
+  eq(
+    [ctx.iosAch, ctx.fiveAch, ctx.apiAch, ctx.streakAch, ctx.comboAch].map((id) => stats[id].completions),
+    // The one-day streak: USER, STREAK_USER and ACH_USER; everything else only one user.
+    [1, 1, 1, 3, 1],
+    "achievements.all: completions (First iOS lesson, Five lessons, Onboarded, One-day streak, Overachiever)",
+  );
+  eq(
+    [stats[ctx.apiAch].key, stats[ctx.streakAch].streakLength, stats[ctx.iosAch].metricName, stats[ctx.iosAch].eventAttribute],
+    [API_ACHIEVEMENT_KEY, 1, "Lessons", { key: "device", value: "ios" }],
+    "achievements.all: trigger fields",
+  );
+  const filtered = await sdk(client.achievements.all({ userAttributes: "plan:free" }));
+  eq(
+    filtered.map((x) => x.id),
+    ctx.allAchievements.filter((id) => id !== ctx.apiAch),
+    "achievements.all(userAttributes=plan:free) hides the plan:pro achievement",
+  );
+}
+
+async function errors(client, url) {
+  step("users.get unknown user -> 404");
+  await expectApiError(404, "users.get(no-such-user)", () => client.users.get(NO_USER));
+
+  step("users.* unknown user -> NotFoundError");
+  await expectApiError(
+    404,
+    "users.singleMetric(no-such-user)",
+    () => client.users.singleMetric(NO_USER, METRIC_KEY),
+    TrophyApi.NotFoundError,
+  );
+  await expectApiError(404, "users.allMetrics(no-such-user)", () => client.users.allMetrics(NO_USER), TrophyApi.NotFoundError);
+  await expectApiError(
+    404,
+    "users.metricEventSummary(no-such-user)",
+    () =>
+      client.users.metricEventSummary(NO_USER, METRIC_KEY, {
+        aggregation: TrophyApi.UsersMetricEventSummaryRequestAggregation.Daily,
+        startDate: ymd(addDays(utcToday(), -1)),
+        endDate: ymd(utcToday()),
+      }),
+    TrophyApi.NotFoundError,
+  );
+  await expectApiError(
+    404,
+    "users.update(no-such-user)",
+    () => client.users.update(NO_USER, { name: "Nobody" }),
+    TrophyApi.NotFoundError,
+  );
+  await expectApiError(
+    404,
+    "users.achievements(no-such-user)",
+    () => client.users.achievements(NO_USER),
+    TrophyApi.NotFoundError,
+  );
+
+  step("metrics.event unknown metric key -> 404");
+  await expectApiError(404, "metrics.event(no-such-metric)", () =>
+    client.metrics.event("no-such-metric", { user: { id: USER }, value: 1 }),
+  );
+
+  step("wrong API key -> 401 UnauthorizedError");
+  const bad = new TrophyApiClient({ apiKey: WRONG_KEY, environment: { api: `${url}/v1`, admin: `${url}/admin/v1` } });
+  const U = TrophyApi.UnauthorizedError;
+  await expectApiError(401, "users.get with wrong key", () => bad.users.get(USER), U);
+  await expectApiError(401, "metrics.event with wrong key", () => bad.metrics.event(METRIC_KEY, { user: { id: USER }, value: 1 }), U);
+  await expectApiError(401, "users.singleMetric with wrong key", () => bad.users.singleMetric(USER, METRIC_KEY), U);
+  await expectApiError(401, "streaks.list with wrong key", () => bad.streaks.list({ userIds: [USER] }), U);
+  await expectApiError(401, "achievements.all with wrong key", () => bad.achievements.all(), U);
+  await expectApiError(
+    401,
+    "admin.streaks.freezes.create with wrong key",
+    () => bad.admin.streaks.freezes.create({ freezes: [{ userId: USER }] }),
+    U,
+  );
+  eq((await sdk(client.users.singleMetric(USER, METRIC_KEY))).current, ctx.userTotal, "total unchanged by rejected events");
+}
+
+// Admin streak responses that carry issues: the Node SDK's `BulkInsertIssue` requires
+// `{userId, level, reason}`. These run last, each in its own section, so the rest of the
+// report stays independent of them.
+
+async function freezeIssues(client) {
+  step("admin.streaks.freezes.create with issues (unknown user, over maxCount)");
+  const frozen = await strict(
+    "CreateStreakFreezesResponse",
+    await sdk(client.admin.streaks.freezes.create({ freezes: [{ userId: STREAK_USER }, { userId: NO_USER }] })),
+  );
+  eq(
+    frozen.issues.map((i) => [i.userId, i.level, typeof i.reason]).sort(),
+    [
+      [NO_USER, "error", "string"],
+      [STREAK_USER, "warning", "string"],
+    ],
+    "freezes.create: issues (userId, level, reason)",
+  );
+
+}
+
+async function restoreIssues(client) {
+  step("admin.streaks.restore with issues (unknown user, nothing to restore)");
+  const restored = await strict(
+    "RestoreStreaksResponse",
+    await sdk(client.admin.streaks.restore({ users: [{ id: STREAK_USER }, { id: NO_USER }] })),
+  );
+  eq(restored.restoredUsers, [], "restore: restoredUsers");
+  eq(
+    restored.issues.map((i) => [i.userId, i.level, typeof i.reason]).sort(),
+    [
+      [NO_USER, "error", "string"],
+      [STREAK_USER, "warning", "string"],
+    ],
+    "restore: issues (userId, level, reason)",
+  );
+}
+
+async function main() {
+  const url = (process.env.KUDOS_URL ?? "").replace(/\/+$/, "");
+  const apiKey = process.env.KUDOS_API_KEY ?? "";
+  if (!url || !apiKey) {
+    console.error("NODE SDK CHECK FAILED: set KUDOS_URL and KUDOS_API_KEY");
+    return 2;
+  }
+  if (typeof realFetch !== "function") {
+    console.error(`NODE SDK CHECK FAILED: Node ${process.version} has no global fetch (Node >= 18 needed)`);
+    return 2;
+  }
+  KUDOS_URL = url;
+  API_KEY = apiKey;
+  const installed = require("@trophyso/node/package.json").version;
+  if (installed !== SDK_VERSION) {
+    console.error(`NODE SDK CHECK FAILED: @trophyso/node ${installed} installed, ${SDK_VERSION} expected`);
+    return 2;
+  }
+  console.log(`@trophyso/node ${installed} against ${url}`);
+  const client = new TrophyApiClient({ apiKey, environment: { api: `${url}/v1`, admin: `${url}/admin/v1` } });
+
+  // Sections run in order and share state; a failure ends its section, is recorded, and the
+  // next section still runs (a later failure may then be a consequence of an earlier one).
+  const sections = [
+    ["setup", setup, true],
+    ["users", users],
+    ["events", events],
+    ["metric reads", metricReads],
+    ["streaks", streaks],
+    ["admin streaks", adminStreaks],
+    ["preferences", preferences],
+    ["achievements", achievements],
+    ["errors", errors],
+    ["admin freeze issues", freezeIssues],
+    ["admin restore issues", restoreIssues],
+  ];
+  const failures = [];
+  for (const [name, fn, required] of sections) {
+    try {
+      await fn(client, url);
+    } catch (err) {
+      let message;
+      if (err instanceof CheckFailed) message = err.message;
+      else if (err instanceof ParseError) message = incompatibility(err).message;
+      else if (err instanceof TrophyApiError) {
+        message = `${err.constructor.name} (statusCode ${err.statusCode}): ${err.message}\n    exchange: ${describeExchange()}`;
+      } else message = err?.stack ?? String(err);
+      failures.push(`[${name}] step '${currentStep}': ${message}`);
+      console.log(`!! section '${name}' failed at step '${currentStep}'`);
+      if (required) break;
+    }
+  }
+  if (failures.length) {
+    console.error(`NODE SDK CHECK FAILED (${failures.length} section(s)):`);
+    for (const f of failures) console.error(`- ${f}`);
+    return 1;
+  }
+  console.log("NODE SDK CHECK OK");
+  return 0;
+}
+
+process.exitCode = await main();
