@@ -47,6 +47,10 @@ pub struct Config {
     #[arg(long, env = "KUDOS_USER_IDLE_SECS", default_value_t = 300)]
     pub user_idle_secs: u64,
 
+    /// `0` turns off the Prometheus endpoint `GET /metrics`.
+    #[arg(long, env = "KUDOS_METRICS", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,

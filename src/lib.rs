@@ -20,10 +20,11 @@
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod ops;
 pub mod wire;
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use config::Config;
 use http::admin::test_clock::CLOCK_META_KEY;
 use keys::KeyStore;
+use ops::OpsCounters;
 
 /// How long in-flight requests get to finish after a shutdown signal. SPEC §11.1.3 asks for
 /// exit within 10 s: 5 s here, at most 3 s for user actors to snapshot and stop, then the
@@ -59,12 +61,6 @@ pub enum Readiness {
     Ready,
     /// Recovery hit a storage error; the server answers 503 until restarted.
     Failed,
-}
-
-/// Counters for the logs and ops endpoints.
-#[derive(Default)]
-pub struct OpsCounters {
-    pub events_ingested: AtomicU64,
 }
 
 /// Everything a handler can reach.

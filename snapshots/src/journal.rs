@@ -225,6 +225,7 @@ pub struct Durability {
     pending: std::sync::Mutex<bool>,
     wake: std::sync::Condvar,
     fsyncs: AtomicU64,
+    fsync_nanos: AtomicU64,
     stopping: std::sync::atomic::AtomicBool,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -237,6 +238,7 @@ impl Durability {
             pending: std::sync::Mutex::new(false),
             wake: std::sync::Condvar::new(),
             fsyncs: AtomicU64::new(0),
+            fsync_nanos: AtomicU64::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
             thread: std::sync::Mutex::new(None),
         });
@@ -283,6 +285,11 @@ impl Durability {
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
     }
+
+    /// Total time spent in fsyncs.
+    pub fn fsync_seconds(&self) -> f64 {
+        self.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
 }
 
 fn flusher(weak: Weak<Durability>, db: sled::Db) {
@@ -302,8 +309,11 @@ fn flusher(weak: Weak<Durability>, db: sled::Db) {
             *guard = false;
             continue;
         }
+        let started = std::time::Instant::now();
         match db.flush() {
             Ok(_) => {
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                this.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
                 this.fsyncs.fetch_add(1, Ordering::Relaxed);
                 this.completed.send_replace(target);
             }

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/v1", guard(admin::router()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         .fallback(not_found)
         // Layers wrap outwards: the body limit and panic catcher sit closest to handlers, the
         // timeout around them, then JSON error bodies (so a timeout's 503 gets one too) and
@@ -47,7 +48,7 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(from_fn(json_error_bodies))
-        .layer(from_fn(log_request))
+        .layer(from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
@@ -63,6 +64,30 @@ async fn readyz(State(state): State<AppState>) -> Response {
             ApiError::unavailable("Recovery failed; see the server log").into_response()
         }
     }
+}
+
+/// `GET /metrics` (no auth; `KUDOS_METRICS=0` turns it off, SPEC §11.1.5).
+async fn prometheus(State(state): State<AppState>) -> Response {
+    if !state.config.metrics {
+        return ApiError::not_found("Not found").into_response();
+    }
+    let durability = state.store.durability();
+    let gauges = crate::ops::Gauges {
+        fsyncs: durability.fsync_count(),
+        fsync_seconds: durability.fsync_seconds(),
+        live_users: state.users.registry().live_count(),
+        actor_failures: state
+            .supervisor_stats
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        pending_due: state.store.due().len(),
+        users: state.store.users().len(),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::ops::render(&state.ops, &gauges),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -102,17 +127,25 @@ async fn json_error_bodies(req: Request, next: Next) -> Response {
 }
 
 /// One log line per request: method, route, status, latency.
-async fn log_request(req: Request<Body>, next: Next) -> Response {
+async fn log_request(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = req
+    let template = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
+        .map(|p| p.as_str().to_string());
+    let route = template
+        .clone()
         .unwrap_or_else(|| req.uri().path().to_string());
     let mut response = next.run(req).await;
     let status = response.status().as_u16();
-    let latency_us = started.elapsed().as_micros();
+    let elapsed = started.elapsed();
+    let latency_us = elapsed.as_micros();
+    // Metrics use the route template only, so unknown paths cannot create new series.
+    let series = template.as_deref().unwrap_or("unmatched");
+    state
+        .ops
+        .record_request(method.as_str(), series, status, elapsed);
     if status == 500 {
         tracing::error!(%method, %route, status, latency_us, "request");
     } else {

@@ -87,3 +87,35 @@ async fn hostile_inputs_never_cause_500() {
         assert!((400..500).contains(&r.status), "{path} -> {}", r.status);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_need_no_key_and_use_route_templates() {
+    let s = TestServer::start().await;
+    s.create_metrics(&["m"]).await;
+    assert_eq!(s.event("m", "u1", 1.0).await.status, 201);
+    s.get("/v1/no/such/path/abc").await;
+    let r = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain")));
+    let text = r.text().await.expect("body");
+    for line in [
+        "kudos_http_requests_total{method=\"POST\",route=\"/v1/metrics/{key}/event\",status=\"201\"} 1",
+        "kudos_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
+        "kudos_events_ingested_total 1",
+        "kudos_user_actors_live 1",
+        "kudos_users 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("/v1/no/such/path"),
+        "raw paths never become series"
+    );
+    assert!(text.contains("kudos_journal_fsyncs_total "));
+}
