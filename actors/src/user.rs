@@ -41,8 +41,6 @@ pub enum UserMsg {
     },
     /// Run a read-only query against the current state.
     Read(ReadFn),
-    /// Fold the journal tail into a snapshot now (checkpoints).
-    Snapshot(RpcReplyPort<()>),
     /// Snapshot and stop if no message arrived for this long.
     PassivateIfIdle(Duration),
     /// Sent by a passivated actor to itself: every message queued before it has been
@@ -76,9 +74,6 @@ fn refuse_after_passivation(myself: &ActorRef<UserMsg>, message: UserMsg) {
     match message {
         UserMsg::Execute { reply, .. } => {
             let _ = reply.send(Err(UserError::Passivated));
-        }
-        UserMsg::Snapshot(reply) => {
-            let _ = reply.send(());
         }
         UserMsg::Read(_) | UserMsg::PassivateIfIdle(_) => {}
         UserMsg::Retire => myself.stop(Some("passivated".into())),
@@ -318,10 +313,6 @@ impl Actor for UserActor {
                 }
             }
             UserMsg::Read(query) => query(&st.state),
-            UserMsg::Snapshot(reply) => {
-                st.snapshot()?;
-                let _ = reply.send(());
-            }
             UserMsg::PassivateIfIdle(idle) => {
                 if st.last_active.elapsed() < idle {
                     return Ok(());

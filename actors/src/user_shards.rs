@@ -246,18 +246,6 @@ impl UserShards {
         Err(UserError::Unavailable)
     }
 
-    /// Snapshots every live user (checkpoints; shutdown snapshots through `post_stop`).
-    pub async fn snapshot_all(&self) {
-        for actor in self.registry.all() {
-            if let Err(e) = actor
-                .call(UserMsg::Snapshot, Some(Duration::from_secs(3)))
-                .await
-            {
-                tracing::warn!(error = %e, "snapshot failed; the journal keeps the tail");
-            }
-        }
-    }
-
     /// Stops every user actor (each snapshots in `post_stop`) and waits for them, so that
     /// nothing holds the store afterwards.
     pub async fn stop_all(&self) {
