@@ -220,7 +220,7 @@ mod tests {
     use crate::rules::profile::UserWrite;
     use crate::rules::streak::StreakEvent;
     use crate::supervisor::{RootSupervisor, SupervisorStats};
-    use crate::user::{Effect, NewEvent, UserRecord};
+    use crate::user::{Effect, Journaled, NewEvent};
     use crate::user_shards::ShardsConfig;
     use chrono::TimeZone;
     use kudos_snapshots::{Store, StreamId};
@@ -295,11 +295,11 @@ mod tests {
         manual.set(next_day_end).expect("forward");
         // Due at 04-03 00:00 (the streak is kept while 04-03 runs), then at 04-04 00:00 lost.
         assert!(scheduler.run_due(manual.now()).await >= 1);
-        let records: Vec<(u64, UserRecord)> = store
+        let records: Vec<(u64, Journaled)> = store
             .journal()
             .tail(&StreamId::new("user", "u1"), 0)
             .expect("tail");
-        let lost = records.iter().flat_map(|(_, r)| r.effects()).any(|e| {
+        let lost = records.iter().flat_map(|(_, r)| &r.effects).any(|e| {
             matches!(
                 e,
                 Effect::Streak {

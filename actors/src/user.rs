@@ -103,16 +103,16 @@ impl UserActorState {
         self.deps.control_ratio > 0 && rand::random_range(0u8..100) < self.deps.control_ratio
     }
 
-    /// Applies `record` (filling in its effects), files the next due instant, journals the
-    /// record and waits for the fsync. On a storage failure the caller stops the actor, which
-    /// is then reloaded from disk: memory never keeps a change the journal lacks.
+    /// Applies `record`, files the next due instant, journals the record with its effects and
+    /// waits for the fsync. On a storage failure the caller stops the actor, which is then
+    /// reloaded from disk: memory never keeps a change the journal lacks.
     async fn commit(
         &mut self,
-        mut record: UserRecord,
+        record: UserRecord,
         catalog: &Catalog,
         now: DateTime<Utc>,
-    ) -> Result<UserRecord, kudos_snapshots::StoreError> {
-        let effects = self.state.apply_collect(&record, Some(catalog));
+    ) -> Result<Journaled, kudos_snapshots::StoreError> {
+        let effects = self.state.apply_collect(&record, Apply::Live(catalog));
         // Indexes first: they are covered by the same fsync as the record below.
         for e in &effects {
             match e {
@@ -130,15 +130,15 @@ impl UserActorState {
                 .owners
                 .insert(&pause.id.to_string(), &self.user_id)?;
         }
-        record.set_effects(effects);
         self.reschedule(catalog, now)?;
+        let entry = Journaled { record, effects };
         let seq = self.seq + 1;
-        self.deps.journal.append(&self.stream, seq, &record).await?;
+        self.deps.journal.append(&self.stream, seq, &entry).await?;
         self.seq = seq;
         if snapshot::due(self.snapshot_seq, self.seq) {
             self.snapshot()?;
         }
-        Ok(record)
+        Ok(entry)
     }
 
     /// Files the user's next due instant with the scheduler (if it changed).
@@ -168,19 +168,20 @@ impl UserActorState {
         Ok(())
     }
 
-    /// The caller's view of a command that was journaled as `record`.
+    /// The caller's view of a command that was journaled as `entry`.
     fn outcome(
         &self,
         command: &Command,
-        record: UserRecord,
+        entry: Journaled,
         catalog: &Catalog,
         now: DateTime<Utc>,
         freezes_before: u32,
     ) -> Outcome {
         let state = &self.state;
+        let Journaled { record, effects } = entry;
         match (command, record) {
             (Command::RecordEvent(_), UserRecord::Event(ev)) => {
-                let extended = ev.effects.iter().any(|e| {
+                let extended = effects.iter().any(|e| {
                     matches!(
                         e,
                         Effect::Streak {
@@ -194,6 +195,7 @@ impl UserActorState {
                     streak: streak::view(&state.streak, &ev.streak, now, state.time_zone()),
                     extended,
                     record: Box::new(ev),
+                    effects,
                 })
             }
             (Command::SetPreferences(_), _) => Outcome::Preferences(state.preferences.clone()),
@@ -213,13 +215,11 @@ impl UserActorState {
                     achievement_id,
                     completion_id,
                     at,
-                    effects,
                     ..
                 },
             ) => Outcome::Completed {
                 achievement_id,
                 completion: Completion { completion_id, at },
-                effects,
             },
             _ => state
                 .profile

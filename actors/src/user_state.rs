@@ -74,6 +74,15 @@ pub struct UserState {
 /// The total of a metric's events that carried exactly these attributes.
 pub type AttributeTotal = (BTreeMap<String, String>, f64);
 
+/// How [`UserState::apply_collect`] treats achievements.
+#[derive(Clone, Copy)]
+pub enum Apply<'a> {
+    /// Live processing: evaluate against this catalog.
+    Live(&'a Catalog),
+    /// Replay: take the completions from the effects recorded with the entry.
+    Replay(&'a [Effect]),
+}
+
 /// A completed achievement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
@@ -197,13 +206,13 @@ impl UserState {
 
     /// Applies `record` and returns the effects it has.
     ///
-    /// Live (`catalog` given), achievements are evaluated against the catalog and their
-    /// completions become effects; on replay (`None`) those recorded completions are applied
-    /// as they were, so a later catalog change cannot alter history.
-    pub fn apply_collect(&mut self, record: &UserRecord, catalog: Option<&Catalog>) -> Vec<Effect> {
+    /// Live, achievements are evaluated against the catalog and their completions become
+    /// effects; on replay the recorded completions are applied as they were, so a later
+    /// catalog change cannot alter history.
+    pub fn apply_collect(&mut self, record: &UserRecord, mode: Apply<'_>) -> Vec<Effect> {
         let mut out = self.apply_base(record);
-        match catalog {
-            Some(catalog) => {
+        match mode {
+            Apply::Live(catalog) => {
                 let scope = self.scope_of(record, &out);
                 let at = record.at().unwrap_or_else(|| {
                     self.profile
@@ -212,8 +221,8 @@ impl UserState {
                 });
                 self.evaluate(catalog, scope, at, &mut out);
             }
-            None => {
-                for e in record.effects() {
+            Apply::Replay(recorded) => {
+                for e in recorded {
                     if let Effect::AchievementCompleted {
                         achievement_id,
                         completion_id,
@@ -598,10 +607,10 @@ fn push_streak(out: &mut Vec<Effect>, user_id: &str, at: DateTime<Utc>, events: 
 }
 
 impl Recoverable for UserState {
-    type Record = UserRecord;
+    type Record = Journaled;
 
-    fn apply(&mut self, record: &UserRecord) {
-        self.apply_collect(record, None);
+    fn apply(&mut self, entry: &Journaled) {
+        self.apply_collect(&entry.record, Apply::Replay(&entry.effects));
     }
 }
 
@@ -650,17 +659,16 @@ pub struct EventRecord {
     pub profile: Option<UserProfile>,
     pub user_created: bool,
     pub streak: StreakConfig,
-    pub effects: Vec<Effect>,
 }
 
-/// A journal record of a user stream.
+/// What happened to a user: the input a change was decided from. Journaled inside a
+/// [`Journaled`] together with the effects it had.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum UserRecord {
     Profile {
         profile: UserProfile,
         streak: StreakConfig,
-        effects: Vec<Effect>,
     },
     Event(EventRecord),
     /// Time passed: periods that ended and freezes earned up to `at`.
@@ -668,36 +676,29 @@ pub enum UserRecord {
         at: DateTime<Utc>,
         tz: String,
         streak: StreakConfig,
-        effects: Vec<Effect>,
     },
     Preferences {
         preferences: Preferences,
-        effects: Vec<Effect>,
     },
     FreezesGranted {
         count: u32,
         streak: StreakConfig,
-        effects: Vec<Effect>,
     },
     PauseAdded {
         pause: Pause,
-        effects: Vec<Effect>,
     },
     PauseRemoved {
         id: Uuid,
-        effects: Vec<Effect>,
     },
     StreakRestored {
         at: DateTime<Utc>,
         tz: String,
         streak: StreakConfig,
-        effects: Vec<Effect>,
     },
     StreakReset {
         at: DateTime<Utc>,
         tz: String,
         streak: StreakConfig,
-        effects: Vec<Effect>,
     },
     /// `POST /achievements/{key}/complete`, with its inline user upsert.
     ApiCompleted {
@@ -706,33 +707,24 @@ pub enum UserRecord {
         achievement_id: Uuid,
         completion_id: Uuid,
         at: DateTime<Utc>,
-        effects: Vec<Effect>,
     },
     /// A backfill of one achievement (SPEC §4.4).
     Backfill {
         achievement_id: Uuid,
         at: DateTime<Utc>,
-        effects: Vec<Effect>,
     },
 }
 
-impl UserRecord {
-    pub fn effects(&self) -> &[Effect] {
-        match self {
-            UserRecord::Event(ev) => &ev.effects,
-            UserRecord::Profile { effects, .. }
-            | UserRecord::Advanced { effects, .. }
-            | UserRecord::Preferences { effects, .. }
-            | UserRecord::FreezesGranted { effects, .. }
-            | UserRecord::PauseAdded { effects, .. }
-            | UserRecord::PauseRemoved { effects, .. }
-            | UserRecord::StreakRestored { effects, .. }
-            | UserRecord::StreakReset { effects, .. }
-            | UserRecord::ApiCompleted { effects, .. }
-            | UserRecord::Backfill { effects, .. } => effects,
-        }
-    }
+/// One journal entry of a user stream: the record and the effects it had when it was
+/// applied live (leaderboards, webhooks and pushes consume these; replay reads the recorded
+/// achievement completions from them instead of re-evaluating against today's catalog).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journaled {
+    pub record: UserRecord,
+    pub effects: Vec<Effect>,
+}
 
+impl UserRecord {
     /// The effective streak configuration the record was decided with, where it has one.
     pub fn streak_config(&self) -> Option<&StreakConfig> {
         match self {
@@ -758,22 +750,6 @@ impl UserRecord {
             | UserRecord::ApiCompleted { at, .. }
             | UserRecord::Backfill { at, .. } => Some(*at),
             _ => None,
-        }
-    }
-
-    pub fn set_effects(&mut self, new: Vec<Effect>) {
-        match self {
-            UserRecord::Event(ev) => ev.effects = new,
-            UserRecord::Profile { effects, .. }
-            | UserRecord::Advanced { effects, .. }
-            | UserRecord::Preferences { effects, .. }
-            | UserRecord::FreezesGranted { effects, .. }
-            | UserRecord::PauseAdded { effects, .. }
-            | UserRecord::PauseRemoved { effects, .. }
-            | UserRecord::StreakRestored { effects, .. }
-            | UserRecord::StreakReset { effects, .. }
-            | UserRecord::ApiCompleted { effects, .. }
-            | UserRecord::Backfill { effects, .. } => *effects = new,
         }
     }
 }
@@ -904,11 +880,10 @@ pub enum Outcome {
     /// The restored length, or `None` when there was nothing longer to restore.
     Restored(Option<u32>),
     Reset,
-    /// An api completion: new (with the record's effects) or the original one repeated.
+    /// An api completion: new, or the original one repeated.
     Completed {
         achievement_id: Uuid,
         completion: Completion,
-        effects: Vec<Effect>,
     },
 }
 
@@ -917,6 +892,8 @@ pub enum Outcome {
 pub enum EventOutcome {
     Recorded {
         record: Box<EventRecord>,
+        /// What the event caused, in order (achievement completions among them).
+        effects: Vec<Effect>,
         total: f64,
         streak: StreakView,
         /// Whether this event started or extended the streak.
@@ -980,7 +957,6 @@ pub fn decide(
                     ctx.control,
                 )?,
                 streak: cfg,
-                effects: Vec::new(),
             }
         }
         Command::RecordEvent(event) => return decide_event(state, event, ctx, cfg),
@@ -988,7 +964,7 @@ pub fn decide(
             let mut sim = state.clone();
             for event in events {
                 if let Decision::Record(record) = decide_event(&sim, event, ctx, cfg.clone())? {
-                    sim.apply_collect(&record, Some(ctx.catalog));
+                    sim.apply_collect(&record, Apply::Live(ctx.catalog));
                 }
             }
             return Ok(Decision::Answer(Outcome::Checked));
@@ -999,19 +975,16 @@ pub fn decide(
                 at: at.map_or(ctx.now, |t| t.min(ctx.now)),
                 tz: tz_name(),
                 streak: cfg,
-                effects: Vec::new(),
             }
         }
         Command::SetPreferences(write) => UserRecord::Preferences {
             preferences: decide_preferences(state, write, ctx.catalog)?,
-            effects: Vec::new(),
         },
         Command::GrantFreezes { count } => {
             require_user(state)?;
             UserRecord::FreezesGranted {
                 count: *count,
                 streak: cfg,
-                effects: Vec::new(),
             }
         }
         Command::AddPause { id, start, end } => {
@@ -1044,7 +1017,6 @@ pub fn decide(
                     end: *end,
                     archived: false,
                 },
-                effects: Vec::new(),
             }
         }
         Command::RemovePause { id } => {
@@ -1056,10 +1028,7 @@ pub fn decide(
             {
                 return Err(UserError::Invalid("Streak pause not found by ID".into()));
             }
-            UserRecord::PauseRemoved {
-                id: *id,
-                effects: Vec::new(),
-            }
+            UserRecord::PauseRemoved { id: *id }
         }
         Command::RestoreStreak => {
             require_user(state)?;
@@ -1071,7 +1040,6 @@ pub fn decide(
                 at: ctx.now,
                 tz: tz_name(),
                 streak: cfg,
-                effects: Vec::new(),
             }
         }
         Command::CompleteAchievement { key, user } => {
@@ -1084,7 +1052,6 @@ pub fn decide(
                 return Ok(Decision::Answer(Outcome::Completed {
                     achievement_id: a.id,
                     completion: done.clone(),
-                    effects: Vec::new(),
                 }));
             }
             let existing = state.profile.as_ref();
@@ -1110,7 +1077,6 @@ pub fn decide(
                 achievement_id: a.id,
                 completion_id: ctx.new_id,
                 at: ctx.now,
-                effects: Vec::new(),
             }
         }
         Command::Backfill { achievement_id } => {
@@ -1128,7 +1094,6 @@ pub fn decide(
             UserRecord::Backfill {
                 achievement_id: *achievement_id,
                 at: ctx.now,
-                effects: Vec::new(),
             }
         }
         Command::ResetStreak => {
@@ -1137,7 +1102,6 @@ pub fn decide(
                 at: ctx.now,
                 tz: tz_name(),
                 streak: cfg,
-                effects: Vec::new(),
             }
         }
     };
@@ -1228,7 +1192,6 @@ fn decide_event(
         profile: profile_changed.then_some(profile),
         user_created,
         streak: cfg,
-        effects: Vec::new(),
     })))
 }
 
@@ -1349,21 +1312,26 @@ mod tests {
         })
     }
 
-    /// Decides and applies like the actor does; returns the record with its effects.
+    /// What [`run`] did: journaled an entry, or answered without a change.
+    #[derive(Debug)]
+    enum Ran {
+        Journaled(Journaled),
+        Answer(Outcome),
+    }
+
+    /// Decides and applies like the actor does.
     fn run(
         state: &mut UserState,
         cat: &Catalog,
         cmd: &Command,
         now: DateTime<Utc>,
-    ) -> Result<Decision, UserError> {
-        let d = decide(state, cmd, &ctx(cat, now))?;
-        Ok(match d {
-            Decision::Record(mut record) => {
-                let effects = state.apply_collect(&record, Some(cat));
-                record.set_effects(effects);
-                Decision::Record(record)
+    ) -> Result<Ran, UserError> {
+        Ok(match decide(state, cmd, &ctx(cat, now))? {
+            Decision::Record(record) => {
+                let effects = state.apply_collect(&record, Apply::Live(cat));
+                Ran::Journaled(Journaled { record, effects })
             }
-            answer => answer,
+            Decision::Answer(outcome) => Ran::Answer(outcome),
         })
     }
 
@@ -1371,7 +1339,8 @@ mod tests {
     fn first_event_creates_the_user_starts_the_streak_and_adds_the_value() {
         let (cat, metric) = catalog();
         let mut state = UserState::default();
-        let Ok(Decision::Record(record)) = run(&mut state, &cat, &event(metric, 2.5, None), t(0))
+        let Ok(Ran::Journaled(Journaled { record, effects })) =
+            run(&mut state, &cat, &event(metric, 2.5, None), t(0))
         else {
             panic!("expected a record");
         };
@@ -1380,7 +1349,6 @@ mod tests {
         };
         assert!(ev.user_created);
         assert_eq!(ev.tz, "UTC");
-        let effects = record.effects();
         assert!(matches!(effects[0], Effect::UserCreated { .. }));
         assert!(matches!(effects[1], Effect::MetricTotalChanged { total, .. } if total == 2.5));
         assert!(matches!(
@@ -1398,14 +1366,16 @@ mod tests {
     fn idempotent_replay_changes_nothing_and_returns_the_original_id() {
         let (cat, metric) = catalog();
         let mut state = UserState::default();
-        let Ok(Decision::Record(UserRecord::Event(first))) =
-            run(&mut state, &cat, &event(metric, 1.0, Some("k")), t(0))
+        let Ok(Ran::Journaled(Journaled {
+            record: UserRecord::Event(first),
+            ..
+        })) = run(&mut state, &cat, &event(metric, 1.0, Some("k")), t(0))
         else {
             panic!("expected a record");
         };
         let before = state.clone();
         let again = run(&mut state, &cat, &event(metric, 5.0, Some("k")), t(10)).expect("replay");
-        let Decision::Answer(Outcome::Event(EventOutcome::Replayed {
+        let Ran::Answer(Outcome::Event(EventOutcome::Replayed {
             event_id,
             total,
             streak,
@@ -1563,11 +1533,12 @@ mod tests {
         out.changed[0].id
     }
 
-    fn completions(record: &Decision) -> Vec<(Uuid, bool)> {
-        let Decision::Record(r) = record else {
+    fn completions(ran: &Ran) -> Vec<(Uuid, bool)> {
+        let Ran::Journaled(entry) = ran else {
             return vec![];
         };
-        r.effects()
+        entry
+            .effects
             .iter()
             .filter_map(|e| match e {
                 Effect::AchievementCompleted {
@@ -1652,7 +1623,7 @@ mod tests {
         )
         .expect("backfill");
         assert!(
-            matches!(back, Decision::Answer(_)),
+            matches!(back, Ran::Answer(_)),
             "total is -3 now: not qualified"
         );
         run(&mut state, &cat, &event(metric, 10.0, None), t(200)).expect("event");
@@ -1718,8 +1689,8 @@ mod tests {
         let mut journal = Vec::new();
         let mut step = |state: &mut UserState, cmd: &Command, secs| {
             let d = run(state, &cat, cmd, t(secs)).expect("ok");
-            if let Decision::Record(r) = &d {
-                journal.push(serde_json::to_string(r).expect("encode"));
+            if let Ran::Journaled(entry) = &d {
+                journal.push(serde_json::to_string(entry).expect("encode"));
             }
             d
         };
@@ -1744,7 +1715,7 @@ mod tests {
         assert_eq!(completions(&done), vec![(api, false)]);
         assert!(state.completed.contains_key(&api));
         let again = run(&mut state, &cat, &complete, t(6)).expect("idempotent");
-        assert!(matches!(again, Decision::Answer(Outcome::Completed { .. })));
+        assert!(matches!(again, Ran::Answer(Outcome::Completed { .. })));
         let missing = Command::CompleteAchievement {
             key: "nope".into(),
             user: UserWrite::default(),
@@ -1757,7 +1728,7 @@ mod tests {
         // Replay restores completions from the journal, whatever the catalog says now.
         let mut replayed = UserState::default();
         for line in &journal {
-            replayed.apply(&serde_json::from_str::<UserRecord>(line).expect("decode"));
+            replayed.apply(&serde_json::from_str::<Journaled>(line).expect("decode"));
         }
         assert_eq!(replayed, state);
     }
@@ -1817,8 +1788,8 @@ mod tests {
             for (value, secs, key) in &sorted {
                 let key = key.map(|k| format!("key-{k}"));
                 let cmd = event(metric, f64::from(*value) / 4.0, key.as_deref());
-                if let Decision::Record(record) = run(&mut live, &cat, &cmd, t(*secs)).expect("valid") {
-                    journal.push(serde_json::to_string(&record).expect("encode"));
+                if let Ran::Journaled(entry) = run(&mut live, &cat, &cmd, t(*secs)).expect("valid") {
+                    journal.push(serde_json::to_string(&entry).expect("encode"));
                 }
                 if key.as_ref().is_none_or(|k| seen.insert(k.clone())) {
                     expected += f64::from(*value) / 4.0;
@@ -1826,8 +1797,8 @@ mod tests {
             }
             let mut replayed = UserState::default();
             for line in &journal {
-                let rec: UserRecord = serde_json::from_str(line).expect("decode");
-                replayed.apply(&rec);
+                let entry: Journaled = serde_json::from_str(line).expect("decode");
+                replayed.apply(&entry);
             }
             prop_assert_eq!(&replayed, &live);
             prop_assert!((live.total(metric) - expected).abs() < 1e-9);

@@ -348,7 +348,9 @@ async fn ingest(
 async fn recovery(bin: &Path, events: usize, users: usize) -> anyhow::Result<()> {
     use kudos_actors::catalog::{Catalog, NewMetric, UnitType};
     use kudos_actors::rules::profile::UserWrite;
-    use kudos_actors::user::{decide, Command, Context, Decision, NewEvent, UserState};
+    use kudos_actors::user::{
+        decide, Apply, Command, Context, Decision, Journaled, NewEvent, UserState,
+    };
     use kudos_snapshots::{Store, StreamId};
 
     let dir = tempfile::tempdir()?;
@@ -396,12 +398,13 @@ async fn recovery(bin: &Path, events: usize, users: usize) -> anyhow::Result<()>
                         new_id: uuid::Uuid::new_v4(),
                         control: false,
                     };
-                    if let Decision::Record(mut record) =
+                    if let Decision::Record(record) =
                         decide(&state, &Command::RecordEvent(event), &ctx)?
                     {
-                        let effects = state.apply_collect(&record, Some(&catalog));
-                        record.set_effects(effects);
-                        journal.append(&stream, seq, &record).await?;
+                        let effects = state.apply_collect(&record, Apply::Live(&catalog));
+                        journal
+                            .append(&stream, seq, &Journaled { record, effects })
+                            .await?;
                     }
                 }
                 anyhow::Ok(())

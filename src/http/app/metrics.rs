@@ -80,6 +80,7 @@ async fn send_event(
     Ok(match outcome {
         EventOutcome::Recorded {
             record,
+            effects,
             total,
             streak,
             extended,
@@ -92,7 +93,7 @@ async fn send_event(
                 MetricEventStreak::new(&streak, extended),
                 idempotency_key,
             );
-            resp.1.achievements = completed_in(&record.effects, &catalog);
+            resp.1.achievements = completed_in(&effects, &catalog);
             resp
         }
         EventOutcome::Replayed {
