@@ -51,15 +51,23 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// `PUT` (identify) and `PATCH` (update) take the same body and differ only in `mode`.
+async fn write_by_path(
+    state: AppState,
+    id: String,
+    body: serde_json::Value,
+    mode: WriteMode,
+) -> ApiResult<Json<User>> {
+    let write = parse_user_write(object(&body, "Request body")?)?;
+    Ok(Json(write_profile(&state, &id, mode, write).await?))
+}
+
 async fn identify_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<User>> {
-    let write = parse_user_write(object(&body, "Request body")?)?;
-    Ok(Json(
-        write_profile(&state, &id, WriteMode::Identify, write).await?,
-    ))
+    write_by_path(state, id, body, WriteMode::Identify).await
 }
 
 async fn update_user(
@@ -67,10 +75,7 @@ async fn update_user(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<User>> {
-    let write = parse_user_write(object(&body, "Request body")?)?;
-    Ok(Json(
-        write_profile(&state, &id, WriteMode::Update, write).await?,
-    ))
+    write_by_path(state, id, body, WriteMode::Update).await
 }
 
 async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<User>> {
