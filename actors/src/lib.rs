@@ -20,6 +20,8 @@ pub mod clock;
 pub mod rules;
 pub mod scheduler;
 pub mod supervisor;
+#[cfg(test)]
+mod testing;
 pub mod user;
 pub mod user_shards;
 pub mod user_state;

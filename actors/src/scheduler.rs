@@ -215,16 +215,14 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{CatalogService, Changed, NewMetric, StreakSettingsPatch, UnitType};
+    use crate::catalog::{Changed, StreakSettingsPatch};
     use crate::clock::ManualClock;
     use crate::rules::profile::UserWrite;
     use crate::rules::streak::StreakEvent;
-    use crate::supervisor::{RootSupervisor, SupervisorStats};
     use crate::user::{Effect, Journaled, NewEvent};
     use crate::user_shards::ShardsConfig;
     use chrono::TimeZone;
     use kudos_snapshots::{Store, StreamId};
-    use ractor::Actor;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_period_ending_unsatisfied_is_evaluated_and_journaled_without_any_event() {
@@ -236,43 +234,14 @@ mod tests {
             .expect("valid");
         let manual = Arc::new(ManualClock::new(start));
         let clock: Arc<dyn Clock> = manual.clone();
-        let (sup, _h) = Actor::spawn(None, RootSupervisor, Arc::new(SupervisorStats::default()))
-            .await
-            .expect("supervisor");
-        let catalog = Arc::new(CatalogService::load(store.clone()).expect("catalog"));
+        let (catalog, metric) = crate::testing::catalog_with_metric(&store, "m", start, true).await;
         let users = UserShards::new(
             store.clone(),
             catalog.clone(),
             clock.clone(),
-            sup.get_cell(),
+            crate::testing::supervisor().await,
             ShardsConfig::default(),
         );
-        let metric = catalog
-            .update(|c| {
-                let (m, _) = c.create_metrics(
-                    vec![Ok(NewMetric {
-                        key: "m".into(),
-                        name: "M".into(),
-                        unit_type: UnitType::Number,
-                        units: None,
-                    })],
-                    start,
-                );
-                c.update_streak_settings(StreakSettingsPatch {
-                    metrics: Some(vec![("m".into(), 1.0)]),
-                    ..Default::default()
-                })
-                .expect("settings");
-                (
-                    m[0].id,
-                    vec![
-                        Changed::Metric(m[0].clone()),
-                        Changed::StreakSettings(c.streak.clone()),
-                    ],
-                )
-            })
-            .await
-            .expect("update");
         let scheduler = Scheduler::new(store.clone(), users.clone(), clock);
         let event = NewEvent {
             metric_id: metric,

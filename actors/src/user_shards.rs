@@ -283,10 +283,8 @@ impl UserShards {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{NewMetric, UnitType};
     use crate::clock::ManualClock;
     use crate::rules::profile::UserWrite;
-    use crate::supervisor::{RootSupervisor, SupervisorStats};
     use crate::user::{EventOutcome, NewEvent};
     use chrono::TimeZone;
 
@@ -299,31 +297,13 @@ mod tests {
             .single()
             .expect("valid");
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(start));
-        let (sup, _h) = Actor::spawn(None, RootSupervisor, Arc::new(SupervisorStats::default()))
-            .await
-            .expect("supervisor");
-        let catalog =
-            Arc::new(crate::catalog::CatalogService::load(store.clone()).expect("catalog"));
-        let metric = catalog
-            .update(|c| {
-                let (m, _) = c.create_metrics(
-                    vec![Ok(NewMetric {
-                        key: "m".into(),
-                        name: "M".into(),
-                        unit_type: UnitType::Number,
-                        units: None,
-                    })],
-                    start,
-                );
-                (m[0].id, vec![crate::catalog::Changed::Metric(m[0].clone())])
-            })
-            .await
-            .expect("metric");
+        let (catalog, metric) =
+            crate::testing::catalog_with_metric(&store, "m", start, false).await;
         let shards = UserShards::new(
             store.clone(),
             catalog,
             clock,
-            sup.get_cell(),
+            crate::testing::supervisor().await,
             ShardsConfig {
                 idle_after: Duration::ZERO,
                 sweep_every: Duration::from_millis(10),
