@@ -15,6 +15,36 @@ fn parse_flag(raw: &str) -> Result<bool, String> {
     }
 }
 
+/// A duration such as `90s`, `15m`, `24h` or `30d`; `forever` (or `inf`) for none.
+fn parse_window(raw: &str) -> Result<Window, String> {
+    let raw = raw.trim().to_ascii_lowercase();
+    if matches!(raw.as_str(), "forever" | "inf" | "infinite" | "none") {
+        return Ok(Window(None));
+    }
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{raw}' needs a unit: s, m, h or d (or 'forever')"))?;
+    let (n, unit) = raw.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("'{raw}' does not start with a whole number"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        other => return Err(format!("unknown unit '{other}': use s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the window must be longer than zero (or 'forever')".into());
+    }
+    Ok(Window(Some(std::time::Duration::from_secs(secs))))
+}
+
+/// How long something is kept; `None` is forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(pub Option<std::time::Duration>);
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "kudos",
@@ -51,6 +81,21 @@ pub struct Config {
     #[arg(long, env = "KUDOS_METRICS", default_value = "1", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub metrics: bool,
 
+    /// How long an Idempotency-Key is remembered: `forever` (SPEC §1.5.3) or a duration
+    /// such as `24h` or `30d`. Expired keys are pruned in the background.
+    #[arg(long, env = "KUDOS_IDEMPOTENCY_WINDOW", default_value = "forever", value_parser = parse_window)]
+    pub idempotency_window: Window,
+
+    /// sled's page cache, in MiB. It holds recently used journal, snapshot and index pages;
+    /// resident memory is roughly this plus the active users' state.
+    #[arg(long, env = "KUDOS_CACHE_MB", default_value_t = 128)]
+    pub cache_mb: u64,
+
+    /// `1` runs the effect tally, a consumer that counts every effect per user and serves
+    /// the counts at `GET /admin/v1/test-effect-tally` (durability tests only).
+    #[arg(long, env = "KUDOS_TEST_EFFECT_TALLY", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub test_effect_tally: bool,
+
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,
@@ -76,5 +121,18 @@ mod tests {
         assert_eq!(c.addr.port(), 9000);
         assert_eq!(c.max_body_bytes, 1_048_576);
         assert!(Config::try_parse_from(["kudos", "--test-clock", "maybe"]).is_err());
+        assert_eq!(c.idempotency_window, Window(None));
+        assert_eq!(c.cache_mb, 128);
+        let w = Config::parse_from(["kudos", "--idempotency-window", "2d"]);
+        assert_eq!(
+            w.idempotency_window,
+            Window(Some(std::time::Duration::from_secs(172_800)))
+        );
+        for bad in ["0s", "12", "3w", "x"] {
+            assert!(
+                Config::try_parse_from(["kudos", "--idempotency-window", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -154,7 +154,7 @@ impl KeyStore {
             active: true,
             created: now,
         };
-        let value = serde_json::to_value(&stored).map_err(StoreError::Encode)?;
+        let value = serde_json::to_value(&stored).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.store
             .meta_commit(vec![(format!("key/{}", stored.id), Some(value))])
             .await?;
@@ -188,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn bootstrap_generates_once_and_verifies() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Store::open(dir.path(), &Default::default()).expect("open");
         let keys = KeyStore::load(store.clone()).expect("load");
         let now = DateTime::<Utc>::MIN_UTC;
         let generated = keys
@@ -212,7 +212,8 @@ mod tests {
     #[tokio::test]
     async fn configured_key_must_be_well_formed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let keys = KeyStore::load(Store::open(dir.path()).expect("open")).expect("load");
+        let keys = KeyStore::load(Store::open(dir.path(), &Default::default()).expect("open"))
+            .expect("load");
         let now = DateTime::<Utc>::MIN_UTC;
         assert!(matches!(
             keys.bootstrap(Some("short.x"), now).await,

@@ -11,10 +11,11 @@
 //!
 //! ## Data flow
 //! A request passes auth, is parsed by `wire`, and is sent to the user's actor through
-//! `UserShards`. The actor decides (pure rules), appends the record to the journal, waits for
-//! the group-commit fsync, applies it in memory and answers; only then does the handler
-//! reply. On start, [`run`] folds every journal tail into its snapshot before `/readyz`
-//! turns green; on shutdown it snapshots every live actor and flushes.
+//! `UserShards`. The actor decides (pure rules), applies, commits the record and every row it
+//! implies as one atomic batch, waits for the group-commit fsync, and only then answers and
+//! publishes the record's effects to their consumers. On start nothing is replayed: actors
+//! load snapshot + journal tail when first used. On shutdown background loops stop, every
+//! live actor snapshots, and the store flushes.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -31,11 +32,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use kudos_actors::catalog::CatalogService;
 use kudos_actors::clock::{wall_clock_now, Clock, ManualClock, SystemClock};
+use kudos_actors::effects::{run_consumer, EffectBus, EffectTally, Tally};
 use kudos_actors::scheduler::Scheduler;
 use kudos_actors::supervisor::{RootSupervisor, SupervisorStats};
-use kudos_actors::user::UserState;
+use kudos_actors::tasks::Background;
 use kudos_actors::user_shards::{ShardsConfig, UserShards};
-use kudos_snapshots::{recovery, Store};
+use kudos_snapshots::{ConsumerId, Store, StoreOptions};
 use ractor::Actor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +55,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the scheduler looks for due work (streak period ends are evaluated within this
 /// long after local midnight; reads apply pending evaluations themselves, SPEC §5.5.1).
 const SCHEDULER_TICK: Duration = Duration::from_secs(10);
+
+/// How often expired idempotency keys are pruned (when a window is configured).
+const IDEMPOTENCY_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// How long background loops get to stop at shutdown.
+const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Start-up progress, as `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +84,9 @@ pub struct Inner {
     pub clock_moves: tokio::sync::Mutex<()>,
     pub ops: OpsCounters,
     pub supervisor_stats: Arc<SupervisorStats>,
+    pub background: Background,
+    /// What the effect tally counted, when `KUDOS_TEST_EFFECT_TALLY=1`.
+    pub effect_tally: Option<Arc<std::sync::Mutex<std::collections::HashMap<String, Tally>>>>,
     readiness: AtomicU8,
 }
 
@@ -99,8 +110,9 @@ impl AppState {
         }
     }
 
+    /// Ready: start-up finished and storage can make writes durable.
     pub fn is_ready(&self) -> bool {
-        self.readiness() == Readiness::Ready
+        self.readiness() == Readiness::Ready && self.store.healthy()
     }
 
     fn set_readiness(&self, r: Readiness) {
@@ -138,7 +150,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir)
+    let options = StoreOptions {
+        cache_bytes: config.cache_mb.saturating_mul(1024 * 1024),
+    };
+    let store = Store::open(&config.data_dir, &options)
         .with_context(|| format!("cannot open sled database in {}", config.data_dir.display()))?;
     let clock = make_clock(&config, &store)?;
     let catalog = Arc::new(CatalogService::load(store.clone())?);
@@ -154,17 +169,33 @@ pub async fn run(
         Actor::spawn(None, RootSupervisor, supervisor_stats.clone())
             .await
             .context("cannot start the root supervisor")?;
+    let mut consumers = Vec::new();
+    if config.test_effect_tally {
+        consumers.push(ConsumerId::TEST_TALLY);
+    }
+    let bus = EffectBus::new(consumers);
     let users = UserShards::new(
         store.clone(),
         catalog.clone(),
         clock.clone(),
         supervisor.get_cell(),
+        bus.clone(),
         ShardsConfig {
             idle_after: Duration::from_secs(config.user_idle_secs),
+            idempotency_window: config.idempotency_window.0,
             ..ShardsConfig::default()
         },
     );
-    let scheduler = Arc::new(Scheduler::new(store.clone(), users.clone(), clock.clone()));
+    let background = Background::new(shutdown.clone());
+    let scheduler = Arc::new(Scheduler::new(
+        store.clone(),
+        users.clone(),
+        clock.clone(),
+        background.clone(),
+    ));
+    let effect_tally = config
+        .test_effect_tally
+        .then(|| Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())));
     let state = AppState(Arc::new(Inner {
         config,
         store,
@@ -176,16 +207,12 @@ pub async fn run(
         clock_moves: tokio::sync::Mutex::new(()),
         ops: OpsCounters::default(),
         supervisor_stats,
+        background,
+        effect_tally,
         readiness: AtomicU8::new(0),
     }));
-    tokio::spawn(recover(state.clone()));
-    let passivator = state.users.spawn_passivator(shutdown.clone());
-    let ready_state = state.clone();
-    let scheduler_task = state.scheduler.spawn(
-        SCHEDULER_TICK,
-        move || ready_state.is_ready(),
-        shutdown.clone(),
-    );
+    start_background(&state, bus);
+    start(&state);
 
     let router = http::router(state.clone());
     let token = shutdown.clone();
@@ -207,11 +234,8 @@ pub async fn run(
         }
     }
 
+    state.background.stop(BACKGROUND_STOP_TIMEOUT).await;
     tracing::info!("snapshotting live users");
-    passivator.abort();
-    let _ = passivator.await;
-    scheduler_task.abort();
-    let _ = scheduler_task.await;
     state.users.stop_all().await;
     supervisor.stop(None);
     let _ = supervisor_handle.await;
@@ -224,37 +248,91 @@ pub async fn run(
     Ok(())
 }
 
-/// Folds every journal tail into its snapshot, then marks the server ready.
-async fn recover(state: AppState) {
-    let journal = state.store.journal();
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
-        recovery::fold_all_tails::<UserState>(&journal, "user")
-    })
-    .await;
-    match result {
-        Ok(Ok(report)) => {
-            tracing::info!(
-                users = report.streams,
-                records = report.records,
-                unrecoverable_users = report.failed,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "recovery complete"
-            );
-            state.set_readiness(Readiness::Ready);
-            match state.scheduler.resume_jobs() {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(jobs = n, "background jobs resumed"),
-                Err(e) => tracing::error!(error = %e, "cannot read background jobs"),
+/// The supervised background loops: passivation, the scheduler tick, idempotency pruning
+/// and effect consumers.
+fn start_background(state: &AppState, bus: EffectBus) {
+    let bg = &state.background;
+    let token = bg.shutdown().clone();
+    let (users, t) = (state.users.clone(), token.clone());
+    bg.supervise("passivator", move || {
+        let (users, t) = (users.clone(), t.clone());
+        async move { users.passivate_idle(t).await }
+    });
+    let (s, t) = (state.clone(), token.clone());
+    bg.supervise("scheduler", move || {
+        let (s, t) = (s.clone(), t.clone());
+        async move {
+            let ready = s.clone();
+            s.scheduler
+                .tick_loop(SCHEDULER_TICK, move || ready.is_ready(), t)
+                .await
+        }
+    });
+    if let Some(window) = state.config.idempotency_window.0 {
+        let (s, t) = (state.clone(), token.clone());
+        bg.supervise("idempotency-pruner", move || {
+            let (s, t) = (s.clone(), t.clone());
+            async move { prune_idempotency(&s, window, t).await }
+        });
+    }
+    if let Some(view) = &state.effect_tally {
+        let (store, view, t) = (state.store.clone(), view.clone(), token.clone());
+        bg.supervise("effect-tally", move || {
+            let (store, bus, view, t) = (store.clone(), bus.clone(), view.clone(), t.clone());
+            async move {
+                let tally = EffectTally::load(&store, view).map_err(|e| e.to_string())?;
+                run_consumer(store, bus, tally, t).await
             }
+        });
+    }
+}
+
+/// Removes idempotency keys older than `window`, in small batches, every minute.
+async fn prune_idempotency(
+    state: &AppState,
+    window: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let mut tick = tokio::time::interval(IDEMPOTENCY_PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "recovery failed; the server stays not ready");
-            state.set_readiness(Readiness::Failed);
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "recovery task failed; the server stays not ready");
-            state.set_readiness(Readiness::Failed);
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let before = state
+            .clock
+            .now()
+            .timestamp_millis()
+            .saturating_sub(window_ms);
+        loop {
+            let commit = state
+                .store
+                .indexes()
+                .expired_idempotency(before, 1024)
+                .map_err(|e| e.to_string())?;
+            if commit.is_empty() {
+                break;
+            }
+            state.store.write(commit).map_err(|e| e.to_string())?;
         }
     }
+}
+
+/// Start-up after the store is open: nothing is replayed (actors load snapshot + tail on
+/// demand, and a tail is at most one snapshot interval long), so the server is ready as
+/// soon as the jobs recorded before a restart are resumed.
+fn start(state: &AppState) {
+    let started = Instant::now();
+    match state.scheduler.resume_jobs() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "background jobs resumed"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read background jobs; the server stays not ready");
+            state.set_readiness(Readiness::Failed);
+            return;
+        }
+    }
+    state.set_readiness(Readiness::Ready);
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
 }

@@ -123,8 +123,13 @@ pub struct Gauges {
     pub fsync_seconds: f64,
     pub live_users: usize,
     pub actor_failures: u64,
-    pub pending_due: usize,
-    pub users: usize,
+    /// Due entries at or before now (capped).
+    pub overdue: usize,
+    pub users: u64,
+    pub fsync_failures: u64,
+    pub storage_healthy: bool,
+    /// Inbox rows the effect tally has not applied (capped), when it runs.
+    pub effect_backlog: Option<usize>,
 }
 
 /// The whole `/metrics` body.
@@ -168,11 +173,31 @@ pub fn render(counters: &OpsCounters, g: &Gauges) -> String {
         g.actor_failures.to_string(),
     );
     single(
-        "kudos_due_entries",
+        "kudos_due_overdue",
         "gauge",
-        "Users with scheduled work filed in the due index.",
-        g.pending_due.to_string(),
+        "Due entries at or before now, not yet run (counted up to 10000).",
+        g.overdue.to_string(),
     );
+    single(
+        "kudos_journal_fsync_failures_total",
+        "counter",
+        "Group-commit fsyncs that failed.",
+        g.fsync_failures.to_string(),
+    );
+    single(
+        "kudos_storage_healthy",
+        "gauge",
+        "1 while writes can be made durable, 0 after a storage failure.",
+        u8::from(g.storage_healthy).to_string(),
+    );
+    if let Some(backlog) = g.effect_backlog {
+        single(
+            "kudos_effect_tally_backlog",
+            "gauge",
+            "Inbox rows the effect tally has not applied yet (counted up to 10000).",
+            backlog.to_string(),
+        );
+    }
     single(
         "kudos_users",
         "gauge",
@@ -212,8 +237,11 @@ mod tests {
             fsync_seconds: 0.5,
             live_users: 1,
             actor_failures: 0,
-            pending_due: 0,
+            overdue: 0,
             users: 1,
+            fsync_failures: 0,
+            storage_healthy: true,
+            effect_backlog: None,
         };
         let text = render(&c, &g);
         assert!(text.contains("kudos_http_requests_total{method=\"POST\",route=\"/v1/metrics/{key}/event\",status=\"201\"} 2"));

@@ -694,7 +694,7 @@ pub enum Changed {
 impl Changed {
     fn entry(&self) -> Result<(String, Option<serde_json::Value>), StoreError> {
         let encode = |v: Result<serde_json::Value, serde_json::Error>| {
-            v.map(Some).map_err(StoreError::Encode)
+            v.map(Some).map_err(|e| StoreError::Encode(e.to_string()))
         };
         Ok(match self {
             Changed::Metric(m) => (

@@ -8,18 +8,24 @@
 //!   processing for one user.
 //! - [`user_shards`]: user id → actor routing, lazy spawn, passivation of idle users.
 //! - [`supervisor`]: the root of the actor tree.
+//! - [`effects`]: the effect bus and inbox consumers (effects applied exactly once).
+//! - [`tasks`]: supervised background loops (restart with backoff, tracked shutdown).
+//! - [`scheduler`]: typed due work on the clock, and jobs that visit every user.
 //! - [`clock`]: the only source of domain time (system or manual test clock).
 //!
-//! A request flows `http` → `UserShards::call` → `UserActor` (`decide_*` → journal append +
-//! fsync → `apply`) → reply with the record and its effects.
+//! A request flows `http` → `UserShards::call` → `UserActor` (`decide` → `apply` → one
+//! atomic commit of the record and every row it implies → group-commit fsync) → reply, then
+//! the record's effects are published to their consumers.
 #![forbid(unsafe_code)]
 
 pub mod achievements;
 pub mod catalog;
 pub mod clock;
+pub mod effects;
 pub mod rules;
 pub mod scheduler;
 pub mod supervisor;
+pub mod tasks;
 #[cfg(test)]
 mod testing;
 pub mod user;

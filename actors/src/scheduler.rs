@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kudos_snapshots::{DueIndex, Store};
+use kudos_snapshots::{Commit, DueIndex, DueKind, DueTarget, Store, StreamKind};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::tasks::Background;
 use crate::user::{Command, UserError};
 use crate::user_shards::UserShards;
 
@@ -54,65 +55,93 @@ impl Job {
     }
 }
 
+/// What became of one due entry.
+enum Handled {
+    /// The work ran; the handler moved the entry itself (or it is removed now).
+    Done,
+    /// The work failed; try again later.
+    Retry,
+}
+
 pub struct Scheduler {
     due: DueIndex,
     store: Store,
     users: UserShards,
     clock: Arc<dyn Clock>,
+    background: Background,
     /// One run at a time: the periodic tick and test-clock moves never interleave.
     running: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
-    pub fn new(store: Store, users: UserShards, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Store,
+        users: UserShards,
+        clock: Arc<dyn Clock>,
+        background: Background,
+    ) -> Self {
         Self {
             due: store.due(),
             store,
             users,
             clock,
+            background,
             running: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Runs every job due at or before `now`, earliest first. Returns how many ran.
-    pub async fn run_due(&self, now: DateTime<Utc>) -> usize {
+    /// Runs the work of one due entry, by kind. Later features add a kind here.
+    async fn handle(&self, target: &DueTarget, at: Option<DateTime<Utc>>) -> Handled {
+        match target.kind {
+            DueKind::UserPeriodEnd => {
+                match self
+                    .users
+                    .execute(&target.stream.id, Command::Advance { at })
+                    .await
+                {
+                    Ok(_) | Err(UserError::NotFound) => Handled::Done,
+                    Err(e) => {
+                        tracing::warn!(user = %target.stream.id, error = %e, "scheduled evaluation failed; retrying in a minute");
+                        Handled::Retry
+                    }
+                }
+            }
+            other => {
+                tracing::warn!(kind = ?other, stream = %target.stream, "no handler for this kind of due work yet; retrying later");
+                Handled::Retry
+            }
+        }
+    }
+
+    /// Runs every job due at or before `now`, earliest first. Returns how many ran, or the
+    /// storage error that stopped the run (the entries left are run next time).
+    pub async fn run_due(&self, now: DateTime<Utc>) -> Result<usize, kudos_snapshots::StoreError> {
         let _one_at_a_time = self.running.lock().await;
         let stepwise = self.clock.as_manual().is_some();
         let now_ms = now.timestamp_millis();
         let mut ran = 0;
         loop {
-            let batch = match self.due.due_before(now_ms, BATCH) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the due index");
-                    return ran;
-                }
-            };
+            let batch = self.due.due_before(now_ms, BATCH)?;
             if batch.is_empty() {
-                return ran;
+                return Ok(ran);
             }
-            for (due_ms, user_id) in batch {
+            for (due_ms, target) in batch {
                 let at = if stepwise {
                     DateTime::<Utc>::from_timestamp_millis(due_ms)
                 } else {
                     None
                 };
-                let done = match self.users.execute(&user_id, Command::Advance { at }).await {
-                    Ok(_) | Err(UserError::NotFound) => {
-                        self.due.reschedule(&user_id, Some(due_ms), None)
-                    }
-                    Err(e) => {
-                        tracing::warn!(user = %user_id, error = %e, "scheduled evaluation failed; retrying in a minute");
-                        self.due.reschedule(
-                            &user_id,
-                            Some(due_ms),
-                            Some(now_ms.max(due_ms) + RETRY_MS),
-                        )
-                    }
-                };
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "cannot update the due index");
-                    return ran;
+                let handled = self.handle(&target, at).await;
+                // The handler's own commit moves its entry; one still filed at this instant
+                // is removed (done) or moved a minute on (retry), so a run always ends.
+                if self.due.contains(&target, due_ms)? {
+                    let mut c = Commit::new();
+                    let next = match handled {
+                        Handled::Done => None,
+                        Handled::Retry => Some(now_ms.max(due_ms) + RETRY_MS),
+                    };
+                    c.due(&target, Some(due_ms), next);
+                    self.store.commit(c).await?;
                 }
                 ran += 1;
             }
@@ -127,13 +156,29 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Runs an already recorded job in the background and removes its record when done.
+    /// Runs an already recorded job, supervised, until every user succeeded; then removes
+    /// its record. A job with failures is retried (jobs are idempotent), and a restart
+    /// resumes it from its record.
     pub fn spawn_job(self: &Arc<Self>, key: String, job: Job) {
         let this = self.clone();
-        tokio::spawn(async move {
-            this.run_job(&job).await;
-            if let Err(e) = this.store.meta_commit(vec![(key, None)]).await {
-                tracing::warn!(error = %e, "cannot remove a finished job; it will run again after a restart");
+        self.background.supervise("job", move || {
+            let (this, key, job) = (this.clone(), key.clone(), job.clone());
+            async move {
+                let shutdown = this.background.shutdown().clone();
+                let report = this.run_job(&job, &shutdown).await;
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                if report.failed > 0 {
+                    return Err(format!(
+                        "{} of {} users failed; the job runs again",
+                        report.failed, report.visited
+                    ));
+                }
+                this.store
+                    .meta_commit(vec![(key.clone(), None)])
+                    .await
+                    .map_err(|e| format!("cannot remove a finished job: {e}"))
             }
         });
     }
@@ -152,8 +197,8 @@ impl Scheduler {
         Ok(resumed)
     }
 
-    /// Visits every existing user with the job's command. Returns how many users were visited.
-    pub async fn run_job(&self, job: &Job) -> usize {
+    /// Visits every existing user with the job's command, until done or `shutdown`.
+    pub async fn run_job(&self, job: &Job, shutdown: &CancellationToken) -> JobReport {
         let commands: Vec<Command> = match job {
             Job::Backfill(ids) => ids
                 .iter()
@@ -163,53 +208,67 @@ impl Scheduler {
                 .collect(),
             Job::Refile => vec![Command::Advance { at: None }],
         };
-        let mut visited = 0;
-        for id in self.store.users().ids() {
+        let mut report = JobReport::default();
+        let indexes = self.store.indexes();
+        for id in indexes.members(StreamKind::User, self.users.scope()) {
+            if shutdown.is_cancelled() {
+                return report;
+            }
             let user = match id {
                 Ok(u) => u,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the user index; job stopped");
-                    return visited;
+                    report.failed += 1;
+                    return report;
                 }
             };
+            let mut ok = true;
             for command in &commands {
                 if let Err(e) = self.users.execute(&user, command.clone()).await {
                     tracing::warn!(user = %user, error = %e, "background job failed for this user");
+                    ok = false;
                 }
             }
-            visited += 1;
+            report.visited += 1;
+            if !ok {
+                report.failed += 1;
+            }
         }
-        tracing::info!(users = visited, job = ?job, "background job done");
-        visited
+        tracing::info!(users = report.visited, failed = report.failed, job = ?job, "background job pass done");
+        report
     }
 
     /// Runs due work every `every` until `shutdown`, skipping ticks while `ready` is false
-    /// (start-up recovery must finish before users are touched).
-    pub fn spawn(
-        self: &Arc<Self>,
+    /// (start-up must finish before users are touched).
+    pub async fn tick_loop(
+        &self,
         every: Duration,
-        ready: impl Fn() -> bool + Send + 'static,
+        ready: impl Fn() -> bool,
         shutdown: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {
-                        if !ready() {
-                            continue;
-                        }
-                        let ran = this.run_due(this.clock.now()).await;
-                        if ran > 0 {
-                            tracing::debug!(ran, "scheduled work done");
-                        }
+    ) -> Result<(), String> {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {
+                    if !ready() {
+                        continue;
+                    }
+                    let ran = self.run_due(self.clock.now()).await.map_err(|e| e.to_string())?;
+                    if ran > 0 {
+                        tracing::debug!(ran, "scheduled work done");
                     }
                 }
             }
-        })
+        }
     }
+}
+
+/// How a job pass went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JobReport {
+    pub visited: usize,
+    pub failed: usize,
 }
 
 #[cfg(test)]
@@ -227,7 +286,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_period_ending_unsatisfied_is_evaluated_and_journaled_without_any_event() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Store::open(dir.path(), &Default::default()).expect("open");
         let start = Utc
             .with_ymd_and_hms(2030, 4, 2, 10, 0, 0)
             .single()
@@ -240,9 +299,11 @@ mod tests {
             catalog.clone(),
             clock.clone(),
             crate::testing::supervisor().await,
+            crate::effects::EffectBus::new(Vec::new()),
             ShardsConfig::default(),
         );
-        let scheduler = Scheduler::new(store.clone(), users.clone(), clock);
+        let background = Background::new(CancellationToken::new());
+        let scheduler = Scheduler::new(store.clone(), users.clone(), clock, background.clone());
         let event = NewEvent {
             metric_id: metric,
             value: 1.0,
@@ -254,8 +315,16 @@ mod tests {
             .execute("u1", Command::RecordEvent(event))
             .await
             .expect("event");
-        assert_eq!(store.due().len(), 1, "the period end is filed");
-        assert_eq!(scheduler.run_due(manual.now()).await, 0, "nothing due yet");
+        assert_eq!(
+            store.due().all().expect("due").len(),
+            1,
+            "the period end is filed"
+        );
+        assert_eq!(
+            scheduler.run_due(manual.now()).await.expect("run"),
+            0,
+            "nothing due yet"
+        );
 
         let next_day_end = Utc
             .with_ymd_and_hms(2030, 4, 4, 0, 0, 0)
@@ -263,10 +332,10 @@ mod tests {
             .expect("valid");
         manual.set(next_day_end).expect("forward");
         // Due at 04-03 00:00 (the streak is kept while 04-03 runs), then at 04-04 00:00 lost.
-        assert!(scheduler.run_due(manual.now()).await >= 1);
+        assert!(scheduler.run_due(manual.now()).await.expect("run") >= 1);
         let records: Vec<(u64, Journaled)> = store
             .journal()
-            .tail(&StreamId::new("user", "u1"), 0)
+            .tail(&StreamId::user(kudos_snapshots::Scope::DEFAULT, "u1"), 0)
             .expect("tail");
         let lost = records.iter().flat_map(|(_, r)| &r.effects).any(|e| {
             matches!(
@@ -278,7 +347,10 @@ mod tests {
             )
         });
         assert!(lost, "streak.lost journaled by the scheduler: {records:?}");
-        assert!(store.due().is_empty(), "no streak left to watch");
+        assert!(
+            store.due().all().expect("due").is_empty(),
+            "no streak left to watch"
+        );
 
         // A recorded job runs after a restart (here: resumed by hand) and removes its record;
         // a refile lets users file due instants again.
@@ -310,6 +382,10 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "job did not finish");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(store.due().len(), 1, "the next auto-earn date is filed");
+        assert_eq!(
+            store.due().all().expect("due").len(),
+            1,
+            "the next auto-earn date is filed"
+        );
     }
 }

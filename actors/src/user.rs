@@ -1,15 +1,15 @@
 //! The [`UserActor`]: one per active user, serializing everything that happens to that user
 //! (SPEC §0.8). It owns the user's [`UserState`]; each command is decided by the pure
-//! [`decide`], applied, journaled (and fsynced) and only then answered. After each change it
-//! files the user's next due instant (a streak period end, a freeze to earn) with the
-//! scheduler's due index, in the same fsync as the record.
+//! [`decide`], applied, and committed with every row it implies (index entries, counters,
+//! its next due instant, its idempotency key, inbox rows for effect consumers) as one atomic
+//! batch, fsynced, and only then answered and published on the effect bus.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kudos_snapshots::{
-    recovery, snapshot, Counters, DueIndex, Journal, Owners, StreamId, UserIndex,
+    recovery, snapshot, Commit, DueKind, DueTarget, Scope, Store, StoreError, StreamId,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::catalog::{Catalog, CatalogService};
 use crate::clock::Clock;
+use crate::effects::{EffectBus, Published};
 use crate::rules::streak::{self, StreakEvent};
 use crate::user_shards::Registry;
 pub use crate::user_state::*;
@@ -29,6 +30,9 @@ pub type ReadFn = Box<dyn FnOnce(&UserState) + Send>;
 pub fn completions_counter(achievement_id: Uuid) -> String {
     format!("achievement/{achievement_id}/completions")
 }
+
+/// The counter holding the number of users ever created in a scope.
+pub const USERS_COUNTER: &str = "users";
 
 /// Messages of [`UserActor`].
 // Each message is moved once into the mailbox; boxing the command would only add an allocation.
@@ -51,11 +55,8 @@ pub enum UserMsg {
 /// What a user actor needs from the rest of the system.
 #[derive(Clone)]
 pub struct UserDeps {
-    pub journal: Journal,
-    pub due: DueIndex,
-    pub users: UserIndex,
-    pub counters: Counters,
-    pub owners: Owners,
+    pub store: Store,
+    pub scope: Scope,
     /// The configuration; read when a command is processed, so it is never older than the
     /// caller's view.
     pub catalog: Arc<CatalogService>,
@@ -63,13 +64,18 @@ pub struct UserDeps {
     pub registry: Weak<Registry>,
     /// Percentage (0–100) of new users placed in the control cohort (SPEC §2.5).
     pub control_ratio: u8,
+    /// Where committed effects are published, and which consumers get inbox rows.
+    pub bus: EffectBus,
+    /// How long an idempotency key is remembered (`None`: forever, SPEC §1.5.3).
+    pub idempotency_window: Option<Duration>,
 }
 
 pub struct UserActor;
 
 /// Answers a message that reached an actor after it passivated: callers are told to retry
-/// (they reach the user's next actor, which loads the snapshot written on passivation);
-/// reads are dropped unanswered, which means the same to their caller.
+/// (they wait for this actor to stop, then reach the user's next actor, which loads the
+/// snapshot written on passivation); reads are dropped unanswered, which means the same to
+/// their caller.
 fn refuse_after_passivation(myself: &ActorRef<UserMsg>, message: UserMsg) {
     match message {
         UserMsg::Execute { reply, .. } => {
@@ -88,14 +94,15 @@ pub struct UserActorArgs {
 pub struct UserActorState {
     user_id: String,
     stream: StreamId,
+    due_target: DueTarget,
     deps: UserDeps,
     state: UserState,
     seq: u64,
     snapshot_seq: u64,
-    /// The due-index entry this actor filed last (ms since the epoch).
-    scheduled: Option<i64>,
     last_active: Instant,
     passivated: bool,
+    /// Memory holds a change that is not durable (its commit failed): never snapshot it.
+    dirty: bool,
 }
 
 impl UserActorState {
@@ -103,68 +110,156 @@ impl UserActorState {
         self.deps.control_ratio > 0 && rand::random_range(0u8..100) < self.deps.control_ratio
     }
 
-    /// Applies `record`, files the next due instant, journals the record with its effects and
-    /// waits for the fsync. On a storage failure the caller stops the actor, which is then
-    /// reloaded from disk: memory never keeps a change the journal lacks.
+    /// The idempotency keys `command` mentions that were used before (inside the window).
+    fn seen_keys(&self, command: &Command, now: DateTime<Utc>) -> Result<SeenKeys, StoreError> {
+        let events: &[NewEvent] = match command {
+            Command::RecordEvent(ev) => std::slice::from_ref(ev),
+            Command::CheckEvents(evs) => evs,
+            _ => &[],
+        };
+        let mut seen = SeenKeys::new();
+        for ev in events {
+            let Some(key) = &ev.idempotency_key else {
+                continue;
+            };
+            if let Some(event_id) = lookup_idempotency(
+                &self.deps.store,
+                &self.stream,
+                ev.metric_id,
+                key,
+                self.deps.idempotency_window,
+                now,
+            )? {
+                seen.insert((ev.metric_id, key.clone()), event_id);
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Applies `record` and commits it with every row it implies (index, counters, due
+    /// entry, idempotency key, inbox rows, and every 64 records the snapshot) as one atomic
+    /// batch, waits for the fsync, then publishes its effects. On a storage failure the
+    /// caller stops the actor, which is then reloaded from disk: memory never keeps a change
+    /// the journal lacks.
     async fn commit(
         &mut self,
         record: UserRecord,
         catalog: &Catalog,
         now: DateTime<Utc>,
-    ) -> Result<Journaled, kudos_snapshots::StoreError> {
+    ) -> Result<Journaled, StoreError> {
         let effects = self.state.apply_collect(&record, Apply::Live(catalog));
-        // Indexes first: they are covered by the same fsync as the record below.
-        for e in &effects {
-            match e {
-                Effect::UserCreated { user_id } => self.deps.users.insert(user_id)?,
-                Effect::AchievementCompleted { achievement_id, .. } => {
-                    self.deps
-                        .counters
-                        .increment(&completions_counter(*achievement_id))?;
-                }
-                _ => {}
-            }
-        }
-        if let UserRecord::PauseAdded { pause, .. } = &record {
-            self.deps
-                .owners
-                .insert(&pause.id.to_string(), &self.user_id)?;
-        }
-        self.reschedule(catalog, now)?;
-        let entry = Journaled { record, effects };
-        let seq = self.seq + 1;
-        self.deps.journal.append(&self.stream, seq, &entry).await?;
-        self.seq = seq;
-        if snapshot::due(self.snapshot_seq, self.seq) {
-            self.snapshot()?;
-        }
-        Ok(entry)
-    }
-
-    /// Files the user's next due instant with the scheduler (if it changed).
-    fn reschedule(
-        &mut self,
-        catalog: &Catalog,
-        now: DateTime<Utc>,
-    ) -> Result<(), kudos_snapshots::StoreError> {
+        self.dirty = true;
+        let filed = self.state.filed_due;
         let next = self
             .state
             .next_due(catalog, now)
             .map(|t| t.timestamp_millis());
-        self.deps
-            .due
-            .reschedule(&self.user_id, self.scheduled, next)?;
-        self.scheduled = next;
+        let seq = self.seq + 1;
+        let scope = self.deps.scope;
+        let mut c = Commit::new();
+        for e in &effects {
+            match e {
+                Effect::UserCreated { .. } => {
+                    c.member(&self.stream);
+                    c.count(scope, USERS_COUNTER, 1);
+                }
+                Effect::AchievementCompleted { achievement_id, .. } => {
+                    c.count(scope, &completions_counter(*achievement_id), 1);
+                }
+                _ => {}
+            }
+        }
+        match &record {
+            UserRecord::PauseAdded { pause, .. } => {
+                c.owner(scope, &pause.id.to_string(), &self.stream);
+            }
+            UserRecord::Event(ev) => {
+                if let Some(key) = &ev.idempotency_key {
+                    c.idempotency(
+                        &self.stream,
+                        &idempotency_slot(ev.metric_id, key),
+                        ev.event_id.as_bytes(),
+                        now.timestamp_millis(),
+                        self.deps.idempotency_window.is_some(),
+                    );
+                }
+            }
+            _ => {}
+        }
+        c.due(&self.due_target, filed, next);
+        if !effects.is_empty() {
+            for consumer in self.deps.bus.consumers() {
+                c.inbox(*consumer, &self.stream, seq, &effects)?;
+            }
+        }
+        let entry = Journaled {
+            record,
+            effects,
+            due: next,
+        };
+        self.state.filed_due = next;
+        let snapshot_now = snapshot::due(self.snapshot_seq, seq);
+        if snapshot_now {
+            // The snapshot includes this record, so the record itself need not be written.
+            c.snapshot(&self.stream, seq, self.snapshot_seq + 1, &self.state)?;
+        } else {
+            c.journal(&self.stream, seq, &entry)?;
+        }
+        if let Err(e) = self.deps.store.commit(c).await {
+            self.state.filed_due = filed;
+            return Err(e);
+        }
+        self.seq = seq;
+        if snapshot_now {
+            self.snapshot_seq = seq;
+        }
+        self.dirty = false;
+        if !entry.effects.is_empty() {
+            self.deps.bus.publish(Published {
+                stream: self.stream.clone(),
+                seq,
+                effects: entry.effects.clone(),
+            });
+        }
+        Ok(entry)
+    }
+
+    /// Files the user's next due instant when no record changed (a backfill that completed
+    /// nothing may still make a future anniversary due).
+    async fn reschedule(
+        &mut self,
+        catalog: &Catalog,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let next = self
+            .state
+            .next_due(catalog, now)
+            .map(|t| t.timestamp_millis());
+        if next == self.state.filed_due {
+            return Ok(());
+        }
+        let mut c = Commit::new();
+        c.due(&self.due_target, self.state.filed_due, next);
+        self.deps.store.commit(c).await?;
+        self.state.filed_due = next;
         Ok(())
     }
 
-    fn snapshot(&mut self) -> Result<(), kudos_snapshots::StoreError> {
-        if self.seq > self.snapshot_seq {
-            self.deps
-                .journal
-                .write_snapshot(&self.stream, self.seq, &self.state)?;
-            self.snapshot_seq = self.seq;
+    /// Folds the journal tail into a snapshot (on passivation and stop). Never writes state
+    /// that is not durable, and never replaces a snapshot that includes more.
+    fn snapshot(&mut self) -> Result<(), StoreError> {
+        if self.dirty || self.seq <= self.snapshot_seq {
+            return Ok(());
         }
+        let stored = self.deps.store.journal().snapshot_seq(&self.stream)?;
+        if stored > self.seq {
+            tracing::error!(user = %self.user_id, stored, ours = self.seq, "a newer snapshot exists; not overwriting it");
+            return Ok(());
+        }
+        let mut c = Commit::new();
+        c.snapshot(&self.stream, self.seq, self.snapshot_seq + 1, &self.state)?;
+        self.deps.store.write(c)?;
+        self.snapshot_seq = self.seq;
         Ok(())
     }
 
@@ -178,7 +273,9 @@ impl UserActorState {
         freezes_before: u32,
     ) -> Outcome {
         let state = &self.state;
-        let Journaled { record, effects } = entry;
+        let Journaled {
+            record, effects, ..
+        } = entry;
         match (command, record) {
             (Command::RecordEvent(_), UserRecord::Event(ev)) => {
                 let extended = effects.iter().any(|e| {
@@ -239,21 +336,22 @@ impl Actor for UserActor {
         _myself: ActorRef<Self::Msg>,
         args: UserActorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let stream = StreamId::new("user", &args.user_id);
-        let loaded = recovery::load::<UserState>(&args.deps.journal, &stream)?;
+        let stream = StreamId::user(args.deps.scope, args.user_id.clone());
+        let loaded = recovery::load::<UserState>(&args.deps.store.journal(), &stream)?;
         if loaded.replayed > 0 {
             tracing::debug!(user = %args.user_id, replayed = loaded.replayed, "user recovered from journal tail");
         }
         Ok(UserActorState {
             user_id: args.user_id,
+            due_target: DueTarget::new(DueKind::UserPeriodEnd, stream.clone()),
             stream,
             deps: args.deps,
             state: loaded.state,
             seq: loaded.seq,
             snapshot_seq: loaded.snapshot_seq,
-            scheduled: None,
             last_active: Instant::now(),
             passivated: false,
+            dirty: false,
         })
     }
 
@@ -274,12 +372,20 @@ impl Actor for UserActor {
             UserMsg::Execute { command, reply } => {
                 let catalog = st.deps.catalog.get();
                 let now = st.deps.clock.now();
+                let seen = match st.seen_keys(&command, now) {
+                    Ok(seen) => seen,
+                    Err(e) => {
+                        let _ = reply.send(Err(UserError::from_store(&e)));
+                        return Ok(());
+                    }
+                };
                 let ctx = Context {
                     user_id: &st.user_id,
                     catalog: &catalog,
                     now,
                     new_id: Uuid::new_v4(),
                     control: st.control_roll(),
+                    seen: &seen,
                 };
                 match decide(&st.state, &command, &ctx) {
                     Err(e) => {
@@ -289,8 +395,8 @@ impl Actor for UserActor {
                         // A backfill that completes nothing may still make a future date due
                         // (an anniversary ahead): file it.
                         if matches!(command, Command::Backfill { .. }) {
-                            if let Err(e) = st.reschedule(&catalog, now) {
-                                let _ = reply.send(Err(UserError::Storage(e.to_string())));
+                            if let Err(e) = st.reschedule(&catalog, now).await {
+                                let _ = reply.send(Err(UserError::from_store(&e)));
                                 return Err(e.into());
                             }
                         }
@@ -305,7 +411,7 @@ impl Actor for UserActor {
                                 let _ = reply.send(Ok(outcome));
                             }
                             Err(e) => {
-                                let _ = reply.send(Err(UserError::Storage(e.to_string())));
+                                let _ = reply.send(Err(UserError::from_store(&e)));
                                 return Err(e.into());
                             }
                         }
@@ -319,11 +425,9 @@ impl Actor for UserActor {
                 }
                 st.snapshot()?;
                 st.passivated = true;
-                if let Some(registry) = st.deps.registry.upgrade() {
-                    registry.remove_if(&st.user_id, myself.get_id());
-                }
-                // Callers that looked this actor up just before its removal have queued their
-                // messages already; they are answered "passivated" (and retry) before Retire.
+                // Callers that reach this actor from now on are answered "passivated"; they
+                // wait for it to stop (it leaves the registry in post_stop) and retry, so a
+                // user never has two actors at once.
                 let _ = myself.send_message(UserMsg::Retire);
             }
             // Only sent by a passivated actor to itself, so handled above.
@@ -334,7 +438,7 @@ impl Actor for UserActor {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Best effort: a stop (shutdown, passivation) folds the tail into a snapshot. If this
@@ -342,6 +446,34 @@ impl Actor for UserActor {
         if let Err(e) = st.snapshot() {
             tracing::warn!(user = %st.user_id, error = %e, "snapshot on stop failed");
         }
+        if let Some(registry) = st.deps.registry.upgrade() {
+            registry.remove_if(&st.user_id, myself.get_id());
+        }
         Ok(())
     }
+}
+
+/// The event id an idempotency key produced for this user and metric, if it was used within
+/// `window` (SPEC §1.5).
+pub fn lookup_idempotency(
+    store: &Store,
+    stream: &StreamId,
+    metric_id: Uuid,
+    key: &str,
+    window: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, StoreError> {
+    let Some((at_ms, value)) = store
+        .indexes()
+        .idempotency(stream, &idempotency_slot(metric_id, key))?
+    else {
+        return Ok(None);
+    };
+    if let Some(window) = window {
+        let age_ms = now.timestamp_millis().saturating_sub(at_ms);
+        if u128::try_from(age_ms).unwrap_or(0) > window.as_millis() {
+            return Ok(None);
+        }
+    }
+    Ok(Uuid::from_slice(&value).ok())
 }

@@ -10,13 +10,15 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kudos_snapshots::{Store, StreamId};
+use kudos_snapshots::{Scope, Store, StreamId};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorId, ActorRef, RpcReplyPort};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::CatalogService;
 use crate::clock::Clock;
+use crate::effects::EffectBus;
 use crate::user::{
     Command, Outcome, UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserState,
 };
@@ -24,34 +26,48 @@ use crate::user::{
 const SHARDS: usize = 64;
 /// How often a call is retried when it reaches an actor that has just been passivated.
 const ROUTE_ATTEMPTS: usize = 8;
+/// How long a caller waits for a passivated actor to finish stopping before it retries.
+const RETIRE_WAIT: Duration = Duration::from_secs(5);
 
-/// The live user actors, sharded so that lookups on different users rarely contend.
+/// A registry entry: an actor being started (others wait for it) or a running one.
+enum Slot {
+    Starting(Arc<Notify>),
+    Live(ActorRef<UserMsg>),
+}
+
+type Shard = Mutex<HashMap<String, Slot>>;
+
+/// The live user actors, sharded so that lookups on different users rarely contend. A user
+/// id maps to at most one actor: a start is announced in the registry before the actor is
+/// spawned, and an actor leaves it only once it has stopped (in its `post_stop`).
 pub struct Registry {
-    shards: Vec<Mutex<HashMap<String, ActorRef<UserMsg>>>>,
+    shards: Vec<Shard>,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl Registry {
-    fn shard(&self, user_id: &str) -> &Mutex<HashMap<String, ActorRef<UserMsg>>> {
+    fn shard(&self, user_id: &str) -> &Shard {
         // The modulo keeps the value below SHARDS, so the cast cannot truncate.
         &self.shards[(self.hasher.hash_one(user_id) % SHARDS as u64) as usize]
     }
 
-    fn get(&self, user_id: &str) -> Option<ActorRef<UserMsg>> {
+    fn lock(&self, user_id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.shard(user_id)
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(user_id)
-            .cloned()
+    }
+
+    fn get(&self, user_id: &str) -> Option<ActorRef<UserMsg>> {
+        match self.lock(user_id).get(user_id) {
+            Some(Slot::Live(a)) => Some(a.clone()),
+            _ => None,
+        }
     }
 
     /// Removes the entry for `user_id` if it still points at actor `id`.
     pub fn remove_if(&self, user_id: &str, id: ActorId) {
-        let mut shard = self
-            .shard(user_id)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if shard.get(user_id).is_some_and(|a| a.get_id() == id) {
+        let mut shard = self.lock(user_id);
+        if matches!(shard.get(user_id), Some(Slot::Live(a)) if a.get_id() == id) {
             shard.remove(user_id);
         }
     }
@@ -63,7 +79,10 @@ impl Registry {
                 s.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .values()
-                    .cloned()
+                    .filter_map(|slot| match slot {
+                        Slot::Live(a) => Some(a.clone()),
+                        Slot::Starting(_) => None,
+                    })
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -77,6 +96,40 @@ impl Registry {
     }
 }
 
+/// Clears a `Starting` slot if the start is abandoned (the spawn failed or the caller's
+/// future was dropped), waking whoever waits for it.
+struct StartGuard<'a> {
+    registry: &'a Registry,
+    user_id: &'a str,
+    armed: bool,
+}
+
+impl StartGuard<'_> {
+    fn finish(mut self, actor: ActorRef<UserMsg>) {
+        self.armed = false;
+        let previous = self
+            .registry
+            .lock(self.user_id)
+            .insert(self.user_id.to_string(), Slot::Live(actor));
+        if let Some(Slot::Starting(n)) = previous {
+            n.notify_waiters();
+        }
+    }
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut shard = self.registry.lock(self.user_id);
+        if let Some(Slot::Starting(n)) = shard.get(self.user_id) {
+            n.notify_waiters();
+            shard.remove(self.user_id);
+        }
+    }
+}
+
 /// Configuration of [`UserShards`].
 #[derive(Clone)]
 pub struct ShardsConfig {
@@ -85,6 +138,8 @@ pub struct ShardsConfig {
     /// How often idle users are looked for.
     pub sweep_every: Duration,
     pub control_ratio: u8,
+    /// How long idempotency keys are remembered (`None`: forever).
+    pub idempotency_window: Option<Duration>,
 }
 
 impl Default for ShardsConfig {
@@ -93,6 +148,7 @@ impl Default for ShardsConfig {
             idle_after: Duration::from_secs(300),
             sweep_every: Duration::from_secs(30),
             control_ratio: 0,
+            idempotency_window: None,
         }
     }
 }
@@ -102,9 +158,11 @@ impl Default for ShardsConfig {
 pub struct UserShards {
     registry: Arc<Registry>,
     store: Store,
+    scope: Scope,
     catalog: Arc<CatalogService>,
     clock: Arc<dyn Clock>,
     supervisor: ActorCell,
+    bus: EffectBus,
     config: ShardsConfig,
 }
 
@@ -114,6 +172,7 @@ impl UserShards {
         catalog: Arc<CatalogService>,
         clock: Arc<dyn Clock>,
         supervisor: ActorCell,
+        bus: EffectBus,
         config: ShardsConfig,
     ) -> Self {
         Self {
@@ -122,15 +181,31 @@ impl UserShards {
                 hasher: Default::default(),
             }),
             store,
+            scope: Scope::DEFAULT,
             catalog,
             clock,
             supervisor,
+            bus,
             config,
         }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The scope these users live in.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The stream of `user_id` in this scope.
+    pub fn stream(&self, user_id: &str) -> StreamId {
+        StreamId::user(self.scope, user_id)
+    }
+
+    pub fn config(&self) -> &ShardsConfig {
+        &self.config
     }
 
     /// Whether the user has ever been written (live actor, snapshot or journal).
@@ -140,44 +215,56 @@ impl UserShards {
         }
         self.store
             .journal()
-            .exists(&StreamId::new("user", user_id))
-            .map_err(|e| UserError::Storage(e.to_string()))
+            .exists(&self.stream(user_id))
+            .map_err(|e| UserError::from_store(&e))
     }
 
+    /// The user's actor: the running one, the one being started, or a new one.
     async fn actor(&self, user_id: &str) -> Result<ActorRef<UserMsg>, UserError> {
-        if let Some(actor) = self.registry.get(user_id) {
-            return Ok(actor);
-        }
+        let guard = loop {
+            let wait = {
+                let mut shard = self.registry.lock(user_id);
+                match shard.get(user_id) {
+                    Some(Slot::Live(a)) => return Ok(a.clone()),
+                    Some(Slot::Starting(n)) => n.clone().notified_owned(),
+                    None => {
+                        shard.insert(user_id.to_string(), Slot::Starting(Arc::new(Notify::new())));
+                        break StartGuard {
+                            registry: &self.registry,
+                            user_id,
+                            armed: true,
+                        };
+                    }
+                }
+            };
+            wait.await;
+        };
         let args = UserActorArgs {
             user_id: user_id.to_string(),
             deps: UserDeps {
-                journal: self.store.journal(),
-                due: self.store.due(),
-                users: self.store.users(),
-                counters: self.store.counters(),
-                owners: self.store.owners(),
+                store: self.store.clone(),
+                scope: self.scope,
                 catalog: self.catalog.clone(),
                 clock: self.clock.clone(),
                 registry: Arc::downgrade(&self.registry),
                 control_ratio: self.config.control_ratio,
+                bus: self.bus.clone(),
+                idempotency_window: self.config.idempotency_window,
             },
         };
         let (actor, _handle) = Actor::spawn_linked(None, UserActor, args, self.supervisor.clone())
             .await
             .map_err(|e| UserError::Storage(format!("could not start user actor: {e}")))?;
-        let mut shard = self
-            .registry
-            .shard(user_id)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = shard.get(user_id) {
-            // Another request spawned this user first; ours has loaded state but written
-            // nothing, so stopping it is harmless.
-            actor.stop(None);
-            return Ok(existing.clone());
-        }
-        shard.insert(user_id.to_string(), actor.clone());
+        guard.finish(actor.clone());
         Ok(actor)
+    }
+
+    /// Waits until `actor` (passivated or failed) has stopped and left the registry.
+    async fn retire(&self, user_id: &str, actor: &ActorRef<UserMsg>) {
+        if actor.get_cell().wait(Some(RETIRE_WAIT)).await.is_err() {
+            tracing::warn!(user = %user_id, "a passivated user actor is slow to stop");
+        }
+        self.registry.remove_if(user_id, actor.get_id());
     }
 
     /// Sends a state-changing message and waits for its answer. Retries only when the message
@@ -190,15 +277,15 @@ impl UserShards {
         for _ in 0..ROUTE_ATTEMPTS {
             let actor = self.actor(user_id).await?;
             match actor.call(&build, None).await {
-                Err(_) => {
-                    self.registry.remove_if(user_id, actor.get_id());
-                }
+                Err(_) => self.retire(user_id, &actor).await,
                 Ok(CallResult::Success(Err(UserError::Passivated))) => {
-                    tokio::task::yield_now().await;
+                    self.retire(user_id, &actor).await
                 }
                 Ok(CallResult::Success(result)) => return result,
                 Ok(CallResult::SenderError) | Ok(CallResult::Timeout) => {
-                    self.registry.remove_if(user_id, actor.get_id());
+                    // The actor stopped while handling the message: it may have been
+                    // committed, so it is not retried here.
+                    self.retire(user_id, &actor).await;
                     return Err(UserError::Unavailable);
                 }
             }
@@ -234,13 +321,13 @@ impl UserShards {
                 let _ = tx.send(q(state));
             }));
             if actor.send_message(msg).is_err() {
-                self.registry.remove_if(user_id, actor.get_id());
+                self.retire(user_id, &actor).await;
                 continue;
             }
             match rx.await {
                 Ok(r) => return Ok(Some(r)),
                 // Dropped unanswered: passivated or stopped. Reads are safe to retry.
-                Err(_) => tokio::task::yield_now().await,
+                Err(_) => self.retire(user_id, &actor).await,
             }
         }
         Err(UserError::Unavailable)
@@ -258,25 +345,20 @@ impl UserShards {
         }
     }
 
-    /// Periodically asks every live user to passivate if idle, until `shutdown`.
-    pub fn spawn_passivator(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let registry = self.registry.clone();
-        let every = self.config.sweep_every;
-        let idle = self.config.idle_after;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {
-                        for actor in registry.all() {
-                            let _ = actor.send_message(UserMsg::PassivateIfIdle(idle));
-                        }
+    /// Asks every live user to passivate if idle, every `sweep_every`, until `shutdown`.
+    pub async fn passivate_idle(&self, shutdown: CancellationToken) -> Result<(), String> {
+        let mut tick = tokio::time::interval(self.config.sweep_every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {
+                    for actor in self.registry.all() {
+                        let _ = actor.send_message(UserMsg::PassivateIfIdle(self.config.idle_after));
                     }
                 }
             }
-        })
+        }
     }
 }
 
@@ -291,7 +373,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn idle_users_are_passivated_and_come_back_with_their_state() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = kudos_snapshots::Store::open(dir.path()).expect("open");
+        let store = kudos_snapshots::Store::open(dir.path(), &Default::default()).expect("open");
         let start = chrono::Utc
             .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
             .single()
@@ -304,10 +386,11 @@ mod tests {
             catalog,
             clock,
             crate::testing::supervisor().await,
+            EffectBus::new(Vec::new()),
             ShardsConfig {
                 idle_after: Duration::ZERO,
                 sweep_every: Duration::from_millis(10),
-                control_ratio: 0,
+                ..ShardsConfig::default()
             },
         );
         let event = NewEvent {
@@ -325,7 +408,9 @@ mod tests {
         assert_eq!(shards.registry().live_count(), 1);
 
         let token = CancellationToken::new();
-        let sweeper = shards.spawn_passivator(token.clone());
+        let sweeping = shards.clone();
+        let t = token.clone();
+        let sweeper = tokio::spawn(async move { sweeping.passivate_idle(t).await });
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while shards.registry().live_count() > 0 {
             assert!(

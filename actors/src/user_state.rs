@@ -56,19 +56,16 @@ pub struct UserState {
     /// `None` until the user is created.
     pub profile: Option<UserProfile>,
     pub metrics: BTreeMap<Uuid, MetricHistory>,
-    /// `"{metric id}/{Idempotency-Key}"` → the event id it produced (SPEC §1.5).
-    pub idempotency: HashMap<String, Uuid>,
-    #[serde(default)]
     pub streak: StreakState,
-    #[serde(default)]
     pub preferences: Preferences,
     /// Achievement id → its completion. Permanent (SPEC §4.1.3).
-    #[serde(default)]
     pub completed: BTreeMap<Uuid, Completion>,
     /// Per metric: totals of events by their attribute combination (events with attributes
     /// only), for metric achievements with event filters over the full history.
-    #[serde(default)]
     pub attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
+    /// The due instant (ms) filed for this user with its last record, so that the next
+    /// record moves exactly that entry of the due index.
+    pub filed_due: Option<i64>,
 }
 
 /// The total of a metric's events that carried exactly these attributes.
@@ -104,8 +101,16 @@ struct Scope {
     cascade: bool,
 }
 
-fn idempotency_slot(metric_id: Uuid, key: &str) -> String {
-    format!("{metric_id}/{key}")
+/// Idempotency keys already used that a command mentions: (metric id, key) → the event id
+/// they produced (SPEC §1.5). The actor looks them up before deciding; they are stored as
+/// their own rows, not in the state every snapshot rewrites.
+pub type SeenKeys = HashMap<(Uuid, String), Uuid>;
+
+/// The index slot of an idempotency key: the metric id's 16 bytes, then the key.
+pub fn idempotency_slot(metric_id: Uuid, key: &str) -> Vec<u8> {
+    let mut slot = metric_id.as_bytes().to_vec();
+    slot.extend_from_slice(key.as_bytes());
+    slot
 }
 
 /// The streak configuration in force for a user: org settings, with the user's overrides
@@ -142,13 +147,6 @@ pub fn effective_streak(catalog: &Catalog, prefs: &Preferences) -> StreakConfig 
 impl UserState {
     pub fn total(&self, metric_id: Uuid) -> f64 {
         self.metrics.get(&metric_id).map_or(0.0, |m| m.total)
-    }
-
-    /// The event id recorded under `key` for this metric, if the key was used before.
-    pub fn replayed(&self, metric_id: Uuid, key: &str) -> Option<Uuid> {
-        self.idempotency
-            .get(&idempotency_slot(metric_id, key))
-            .copied()
     }
 
     pub fn time_zone(&self) -> Tz {
@@ -521,10 +519,6 @@ impl UserState {
                         at: ev.at,
                     });
                 }
-                if let Some(key) = &ev.idempotency_key {
-                    self.idempotency
-                        .insert(idempotency_slot(ev.metric_id, key), ev.event_id);
-                }
                 if !ev.attributes.is_empty() {
                     let rows = self.attr_totals.entry(ev.metric_id).or_default();
                     match rows.iter_mut().find(|(attrs, _)| *attrs == ev.attributes) {
@@ -611,13 +605,13 @@ impl Recoverable for UserState {
 
     fn apply(&mut self, entry: &Journaled) {
         self.apply_collect(&entry.record, Apply::Replay(&entry.effects));
+        self.filed_due = entry.due;
     }
 }
 
 /// Something that happened to a user that other parts of Kudos react to (leaderboards,
 /// webhooks, WebSocket pushes). Journaled with the record that caused it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Effect {
     UserCreated {
         user_id: String,
@@ -664,7 +658,6 @@ pub struct EventRecord {
 /// What happened to a user: the input a change was decided from. Journaled inside a
 /// [`Journaled`] together with the effects it had.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum UserRecord {
     Profile {
         profile: UserProfile,
@@ -722,6 +715,8 @@ pub enum UserRecord {
 pub struct Journaled {
     pub record: UserRecord,
     pub effects: Vec<Effect>,
+    /// The due instant (ms) filed with this record.
+    pub due: Option<i64>,
 }
 
 impl UserRecord {
@@ -783,12 +778,26 @@ pub enum UserError {
     CustomizationDisabled,
     #[error("storage failure: {0}")]
     Storage(String),
+    /// Storage cannot make writes durable right now (503): nothing was acknowledged.
+    #[error("storage unavailable: {0}")]
+    StorageUnavailable(String),
     /// The actor was passivated after the caller looked it up; the caller retries.
     #[error("user actor passivated")]
     Passivated,
     /// The actor stopped while handling the request (it may or may not have been applied).
     #[error("user actor unavailable")]
     Unavailable,
+}
+
+impl UserError {
+    /// A storage failure, split into "unavailable" (503, retry later) and anything else.
+    pub fn from_store(e: &kudos_snapshots::StoreError) -> Self {
+        if e.is_unavailable() {
+            UserError::StorageUnavailable(e.to_string())
+        } else {
+            UserError::Storage(e.to_string())
+        }
+    }
 }
 
 /// How a profile write treats a missing or existing user (SPEC §2.3).
@@ -925,6 +934,8 @@ pub struct Context<'a> {
     pub new_id: Uuid,
     /// Whether a user created now joins the control cohort.
     pub control: bool,
+    /// The idempotency keys of the command that were used before.
+    pub seen: &'a SeenKeys,
 }
 
 fn require_user(state: &UserState) -> Result<&UserProfile, UserError> {
@@ -962,9 +973,18 @@ pub fn decide(
         Command::RecordEvent(event) => return decide_event(state, event, ctx, cfg),
         Command::CheckEvents(events) => {
             let mut sim = state.clone();
+            let mut seen = ctx.seen.clone();
             for event in events {
-                if let Decision::Record(record) = decide_event(&sim, event, ctx, cfg.clone())? {
+                let sim_ctx = Context {
+                    seen: &seen,
+                    ..*ctx
+                };
+                if let Decision::Record(record) = decide_event(&sim, event, &sim_ctx, cfg.clone())?
+                {
                     sim.apply_collect(&record, Apply::Live(ctx.catalog));
+                    if let (UserRecord::Event(ev), Some(key)) = (&record, &event.idempotency_key) {
+                        seen.insert((ev.metric_id, key.clone()), ev.event_id);
+                    }
                 }
             }
             return Ok(Decision::Answer(Outcome::Checked));
@@ -1119,7 +1139,7 @@ fn decide_event(
         return Err(UserError::MetricNotFound);
     }
     if let Some(key) = &event.idempotency_key {
-        if let Some(original) = state.replayed(event.metric_id, key) {
+        if let Some(&original) = ctx.seen.get(&(event.metric_id, key.clone())) {
             return Ok(Decision::Answer(Outcome::Event(EventOutcome::Replayed {
                 event_id: original,
                 total: state.total(event.metric_id),
@@ -1292,13 +1312,14 @@ mod tests {
             .expect("valid")
     }
 
-    fn ctx(cat: &Catalog, now: DateTime<Utc>) -> Context<'_> {
+    fn ctx<'a>(cat: &'a Catalog, now: DateTime<Utc>, seen: &'a SeenKeys) -> Context<'a> {
         Context {
             user_id: "u1",
             catalog: cat,
             now,
             new_id: Uuid::new_v4(),
             control: false,
+            seen,
         }
     }
 
@@ -1328,10 +1349,35 @@ mod tests {
         cmd: &Command,
         now: DateTime<Utc>,
     ) -> Result<Ran, UserError> {
-        Ok(match decide(state, cmd, &ctx(cat, now))? {
+        run_keyed(state, &mut SeenKeys::new(), cat, cmd, now)
+    }
+
+    /// [`run`], remembering idempotency keys in `seen` as the actor's index does.
+    fn run_keyed(
+        state: &mut UserState,
+        seen: &mut SeenKeys,
+        cat: &Catalog,
+        cmd: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Ran, UserError> {
+        Ok(match decide(state, cmd, &ctx(cat, now, seen))? {
             Decision::Record(record) => {
                 let effects = state.apply_collect(&record, Apply::Live(cat));
-                Ran::Journaled(Journaled { record, effects })
+                if let (
+                    UserRecord::Event(ev),
+                    Command::RecordEvent(NewEvent {
+                        idempotency_key: Some(k),
+                        ..
+                    }),
+                ) = (&record, cmd)
+                {
+                    seen.insert((ev.metric_id, k.clone()), ev.event_id);
+                }
+                Ran::Journaled(Journaled {
+                    record,
+                    effects,
+                    due: None,
+                })
             }
             Decision::Answer(outcome) => Ran::Answer(outcome),
         })
@@ -1341,8 +1387,9 @@ mod tests {
     fn first_event_creates_the_user_starts_the_streak_and_adds_the_value() {
         let (cat, metric) = catalog();
         let mut state = UserState::default();
-        let Ok(Ran::Journaled(Journaled { record, effects })) =
-            run(&mut state, &cat, &event(metric, 2.5, None), t(0))
+        let Ok(Ran::Journaled(Journaled {
+            record, effects, ..
+        })) = run(&mut state, &cat, &event(metric, 2.5, None), t(0))
         else {
             panic!("expected a record");
         };
@@ -1368,15 +1415,29 @@ mod tests {
     fn idempotent_replay_changes_nothing_and_returns_the_original_id() {
         let (cat, metric) = catalog();
         let mut state = UserState::default();
+        let mut seen = SeenKeys::new();
         let Ok(Ran::Journaled(Journaled {
             record: UserRecord::Event(first),
             ..
-        })) = run(&mut state, &cat, &event(metric, 1.0, Some("k")), t(0))
+        })) = run_keyed(
+            &mut state,
+            &mut seen,
+            &cat,
+            &event(metric, 1.0, Some("k")),
+            t(0),
+        )
         else {
             panic!("expected a record");
         };
         let before = state.clone();
-        let again = run(&mut state, &cat, &event(metric, 5.0, Some("k")), t(10)).expect("replay");
+        let again = run_keyed(
+            &mut state,
+            &mut seen,
+            &cat,
+            &event(metric, 5.0, Some("k")),
+            t(10),
+        )
+        .expect("replay");
         let Ran::Answer(Outcome::Event(EventOutcome::Replayed {
             event_id,
             total,
@@ -1402,13 +1463,22 @@ mod tests {
         };
         ev.attributes.insert("nope".into(), "x".into());
         assert_eq!(
-            decide(&state, &Command::RecordEvent(ev.clone()), &ctx(&cat, t(0))).err(),
+            decide(
+                &state,
+                &Command::RecordEvent(ev.clone()),
+                &ctx(&cat, t(0), &SeenKeys::new())
+            )
+            .err(),
             Some(UserError::InvalidEventAttributes(vec!["nope".into()]))
         );
         ev.attributes.clear();
         ev.user.tz = Patch::Set("Not/AZone".into());
         assert!(matches!(
-            decide(&state, &Command::RecordEvent(ev), &ctx(&cat, t(0))),
+            decide(
+                &state,
+                &Command::RecordEvent(ev),
+                &ctx(&cat, t(0), &SeenKeys::new())
+            ),
             Err(UserError::Profile(ProfileError::InvalidTz(_)))
         ));
     }
@@ -1419,12 +1489,19 @@ mod tests {
         let mut state = UserState::default();
         run(&mut state, &cat, &event(metric, 1e308, None), t(0)).expect("first");
         assert_eq!(
-            decide(&state, &event(metric, 1e308, None), &ctx(&cat, t(1))).err(),
+            decide(
+                &state,
+                &event(metric, 1e308, None),
+                &ctx(&cat, t(1), &SeenKeys::new())
+            )
+            .err(),
             Some(UserError::TotalOutOfRange)
         );
-        let Ok(Decision::Record(UserRecord::Event(ev))) =
-            decide(&state, &event(metric, -1.0, None), &ctx(&cat, t(2)))
-        else {
+        let Ok(Decision::Record(UserRecord::Event(ev))) = decide(
+            &state,
+            &event(metric, -1.0, None),
+            &ctx(&cat, t(2), &SeenKeys::new()),
+        ) else {
             panic!("expected a record");
         };
         assert!(
@@ -1441,13 +1518,17 @@ mod tests {
             decide(
                 &state,
                 &Command::CheckEvents(vec![a.clone(), b]),
-                &ctx(&cat, t(3))
+                &ctx(&cat, t(3), &SeenKeys::new())
             )
             .err(),
             Some(UserError::TotalOutOfRange)
         );
         assert!(matches!(
-            decide(&state, &Command::CheckEvents(vec![a]), &ctx(&cat, t(3))),
+            decide(
+                &state,
+                &Command::CheckEvents(vec![a]),
+                &ctx(&cat, t(3), &SeenKeys::new())
+            ),
             Ok(Decision::Answer(Outcome::Checked))
         ));
     }
@@ -1692,7 +1773,7 @@ mod tests {
         let mut step = |state: &mut UserState, cmd: &Command, secs| {
             let d = run(state, &cat, cmd, t(secs)).expect("ok");
             if let Ran::Journaled(entry) = &d {
-                journal.push(serde_json::to_string(entry).expect("encode"));
+                journal.push(kudos_snapshots::codec::encode(entry).expect("encode"));
             }
             d
         };
@@ -1729,8 +1810,10 @@ mod tests {
 
         // Replay restores completions from the journal, whatever the catalog says now.
         let mut replayed = UserState::default();
-        for line in &journal {
-            replayed.apply(&serde_json::from_str::<Journaled>(line).expect("decode"));
+        for bytes in &journal {
+            replayed.apply(
+                &kudos_snapshots::codec::decode::<Journaled>(bytes, String::new).expect("decode"),
+            );
         }
         assert_eq!(replayed, state);
     }
@@ -1785,23 +1868,27 @@ mod tests {
             let mut journal = Vec::new();
             let mut expected = 0.0;
             let mut seen = std::collections::HashSet::new();
+            let mut keys = SeenKeys::new();
             let mut sorted = events.clone();
             sorted.sort_by_key(|e| e.1);
             for (value, secs, key) in &sorted {
                 let key = key.map(|k| format!("key-{k}"));
                 let cmd = event(metric, f64::from(*value) / 4.0, key.as_deref());
-                if let Ran::Journaled(entry) = run(&mut live, &cat, &cmd, t(*secs)).expect("valid") {
-                    journal.push(serde_json::to_string(&entry).expect("encode"));
+                if let Ran::Journaled(entry) = run_keyed(&mut live, &mut keys, &cat, &cmd, t(*secs)).expect("valid") {
+                    journal.push(kudos_snapshots::codec::encode(&entry).expect("encode"));
                 }
                 if key.as_ref().is_none_or(|k| seen.insert(k.clone())) {
                     expected += f64::from(*value) / 4.0;
                 }
             }
             let mut replayed = UserState::default();
-            for line in &journal {
-                let entry: Journaled = serde_json::from_str(line).expect("decode");
+            for bytes in &journal {
+                let entry: Journaled = kudos_snapshots::codec::decode(bytes, String::new).expect("decode");
                 replayed.apply(&entry);
             }
+            // The snapshot round-trips through the binary encoding too.
+            let snap: UserState = kudos_snapshots::codec::decode(&kudos_snapshots::codec::encode(&live).expect("encode"), String::new).expect("decode");
+            prop_assert_eq!(&snap, &live);
             prop_assert_eq!(&replayed, &live);
             prop_assert!((live.total(metric) - expected).abs() < 1e-9);
         }

@@ -6,8 +6,9 @@
 //!   durable ingest (`POST /v1/metrics/{key}/event` on the real `kudos` binary, every 201
 //!   fsynced), with the same load generator, connections and duration. Reports requests/s
 //!   and latency percentiles for both.
-//! - `recovery`: journals N events for U users without snapshots (the worst case after a
-//!   crash), then times a `kudos` start on that data dir until `/readyz` answers 200.
+//! - `recovery --kill`: posts N events for U users to the real binary, kills it with SIGKILL
+//!   mid-load, restarts it on the same data dir, and times `/readyz` and first reads.
+//! - `memory`: resident memory per active user with the page cache at a stated size.
 //! - `baseline`: the bare axum server used by `ingest` (not meant to be run by hand).
 //!
 //! The generator shares the machine with the server, so absolute numbers include its cost;
@@ -73,14 +74,36 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         users: usize,
     },
-    /// Recovery time for N journaled events not yet in snapshots.
+    /// Load N events over U users on the real binary, `kill -9` it mid-load, restart it, and
+    /// time `/readyz` and the first reads.
     Recovery {
         #[arg(long, default_value = "target/release/kudos")]
         kudos_bin: PathBuf,
+        /// Stop the loaded server with SIGKILL mid-load (a crash); without it, SIGTERM after
+        /// the load (a clean shutdown).
+        #[arg(long)]
+        kill: bool,
+        /// Keep the data here (reuse it with --events 0 to time restarts only).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 100_000)]
         users: usize,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
+    /// Resident memory per active user, with the page cache at a stated size.
+    Memory {
+        #[arg(long, default_value = "target/release/kudos")]
+        kudos_bin: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        /// sled page cache (KUDOS_CACHE_MB).
+        #[arg(long, default_value_t = 64)]
+        cache_mb: u64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
     },
 }
 
@@ -111,9 +134,25 @@ fn main() -> anyhow::Result<()> {
         }),
         Cmd::Recovery {
             kudos_bin,
+            kill,
+            data_dir,
             events,
             users,
-        } => rt.block_on(recovery(&kudos_bin, events, users)),
+            connections,
+        } => rt.block_on(recovery(
+            &kudos_bin,
+            kill,
+            data_dir,
+            events,
+            users,
+            connections,
+        )),
+        Cmd::Memory {
+            kudos_bin,
+            users,
+            cache_mb,
+            connections,
+        } => rt.block_on(memory(&kudos_bin, users, cache_mb, connections)),
     }
 }
 
@@ -345,117 +384,283 @@ async fn ingest(
     Ok(())
 }
 
-async fn recovery(bin: &Path, events: usize, users: usize) -> anyhow::Result<()> {
-    use kudos_actors::catalog::{Catalog, NewMetric, UnitType};
-    use kudos_actors::rules::profile::UserWrite;
-    use kudos_actors::user::{
-        decide, Apply, Command, Context, Decision, Journaled, NewEvent, UserState,
-    };
-    use kudos_snapshots::{Store, StreamId};
-
-    let dir = tempfile::tempdir()?;
-    let mut catalog = Catalog::default();
-    let t0 =
-        chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0).context("timestamp")?;
-    let (metrics, _) = catalog.create_metrics(
-        vec![Ok(NewMetric {
-            key: METRIC.into(),
-            name: "Load test".into(),
-            unit_type: UnitType::Number,
-            units: None,
-        })],
-        t0,
-    );
-    let metric_id = metrics[0].id;
-    let catalog = Arc::new(catalog);
-    eprintln!("journaling {events} events for {users} users (no snapshots)...");
-    let started = Instant::now();
-    {
-        let store = Store::open(dir.path())?;
-        let journal = store.journal();
-        let per_user = events.div_ceil(users);
-        let mut tasks = tokio::task::JoinSet::new();
-        for u in 0..users {
-            let (journal, catalog) = (journal.clone(), catalog.clone());
-            let count = per_user.min(events.saturating_sub(u * per_user));
-            tasks.spawn(async move {
-                let user_id = format!("user-{u}");
-                let stream = StreamId::new("user", &user_id);
-                let mut state = UserState::default();
-                for seq in 1..=count as u64 {
-                    let event = NewEvent {
-                        metric_id,
-                        value: 1.0,
-                        user: UserWrite::default(),
-                        attributes: Default::default(),
-                        idempotency_key: Some(format!("k{seq}")),
-                    };
-                    let at = t0 + chrono::Duration::seconds(seq as i64);
-                    let ctx = Context {
-                        user_id: &user_id,
-                        catalog: &catalog,
-                        now: at,
-                        new_id: uuid::Uuid::new_v4(),
-                        control: false,
-                    };
-                    if let Decision::Record(record) =
-                        decide(&state, &Command::RecordEvent(event), &ctx)?
-                    {
-                        let effects = state.apply_collect(&record, Apply::Live(&catalog));
-                        journal
-                            .append(&stream, seq, &Journaled { record, effects })
-                            .await?;
+/// Runs `connections` loops that post events round-robin over `users` until `events` were
+/// acknowledged (201), printing progress every two seconds. Returns the number acknowledged;
+/// the loops stop when `stop` is set (they may still have requests in flight).
+async fn load_events(
+    base: &str,
+    events: usize,
+    users: usize,
+    connections: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?;
+    let url: Arc<str> = format!("{base}/v1/metrics/{METRIC}/event").into();
+    let acked = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let target = events as u64;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, url, acked, next, stop) = (
+            client.clone(),
+            url.clone(),
+            acked.clone(),
+            next.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) && acked.load(Ordering::Relaxed) < target {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let user = i % users as u64;
+                let body = format!("{{\"user\":{{\"id\":\"user-{user}\"}},\"value\":1}}");
+                if let Ok(r) = client
+                    .post(&*url)
+                    .header("X-API-KEY", KEY)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    if r.status().as_u16() == 201 {
+                        acked.fetch_add(1, Ordering::Relaxed);
                     }
-                }
-                anyhow::Ok(())
-            });
-            // Bound concurrency so memory stays flat while still sharing fsyncs.
-            while tasks.len() >= 2000 {
-                if let Some(r) = tasks.join_next().await {
-                    r??;
+                    let _ = r.bytes().await;
                 }
             }
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        eprintln!(
-            "journaled in {:.1}s ({} fsyncs)",
-            started.elapsed().as_secs_f64(),
-            store.durability().fsync_count()
-        );
-        store.close().await?;
+        }));
     }
-    let size: u64 = std::fs::read_dir(dir.path())?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let port = free_port()?;
     let started = Instant::now();
-    let _kudos = spawn_kudos(bin, dir.path(), port)?;
-    let client = reqwest::Client::new();
-    wait_until(
-        &client,
-        &format!("http://127.0.0.1:{port}/readyz"),
-        Duration::from_secs(600),
+    let mut last = (Instant::now(), 0u64);
+    while acked.load(Ordering::Relaxed) < target {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if last.0.elapsed() >= Duration::from_secs(2) {
+            let now = acked.load(Ordering::Relaxed);
+            let rate = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            let left = (target - now.min(target)) as f64 / rate.max(1.0);
+            eprintln!(
+                "  {now}/{target} events acknowledged ({:.0}%), {rate:.0}/s, ~{left:.0}s left",
+                100.0 * now as f64 / target as f64
+            );
+            last = (Instant::now(), now);
+        }
+        if tasks.iter().all(|t| t.is_finished()) {
+            break;
+        }
+    }
+    eprintln!("  loaded in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(acked.load(Ordering::Relaxed))
+}
+
+/// Creates the load test's metric on a running server (and, with `extras`, a daily streak
+/// on it and three metric achievements).
+async fn configure(client: &reqwest::Client, base: &str, extras: bool) -> anyhow::Result<()> {
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{base}{path}"))
+            .header("X-API-KEY", KEY)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/admin/v1/metrics",
+        serde_json::json!([{"name": "Load test", "key": METRIC}]),
     )
     .await?;
-    let ready = started.elapsed();
-    let r = client
-        .get(format!("http://127.0.0.1:{port}/v1/users/user-0"))
-        .header("X-API-KEY", KEY)
-        .send()
+    let body: serde_json::Value = r.json().await?;
+    let Some(metric_id) = body
+        .pointer("/created/0/id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+    else {
+        // Already there (a reused data dir).
+        return Ok(());
+    };
+    if extras {
+        let r = client
+            .patch(format!("{base}/admin/v1/streaks/settings"))
+            .header("X-API-KEY", KEY)
+            .json(&serde_json::json!({"metrics": [{"key": METRIC, "threshold": 1}]}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("could not set up the streak: {}", r.status());
+        }
+        let achievements: Vec<_> = [1, 10, 100]
+            .iter()
+            .map(|n| serde_json::json!({"name": format!("{n} events"), "trigger": "metric", "metricId": metric_id, "metricValue": n, "status": "active"}))
+            .collect();
+        let r = post(
+            "/admin/v1/achievements",
+            serde_json::Value::Array(achievements),
+        )
         .await?;
+        if !r.status().is_success() {
+            bail!("could not create achievements: {}", r.status());
+        }
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// `recovery --kill`: load, `kill -9` mid-load, restart, time `/readyz` and first reads.
+async fn recovery(
+    bin: &Path,
+    kill: bool,
+    data_dir: Option<PathBuf>,
+    events: usize,
+    users: usize,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = data_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let client = reqwest::Client::new();
+    let mut acked = 0;
+    if events > 0 {
+        let port = free_port()?;
+        let mut kudos = spawn_kudos(bin, &dir, port)?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_until(&client, &format!("{base}/readyz"), Duration::from_secs(600)).await?;
+        configure(&client, &base, false).await?;
+        eprintln!("posting {events} events for {users} users over {connections} connections...");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        acked = load_events(&base, events, users, connections, stop.clone()).await?;
+        if kill {
+            // SIGKILL while the connections still have requests in flight.
+            kudos.0.kill()?;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("killed with SIGKILL after {acked} acknowledged events");
+        } else {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            Command::new("kill")
+                .args(["-TERM", &kudos.0.id().to_string()])
+                .status()?;
+            eprintln!("stopped with SIGTERM after {acked} acknowledged events");
+        }
+        let _ = kudos.0.wait();
+    }
+    let size = dir_size(&dir);
+    let port = free_port()?;
+    let started = Instant::now();
+    let _kudos = spawn_kudos(bin, &dir, port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(&client, &format!("{base}/readyz"), Duration::from_secs(600)).await?;
+    let ready = started.elapsed();
+    // First reads of users that were never read since the restart: each loads its snapshot
+    // and journal tail on demand.
+    let mut first_reads = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut total = 0.0;
+    let sample = users.min(200);
+    for i in 0..sample {
+        let user = i * (users / sample.max(1)).max(1);
+        let t = Instant::now();
+        let r = client
+            .get(format!("{base}/v1/users/user-{user}/metrics/{METRIC}"))
+            .header("X-API-KEY", KEY)
+            .send()
+            .await?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        first_reads.record(t.elapsed().as_micros().max(1) as u64)?;
+        if status.is_success() {
+            total += body["current"].as_f64().unwrap_or(0.0);
+        }
+    }
+    println!("| acknowledged events | users | data dir | start to /readyz 200 | first read p50 | first read max |");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| journaled events | users | data dir (top level) | start to /readyz 200 | first read |"
-    );
-    println!("|---|---|---|---|---|");
-    println!(
-        "| {events} | {users} | {:.0} MiB | {:.2} s | {} |",
+        "| {acked} | {users} | {:.0} MiB | {:.2} s | {:.1} ms | {:.1} ms |",
         size as f64 / (1024.0 * 1024.0),
         ready.as_secs_f64(),
-        r.status()
+        first_reads.value_at_quantile(0.5) as f64 / 1000.0,
+        first_reads.max() as f64 / 1000.0,
+    );
+    eprintln!("sampled {sample} users, totals sum {total}");
+    Ok(())
+}
+
+/// Resident memory of a process, from /proc (Linux).
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS line")?;
+    Ok(kb * 1024)
+}
+
+/// `memory`: resident memory per active user (one metric, a daily streak, three
+/// achievements), with sled's page cache at `cache_mb`.
+async fn memory(bin: &Path, users: usize, cache_mb: u64, connections: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .env("KUDOS_ADDR", format!("127.0.0.1:{port}"))
+        .env("KUDOS_DATA_DIR", dir.path())
+        .env("KUDOS_API_KEY", KEY)
+        .env("KUDOS_CACHE_MB", cache_mb.to_string())
+        .env("KUDOS_USER_IDLE_SECS", "3600")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start kudos")?;
+    let kudos = ChildGuard(child);
+    let pid = kudos.0.id();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(&client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    configure(&client, &base, true).await?;
+    // Warm up the HTTP stack, allocator and page cache with a few users first.
+    let warm = 1_000.min(users / 10).max(1);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    load_events(&base, warm, warm, connections, stop.clone()).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rss_bytes(pid)?;
+    eprintln!("one event each for {users} users...");
+    // Users warm..warm+users get one event each: the load generator numbers users from 0, so
+    // offset by sending warm+users events round-robin over warm+users users and subtracting.
+    load_events(&base, warm + users, warm + users, connections, stop).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_bytes(pid)?;
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let live = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kudos_user_actors_live "))
+        .unwrap_or("?")
+        .to_string();
+    let per_user = (after.saturating_sub(before)) as f64 / users as f64;
+    println!(
+        "| active users | live actors | page cache | RSS before | RSS after | per active user |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {users} | {live} | {cache_mb} MiB | {:.1} MiB | {:.1} MiB | {:.0} B |",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        per_user
     );
     Ok(())
 }

@@ -1,119 +1,101 @@
-//! Small secondary indexes kept beside the journal: the set of users (backfills walk it, and
-//! its size is the rarity denominator) and counters (achievement completions). Both are
-//! written before the journal record that causes them, in the same fsync.
+//! Secondary state kept beside the journal, written only in commits: members (every created
+//! user; jobs walk them), counters (users, achievement completions), owners (pause → user)
+//! and idempotency keys. This module holds the read side and the key formats.
 
+use crate::keys::{self, Scope, StreamId, StreamKind, Tag};
 use crate::Result;
 
-/// Every user id ever created.
-#[derive(Clone)]
-pub struct UserIndex {
-    tree: sled::Tree,
+/// `t | instant | stream | slot`: an idempotency key by the time it was first seen.
+pub(crate) fn age_key(at_ms: i64, stream: &StreamId, slot: &[u8]) -> Vec<u8> {
+    let mut k = vec![Tag::IdempotencyAge as u8];
+    k.extend_from_slice(&keys::instant(at_ms));
+    stream.encode(&mut k);
+    k.extend_from_slice(slot);
+    k
 }
 
-impl UserIndex {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+pub(crate) fn idempotency_key(stream: &StreamId, slot: &[u8]) -> Vec<u8> {
+    let mut k = keys::stream_key(Tag::Idempotency, stream);
+    k.extend_from_slice(slot);
+    k
+}
+
+/// Read access to members, counters, owners and idempotency keys.
+#[derive(Clone)]
+pub struct Indexes {
+    pub(crate) tree: sled::Tree,
+}
+
+impl Indexes {
+    /// Whether `stream` was marked as a member (a created user).
+    pub fn is_member(&self, stream: &StreamId) -> Result<bool> {
+        Ok(self
+            .tree
+            .contains_key(keys::stream_key(Tag::Member, stream))?)
     }
 
-    pub fn insert(&self, id: &str) -> Result<()> {
-        self.tree.insert(id.as_bytes(), &[])?;
-        Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.tree.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
-    }
-
-    /// All user ids, in key order.
-    pub fn ids(&self) -> impl Iterator<Item = Result<String>> + '_ {
+    /// Ids of every member stream of `kind` in `scope`, in key order.
+    pub fn members(
+        &self,
+        kind: StreamKind,
+        scope: Scope,
+    ) -> impl Iterator<Item = Result<String>> + '_ {
+        let mut prefix = vec![Tag::Member as u8, kind as u8];
+        scope.encode(&mut prefix);
         self.tree
-            .iter()
+            .scan_prefix(prefix)
             .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
-    }
-}
-
-/// Which stream owns an entity created inside it (e.g. pause id → user id), so admin calls
-/// that address the entity by id can route to the right actor.
-#[derive(Clone)]
-pub struct Owners {
-    tree: sled::Tree,
-}
-
-impl Owners {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+            .filter_map(|k| match k {
+                Err(e) => Some(Err(e.into())),
+                Ok(k) => StreamId::decode(&k[1..]).map(|(s, _)| Ok(s.id)),
+            })
     }
 
-    pub fn insert(&self, id: &str, owner: &str) -> Result<()> {
-        self.tree.insert(id.as_bytes(), owner.as_bytes())?;
-        Ok(())
+    /// The current value of counter `name` in `scope` (0 when never counted).
+    pub fn counter(&self, scope: Scope, name: &str) -> Result<u64> {
+        Ok(read_counter(
+            &self.tree,
+            &keys::scoped_key(Tag::Counter, scope, name.as_bytes()),
+        )?)
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<String>> {
+    /// The stream that owns `entity`, if recorded.
+    pub fn owner(&self, scope: Scope, entity: &str) -> Result<Option<StreamId>> {
         Ok(self
             .tree
-            .get(id.as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+            .get(keys::scoped_key(Tag::Owner, scope, entity.as_bytes()))?
+            .and_then(|v| StreamId::decode(&v).map(|(s, _)| s)))
+    }
+
+    /// What idempotency `slot` of `stream` produced, and when it was first seen (ms).
+    pub fn idempotency(&self, stream: &StreamId, slot: &[u8]) -> Result<Option<(i64, Vec<u8>)>> {
+        Ok(self.tree.get(idempotency_key(stream, slot))?.and_then(|v| {
+            let at = i64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+            Some((at, v[8..].to_vec()))
+        }))
+    }
+
+    /// Up to `limit` idempotency keys first seen before `before_ms`, as a commit that removes
+    /// them (with their age entries). Empty when nothing expired.
+    pub fn expired_idempotency(&self, before_ms: i64, limit: usize) -> Result<crate::Commit> {
+        let mut commit = crate::Commit::new();
+        let start = vec![Tag::IdempotencyAge as u8];
+        let mut end = start.clone();
+        end.extend_from_slice(&keys::instant(before_ms));
+        for item in self.tree.range(start..end).take(limit) {
+            let (age, _) = item?;
+            let Some((stream, slot)) = StreamId::decode(&age[9..]) else {
+                continue;
+            };
+            commit.idempotency_expired(&age, idempotency_key(&stream, slot));
+        }
+        Ok(commit)
     }
 }
 
-/// Named counters with atomic increments.
-#[derive(Clone)]
-pub struct Counters {
-    tree: sled::Tree,
-}
-
-impl Counters {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
-    }
-
-    pub fn increment(&self, name: &str) -> Result<u64> {
-        let next = self.tree.update_and_fetch(name.as_bytes(), |old| {
-            let n = old
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_be_bytes);
-            Some((n + 1).to_be_bytes().to_vec())
-        })?;
-        Ok(next
-            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes))
-    }
-
-    pub fn get(&self, name: &str) -> Result<u64> {
-        Ok(self
-            .tree
-            .get(name.as_bytes())?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn users_and_counters() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::Store::open(dir.path()).expect("open");
-        let users = store.users();
-        users.insert("b").expect("insert");
-        users.insert("a").expect("insert");
-        users.insert("a").expect("insert");
-        let ids: Vec<String> = users.ids().collect::<Result<_, _>>().expect("ids");
-        assert_eq!(ids, vec!["a".to_string(), "b".to_string()]);
-        let counters = store.counters();
-        assert_eq!(counters.get("x").expect("get"), 0);
-        assert_eq!(counters.increment("x").expect("inc"), 1);
-        assert_eq!(counters.increment("x").expect("inc"), 2);
-        assert_eq!(counters.get("x").expect("get"), 2);
-        let owners = store.owners();
-        owners.insert("p1", "alice").expect("insert");
-        assert_eq!(owners.get("p1").expect("get").as_deref(), Some("alice"));
-        assert_eq!(owners.get("p2").expect("get"), None);
-    }
+pub(crate) fn read_counter(tree: &sled::Tree, key: &[u8]) -> std::result::Result<u64, sled::Error> {
+    Ok(tree
+        .get(key)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes))
 }

@@ -40,6 +40,12 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
+    /// 503 for a write storage could not make durable: logged with its cause; nothing was
+    /// acknowledged, and a retry with the same Idempotency-Key is safe.
+    pub fn storage_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(cause = %cause, "write refused: storage unavailable");
+        Self::unavailable("Storage unavailable; retry later")
+    }
     /// 500: logs the cause; the client sees a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(cause = %cause, "internal error");
@@ -61,7 +67,11 @@ impl From<ShapeError> for ApiError {
 
 impl From<kudos_snapshots::StoreError> for ApiError {
     fn from(e: kudos_snapshots::StoreError) -> Self {
-        Self::internal(e)
+        if e.is_unavailable() {
+            Self::storage_unavailable(e)
+        } else {
+            Self::internal(e)
+        }
     }
 }
 
@@ -80,6 +90,7 @@ impl From<UserError> for ApiError {
             | UserError::TotalOutOfRange
             | UserError::Invalid(_) => Self::unprocessable(e.to_string()),
             UserError::CustomizationDisabled => Self::new(StatusCode::FORBIDDEN, e.to_string()),
+            UserError::StorageUnavailable(_) => Self::storage_unavailable(e),
             UserError::Storage(_) | UserError::Passivated | UserError::Unavailable => {
                 Self::internal(e)
             }

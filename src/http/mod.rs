@@ -18,13 +18,34 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::{AppState, Readiness};
 use error::ApiError;
 
 /// Requests running longer than this are answered 503 so shutdown and clients never hang.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The backlog gauges of `/metrics` count at most this many entries (never a full scan).
+const OVERDUE_GAUGE_CAP: usize = 10_000;
+
+/// Routes that, once they start changing state, run to completion before they answer
+/// instead of being cut off by [`REQUEST_TIMEOUT`]: a 503 from them would leave the client
+/// unable to tell whether to retry (a retried clock advance or batch would apply twice).
+/// They bound their own validation phase instead.
+fn runs_to_completion(path: &str) -> bool {
+    matches!(path, "/admin/v1/test-clock" | "/admin/v1/metrics/events")
+}
+
+/// [`REQUEST_TIMEOUT`] for every route but [`runs_to_completion`] ones.
+async fn request_timeout(req: Request, next: Next) -> Response {
+    if runs_to_completion(req.uri().path()) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable("Request timed out").into_response(),
+    }
+}
 
 pub fn router(state: AppState) -> Router {
     let guard = |r: Router<AppState>| {
@@ -43,10 +64,7 @@ pub fn router(state: AppState) -> Router {
         // the request log outermost (so it sees every final status).
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(from_fn(request_timeout))
         .layer(from_fn(json_error_bodies))
         .layer(from_fn_with_state(state.clone(), log_request))
         .with_state(state)
@@ -57,6 +75,13 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.store.healthy() {
+        let cause = state.store.durability().last_error().unwrap_or_default();
+        return ApiError::unavailable(format!(
+            "Storage unavailable ({cause}); restart Kudos once the disk is writable"
+        ))
+        .into_response();
+    }
     match state.readiness() {
         Readiness::Ready => Json(json!({"status": "ready"})).into_response(),
         Readiness::Recovering => ApiError::unavailable("Recovery in progress").into_response(),
@@ -80,8 +105,24 @@ async fn prometheus(State(state): State<AppState>) -> Response {
             .supervisor_stats
             .failures
             .load(std::sync::atomic::Ordering::Relaxed),
-        pending_due: state.store.due().len(),
-        users: state.store.users().len(),
+        overdue: state
+            .store
+            .due()
+            .overdue(state.clock.now().timestamp_millis(), OVERDUE_GAUGE_CAP)
+            .unwrap_or(0),
+        users: state
+            .store
+            .indexes()
+            .counter(state.users.scope(), kudos_actors::user::USERS_COUNTER)
+            .unwrap_or(0),
+        fsync_failures: durability.failure_count(),
+        storage_healthy: state.store.healthy(),
+        effect_backlog: state.effect_tally.as_ref().map(|_| {
+            state
+                .store
+                .inbox()
+                .backlog(kudos_snapshots::ConsumerId::TEST_TALLY, OVERDUE_GAUGE_CAP)
+        }),
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

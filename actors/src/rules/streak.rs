@@ -244,7 +244,6 @@ pub struct StreakState {
 
 /// Something a streak did that the rest of Kudos reacts to (webhooks, pushes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StreakEvent {
     Started { length: u32 },
     Extended { length: u32 },

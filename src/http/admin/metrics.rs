@@ -12,6 +12,10 @@ use kudos_actors::catalog::Changed;
 use kudos_actors::user::{Command, NewEvent};
 
 use crate::http::app::metrics::{check_idempotency_key, record_event};
+
+/// The dry run of a batch must finish within this (the route has no request timeout, since
+/// its apply phase runs to completion).
+const BATCH_VALIDATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 use crate::http::app::users::check_user_id;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
@@ -177,19 +181,27 @@ async fn batch_events(
             (index, result)
         });
     }
+    // Validation changes nothing, so it is the phase that may time out (answered 503 having
+    // done nothing); the apply phase below always runs to completion before the answer.
     let mut failures = Vec::new();
-    while let Some(joined) = checks.join_next().await {
-        let (index, result) = joined.map_err(ApiError::internal)?;
-        if let Err(e) = result {
-            failures.push((index, e));
+    let validation = async {
+        while let Some(joined) = checks.join_next().await {
+            let (index, result) = joined.map_err(ApiError::internal)?;
+            if let Err(e) = result {
+                failures.push((index, e));
+            }
         }
-    }
+        Ok::<(), ApiError>(())
+    };
+    tokio::time::timeout(BATCH_VALIDATION_TIMEOUT, validation)
+        .await
+        .map_err(|_| ApiError::unavailable("Batch validation timed out; nothing was applied"))??;
     if let Some((_, e)) = failures.into_iter().min_by_key(|(i, _)| *i) {
         return Err(e.into());
     }
 
     // Apply, in a task of its own: once validated, the batch is applied in full even if the
-    // client disconnects or the request times out. A user changed by another request since
+    // client disconnects, and the answer waits for it (no request timeout on this route). A user changed by another request since
     // the dry run may still reject an event; that event is logged and skipped.
     let apply_state = state.clone();
     let applied = tokio::spawn(async move {

@@ -2,6 +2,7 @@
 
 pub mod achievements;
 pub mod attributes;
+pub mod effect_tally;
 pub mod metrics;
 pub mod streaks;
 pub mod test_clock;
@@ -17,4 +18,5 @@ pub fn router() -> Router<AppState> {
         .merge(streaks::router())
         .merge(achievements::router())
         .merge(test_clock::router())
+        .merge(effect_tally::router())
 }

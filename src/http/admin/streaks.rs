@@ -290,7 +290,12 @@ async fn delete_pauses(
             continue;
         };
         // Written by the user's actor in the same fsync as the pause itself.
-        let Some(user) = state.store.owners().get(&id.to_string())? else {
+        let Some(user) = state
+            .store
+            .indexes()
+            .owner(state.users.scope(), &id.to_string())?
+            .map(|stream| stream.id)
+        else {
             problems.push(Issue::for_id(&raw, "Streak pause not found by ID"));
             continue;
         };

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kudos_actors::achievements::{Achievement, AchievementStatus};
 use kudos_actors::catalog::{AttributeKind, Catalog};
-use kudos_actors::user::{completions_counter, Command, Effect, Outcome};
+use kudos_actors::user::{completions_counter, Command, Effect, Outcome, USERS_COUNTER};
 use serde_json::{json, Value};
 
 use crate::http::app::users::check_user_id;
@@ -23,9 +23,10 @@ use crate::AppState;
 
 /// Completions of `a` and the number of users, for `completions` and `rarity`.
 fn stats(state: &AppState, a: &Achievement) -> ApiResult<(u64, usize)> {
+    let (indexes, scope) = (state.store.indexes(), state.users.scope());
     Ok((
-        state.store.counters().get(&completions_counter(a.id))?,
-        state.store.users().len(),
+        indexes.counter(scope, &completions_counter(a.id))?,
+        usize::try_from(indexes.counter(scope, USERS_COUNTER)?).unwrap_or(usize::MAX),
     ))
 }
 

@@ -151,17 +151,26 @@ async fn replay_of(
     ) else {
         return Ok(None);
     };
-    let (metric_id, key_owned) = (metric.id, key.to_string());
+    let metric_id = metric.id;
     let catalog = state.catalog.get();
     let now = state.clock.now();
+    let Some(event_id) = kudos_actors::user::lookup_idempotency(
+        &state.store,
+        &state.users.stream(user_id),
+        metric_id,
+        key,
+        state.users.config().idempotency_window,
+        now,
+    )?
+    else {
+        return Ok(None);
+    };
     let found = state
         .users
         .read(user_id, move |s| {
-            s.replayed(metric_id, &key_owned)
-                .map(|event_id| (event_id, s.total(metric_id), s.streak_view(&catalog, now)))
+            (event_id, s.total(metric_id), s.streak_view(&catalog, now))
         })
-        .await?
-        .flatten();
+        .await?;
     Ok(found.map(|(event_id, total, streak)| {
         event_response(
             StatusCode::ACCEPTED,

@@ -1,0 +1,226 @@
+//! The effect path: how what a committed record caused reaches the parts of Kudos that react
+//! to it (leaderboards, the webhook dispatcher, the WebSocket hub), exactly once.
+//!
+//! Two halves (ARCHITECTURE.md, "Effects and their consumers"):
+//! - **Inbox rows are the truth.** A user commit writes one row per registered consumer,
+//!   holding the record's effects, in the same atomic batch as the record. A consumer applies
+//!   a row and removes it in one batch together with the state the row changed, so a crash
+//!   either keeps both the row and the old state (the row is applied again, to the old state)
+//!   or neither.
+//! - **The bus only wakes.** After the fsync, the actor publishes `(stream, seq, effects)` on
+//!   an in-memory broadcast channel, so a consumer applies at once instead of polling. A
+//!   consumer that was down, or lagged behind the channel, reads its rows instead.
+//!
+//! [`run_consumer`] joins the two: it subscribes first, then applies every row already
+//! pending (catch-up), remembering the highest seq per stream it took from the rows, and
+//! skips bus messages at or below it; after a lag it catches up again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kudos_snapshots::{Commit, ConsumerId, Store, StoreError, StreamId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::user::Effect;
+
+/// Messages the bus holds for a slow consumer before it lags (and reads its rows instead).
+const BUS_CAPACITY: usize = 8192;
+/// Rows read and applied per consumer commit.
+const BATCH: usize = 512;
+
+/// The effects of one committed record.
+#[derive(Debug)]
+pub struct Published {
+    pub stream: StreamId,
+    pub seq: u64,
+    pub effects: Vec<Effect>,
+}
+
+/// Publishes committed effects and names the consumers that get inbox rows (cheap to clone).
+#[derive(Clone)]
+pub struct EffectBus {
+    tx: broadcast::Sender<Arc<Published>>,
+    consumers: Arc<[ConsumerId]>,
+}
+
+impl EffectBus {
+    /// A bus whose commits write inbox rows for `consumers`.
+    pub fn new(consumers: Vec<ConsumerId>) -> Self {
+        Self {
+            tx: broadcast::Sender::new(BUS_CAPACITY),
+            consumers: consumers.into(),
+        }
+    }
+
+    /// The consumers each record with effects writes an inbox row for.
+    pub fn consumers(&self) -> &[ConsumerId] {
+        &self.consumers
+    }
+
+    /// Wakes the consumers with a committed record's effects (after its fsync).
+    pub fn publish(&self, published: Published) {
+        // No receiver (no consumer running yet) is fine: the rows are the truth.
+        let _ = self.tx.send(Arc::new(published));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.tx.subscribe()
+    }
+}
+
+/// Something that applies effects exactly once, keeping its own state in consumer rows.
+pub trait EffectConsumer: Send + 'static {
+    const ID: ConsumerId;
+    /// Applies the effects of entry `seq` of `stream`, adding the state rows it changed to
+    /// `commit` (which also removes the inbox row).
+    fn apply(
+        &mut self,
+        stream: &StreamId,
+        seq: u64,
+        effects: &[Effect],
+        commit: &mut Commit,
+    ) -> Result<(), StoreError>;
+}
+
+/// Runs `consumer` until shutdown: catch-up from its rows, then the bus (see module docs).
+/// Returns an error (and the supervisor restarts it, reloading its state) if storage fails.
+pub async fn run_consumer<C: EffectConsumer>(
+    store: Store,
+    bus: EffectBus,
+    mut consumer: C,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let mut rx = bus.subscribe();
+    let mut taken: HashMap<StreamId, u64> = HashMap::new();
+    catch_up(&store, &mut consumer, &mut taken).map_err(|e| e.to_string())?;
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            m = rx.recv() => m,
+        };
+        let mut batch = Vec::new();
+        match first {
+            Ok(p) => batch.push(p),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    consumer = C::ID.0,
+                    missed,
+                    "effect consumer lagged; reading its inbox"
+                );
+                catch_up(&store, &mut consumer, &mut taken).map_err(|e| e.to_string())?;
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut commit = Commit::new();
+        for p in batch {
+            if let Some(&upto) = taken.get(&p.stream) {
+                if p.seq <= upto {
+                    continue;
+                }
+                taken.remove(&p.stream);
+            }
+            consumer
+                .apply(&p.stream, p.seq, &p.effects, &mut commit)
+                .map_err(|e| e.to_string())?;
+            commit.inbox_done(C::ID, &p.stream, p.seq);
+        }
+        store.write(commit).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Applies every pending inbox row of `consumer`, in batches.
+fn catch_up<C: EffectConsumer>(
+    store: &Store,
+    consumer: &mut C,
+    taken: &mut HashMap<StreamId, u64>,
+) -> Result<usize, StoreError> {
+    let inbox = store.inbox();
+    let mut applied = 0;
+    loop {
+        let rows = inbox.pending::<Vec<Effect>>(C::ID, BATCH)?;
+        if rows.is_empty() {
+            return Ok(applied);
+        }
+        let mut commit = Commit::new();
+        for row in &rows {
+            consumer.apply(&row.stream, row.seq, &row.payload, &mut commit)?;
+            commit.inbox_done(C::ID, &row.stream, row.seq);
+            let upto = taken.entry(row.stream.clone()).or_default();
+            *upto = (*upto).max(row.seq);
+        }
+        applied += rows.len();
+        store.write(commit)?;
+    }
+}
+
+/// What the tally consumer counted for one user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Effects of any kind.
+    pub effects: u64,
+    /// Metric total changes, and the sum of their deltas.
+    pub metric_changes: u64,
+    pub metric_delta: f64,
+    pub achievements: u64,
+}
+
+/// A consumer for tests and diagnostics (`KUDOS_TEST_EFFECT_TALLY=1`): counts every effect
+/// per user, so a test can check that each acknowledged record's effects arrived exactly
+/// once across crashes. It exercises the same path leaderboards and webhooks use.
+pub struct EffectTally {
+    view: Arc<Mutex<HashMap<String, Tally>>>,
+}
+
+impl EffectTally {
+    /// Loads the durable tally; `view` is replaced with it and then kept current.
+    pub fn load(
+        store: &Store,
+        view: Arc<Mutex<HashMap<String, Tally>>>,
+    ) -> Result<Self, StoreError> {
+        let rows: Vec<(Vec<u8>, Tally)> = store.inbox().state(Self::ID)?;
+        let loaded = rows
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+            .collect();
+        *view.lock().unwrap_or_else(|e| e.into_inner()) = loaded;
+        Ok(Self { view })
+    }
+}
+
+impl EffectConsumer for EffectTally {
+    const ID: ConsumerId = ConsumerId::TEST_TALLY;
+
+    fn apply(
+        &mut self,
+        stream: &StreamId,
+        _seq: u64,
+        effects: &[Effect],
+        commit: &mut Commit,
+    ) -> Result<(), StoreError> {
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let tally = view.entry(stream.id.clone()).or_default();
+        for e in effects {
+            tally.effects += 1;
+            match e {
+                Effect::MetricTotalChanged {
+                    previous, total, ..
+                } => {
+                    tally.metric_changes += 1;
+                    tally.metric_delta += total - previous;
+                }
+                Effect::AchievementCompleted { .. } => tally.achievements += 1,
+                _ => {}
+            }
+        }
+        commit.consumer_state(Self::ID, stream.id.as_bytes(), Some(&*tally))
+    }
+}

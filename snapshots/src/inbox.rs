@@ -1,0 +1,106 @@
+//! Inbox rows: the durable half of the effect path (ARCHITECTURE.md, "Effects and their
+//! consumers"). A producer's commit writes one row per consumer that must see a record's
+//! effects; the consumer applies the row and removes it in its own commit, together with the
+//! state the row changed. A consumer that was down finds its rows on start, so nothing
+//! acknowledged loses an effect, and since "applied" and "removed" are one batch, nothing is
+//! applied twice. The in-memory effect bus only wakes consumers early.
+
+use serde::de::DeserializeOwned;
+
+use crate::keys::{self, StreamId, Tag};
+use crate::{codec, Result};
+
+/// Which consumer an inbox row is for. The values are part of the on-disk format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConsumerId(pub u8);
+
+impl ConsumerId {
+    /// Leaderboard actors (one inbox per board is the board's own key space).
+    pub const LEADERBOARDS: ConsumerId = ConsumerId(1);
+    /// The webhook dispatcher.
+    pub const WEBHOOKS: ConsumerId = ConsumerId(2);
+    /// The effect tally used by the durability tests.
+    pub const TEST_TALLY: ConsumerId = ConsumerId(200);
+}
+
+pub(crate) fn row_key(consumer: ConsumerId, stream: &StreamId, seq: u64) -> Vec<u8> {
+    let mut k = vec![Tag::Inbox as u8, consumer.0];
+    stream.encode(&mut k);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn state_key(consumer: ConsumerId, key: &[u8]) -> Vec<u8> {
+    let mut k = vec![Tag::ConsumerState as u8, consumer.0];
+    k.extend_from_slice(key);
+    k
+}
+
+/// One pending inbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxRow<P> {
+    pub stream: StreamId,
+    pub seq: u64,
+    pub payload: P,
+}
+
+/// Read access to inbox rows and consumer state.
+#[derive(Clone)]
+pub struct Inbox {
+    pub(crate) tree: sled::Tree,
+}
+
+impl Inbox {
+    /// Up to `limit` pending rows of `consumer`, per stream in seq order.
+    pub fn pending<P: DeserializeOwned>(
+        &self,
+        consumer: ConsumerId,
+        limit: usize,
+    ) -> Result<Vec<InboxRow<P>>> {
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .scan_prefix([Tag::Inbox as u8, consumer.0])
+            .take(limit)
+        {
+            let (k, v) = item?;
+            let Some((stream, rest)) = StreamId::decode(&k[2..]) else {
+                continue;
+            };
+            let Some(seq) = keys::trailing_seq(rest) else {
+                continue;
+            };
+            let payload = codec::decode(&v, || format!("inbox row {stream}#{seq}"))?;
+            out.push(InboxRow {
+                stream,
+                seq,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of pending rows of `consumer`, counting at most `cap`.
+    pub fn backlog(&self, consumer: ConsumerId, cap: usize) -> usize {
+        self.tree
+            .scan_prefix([Tag::Inbox as u8, consumer.0])
+            .keys()
+            .take(cap)
+            .count()
+    }
+
+    /// Every state row of `consumer` (loaded once when the consumer starts).
+    pub fn state<V: DeserializeOwned>(&self, consumer: ConsumerId) -> Result<Vec<(Vec<u8>, V)>> {
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .scan_prefix([Tag::ConsumerState as u8, consumer.0])
+        {
+            let (k, v) = item?;
+            let key = k[2..].to_vec();
+            let value = codec::decode(&v, || format!("consumer {} state", consumer.0))?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+}
