@@ -171,6 +171,7 @@ pub struct Tally {
     pub metric_changes: u64,
     pub metric_delta: f64,
     pub achievements: u64,
+    pub streaks_lost: u64,
 }
 
 /// A consumer for tests and diagnostics (`KUDOS_TEST_EFFECT_TALLY=1`): counts every effect
@@ -218,6 +219,10 @@ impl EffectConsumer for EffectTally {
                     tally.metric_delta += total - previous;
                 }
                 Effect::AchievementCompleted { .. } => tally.achievements += 1,
+                Effect::Streak {
+                    event: crate::rules::streak::StreakEvent::Lost { .. },
+                    ..
+                } => tally.streaks_lost += 1,
                 _ => {}
             }
         }

@@ -47,9 +47,6 @@ pub enum UserMsg {
     Read(ReadFn),
     /// Snapshot and stop if no message arrived for this long.
     PassivateIfIdle(Duration),
-    /// Sent by a passivated actor to itself: every message queued before it has been
-    /// answered ("passivated", so callers retry), and the actor can stop.
-    Retire,
 }
 
 /// What a user actor needs from the rest of the system.
@@ -72,17 +69,16 @@ pub struct UserDeps {
 
 pub struct UserActor;
 
-/// Answers a message that reached an actor after it passivated: callers are told to retry
+/// Answers a message that was queued before the actor passivated: callers are told to retry
 /// (they wait for this actor to stop, then reach the user's next actor, which loads the
 /// snapshot written on passivation); reads are dropped unanswered, which means the same to
-/// their caller.
-fn refuse_after_passivation(myself: &ActorRef<UserMsg>, message: UserMsg) {
+/// their caller. Messages sent after passivation are refused by the mailbox itself.
+fn refuse_after_passivation(message: UserMsg) {
     match message {
         UserMsg::Execute { reply, .. } => {
             let _ = reply.send(Err(UserError::Passivated));
         }
         UserMsg::Read(_) | UserMsg::PassivateIfIdle(_) => {}
-        UserMsg::Retire => myself.stop(Some("passivated".into())),
     }
 }
 
@@ -362,10 +358,10 @@ impl Actor for UserActor {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if st.passivated {
-            refuse_after_passivation(&myself, message);
+            refuse_after_passivation(message);
             return Ok(());
         }
-        if !matches!(message, UserMsg::PassivateIfIdle(_) | UserMsg::Retire) {
+        if !matches!(message, UserMsg::PassivateIfIdle(_)) {
             st.last_active = Instant::now();
         }
         match message {
@@ -425,13 +421,12 @@ impl Actor for UserActor {
                 }
                 st.snapshot()?;
                 st.passivated = true;
-                // Callers that reach this actor from now on are answered "passivated"; they
-                // wait for it to stop (it leaves the registry in post_stop) and retry, so a
-                // user never has two actors at once.
-                let _ = myself.send_message(UserMsg::Retire);
+                // The mailbox refuses new messages from now on, and the ones already queued
+                // are answered "passivated"; their callers wait for this actor to stop (it
+                // leaves the registry in post_stop) and retry, so a user never has two
+                // actors at once.
+                let _ = myself.drain();
             }
-            // Only sent by a passivated actor to itself, so handled above.
-            UserMsg::Retire => {}
         }
         Ok(())
     }

@@ -24,8 +24,9 @@ use crate::user::{
 };
 
 const SHARDS: usize = 64;
-/// How often a call is retried when it reaches an actor that has just been passivated.
-const ROUTE_ATTEMPTS: usize = 8;
+/// How long a call keeps retrying when it reaches actors that have just been passivated (each
+/// retry first waits for that actor to stop, so this only bounds pathological churn).
+const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a caller waits for a passivated actor to finish stopping before it retries.
 const RETIRE_WAIT: Duration = Duration::from_secs(5);
 
@@ -274,7 +275,8 @@ impl UserShards {
         user_id: &str,
         build: impl Fn(RpcReplyPort<Result<R, UserError>>) -> UserMsg,
     ) -> Result<R, UserError> {
-        for _ in 0..ROUTE_ATTEMPTS {
+        let deadline = tokio::time::Instant::now() + ROUTE_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
             let actor = self.actor(user_id).await?;
             match actor.call(&build, None).await {
                 Err(_) => self.retire(user_id, &actor).await,
@@ -313,7 +315,8 @@ impl UserShards {
             return Ok(None);
         }
         let query = Arc::new(query);
-        for _ in 0..ROUTE_ATTEMPTS {
+        let deadline = tokio::time::Instant::now() + ROUTE_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
             let actor = self.actor(user_id).await?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             let q = query.clone();
@@ -440,6 +443,83 @@ mod tests {
                 .await
                 .expect("read"),
             None
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_requests_and_passivation_races_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = kudos_snapshots::Store::open(dir.path(), &Default::default()).expect("open");
+        let start = chrono::Utc
+            .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(start));
+        let (catalog, metric) =
+            crate::testing::catalog_with_metric(&store, "m", start, false).await;
+        let shards = UserShards::new(
+            store.clone(),
+            catalog.clone(),
+            clock.clone(),
+            crate::testing::supervisor().await,
+            EffectBus::new(Vec::new()),
+            ShardsConfig {
+                // Every sweep passivates every actor: requests keep meeting actors that are
+                // snapshotting and stopping, and new ones starting from their snapshots.
+                idle_after: Duration::ZERO,
+                sweep_every: Duration::from_millis(1),
+                ..ShardsConfig::default()
+            },
+        );
+        let token = CancellationToken::new();
+        let sweeping = shards.clone();
+        let t = token.clone();
+        let sweeper = tokio::spawn(async move { sweeping.passivate_idle(t).await });
+        const TASKS: usize = 6;
+        const EACH: usize = 60;
+        let mut tasks = Vec::new();
+        for task in 0..TASKS {
+            let shards = shards.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..EACH {
+                    let event = NewEvent {
+                        metric_id: metric,
+                        value: 1.0,
+                        user: UserWrite::default(),
+                        attributes: Default::default(),
+                        idempotency_key: Some(format!("t{task}-{i}")),
+                    };
+                    let outcome = shards
+                        .execute("hot", Command::RecordEvent(event))
+                        .await
+                        .expect("every event is accepted");
+                    assert!(matches!(
+                        outcome,
+                        Outcome::Event(EventOutcome::Recorded { .. })
+                    ));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        token.cancel();
+        let _ = sweeper.await;
+        let expected = (TASKS * EACH) as f64;
+        let live = shards
+            .read("hot", move |s| s.total(metric))
+            .await
+            .expect("read");
+        assert_eq!(live, Some(expected));
+        // What is on disk (snapshot + tail) holds every acknowledged event exactly once.
+        let loaded =
+            kudos_snapshots::recovery::load::<UserState>(&store.journal(), &shards.stream("hot"))
+                .expect("load");
+        assert_eq!(loaded.state.total(metric), expected);
+        assert_eq!(
+            loaded.seq,
+            (TASKS * EACH) as u64,
+            "one record per event, no gaps"
         );
     }
 }

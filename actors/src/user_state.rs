@@ -779,7 +779,7 @@ pub enum UserError {
     #[error("storage failure: {0}")]
     Storage(String),
     /// Storage cannot make writes durable right now (503): nothing was acknowledged.
-    #[error("storage unavailable: {0}")]
+    #[error("{0}")]
     StorageUnavailable(String),
     /// The actor was passivated after the caller looked it up; the caller retries.
     #[error("user actor passivated")]

@@ -134,10 +134,12 @@ impl Commit {
         }
     }
 
-    /// Removes an expired idempotency key and its age entry.
-    pub(crate) fn idempotency_expired(&mut self, age_key: &[u8], key: Vec<u8>) {
+    /// Removes an age entry and, when it is still the key's current one, the expired key.
+    pub(crate) fn idempotency_expired(&mut self, age_key: &[u8], key: Option<Vec<u8>>) {
         self.remove(age_key.to_vec());
-        self.remove(key);
+        if let Some(key) = key {
+            self.remove(key);
+        }
     }
 
     /// An inbox row: `consumer` must apply `payload` (the effects of entry `seq` of

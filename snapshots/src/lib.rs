@@ -436,6 +436,17 @@ mod tests {
         store.write(prune).expect("prune");
         assert_eq!(idx.idempotency(&s, b"m/k1").expect("get"), None);
         assert!(idx.idempotency(&s, b"m/k2").expect("get").is_some());
+        // Re-used after it expired: the old age entry must not take the new row with it.
+        let mut c = Commit::new();
+        c.idempotency(&s, b"m/k2", b"event-3", 9_000, true);
+        store.commit(c).await.expect("commit");
+        let prune = idx.expired_idempotency(6_000, 100).expect("expired");
+        assert!(!prune.is_empty(), "the old age entry goes");
+        store.write(prune).expect("prune");
+        assert_eq!(
+            idx.idempotency(&s, b"m/k2").expect("get"),
+            Some((9_000, b"event-3".to_vec()))
+        );
     }
 
     #[tokio::test]

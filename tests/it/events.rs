@@ -381,3 +381,46 @@ async fn batch_validation_includes_rules_that_depend_on_the_user() {
         .await;
     assert_eq!(ok.status, 202, "{:?}", ok.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_expire_after_the_configured_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("KUDOS_TEST_CLOCK", "1"),
+        ("KUDOS_IDEMPOTENCY_WINDOW", "1h"),
+    ];
+    let server = crate::binary::Binary::start(dir.path(), &env).await;
+    let (status, _) = server
+        .post("/admin/v1/metrics", json!([{"name": "Win", "key": "win"}]))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(server.event("win", "w1", "same").await, Some(201));
+    assert_eq!(
+        server.event("win", "w1", "same").await,
+        Some(202),
+        "inside the window"
+    );
+    let (status, _) = server
+        .post("/admin/v1/test-clock", json!({"advanceSeconds": 1800}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.event("win", "w1", "same").await,
+        Some(202),
+        "30 min on"
+    );
+    let (status, _) = server
+        .post("/admin/v1/test-clock", json!({"advanceSeconds": 3600}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        server.event("win", "w1", "same").await,
+        Some(201),
+        "90 min after first use the key is new again"
+    );
+    assert_eq!(server.total("w1", "win").await, 2.0);
+    // The window survives a restart (keys are rows with their first-seen time).
+    drop(server);
+    let server = crate::binary::Binary::start(dir.path(), &env).await;
+    assert_eq!(server.event("win", "w1", "same").await, Some(202));
+}

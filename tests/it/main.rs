@@ -3,9 +3,12 @@
 
 mod achievements;
 mod admin;
+mod binary;
+mod crash;
 mod durability;
 mod errors;
 mod events;
+mod faults;
 mod streaks;
 mod support;
 mod test_clock;

@@ -21,6 +21,7 @@ struct UserTally {
     metric_changes: u64,
     metric_delta: f64,
     achievements: u64,
+    streaks_lost: u64,
 }
 
 #[derive(Serialize)]
@@ -51,6 +52,7 @@ async fn get_tally(State(state): State<AppState>) -> ApiResult<Json<TallyRespons
                     metric_changes: t.metric_changes,
                     metric_delta: t.metric_delta,
                     achievements: t.achievements,
+                    streaks_lost: t.streaks_lost,
                 },
             )
         })

@@ -1,0 +1,247 @@
+//! Crashes on the commit path: the binary dies at a chosen step of the N-th commit (fail
+//! points), or with `kill -9` mid-load. After the restart, everything derived from the
+//! journal (totals, completion and user counters, due entries, effects delivered to a
+//! consumer) must agree exactly with the records that survived, every acknowledged record
+//! must have survived, and re-sending every request with its Idempotency-Key must complete
+//! the work exactly once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use crate::binary::Binary;
+
+const METRIC: &str = "steps";
+/// Users reaching this total complete the achievement.
+const ACHIEVEMENT_AT: f64 = 3.0;
+
+/// A metric that is also the daily streak metric, and an achievement at 3.
+async fn configure(server: &Binary) -> String {
+    let (status, body) = server
+        .post(
+            "/admin/v1/metrics",
+            json!([{"name": "Steps", "key": METRIC}]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let metric = body["created"][0]["id"].as_str().expect("id").to_string();
+    let (status, body) = server
+        .patch(
+            "/admin/v1/streaks/settings",
+            json!({"metrics": [{"key": METRIC, "threshold": 1}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "Three", "trigger": "metric", "metricId": metric, "metricValue": ACHIEVEMENT_AT, "status": "active"}]),
+        )
+        .await;
+    assert!(status == 201 || status == 200, "{body}");
+    body["created"][0]["id"].as_str().expect("id").to_string()
+}
+
+/// What the clients sent (keys per user) and which were acknowledged with 201.
+#[derive(Default, Clone)]
+struct Sent {
+    keys: HashMap<String, Vec<String>>,
+    acked: HashMap<String, usize>,
+}
+
+/// `clients` loops posting events with fresh keys over `users` users until the server is
+/// gone (or `stop_after` acknowledgements, then the caller kills it).
+async fn hammer(
+    server: &Binary,
+    clients: usize,
+    users: usize,
+    stop_after: Option<usize>,
+) -> (Arc<Mutex<Sent>>, tokio::task::JoinHandle<()>) {
+    let sent: Arc<Mutex<Sent>> = Arc::default();
+    let acked_total = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let base = server.base.clone();
+        let (sent, acked_total) = (sent.clone(), acked_total.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0usize.. {
+                if stop_after.is_some_and(|n| acked_total.load(Ordering::SeqCst) >= n) {
+                    return;
+                }
+                let user = format!("user-{}", (c * 7 + i) % users);
+                let key = format!("c{c}-{i}");
+                sent.lock()
+                    .expect("lock")
+                    .keys
+                    .entry(user.clone())
+                    .or_default()
+                    .push(key.clone());
+                let r = client
+                    .post(format!("{base}/v1/metrics/{METRIC}/event"))
+                    .header("X-API-KEY", crate::support::KEY)
+                    .header("Idempotency-Key", &key)
+                    .json(&json!({"user": {"id": user}, "value": 1}))
+                    .send()
+                    .await;
+                match r.map(|r| r.status().as_u16()) {
+                    Ok(201) => {
+                        *sent.lock().expect("lock").acked.entry(user).or_default() += 1;
+                        acked_total.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(other) => panic!("unexpected status {other} before the crash"),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    if let Some(n) = stop_after {
+        while acked_total.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    // With `stop_after`, the caller kills the server now, while these clients still have
+    // requests in flight; they end on the connection errors.
+    let clients = tokio::spawn(async move {
+        for t in tasks {
+            t.await.expect("client task");
+        }
+    });
+    (sent, clients)
+}
+
+/// Every check of the module docs, on a restarted server.
+async fn check_recovered(server: &Binary, achievement: &str, sent: &Sent) {
+    let mut totals = HashMap::new();
+    for (user, keys) in &sent.keys {
+        let total = server.total(user, METRIC).await;
+        let acked = sent.acked.get(user).copied().unwrap_or(0) as f64;
+        assert!(total >= acked, "{user}: {total} < {acked} acknowledged");
+        assert!(
+            total <= keys.len() as f64,
+            "{user}: {total} > {} sent",
+            keys.len()
+        );
+        totals.insert(user.clone(), total);
+    }
+    check_derived(server, achievement, &totals).await;
+
+    // Re-send every key: what was not recorded is recorded now, the rest replays.
+    for (user, keys) in &sent.keys {
+        for key in keys {
+            let status = server.event(METRIC, user, key).await.expect("answer");
+            assert!(status == 201 || status == 202, "{status}");
+        }
+        let total = server.total(user, METRIC).await;
+        assert_eq!(total, keys.len() as f64, "{user}: each key exactly once");
+        totals.insert(user.clone(), total);
+    }
+    check_derived(server, achievement, &totals).await;
+
+    // Every user with a streak has its period end filed: three days on, each loses it once.
+    let (status, body) = server
+        .post(
+            "/admin/v1/test-clock",
+            json!({"advanceSeconds": 3 * 86_400}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let tally = server.settled_tally().await;
+    for (user, total) in &totals {
+        if *total > 0.0 {
+            assert_eq!(
+                tally["users"][user]["streaksLost"], 1,
+                "{user}: one streak.lost from the scheduler: {}",
+                tally["users"][user]
+            );
+        }
+    }
+}
+
+/// Counters and delivered effects agree exactly with the users' totals.
+async fn check_derived(server: &Binary, achievement: &str, totals: &HashMap<String, f64>) {
+    let users = totals.values().filter(|t| **t > 0.0).count();
+    let completed = totals.values().filter(|t| **t >= ACHIEVEMENT_AT).count();
+    let (status, list) = server.get("/v1/achievements").await;
+    assert_eq!(status, 200, "{list}");
+    let a = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["id"] == achievement)
+        .cloned()
+        .expect("the achievement is listed");
+    assert_eq!(a["completions"], completed, "completion counter: {a}");
+    let rarity = if users == 0 {
+        0.0
+    } else {
+        ((completed as f64 / users as f64) * 10_000.0).round() / 100.0
+    };
+    assert_eq!(a["rarity"], json!(rarity), "user counter (rarity): {a}");
+    let tally = server.settled_tally().await;
+    for (user, total) in totals {
+        let t: &Value = &tally["users"][user];
+        if *total == 0.0 {
+            assert!(t.is_null() || t["metricChanges"] == 0, "{user}: {t}");
+            continue;
+        }
+        assert_eq!(
+            t["metricChanges"],
+            json!(*total as u64),
+            "{user}: one effect per record: {t}"
+        );
+        assert_eq!(t["metricDelta"], json!(*total), "{user}: {t}");
+        assert_eq!(
+            t["achievements"],
+            json!(u64::from(*total >= ACHIEVEMENT_AT)),
+            "{user}: {t}"
+        );
+    }
+}
+
+const ENV: [(&str, &str); 2] = [("KUDOS_TEST_CLOCK", "1"), ("KUDOS_TEST_EFFECT_TALLY", "1")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_step_of_a_commit_leaves_derived_state_equal_to_the_records() {
+    for point in [
+        "commit_before_write",
+        "commit_after_write",
+        "commit_after_fsync",
+    ] {
+        for n in [1usize, 9, 60, 150] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let server = Binary::start(dir.path(), &ENV).await;
+            let achievement = configure(&server).await;
+            drop(server);
+            let spec = format!("{point}:{n}");
+            let mut env = ENV.to_vec();
+            env.push(("KUDOS_TEST_FAILPOINTS", &spec));
+            let mut server = Binary::start(dir.path(), &env).await;
+            let (sent, clients) = hammer(&server, 6, 10, None).await;
+            let status = server.wait_exit().await;
+            assert!(
+                !status.success(),
+                "{spec}: the fail point aborted the process"
+            );
+            clients.await.expect("clients");
+            let sent = sent.lock().expect("lock").clone();
+            let server = Binary::start(dir.path(), &ENV).await;
+            check_recovered(&server, &achievement, &sent).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_load_delivers_every_effect_of_every_acknowledged_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Binary::start(dir.path(), &ENV).await;
+    let achievement = configure(&server).await;
+    let (sent, clients) = hammer(&server, 16, 40, Some(1500)).await;
+    server.kill9();
+    clients.await.expect("clients");
+    let sent = sent.lock().expect("lock").clone();
+    let server = Binary::start(dir.path(), &ENV).await;
+    check_recovered(&server, &achievement, &sent).await;
+}
