@@ -86,14 +86,24 @@ pub enum KeyError {
 pub struct KeyStore {
     by_prefix: RwLock<HashMap<String, StoredKey>>,
     store: Store,
+    /// `scope/{env}/0/key/`: keys belong to an environment (SPEC §9.2).
+    meta_prefix: String,
 }
 
 impl KeyStore {
+    /// Loads the keys of the default environment.
     pub fn load(store: Store) -> Result<Self, StoreError> {
-        let keys: Vec<StoredKey> = store.meta_scan("key/")?;
+        let meta_prefix = format!(
+            "{}key/",
+            kudos_snapshots::Scope::DEFAULT
+                .environment_only()
+                .meta_prefix()
+        );
+        let keys: Vec<StoredKey> = store.meta_scan(&meta_prefix)?;
         Ok(Self {
             by_prefix: RwLock::new(keys.into_iter().map(|k| (k.prefix.clone(), k)).collect()),
             store,
+            meta_prefix,
         })
     }
 
@@ -156,7 +166,10 @@ impl KeyStore {
         };
         let value = serde_json::to_value(&stored).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.store
-            .meta_commit(vec![(format!("key/{}", stored.id), Some(value))])
+            .meta_commit(vec![(
+                format!("{}{}", self.meta_prefix, stored.id),
+                Some(value),
+            )])
             .await?;
         self.by_prefix
             .write()

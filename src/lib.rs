@@ -37,7 +37,7 @@ use kudos_actors::scheduler::Scheduler;
 use kudos_actors::supervisor::{RootSupervisor, SupervisorStats};
 use kudos_actors::tasks::Background;
 use kudos_actors::user_shards::{ShardsConfig, UserShards};
-use kudos_snapshots::{ConsumerId, Store, StoreOptions};
+use kudos_snapshots::{ConsumerId, Scope, Store, StoreOptions};
 use ractor::Actor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -156,7 +156,7 @@ pub async fn run(
     let store = Store::open(&config.data_dir, &options)
         .with_context(|| format!("cannot open sled database in {}", config.data_dir.display()))?;
     let clock = make_clock(&config, &store)?;
-    let catalog = Arc::new(CatalogService::load(store.clone())?);
+    let catalog = Arc::new(CatalogService::load(store.clone(), Scope::DEFAULT)?);
     let keys = KeyStore::load(store.clone())?;
     if let Some(generated) = keys
         .bootstrap(config.api_key.as_deref(), clock.now())

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use kudos_snapshots::{Store, StoreError};
+use kudos_snapshots::{Scope, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -692,25 +692,27 @@ pub enum Changed {
 }
 
 impl Changed {
-    fn entry(&self) -> Result<(String, Option<serde_json::Value>), StoreError> {
+    /// The meta entry of this change in `scope` (`Meta` keys are given whole).
+    fn entry(&self, scope: Scope) -> Result<(String, Option<serde_json::Value>), StoreError> {
+        let p = scope.meta_prefix();
         let encode = |v: Result<serde_json::Value, serde_json::Error>| {
             v.map(Some).map_err(|e| StoreError::Encode(e.to_string()))
         };
         Ok(match self {
             Changed::Metric(m) => (
-                format!("catalog/metric/{}", m.id),
+                format!("{p}{METRIC_PREFIX}{}", m.id),
                 encode(serde_json::to_value(m))?,
             ),
             Changed::Attribute(a) => (
-                format!("catalog/attribute/{}", a.id),
+                format!("{p}{ATTRIBUTE_PREFIX}{}", a.id),
                 encode(serde_json::to_value(a))?,
             ),
             Changed::StreakSettings(st) => (
-                STREAK_SETTINGS_KEY.to_string(),
+                format!("{p}{STREAK_SETTINGS_KEY}"),
                 encode(serde_json::to_value(st))?,
             ),
             Changed::Achievement(a) => (
-                format!("catalog/achievement/{}", a.id),
+                format!("{p}{ACHIEVEMENT_PREFIX}{}", a.id),
                 encode(serde_json::to_value(a))?,
             ),
             Changed::Meta(key, value) => (key.clone(), value.clone()),
@@ -718,6 +720,10 @@ impl Changed {
     }
 }
 
+// Meta keys of catalog entities, after the scope's prefix (`scope/{env}/{tenant}/`).
+const METRIC_PREFIX: &str = "catalog/metric/";
+const ATTRIBUTE_PREFIX: &str = "catalog/attribute/";
+const ACHIEVEMENT_PREFIX: &str = "catalog/achievement/";
 const STREAK_SETTINGS_KEY: &str = "catalog/streak_settings";
 
 /// Owns the current catalog: reads are a lock-free-ish `Arc` clone, writes are serialized,
@@ -726,20 +732,32 @@ pub struct CatalogService {
     current: RwLock<Arc<Catalog>>,
     write: tokio::sync::Mutex<()>,
     store: Store,
+    scope: Scope,
 }
 
 impl CatalogService {
-    pub fn load(store: Store) -> Result<Self, StoreError> {
-        let metrics: Vec<Metric> = store.meta_scan("catalog/metric/")?;
-        let attributes: Vec<Attribute> = store.meta_scan("catalog/attribute/")?;
-        let achievements: Vec<Achievement> = store.meta_scan("catalog/achievement/")?;
+    /// Loads the catalog of `scope`.
+    pub fn load(store: Store, scope: Scope) -> Result<Self, StoreError> {
+        let p = scope.meta_prefix();
+        let metrics: Vec<Metric> = store.meta_scan(&format!("{p}{METRIC_PREFIX}"))?;
+        let attributes: Vec<Attribute> = store.meta_scan(&format!("{p}{ATTRIBUTE_PREFIX}"))?;
+        let achievements: Vec<Achievement> =
+            store.meta_scan(&format!("{p}{ACHIEVEMENT_PREFIX}"))?;
         let mut catalog = Catalog::from_parts(metrics, attributes).with_achievements(achievements);
-        catalog.streak = store.meta_get(STREAK_SETTINGS_KEY)?.unwrap_or_default();
+        catalog.streak = store
+            .meta_get(&format!("{p}{STREAK_SETTINGS_KEY}"))?
+            .unwrap_or_default();
         Ok(Self {
             current: RwLock::new(Arc::new(catalog)),
             write: tokio::sync::Mutex::new(()),
             store,
+            scope,
         })
+    }
+
+    /// The scope this catalog belongs to.
+    pub fn scope(&self) -> Scope {
+        self.scope
     }
 
     pub fn get(&self) -> Arc<Catalog> {
@@ -761,7 +779,7 @@ impl CatalogService {
         if !changed.is_empty() {
             let entries = changed
                 .iter()
-                .map(Changed::entry)
+                .map(|c| c.entry(self.scope))
                 .collect::<Result<Vec<_>, _>>()?;
             self.store.meta_commit(entries).await?;
         }

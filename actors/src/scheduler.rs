@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kudos_snapshots::{Commit, DueIndex, DueKind, DueTarget, Store, StreamKind};
+use kudos_snapshots::{Commit, DueIndex, DueKind, DueTarget, Scope, Store, StreamKind};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -32,7 +32,7 @@ use crate::user_shards::UserShards;
 const BATCH: usize = 256;
 /// A failed evaluation is retried this much later.
 const RETRY_MS: i64 = 60_000;
-/// Prefix of job records in the meta tree.
+/// Prefix of job records in the meta tree, after the scope's prefix.
 pub const JOB_PREFIX: &str = "job/";
 
 /// A background job that visits every user.
@@ -46,10 +46,10 @@ pub enum Job {
 }
 
 impl Job {
-    /// The meta key and value that record a new job.
-    pub fn record(&self) -> (String, Option<serde_json::Value>) {
+    /// The meta key and value that record a new job of `scope`.
+    pub fn record(&self, scope: Scope) -> (String, Option<serde_json::Value>) {
         (
-            format!("{JOB_PREFIX}{}", Uuid::new_v4()),
+            format!("{}{JOB_PREFIX}{}", scope.meta_prefix(), Uuid::new_v4()),
             serde_json::to_value(self).ok(),
         )
     }
@@ -150,7 +150,7 @@ impl Scheduler {
 
     /// Records `job` durably and runs it in the background.
     pub async fn start_job(self: &Arc<Self>, job: Job) -> Result<(), kudos_snapshots::StoreError> {
-        let (key, value) = job.record();
+        let (key, value) = job.record(self.users.scope());
         self.store.meta_commit(vec![(key.clone(), value)]).await?;
         self.spawn_job(key, job);
         Ok(())
@@ -185,7 +185,8 @@ impl Scheduler {
 
     /// Resumes the jobs recorded before a restart.
     pub fn resume_jobs(self: &Arc<Self>) -> Result<usize, kudos_snapshots::StoreError> {
-        let keys: Vec<String> = self.store.meta_keys(JOB_PREFIX)?;
+        let prefix = format!("{}{JOB_PREFIX}", self.users.scope().meta_prefix());
+        let keys: Vec<String> = self.store.meta_keys(&prefix)?;
         let mut resumed = 0;
         for key in keys {
             if let Some(job) = self.store.meta_get::<Job>(&key)? {
@@ -370,7 +371,7 @@ mod tests {
             })
             .await
             .expect("update");
-        let (key, value) = Job::Refile.record();
+        let (key, value) = Job::Refile.record(kudos_snapshots::Scope::DEFAULT);
         store
             .meta_commit(vec![(key, value)])
             .await
@@ -378,7 +379,14 @@ mod tests {
         let scheduler = Arc::new(scheduler);
         assert_eq!(scheduler.resume_jobs().expect("resume"), 1);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !store.meta_keys(JOB_PREFIX).expect("keys").is_empty() {
+        while !store
+            .meta_keys(&format!(
+                "{}{JOB_PREFIX}",
+                kudos_snapshots::Scope::DEFAULT.meta_prefix()
+            ))
+            .expect("keys")
+            .is_empty()
+        {
             assert!(tokio::time::Instant::now() < deadline, "job did not finish");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

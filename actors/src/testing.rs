@@ -19,7 +19,9 @@ pub async fn catalog_with_metric(
     now: DateTime<Utc>,
     streak: bool,
 ) -> (Arc<CatalogService>, Uuid) {
-    let catalog = Arc::new(CatalogService::load(store.clone()).expect("catalog"));
+    let catalog = Arc::new(
+        CatalogService::load(store.clone(), kudos_snapshots::Scope::DEFAULT).expect("catalog"),
+    );
     let metric = catalog
         .update(|c| {
             let (m, _) = c.create_metrics(

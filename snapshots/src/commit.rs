@@ -24,10 +24,10 @@ use crate::Result;
 /// Rows to write atomically (see the module docs).
 #[derive(Default)]
 pub struct Commit {
-    pub(crate) batch: sled::Batch,
-    /// Counter key → delta, applied by the store under its counter lock.
+    /// Puts and removals in order (a later op on the same key wins).
+    pub(crate) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Counter key → delta, turned into absolute values by the committer.
     pub(crate) counters: BTreeMap<Vec<u8>, i64>,
-    pub(crate) rows: usize,
 }
 
 impl Commit {
@@ -37,17 +37,15 @@ impl Commit {
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.rows == 0 && self.counters.is_empty()
+        self.ops.is_empty() && self.counters.is_empty()
     }
 
-    fn put(&mut self, key: Vec<u8>, value: impl Into<sled::IVec>) {
-        self.batch.insert(key, value);
-        self.rows += 1;
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((key, Some(value)));
     }
 
     fn remove(&mut self, key: Vec<u8>) {
-        self.batch.remove(key);
-        self.rows += 1;
+        self.ops.push((key, None));
     }
 
     /// Journal entry `seq` of `stream`.
@@ -76,7 +74,7 @@ impl Commit {
 
     /// Marks `stream` as existing (a created user), so that jobs can walk every member.
     pub fn member(&mut self, stream: &StreamId) {
-        self.put(keys::stream_key(Tag::Member, stream), sled::IVec::default());
+        self.put(keys::stream_key(Tag::Member, stream), Vec::new());
     }
 
     /// Adds `delta` to the counter `name` of `scope`.
@@ -106,7 +104,7 @@ impl Commit {
             self.remove(target.key(o));
         }
         if let Some(n) = new {
-            self.put(target.key(n), sled::IVec::default());
+            self.put(target.key(n), Vec::new());
         }
     }
 
@@ -127,10 +125,7 @@ impl Commit {
         v.extend_from_slice(value);
         self.put(key, v);
         if track_age {
-            self.put(
-                crate::index::age_key(at_ms, stream, slot),
-                sled::IVec::default(),
-            );
+            self.put(crate::index::age_key(at_ms, stream, slot), Vec::new());
         }
     }
 

@@ -31,6 +31,19 @@ impl Scope {
 
     pub(crate) const LEN: usize = 6;
 
+    /// The prefix of this scope's entries in the JSON meta tree (catalog, jobs, keys).
+    pub fn meta_prefix(&self) -> String {
+        format!("scope/{}/{}/", self.environment, self.tenant)
+    }
+
+    /// The environment alone (admin keys belong to an environment, not a tenant).
+    pub fn environment_only(&self) -> Scope {
+        Scope {
+            environment: self.environment,
+            tenant: 0,
+        }
+    }
+
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.environment.to_be_bytes());
         out.extend_from_slice(&self.tenant.to_be_bytes());

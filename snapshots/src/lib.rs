@@ -37,9 +37,8 @@ pub mod keys;
 pub mod recovery;
 pub mod snapshot;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub use commit::Commit;
 pub use due::{DueIndex, DueKind, DueTarget};
@@ -107,8 +106,6 @@ pub struct Store {
     data: sled::Tree,
     meta: sled::Tree,
     durability: Arc<Durability>,
-    /// Current counter values; the lock is held across the batch that writes them.
-    counters: Arc<Mutex<HashMap<Vec<u8>, u64>>>,
 }
 
 impl Store {
@@ -137,14 +134,15 @@ impl Store {
         }
         let data = db.open_tree("data")?;
         let meta = db.open_tree("meta")?;
-        let flush_db = db.clone();
-        let durability = Durability::start(move || flush_db.flush().map(|_| ()));
+        let durability = Durability::start(durability::SledSink {
+            db: db.clone(),
+            data: data.clone(),
+        });
         let store = Self {
             db,
             data,
             meta,
             durability,
-            counters: Arc::new(Mutex::new(HashMap::new())),
         };
         match store.meta_get::<u32>(FORMAT_KEY)? {
             Some(FORMAT) => {}
@@ -164,61 +162,39 @@ impl Store {
         Ok(store)
     }
 
-    /// Writes `commit` as one atomic batch and waits until it is fsynced (group commit).
-    /// Only then may the caller acknowledge anything the commit contains.
+    /// Writes `commit` atomically (in one batch with the other commits of its group) and
+    /// waits until it is fsynced. Only then may the caller acknowledge anything in it.
     pub async fn commit(&self, commit: Commit) -> Result<()> {
-        if !self.healthy() {
-            // Known broken: write nothing, so a 503 means "not done".
-            return Err(StoreError::Unavailable(
-                self.durability
-                    .last_error()
-                    .unwrap_or_else(|| "storage is unavailable".into()),
-            ));
-        }
-        failpoint::crash("commit_before_write");
-        self.write(commit)?;
-        failpoint::crash("commit_after_write");
-        self.durability.wait().await?;
-        failpoint::crash("commit_after_fsync");
-        Ok(())
+        self.durability.commit(commit).await
     }
 
-    /// Writes `commit` as one atomic batch without waiting for an fsync: for writes that
+    /// Writes `commit` as one atomic batch now, without waiting for an fsync: for writes that
     /// acknowledge nothing (a snapshot on stop, a consumer's progress). A crash may lose
     /// them, which only means redoing work: the rows they would have removed are still there.
     pub fn write(&self, commit: Commit) -> Result<()> {
         if commit.is_empty() {
             return Ok(());
         }
-        let Commit {
-            mut batch,
-            counters,
-            ..
-        } = commit;
-        let result = if counters.is_empty() {
-            self.data.apply_batch(batch)
-        } else {
-            let mut cache = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-            let mut next = Vec::with_capacity(counters.len());
-            for (key, delta) in counters {
-                let current = match cache.get(&key) {
-                    Some(v) => *v,
-                    None => index::read_counter(&self.data, &key)?,
-                };
-                let value = current.saturating_add_signed(delta);
-                batch.insert(key.clone(), &value.to_be_bytes());
-                next.push((key, value));
+        if !self.healthy() {
+            return Err(self.durability.unavailable());
+        }
+        let mut cache = self
+            .durability
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (batch, counters) =
+            durability::to_batch([commit], &mut cache, |k| index::read_counter(&self.data, k))?;
+        match self.data.apply_batch(batch) {
+            Ok(()) => {
+                cache.extend(counters);
+                Ok(())
             }
-            let result = self.data.apply_batch(batch);
-            if result.is_ok() {
-                cache.extend(next);
+            Err(e) => {
+                self.durability.write_failed(&e);
+                Err(e.into())
             }
-            result
-        };
-        result.map_err(|e| {
-            self.durability.write_failed(&e);
-            StoreError::from(e)
-        })
+        }
     }
 
     /// Journal entries and snapshots.

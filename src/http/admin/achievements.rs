@@ -52,7 +52,7 @@ async fn apply(
                 .collect();
             let job = (!out.backfill.is_empty()).then(|| {
                 let job = Job::Backfill(out.backfill.clone());
-                let (key, value) = job.record();
+                let (key, value) = job.record(state.users.scope());
                 changed.push(Changed::Meta(key.clone(), value));
                 (key, job)
             });

@@ -115,7 +115,7 @@ async fn update_settings(
                     // Users file their next due instant when they change; a new freeze
                     // schedule needs every user to file again.
                     let refile = (settings.freezes != before.freezes).then(|| {
-                        let (key, value) = Job::Refile.record();
+                        let (key, value) = Job::Refile.record(state.users.scope());
                         changed.push(Changed::Meta(key.clone(), value));
                         key
                     });
