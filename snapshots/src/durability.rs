@@ -202,6 +202,9 @@ impl Durability {
     }
 }
 
+/// Counter keys and the absolute values a batch writes for them.
+pub(crate) type CounterValues = Vec<(Vec<u8>, u64)>;
+
 /// Builds one batch from `commits`; counter deltas become absolute values read from (and
 /// stored back into) `cache`. The caller holds the counter lock until the batch is applied,
 /// so the order of counter values is the order of batches in sled's log.
@@ -209,7 +212,7 @@ pub(crate) fn to_batch(
     commits: impl IntoIterator<Item = Commit>,
     cache: &mut HashMap<Vec<u8>, u64>,
     read_counter: impl Fn(&[u8]) -> std::result::Result<u64, sled::Error>,
-) -> std::result::Result<(sled::Batch, Vec<(Vec<u8>, u64)>), sled::Error> {
+) -> std::result::Result<(sled::Batch, CounterValues), sled::Error> {
     let mut batch = sled::Batch::default();
     let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
     for commit in commits {
