@@ -61,6 +61,10 @@ enum Cmd {
     },
     /// Load an already running Kudos (the metric must exist) and print the result row.
     Load {
+        /// Requests per second over all connections, on a fixed schedule (default: as fast
+        /// as answers come back).
+        #[arg(long)]
+        rate: Option<f64>,
         /// Base URL, e.g. http://127.0.0.1:8080
         #[arg(long)]
         target: String,
@@ -122,13 +126,14 @@ fn main() -> anyhow::Result<()> {
             users,
         } => rt.block_on(ingest(&kudos_bin, duration, warmup, connections, users)),
         Cmd::Load {
+            rate,
             target,
             api_key,
             duration,
             connections,
             users,
         } => rt.block_on(async {
-            let report = load(&target, &api_key, duration, 1, connections, users).await?;
+            let report = load(&target, &api_key, duration, 1, connections, users, rate).await?;
             println!("{}", report.row(&target));
             Ok(())
         }),
@@ -250,7 +255,11 @@ impl Report {
     }
 }
 
-/// Runs `connections` loops of POSTs against `base` for `warmup + duration` seconds.
+/// Runs `connections` loops of POSTs against `base` for `warmup + duration` seconds. With
+/// `rate` (requests/s over all connections), each connection sends on a fixed schedule and
+/// latency is measured from the scheduled send time, so a server that falls behind is charged
+/// for the queueing it causes (no coordinated omission); without it, each connection sends
+/// as soon as its previous request was answered (saturation).
 async fn load(
     base: &str,
     api_key: &str,
@@ -258,6 +267,7 @@ async fn load(
     warmup: u64,
     connections: usize,
     users: usize,
+    rate: Option<f64>,
 ) -> anyhow::Result<Report> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -275,7 +285,14 @@ async fn load(
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let (mut requests, mut errors) = (0u64, 0u64);
             let mut i = 0usize;
+            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
+            // Spread the connections' schedules over one interval.
+            let first = started + interval.map_or(Duration::ZERO, |d| d.mul_f64(conn as f64 / connections as f64));
             loop {
+                let scheduled = interval.map(|d| first + d * i as u32);
+                if let Some(at) = scheduled {
+                    tokio::time::sleep_until(at.into()).await;
+                }
                 let now = Instant::now();
                 if now >= end {
                     break;
@@ -283,7 +300,7 @@ async fn load(
                 let user = (conn * 7919 + i * 31) % users;
                 i += 1;
                 let body = format!("{{\"user\":{{\"id\":\"user-{user}\"}},\"value\":1}}");
-                let sent = Instant::now();
+                let sent = scheduled.unwrap_or_else(Instant::now);
                 let ok = match client
                     .post(&*url)
                     .header("X-API-KEY", &*api_key)
@@ -350,7 +367,7 @@ async fn ingest(
     )
     .await?;
     eprintln!("measuring the bare axum route for {duration}s...");
-    let bare = load(&base, KEY, duration, warmup, connections, users).await?;
+    let bare = load(&base, KEY, duration, warmup, connections, users, None).await?;
     drop(guard);
 
     let dir = tempfile::tempdir()?;
@@ -368,7 +385,11 @@ async fn ingest(
         bail!("could not create the metric: {}", r.status());
     }
     eprintln!("measuring durable ingest on kudos for {duration}s...");
-    let durable = load(&base, KEY, duration, warmup, connections, users).await?;
+    let durable = load(&base, KEY, duration, warmup, connections, users, None).await?;
+    // p99 at half the saturation rate just measured, on a fixed schedule.
+    let half = durable.requests as f64 / durable.seconds / 2.0;
+    eprintln!("measuring durable ingest at half that rate ({half:.0}/s) for {duration}s...");
+    let paced = load(&base, KEY, duration, warmup, connections, users, Some(half)).await?;
 
     println!(
         "connections={connections} users={users} duration={duration}s warmup={warmup}s cores={}",
@@ -380,6 +401,14 @@ async fn ingest(
     println!(
         "{}",
         durable.row("kudos POST /v1/metrics/{key}/event (fsynced)")
+    );
+    println!(
+        "{}",
+        paced.row(&format!("kudos at half that rate ({half:.0}/s, paced)"))
+    );
+    println!(
+        "ratio kudos/bare = {:.2}",
+        durable.requests as f64 / bare.requests.max(1) as f64
     );
     Ok(())
 }
