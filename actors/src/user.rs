@@ -197,7 +197,7 @@ impl UserActorState {
         let snapshot_now = snapshot::due(self.snapshot_seq, seq);
         if snapshot_now {
             // The snapshot includes this record, so the record itself need not be written.
-            c.snapshot(&self.stream, seq, self.snapshot_seq + 1, &self.state)?;
+            c.snapshot(&self.stream, seq, &self.state)?;
         } else {
             c.journal(&self.stream, seq, &entry)?;
         }
@@ -253,7 +253,7 @@ impl UserActorState {
             return Ok(());
         }
         let mut c = Commit::new();
-        c.snapshot(&self.stream, self.seq, self.snapshot_seq + 1, &self.state)?;
+        c.snapshot(&self.stream, self.seq, &self.state)?;
         self.deps.store.write(c)?;
         self.snapshot_seq = self.seq;
         Ok(())

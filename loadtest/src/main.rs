@@ -287,7 +287,10 @@ async fn load(
             let mut i = 0usize;
             let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
             // Spread the connections' schedules over one interval.
-            let first = started + interval.map_or(Duration::ZERO, |d| d.mul_f64(conn as f64 / connections as f64));
+            let first = started
+                + interval.map_or(Duration::ZERO, |d| {
+                    d.mul_f64(conn as f64 / connections as f64)
+                });
             loop {
                 let scheduled = interval.map(|d| first + d * i as u32);
                 if let Some(at) = scheduled {

@@ -2,7 +2,7 @@
 //!
 //! A [`Commit`] collects the journal record of a command and every row it implies: the
 //! snapshot that folds the stream's tail (every [`crate::snapshot::SNAPSHOT_EVERY`]
-//! records), index and counter changes, due entries, idempotency keys and inbox rows for
+//! records, in place of the record), index and counter changes, due entries, idempotency keys and inbox rows for
 //! the consumers that must see its effects. [`crate::Store::commit`] writes it as one batch
 //! on one tree and waits for the group-commit fsync, so after a crash either all of it is
 //! there or none of it is: a counter can never count a record that was lost.
@@ -48,27 +48,19 @@ impl Commit {
         self.ops.push((key, None));
     }
 
-    /// Journal entry `seq` of `stream`.
+    /// Journal entry `seq` of `stream`, in its ring slot (see [`crate::journal`]).
     pub fn journal<R: Serialize>(&mut self, stream: &StreamId, seq: u64, record: &R) -> Result<()> {
-        let bytes = codec::encode(record)?;
+        let bytes = codec::encode_with_header(&seq.to_be_bytes(), record)?;
         self.put(keys::journal_key(stream, seq), bytes);
         Ok(())
     }
 
-    /// A snapshot of `stream` that includes every entry up to `seq`, dropping the journal
-    /// entries `first_unsnapshotted..=seq` it covers in the same batch.
-    pub fn snapshot<S: Serialize>(
-        &mut self,
-        stream: &StreamId,
-        seq: u64,
-        first_unsnapshotted: u64,
-        state: &S,
-    ) -> Result<()> {
+    /// A snapshot of `stream` that includes every entry up to `seq`. The journal slots it
+    /// covers are not removed: later records overwrite them (removing keys in bulk made
+    /// sled stall for seconds, see docs/performance.md).
+    pub fn snapshot<S: Serialize>(&mut self, stream: &StreamId, seq: u64, state: &S) -> Result<()> {
         let bytes = codec::encode_with_header(&seq.to_be_bytes(), state)?;
         self.put(keys::stream_key(Tag::Snapshot, stream), bytes);
-        for s in first_unsnapshotted.max(1)..=seq {
-            self.remove(keys::journal_key(stream, s));
-        }
         Ok(())
     }
 

@@ -3,9 +3,15 @@
 //! Every actor owns one stream and is its only writer, so a stream's sequence numbers are
 //! assigned by the actor without any global counter. Records are written by
 //! [`crate::Store::commit`] and acknowledged only after the group-commit fsync that covers
-//! them. A snapshot holds the state after some seq and is written in the same batch that
-//! drops the entries it covers; the snapshot value starts with that seq, so it can be
-//! checked without decoding the state.
+//! them. A snapshot holds the state after some seq; its value starts with that seq, so it
+//! can be checked without decoding the state.
+//!
+//! A stream's journal is a **ring** of [`crate::snapshot::JOURNAL_RING`] slots: record `seq`
+//! goes to slot `seq % JOURNAL_RING` (its value starts with `seq`), and a snapshot is taken
+//! before any record could overwrite one that no snapshot covers yet. The tail is the slots
+//! newer than the snapshot, in seq order. Nothing is ever deleted, so the journal costs at
+//! most one ring of records per stream on disk, and snapshots never cause a burst of
+//! removals (which made sled stall for seconds under load).
 
 use serde::de::DeserializeOwned;
 
@@ -19,24 +25,38 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Journal entries of `stream` with a sequence number above `after`, in order.
+    /// Journal entries of `stream` with a sequence number above `after`, in order. A gap in
+    /// the sequence is reported as corruption (it cannot happen: see the module docs).
     pub fn tail<R: DeserializeOwned>(
         &self,
         stream: &StreamId,
         after: u64,
     ) -> Result<Vec<(u64, R)>> {
         let prefix = keys::stream_key(Tag::Journal, stream);
-        let start = keys::journal_key(stream, after.saturating_add(1));
-        let mut out = Vec::new();
-        for item in self.tree.range(start..) {
+        let mut found: Vec<(u64, sled::IVec)> = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
             let (key, bytes) = item?;
-            if !key.starts_with(&prefix) || key.len() != prefix.len() + 8 {
-                break;
+            if key.len() != prefix.len() + 1 {
+                continue;
             }
-            let Some(seq) = keys::trailing_seq(&key) else {
-                break;
-            };
-            let record = codec::decode(&bytes, || format!("{stream}#{seq}"))?;
+            let seq = record_seq(&bytes).ok_or_else(|| crate::StoreError::Corrupt {
+                key: format!("{stream} slot {}", key[prefix.len()]),
+                reason: "value shorter than its header".into(),
+            })?;
+            if seq > after {
+                found.push((seq, bytes));
+            }
+        }
+        found.sort_by_key(|(seq, _)| *seq);
+        let mut out = Vec::with_capacity(found.len());
+        for (i, (seq, bytes)) in found.into_iter().enumerate() {
+            if seq != after + 1 + i as u64 {
+                return Err(crate::StoreError::Corrupt {
+                    key: format!("{stream}#{seq}"),
+                    reason: format!("journal gap: expected seq {}", after + 1 + i as u64),
+                });
+            }
+            let record = codec::decode_after(&bytes, 8, || format!("{stream}#{seq}"))?;
             out.push((seq, record));
         }
         Ok(out)
@@ -82,16 +102,15 @@ impl Journal {
             .keys()
             .next()
             .transpose()?
-            .is_some_and(|k| k.len() == prefix.len() + 8))
-    }
-
-    /// Number of journal entries not yet folded into snapshots (tests and diagnostics only:
-    /// a scan).
-    pub fn pending_entries(&self) -> usize {
-        self.tree.scan_prefix([Tag::Journal as u8]).count()
+            .is_some_and(|k| k.len() == prefix.len() + 1))
     }
 }
 
+/// The seq in front of a snapshot or journal value (after the version byte).
 fn snapshot_seq_of(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?))
+}
+
+fn record_seq(bytes: &[u8]) -> Option<u64> {
+    snapshot_seq_of(bytes)
 }

@@ -155,7 +155,7 @@ impl std::fmt::Display for StreamId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Tag {
-    /// `j | stream | seq`: a journal record.
+    /// `j | stream | slot`: a journal record (slot = seq modulo the ring size).
     Journal = b'j',
     /// `s | stream`: the latest snapshot of a stream.
     Snapshot = b's',
@@ -194,9 +194,11 @@ pub(crate) fn stream_key(tag: Tag, stream: &StreamId) -> Vec<u8> {
     k
 }
 
+/// The ring slot a journal record of `seq` is written to (see [`crate::journal`]).
 pub(crate) fn journal_key(stream: &StreamId, seq: u64) -> Vec<u8> {
     let mut k = stream_key(Tag::Journal, stream);
-    k.extend_from_slice(&seq.to_be_bytes());
+    // The modulo keeps the value below the ring size, which fits a byte.
+    k.push((seq % crate::snapshot::JOURNAL_RING) as u8);
     k
 }
 
@@ -245,6 +247,7 @@ mod tests {
             if sa != sb {
                 let ka = journal_key(&sa, 1);
                 prop_assert!(!ka.starts_with(&stream_key(Tag::Journal, &sb)));
+                prop_assert_eq!(ka.len(), stream_key(Tag::Journal, &sa).len() + 1);
             }
         }
     }

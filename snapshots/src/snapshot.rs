@@ -5,9 +5,14 @@
 //! *when*, so every actor kind snapshots on the same terms.
 
 /// Snapshot after this many journal entries since the last snapshot. Small enough that
-/// restarting an actor replays little, large enough that snapshot writes (a whole state
-/// object) stay a small fraction of ingest work.
-pub const SNAPSHOT_EVERY: u64 = 64;
+/// restarting an actor replays little and the journal ring stays small on disk, large enough
+/// that snapshot writes (a whole state object) stay a small fraction of ingest work.
+pub const SNAPSHOT_EVERY: u64 = 32;
+
+/// Slots of a stream's journal ring: record `seq` is written to slot `seq % JOURNAL_RING`,
+/// overwriting a record that an earlier snapshot already covers. At most
+/// `SNAPSHOT_EVERY - 1` records are ever newer than the snapshot, so they never share a slot.
+pub const JOURNAL_RING: u64 = SNAPSHOT_EVERY;
 
 /// Whether a stream whose last snapshot includes `snapshot_seq` and whose latest record is
 /// `seq` should snapshot now.
