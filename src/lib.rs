@@ -314,7 +314,13 @@ async fn prune_idempotency(
             if commit.is_empty() {
                 break;
             }
-            state.store.write(commit).map_err(|e| e.to_string())?;
+            // Through the committer: the "not used again" check then runs in the same
+            // thread as the commits that could re-use a key.
+            state
+                .store
+                .commit(commit)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
 }

@@ -32,6 +32,9 @@ use crate::user_shards::UserShards;
 const BATCH: usize = 256;
 /// A failed evaluation is retried this much later.
 const RETRY_MS: i64 = 60_000;
+/// First pause before a job visits its failed users again, and the longest one.
+const JOB_RETRY_FIRST: Duration = Duration::from_secs(60);
+const JOB_RETRY_MAX: Duration = Duration::from_secs(3600);
 /// Prefix of job records in the meta tree, after the scope's prefix.
 pub const JOB_PREFIX: &str = "job/";
 
@@ -157,23 +160,39 @@ impl Scheduler {
     }
 
     /// Runs an already recorded job, supervised, until every user succeeded; then removes
-    /// its record. A job with failures is retried (jobs are idempotent), and a restart
-    /// resumes it from its record.
+    /// its record. Users that failed are visited again after a pause (1 min, doubling up to
+    /// 1 h), the others are not; a pass that could not walk the user index runs again whole.
+    /// Jobs are idempotent, and a restart resumes a job from its record.
     pub fn spawn_job(self: &Arc<Self>, key: String, job: Job) {
         let this = self.clone();
         self.background.supervise("job", move || {
             let (this, key, job) = (this.clone(), key.clone(), job.clone());
             async move {
                 let shutdown = this.background.shutdown().clone();
-                let report = this.run_job(&job, &shutdown).await;
-                if shutdown.is_cancelled() {
-                    return Ok(());
-                }
-                if report.failed > 0 {
-                    return Err(format!(
-                        "{} of {} users failed; the job runs again",
-                        report.failed, report.visited
-                    ));
+                let mut only: Option<Vec<String>> = None;
+                let mut pause = JOB_RETRY_FIRST;
+                loop {
+                    let report = this.run_job(&job, only.as_deref(), &shutdown).await;
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    if report.failed.is_empty() && !report.incomplete {
+                        break;
+                    }
+                    tracing::warn!(
+                        failed = report.failed.len(),
+                        incomplete = report.incomplete,
+                        users = report.visited,
+                        job = ?job,
+                        retry_in_s = pause.as_secs(),
+                        "background job not done; retrying what failed"
+                    );
+                    only = (!report.incomplete).then_some(report.failed);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                    pause = (pause * 2).min(JOB_RETRY_MAX);
                 }
                 this.store
                     .meta_commit(vec![(key.clone(), None)])
@@ -198,8 +217,14 @@ impl Scheduler {
         Ok(resumed)
     }
 
-    /// Visits every existing user with the job's command, until done or `shutdown`.
-    pub async fn run_job(&self, job: &Job, shutdown: &CancellationToken) -> JobReport {
+    /// Visits every existing user (or only `only`) with the job's command, until done or
+    /// `shutdown`.
+    pub async fn run_job(
+        &self,
+        job: &Job,
+        only: Option<&[String]>,
+        shutdown: &CancellationToken,
+    ) -> JobReport {
         let commands: Vec<Command> = match job {
             Job::Backfill(ids) => ids
                 .iter()
@@ -211,7 +236,13 @@ impl Scheduler {
         };
         let mut report = JobReport::default();
         let indexes = self.store.indexes();
-        for id in indexes.members(StreamKind::User, self.users.scope()) {
+        let users: Box<
+            dyn Iterator<Item = Result<String, kudos_snapshots::StoreError>> + Send + '_,
+        > = match only {
+            Some(ids) => Box::new(ids.iter().cloned().map(Ok)),
+            None => Box::new(indexes.members(StreamKind::User, self.users.scope())),
+        };
+        for id in users {
             if shutdown.is_cancelled() {
                 return report;
             }
@@ -219,7 +250,9 @@ impl Scheduler {
                 Ok(u) => u,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the user index; job stopped");
-                    report.failed += 1;
+                    // Everything not visited yet is retried: the whole job again.
+                    report.failed = Vec::new();
+                    report.incomplete = true;
                     return report;
                 }
             };
@@ -232,10 +265,10 @@ impl Scheduler {
             }
             report.visited += 1;
             if !ok {
-                report.failed += 1;
+                report.failed.push(user);
             }
         }
-        tracing::info!(users = report.visited, failed = report.failed, job = ?job, "background job pass done");
+        tracing::info!(users = report.visited, failed = report.failed.len(), job = ?job, "background job pass done");
         report
     }
 
@@ -266,10 +299,13 @@ impl Scheduler {
 }
 
 /// How a job pass went.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct JobReport {
     pub visited: usize,
-    pub failed: usize,
+    /// Users whose command failed (visited again later).
+    pub failed: Vec<String>,
+    /// The pass could not walk every user (storage error): the job must run again whole.
+    pub incomplete: bool,
 }
 
 #[cfg(test)]

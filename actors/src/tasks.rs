@@ -23,6 +23,9 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 pub struct Background {
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Every task started, so that `stop` can abort the ones that outlive its timeout (they
+    /// hold the store, which must be released for the data directory to be reopened).
+    aborts: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Background {
@@ -30,7 +33,14 @@ impl Background {
         Self {
             tracker: TaskTracker::new(),
             shutdown,
+            aborts: Default::default(),
         }
+    }
+
+    fn remember(&self, handle: tokio::task::AbortHandle) {
+        let mut aborts = self.aborts.lock().unwrap_or_else(|e| e.into_inner());
+        aborts.retain(|h| !h.is_finished());
+        aborts.push(handle);
     }
 
     /// The token every loop watches.
@@ -46,13 +56,16 @@ impl Background {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         let shutdown = self.shutdown.clone();
-        self.tracker.spawn(async move {
+        let this = self.clone();
+        let supervisor = self.tracker.spawn(async move {
             let mut backoff = FIRST_BACKOFF;
             loop {
                 let started = tokio::time::Instant::now();
                 // Bodies watch the shutdown token themselves and return `Ok` when it fires;
                 // `stop` bounds the wait for one that does not.
-                let result = tokio::spawn(make()).await;
+                let body = this.tracker.spawn(make());
+                this.remember(body.abort_handle());
+                let result = body.await;
                 match result {
                     Ok(Ok(())) => return,
                     Ok(Err(e)) => tracing::error!(task = name, error = %e, "background task failed; restarting"),
@@ -69,9 +82,11 @@ impl Background {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         });
+        self.remember(supervisor.abort_handle());
     }
 
-    /// Cancels every loop and waits up to `timeout` for them to finish.
+    /// Cancels every loop and waits up to `timeout` for them to finish; the ones still
+    /// running then are aborted (a job resumes from its record at the next start).
     pub async fn stop(&self, timeout: Duration) {
         self.shutdown.cancel();
         self.tracker.close();
@@ -79,7 +94,16 @@ impl Background {
             .await
             .is_err()
         {
-            tracing::warn!("background tasks did not stop in time");
+            tracing::warn!("background tasks did not stop in time; aborting them");
+            for h in self
+                .aborts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+            {
+                h.abort();
+            }
+            self.tracker.wait().await;
         }
     }
 }
@@ -110,6 +134,18 @@ mod tests {
             .await
             .expect("the task finished after its restarts");
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loop_that_ignores_shutdown_is_aborted_after_the_timeout() {
+        let bg = Background::new(CancellationToken::new());
+        bg.supervise("stubborn", || async {
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        tokio::task::yield_now().await;
+        bg.stop(Duration::from_secs(2)).await;
+        assert!(bg.tracker.is_empty(), "aborted and gone");
     }
 
     #[tokio::test(start_paused = true)]

@@ -133,7 +133,7 @@ impl UserActorState {
     }
 
     /// Applies `record` and commits it with every row it implies (index, counters, due
-    /// entry, idempotency key, inbox rows, and every 64 records the snapshot) as one atomic
+    /// entry, idempotency key, inbox rows, and every 32 records the snapshot) as one atomic
     /// batch, waits for the fsync, then publishes its effects. On a storage failure the
     /// caller stops the actor, which is then reloaded from disk: memory never keeps a change
     /// the journal lacks.
@@ -234,10 +234,20 @@ impl UserActorState {
         if next == self.state.filed_due {
             return Ok(());
         }
-        let mut c = Commit::new();
-        c.due(&self.due_target, self.state.filed_due, next);
-        self.deps.store.commit(c).await?;
+        let filed = self.state.filed_due;
         self.state.filed_due = next;
+        // No record carries this instant, so the snapshot (at the current seq) does: a
+        // reload then moves exactly the entry filed here.
+        let mut c = Commit::new();
+        c.due(&self.due_target, filed, next);
+        if !self.dirty {
+            c.snapshot(&self.stream, self.seq, &self.state)?;
+        }
+        if let Err(e) = self.deps.store.commit(c).await {
+            self.state.filed_due = filed;
+            return Err(e);
+        }
+        self.snapshot_seq = self.seq;
         Ok(())
     }
 
@@ -419,7 +429,12 @@ impl Actor for UserActor {
                 if st.last_active.elapsed() < idle {
                     return Ok(());
                 }
-                st.snapshot()?;
+                if let Err(e) = st.snapshot() {
+                    // Stay alive: the journal still has everything, and queued callers
+                    // are served instead of failing with the actor.
+                    tracing::warn!(user = %st.user_id, error = %e, "snapshot before passivation failed; staying active");
+                    return Ok(());
+                }
                 st.passivated = true;
                 // The mailbox refuses new messages from now on, and the ones already queued
                 // are answered "passivated"; their callers wait for this actor to stop (it

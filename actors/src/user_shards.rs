@@ -260,12 +260,16 @@ impl UserShards {
         Ok(actor)
     }
 
-    /// Waits until `actor` (passivated or failed) has stopped and left the registry.
-    async fn retire(&self, user_id: &str, actor: &ActorRef<UserMsg>) {
+    /// Waits until `actor` (passivated or failed) has stopped, and takes it out of the
+    /// registry. An actor that does not stop in time stays registered (so no second actor
+    /// can start beside it) and the caller gives up.
+    async fn retire(&self, user_id: &str, actor: &ActorRef<UserMsg>) -> Result<(), UserError> {
         if actor.get_cell().wait(Some(RETIRE_WAIT)).await.is_err() {
             tracing::warn!(user = %user_id, "a passivated user actor is slow to stop");
+            return Err(UserError::Unavailable);
         }
         self.registry.remove_if(user_id, actor.get_id());
+        Ok(())
     }
 
     /// Sends a state-changing message and waits for its answer. Retries only when the message
@@ -279,15 +283,15 @@ impl UserShards {
         while tokio::time::Instant::now() < deadline {
             let actor = self.actor(user_id).await?;
             match actor.call(&build, None).await {
-                Err(_) => self.retire(user_id, &actor).await,
+                Err(_) => self.retire(user_id, &actor).await?,
                 Ok(CallResult::Success(Err(UserError::Passivated))) => {
-                    self.retire(user_id, &actor).await
+                    self.retire(user_id, &actor).await?
                 }
                 Ok(CallResult::Success(result)) => return result,
                 Ok(CallResult::SenderError) | Ok(CallResult::Timeout) => {
                     // The actor stopped while handling the message: it may have been
                     // committed, so it is not retried here.
-                    self.retire(user_id, &actor).await;
+                    self.retire(user_id, &actor).await?;
                     return Err(UserError::Unavailable);
                 }
             }
@@ -324,13 +328,13 @@ impl UserShards {
                 let _ = tx.send(q(state));
             }));
             if actor.send_message(msg).is_err() {
-                self.retire(user_id, &actor).await;
+                self.retire(user_id, &actor).await?;
                 continue;
             }
             match rx.await {
                 Ok(r) => return Ok(Some(r)),
                 // Dropped unanswered: passivated or stopped. Reads are safe to retry.
-                Err(_) => self.retire(user_id, &actor).await,
+                Err(_) => self.retire(user_id, &actor).await?,
             }
         }
         Err(UserError::Unavailable)

@@ -28,6 +28,8 @@ pub struct Commit {
     pub(crate) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Counter key → delta, turned into absolute values by the committer.
     pub(crate) counters: BTreeMap<Vec<u8>, i64>,
+    /// Keys to remove only if their value (first 8 bytes: ms) is older than the given ms.
+    pub(crate) remove_if_older: Vec<(Vec<u8>, i64)>,
 }
 
 impl Commit {
@@ -37,7 +39,7 @@ impl Commit {
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.counters.is_empty()
+        self.ops.is_empty() && self.counters.is_empty() && self.remove_if_older.is_empty()
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -121,12 +123,11 @@ impl Commit {
         }
     }
 
-    /// Removes an age entry and, when it is still the key's current one, the expired key.
-    pub(crate) fn idempotency_expired(&mut self, age_key: &[u8], key: Option<Vec<u8>>) {
+    /// Removes an age entry, and the key it dates if the key was not used again since:
+    /// decided when the commit is written, so a key re-used meanwhile survives.
+    pub(crate) fn idempotency_expired(&mut self, age_key: &[u8], key: Vec<u8>, before_ms: i64) {
         self.remove(age_key.to_vec());
-        if let Some(key) = key {
-            self.remove(key);
-        }
+        self.remove_if_older.push((key, before_ms));
     }
 
     /// An inbox row: `consumer` must apply `payload` (the effects of entry `seq` of

@@ -29,6 +29,7 @@ use crate::{failpoint, index, Result, StoreError};
 pub(crate) trait Sink: Send + 'static {
     fn apply(&mut self, batch: sled::Batch) -> std::result::Result<(), sled::Error>;
     fn read_counter(&self, key: &[u8]) -> std::result::Result<u64, sled::Error>;
+    fn read_value(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, sled::Error>;
     fn flush(&mut self) -> std::result::Result<(), sled::Error>;
 }
 
@@ -44,6 +45,9 @@ impl Sink for SledSink {
     }
     fn read_counter(&self, key: &[u8]) -> std::result::Result<u64, sled::Error> {
         index::read_counter(&self.data, key)
+    }
+    fn read_value(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, sled::Error> {
+        Ok(self.data.get(key)?.map(|v| v.to_vec()))
     }
     fn flush(&mut self) -> std::result::Result<(), sled::Error> {
         self.db.flush().map(|_| ())
@@ -212,14 +216,37 @@ pub(crate) fn to_batch(
     commits: impl IntoIterator<Item = Commit>,
     cache: &mut HashMap<Vec<u8>, u64>,
     read_counter: impl Fn(&[u8]) -> std::result::Result<u64, sled::Error>,
+    read_value: impl Fn(&[u8]) -> std::result::Result<Option<Vec<u8>>, sled::Error>,
 ) -> std::result::Result<(sled::Batch, CounterValues), sled::Error> {
     let mut batch = sled::Batch::default();
     let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+    let commits: Vec<Commit> = commits.into_iter().collect();
+    // Conditional removals (expired idempotency keys) are decided here, in commit order,
+    // against what earlier commits of this group wrote and then what is stored: a key
+    // re-used after it expired is never removed by a pruning pass racing with its use.
+    let conditional = commits.iter().any(|c| !c.remove_if_older.is_empty());
+    let mut written: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
     for commit in commits {
         for (key, value) in commit.ops {
+            if conditional {
+                written.insert(key.clone(), value.clone());
+            }
             match value {
                 Some(v) => batch.insert(key, v),
                 None => batch.remove(key),
+            }
+        }
+        for (key, before_ms) in commit.remove_if_older {
+            let current = match written.get(&key) {
+                Some(v) => v.clone(),
+                None => read_value(&key)?,
+            };
+            let stamped = current
+                .as_deref()
+                .and_then(|v| Some(i64::from_be_bytes(v.get(..8)?.try_into().ok()?)));
+            if stamped.is_some_and(|at| at < before_ms) {
+                written.insert(key.clone(), None);
+                batch.remove(key);
             }
         }
         for (key, delta) in commit.counters {
@@ -260,7 +287,12 @@ fn committer(weak: Weak<Durability>, mut sink: impl Sink) {
             }
             std::mem::take(&mut q.pending)
         };
-        let result = write_group(&this, &mut sink, &mut group);
+        // A panic in sled or in batch building must not leave the queue waiting forever:
+        // the group fails, and the store is marked broken like after an I/O error.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_group(&this, &mut sink, &mut group)
+        }))
+        .unwrap_or_else(|_| Err("the commit thread panicked".to_string()));
         if let Err(e) = &result {
             this.failures.fetch_add(1, Ordering::Relaxed);
             this.mark_failed(e.clone());
@@ -290,6 +322,7 @@ fn write_group(
             group.iter_mut().filter_map(|p| p.commit.take()),
             &mut cache,
             |k| sink.read_counter(k),
+            |k| sink.read_value(k),
         )
         .map_err(|e| format!("storage write failed: {e}"))?;
         sink.apply(batch)
@@ -334,6 +367,9 @@ mod tests {
         }
         fn read_counter(&self, _key: &[u8]) -> std::result::Result<u64, sled::Error> {
             Ok(0)
+        }
+        fn read_value(&self, _key: &[u8]) -> std::result::Result<Option<Vec<u8>>, sled::Error> {
+            Ok(None)
         }
         fn flush(&mut self) -> std::result::Result<(), sled::Error> {
             if self.fail.load(Ordering::SeqCst) {
@@ -395,5 +431,58 @@ mod tests {
         let key = crate::keys::scoped_key(crate::keys::Tag::Counter, crate::Scope::DEFAULT, b"n");
         assert_eq!(d.counters.lock().expect("lock").get(&key), Some(&200));
         d.stop().await;
+    }
+
+    #[test]
+    fn a_pruning_removal_never_takes_a_key_rewritten_in_the_same_group() {
+        let db = sled::Config::new().temporary(true).open().expect("sled");
+        let tree = db.open_tree("t").expect("tree");
+        let stamped = |at: i64| {
+            let mut v = at.to_be_bytes().to_vec();
+            v.extend_from_slice(b"event");
+            v
+        };
+        tree.insert(b"k", stamped(1_000)).expect("old row");
+        for reuse_first in [true, false] {
+            let mut reuse = Commit::new();
+            reuse.ops.push((b"k".to_vec(), Some(stamped(9_000))));
+            let mut prune = Commit::new();
+            prune.remove_if_older.push((b"k".to_vec(), 6_000));
+            let group = if reuse_first {
+                vec![reuse, prune]
+            } else {
+                vec![prune, reuse]
+            };
+            let (batch, _) = to_batch(
+                group,
+                &mut HashMap::new(),
+                |_| Ok(0),
+                |k| Ok(tree.get(k)?.map(|v| v.to_vec())),
+            )
+            .expect("batch");
+            tree.apply_batch(batch).expect("apply");
+            let now = tree
+                .get(b"k")
+                .expect("get")
+                .expect("the re-used key survives");
+            assert_eq!(
+                &now[..8],
+                &9_000i64.to_be_bytes(),
+                "reuse first: {reuse_first}"
+            );
+            tree.insert(b"k", stamped(1_000)).expect("reset");
+        }
+        // Alone, an expired key goes.
+        let mut prune = Commit::new();
+        prune.remove_if_older.push((b"k".to_vec(), 6_000));
+        let (batch, _) = to_batch(
+            [prune],
+            &mut HashMap::new(),
+            |_| Ok(0),
+            |k| Ok(tree.get(k)?.map(|v| v.to_vec())),
+        )
+        .expect("batch");
+        tree.apply_batch(batch).expect("apply");
+        assert!(tree.get(b"k").expect("get").is_none());
     }
 }

@@ -77,7 +77,8 @@ impl Indexes {
 
     /// Up to `limit` idempotency keys first seen before `before_ms`, as a commit that removes
     /// them (with their age entries). Empty when nothing expired. A key used again after it
-    /// expired has a newer row: only its old age entry goes.
+    /// expired has a newer row: only its old age entry goes (checked when the commit is
+    /// written, so a re-use racing with the pruning is safe too).
     pub fn expired_idempotency(&self, before_ms: i64, limit: usize) -> Result<crate::Commit> {
         let mut commit = crate::Commit::new();
         let start = vec![Tag::IdempotencyAge as u8];
@@ -88,13 +89,7 @@ impl Indexes {
             let Some((stream, slot)) = StreamId::decode(&age[9..]) else {
                 continue;
             };
-            let key = idempotency_key(&stream, slot);
-            let row_at = self
-                .tree
-                .get(&key)?
-                .and_then(|v| Some(i64::from_be_bytes(v.get(..8)?.try_into().ok()?)));
-            commit
-                .idempotency_expired(&age, row_at.is_some_and(|at| at < before_ms).then_some(key));
+            commit.idempotency_expired(&age, idempotency_key(&stream, slot), before_ms);
         }
         Ok(commit)
     }

@@ -76,7 +76,9 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Sled(_) | StoreError::Unavailable(_) | StoreError::FlusherStopped
+            StoreError::Sled(sled::Error::Io(_))
+                | StoreError::Unavailable(_)
+                | StoreError::FlusherStopped
         )
     }
 }
@@ -183,8 +185,12 @@ impl Store {
             .counters
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let (batch, counters) =
-            durability::to_batch([commit], &mut cache, |k| index::read_counter(&self.data, k))?;
+        let (batch, counters) = durability::to_batch(
+            [commit],
+            &mut cache,
+            |k| index::read_counter(&self.data, k),
+            |k| Ok(self.data.get(k)?.map(|v| v.to_vec())),
+        )?;
         match self.data.apply_batch(batch) {
             Ok(()) => {
                 cache.extend(counters);

@@ -1,8 +1,8 @@
 //! Snapshot policy: when an actor should fold its journal tail into a snapshot.
 //!
-//! The encoding lives next to the journal ([`crate::Journal::write_snapshot`]) because a
-//! snapshot and the entries it covers are changed in one batch; this module only decides
-//! *when*, so every actor kind snapshots on the same terms.
+//! A snapshot is written through a [`crate::Commit`] (in place of the record that reaches the
+//! interval, or on passivation and stop); this module only decides *when*, so every actor
+//! kind snapshots on the same terms, and how large the journal ring is.
 
 /// Snapshot after this many journal entries since the last snapshot. Small enough that
 /// restarting an actor replays little and the journal ring stays small on disk, large enough

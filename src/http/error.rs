@@ -91,9 +91,13 @@ impl From<UserError> for ApiError {
             | UserError::Invalid(_) => Self::unprocessable(e.to_string()),
             UserError::CustomizationDisabled => Self::new(StatusCode::FORBIDDEN, e.to_string()),
             UserError::StorageUnavailable(_) => Self::storage_unavailable(e),
-            UserError::Storage(_) | UserError::Passivated | UserError::Unavailable => {
-                Self::internal(e)
+            UserError::Passivated | UserError::Unavailable => {
+                tracing::warn!(cause = %e, "user actor unavailable; answered 503");
+                Self::unavailable(
+                    "User temporarily unavailable; retry with the same Idempotency-Key",
+                )
             }
+            UserError::Storage(_) => Self::internal(e),
         }
     }
 }

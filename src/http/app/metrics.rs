@@ -165,6 +165,9 @@ async fn replay_of(
     else {
         return Ok(None);
     };
+    // The row was read outside the user's actor: it may belong to a commit whose fsync is
+    // still running. Answer "replayed" only once it is durable.
+    state.store.durability().wait().await?;
     let found = state
         .users
         .read(user_id, move |s| {
