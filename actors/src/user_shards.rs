@@ -377,9 +377,12 @@ mod tests {
     use crate::user::{EventOutcome, NewEvent};
     use chrono::TimeZone;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn idle_users_are_passivated_and_come_back_with_their_state() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// Shards over a fresh store with metric "m", whose sweeper passivates every actor it
+    /// finds (idle after zero) every `sweep_every`.
+    async fn passivating_shards(
+        dir: &tempfile::TempDir,
+        sweep_every: Duration,
+    ) -> (kudos_snapshots::Store, UserShards, uuid::Uuid) {
         let store = kudos_snapshots::Store::open(dir.path(), &Default::default()).expect("open");
         let start = chrono::Utc
             .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
@@ -396,10 +399,17 @@ mod tests {
             EffectBus::new(Vec::new()),
             ShardsConfig {
                 idle_after: Duration::ZERO,
-                sweep_every: Duration::from_millis(10),
+                sweep_every,
                 ..ShardsConfig::default()
             },
         );
+        (store, shards, metric)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_users_are_passivated_and_come_back_with_their_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, shards, metric) = passivating_shards(&dir, Duration::from_millis(10)).await;
         let event = NewEvent {
             metric_id: metric,
             value: 2.0,
@@ -462,28 +472,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_first_requests_and_passivation_races_lose_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = kudos_snapshots::Store::open(dir.path(), &Default::default()).expect("open");
-        let start = chrono::Utc
-            .with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
-            .single()
-            .expect("valid");
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(start));
-        let (catalog, metric) =
-            crate::testing::catalog_with_metric(&store, "m", start, false).await;
-        let shards = UserShards::new(
-            store.clone(),
-            catalog.clone(),
-            clock.clone(),
-            crate::testing::supervisor().await,
-            EffectBus::new(Vec::new()),
-            ShardsConfig {
-                // Every sweep passivates every actor: requests keep meeting actors that are
-                // snapshotting and stopping, and new ones starting from their snapshots.
-                idle_after: Duration::ZERO,
-                sweep_every: Duration::from_millis(1),
-                ..ShardsConfig::default()
-            },
-        );
+        // Every sweep passivates every actor: requests keep meeting actors that are
+        // snapshotting and stopping, and new ones starting from their snapshots.
+        let (store, shards, metric) = passivating_shards(&dir, Duration::from_millis(1)).await;
         let token = CancellationToken::new();
         let sweeping = shards.clone();
         let t = token.clone();

@@ -2,13 +2,13 @@
 //! and counts none twice.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::binary::Binary;
 use crate::support::{TestServer, KEY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,63 +42,6 @@ async fn graceful_restart_keeps_users_totals_and_idempotency_keys() {
     assert_eq!(replay.body["total"], 150.0);
 }
 
-/// The real binary as a child process; killed with SIGKILL on drop.
-struct Binary {
-    child: Child,
-    base: String,
-}
-
-impl Binary {
-    async fn start(dir: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_kudos"))
-            .env("KUDOS_ADDR", format!("127.0.0.1:{port}"))
-            .env("KUDOS_DATA_DIR", dir)
-            .env("KUDOS_API_KEY", KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kudos");
-        let bin = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{}/readyz", bin.base)).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "kudos binary not ready in time"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        bin
-    }
-
-    fn kill9(&mut self) {
-        // std's Child::kill sends SIGKILL on Unix.
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn send(
     client: &reqwest::Client,
     base: &str,
@@ -118,7 +61,7 @@ async fn send(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_load_loses_no_acknowledged_event_and_counts_none_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Binary::start(dir.path()).await;
+    let mut server = Binary::start(dir.path(), &[]).await;
     let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/admin/v1/metrics", server.base))
@@ -191,7 +134,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_event_and_counts_none_twice() {
         t.await.expect("client task");
     }
 
-    let server = Binary::start(dir.path()).await;
+    let server = Binary::start(dir.path(), &[]).await;
     let totals = |user: String| {
         let (client, base) = (client.clone(), server.base.clone());
         async move {
