@@ -59,6 +59,11 @@ impl EffectBus {
         &self.consumers
     }
 
+    /// Whether anything listens (so a producer can skip building the message).
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// Wakes the consumers with a committed record's effects (after its fsync).
     pub fn publish(&self, published: Published) {
         // No receiver (no consumer running yet) is fine: the rows are the truth.

@@ -210,7 +210,7 @@ impl UserActorState {
             self.snapshot_seq = seq;
         }
         self.dirty = false;
-        if !entry.effects.is_empty() {
+        if !entry.effects.is_empty() && self.deps.bus.has_subscribers() {
             self.deps.bus.publish(Published {
                 stream: self.stream.clone(),
                 seq,
