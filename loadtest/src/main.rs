@@ -108,6 +108,9 @@ enum Cmd {
         cache_mb: u64,
         #[arg(long, default_value_t = 64)]
         connections: usize,
+        /// Then wait until every user is passivated and measure again.
+        #[arg(long)]
+        passivate: bool,
     },
 }
 
@@ -157,7 +160,8 @@ fn main() -> anyhow::Result<()> {
             users,
             cache_mb,
             connections,
-        } => rt.block_on(memory(&kudos_bin, users, cache_mb, connections)),
+            passivate,
+        } => rt.block_on(memory(&kudos_bin, users, cache_mb, connections, passivate)),
     }
 }
 
@@ -641,7 +645,22 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 
 /// `memory`: resident memory per active user (one metric, a daily streak, three
 /// achievements), with sled's page cache at `cache_mb`.
-async fn memory(bin: &Path, users: usize, cache_mb: u64, connections: usize) -> anyhow::Result<()> {
+/// Users idle this long are passivated in the `memory --passivate` run (long enough that
+/// none is passivated while the load runs).
+const MEMORY_IDLE_SECS: u64 = 45;
+
+async fn memory(
+    bin: &Path,
+    users: usize,
+    cache_mb: u64,
+    connections: usize,
+    passivate: bool,
+) -> anyhow::Result<()> {
+    let idle = if passivate {
+        MEMORY_IDLE_SECS.to_string()
+    } else {
+        "3600".to_string()
+    };
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let child = Command::new(bin)
@@ -649,7 +668,7 @@ async fn memory(bin: &Path, users: usize, cache_mb: u64, connections: usize) -> 
         .env("KUDOS_DATA_DIR", dir.path())
         .env("KUDOS_API_KEY", KEY)
         .env("KUDOS_CACHE_MB", cache_mb.to_string())
-        .env("KUDOS_USER_IDLE_SECS", "3600")
+        .env("KUDOS_USER_IDLE_SECS", &idle)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -694,5 +713,45 @@ async fn memory(bin: &Path, users: usize, cache_mb: u64, connections: usize) -> 
         after as f64 / 1048576.0,
         per_user
     );
+    if passivate {
+        eprintln!("waiting for every user to be passivated (idle {MEMORY_IDLE_SECS}s, swept every 30s)...");
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let metrics = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let live = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("kudos_user_actors_live "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(u64::MAX);
+            eprintln!(
+                "  {live} live actors after {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+            if live == 0 {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(300) {
+                bail!("users were not passivated within 300s");
+            }
+        }
+        // Give the allocator a moment to return freed pages.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let passivated = rss_bytes(pid)?;
+        println!();
+        println!("| passivated users | RSS after passivation | per passivated user |");
+        println!("|---|---|---|");
+        println!(
+            "| {} | {:.1} MiB | {:.0} B |",
+            users + warm,
+            passivated as f64 / 1048576.0,
+            passivated.saturating_sub(before) as f64 / users as f64
+        );
+    }
     Ok(())
 }
