@@ -121,6 +121,7 @@ fn escape(label: &str) -> String {
 pub struct Gauges {
     pub fsyncs: u64,
     pub fsync_seconds: f64,
+    pub commits: u64,
     pub live_users: usize,
     pub actor_failures: u64,
     /// Due entries at or before now (capped).
@@ -153,6 +154,12 @@ pub fn render(counters: &OpsCounters, g: &Gauges) -> String {
         "counter",
         "Group-commit fsyncs of the journal.",
         g.fsyncs.to_string(),
+    );
+    single(
+        "kudos_journal_commits_total",
+        "counter",
+        "Commits (one per state-changing command) written by group commit.",
+        g.commits.to_string(),
     );
     single(
         "kudos_journal_fsync_seconds_total",
@@ -235,6 +242,7 @@ mod tests {
         let g = Gauges {
             fsyncs: 2,
             fsync_seconds: 0.5,
+            commits: 7,
             live_users: 1,
             actor_failures: 0,
             overdue: 0,
@@ -250,5 +258,6 @@ mod tests {
         assert!(text.contains("le=\"0.005\"} 2\n"), "{text}");
         assert!(text.contains("le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("kudos_journal_fsyncs_total 2\n"));
+        assert!(text.contains("kudos_journal_commits_total 7\n"));
     }
 }

@@ -184,9 +184,7 @@ impl UserActorState {
         }
         c.due(&self.due_target, filed, next);
         if !effects.is_empty() {
-            for consumer in self.deps.bus.consumers() {
-                c.inbox(*consumer, &self.stream, seq, &effects)?;
-            }
+            c.inbox(self.deps.bus.consumers(), &self.stream, seq, &effects)?;
         }
         let entry = Journaled {
             record,

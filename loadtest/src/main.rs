@@ -631,6 +631,21 @@ async fn recovery(
     Ok(())
 }
 
+/// `kudos_user_actors_live` from the server's `/metrics`.
+async fn live_actors(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kudos_user_actors_live "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no kudos_user_actors_live in /metrics")
+}
+
 /// Resident memory of a process, from /proc (Linux).
 fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -691,17 +706,7 @@ async fn memory(
     load_events(&base, warm + users, warm + users, connections, stop).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_bytes(pid)?;
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let live = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("kudos_user_actors_live "))
-        .unwrap_or("?")
-        .to_string();
+    let live = live_actors(&client, &base).await?;
     let per_user = (after.saturating_sub(before)) as f64 / users as f64;
     println!(
         "| active users | live actors | page cache | RSS before | RSS after | per active user |"
@@ -718,17 +723,7 @@ async fn memory(
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let metrics = client
-                .get(format!("{base}/metrics"))
-                .send()
-                .await?
-                .text()
-                .await?;
-            let live = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("kudos_user_actors_live "))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(u64::MAX);
+            let live = live_actors(&client, &base).await?;
             eprintln!(
                 "  {live} live actors after {:.0}s",
                 started.elapsed().as_secs_f64()

@@ -130,17 +130,22 @@ impl Commit {
         self.remove_if_older.push((key, before_ms));
     }
 
-    /// An inbox row: `consumer` must apply `payload` (the effects of entry `seq` of
-    /// `stream`) and then remove the row in its own commit.
+    /// One inbox row per consumer: each must apply `payload` (the effects of entry `seq` of
+    /// `stream`) and then remove its row in its own commit. The payload is encoded once.
     pub fn inbox<P: Serialize + ?Sized>(
         &mut self,
-        consumer: ConsumerId,
+        consumers: &[ConsumerId],
         stream: &StreamId,
         seq: u64,
         payload: &P,
     ) -> Result<()> {
+        if consumers.is_empty() {
+            return Ok(());
+        }
         let bytes = codec::encode(payload)?;
-        self.put(crate::inbox::row_key(consumer, stream, seq), bytes);
+        for consumer in consumers {
+            self.put(crate::inbox::row_key(*consumer, stream, seq), bytes.clone());
+        }
         Ok(())
     }
 

@@ -39,7 +39,7 @@ impl Journal {
             if key.len() != prefix.len() + 1 {
                 continue;
             }
-            let seq = record_seq(&bytes).ok_or_else(|| crate::StoreError::Corrupt {
+            let seq = seq_header(&bytes).ok_or_else(|| crate::StoreError::Corrupt {
                 key: format!("{stream} slot {}", key[prefix.len()]),
                 reason: "value shorter than its header".into(),
             })?;
@@ -70,7 +70,7 @@ impl Journal {
         let Some(bytes) = self.tree.get(keys::stream_key(Tag::Snapshot, stream))? else {
             return Ok(None);
         };
-        let seq = snapshot_seq_of(&bytes).ok_or_else(|| crate::StoreError::Corrupt {
+        let seq = seq_header(&bytes).ok_or_else(|| crate::StoreError::Corrupt {
             key: format!("snapshot {stream}"),
             reason: "value shorter than its header".into(),
         })?;
@@ -83,7 +83,7 @@ impl Journal {
         Ok(self
             .tree
             .get(keys::stream_key(Tag::Snapshot, stream))?
-            .and_then(|b| snapshot_seq_of(&b))
+            .and_then(|b| seq_header(&b))
             .unwrap_or(0))
     }
 
@@ -107,10 +107,6 @@ impl Journal {
 }
 
 /// The seq in front of a snapshot or journal value (after the version byte).
-fn snapshot_seq_of(bytes: &[u8]) -> Option<u64> {
+fn seq_header(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(1..9)?.try_into().ok()?))
-}
-
-fn record_seq(bytes: &[u8]) -> Option<u64> {
-    snapshot_seq_of(bytes)
 }

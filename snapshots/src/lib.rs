@@ -240,11 +240,6 @@ impl Store {
         self.durability.healthy()
     }
 
-    /// Bytes the database occupies on disk (sled's own estimate).
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
-
     /// Reads a JSON value from the meta tree.
     pub fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.meta.get(key.as_bytes())? {
@@ -471,9 +466,9 @@ mod tests {
         let store = open(dir.path());
         let s = StreamId::user(Scope::DEFAULT, "u1");
         let mut c = Commit::new();
-        c.inbox(ConsumerId::TEST_TALLY, &s, 1, &vec![1u32, 2])
+        c.inbox(&[ConsumerId::TEST_TALLY], &s, 1, &vec![1u32, 2])
             .expect("row");
-        c.inbox(ConsumerId::TEST_TALLY, &s, 2, &vec![3u32])
+        c.inbox(&[ConsumerId::TEST_TALLY], &s, 2, &vec![3u32])
             .expect("row");
         store.commit(c).await.expect("commit");
         let rows: Vec<InboxRow<Vec<u32>>> = store

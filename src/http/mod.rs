@@ -100,6 +100,7 @@ async fn prometheus(State(state): State<AppState>) -> Response {
     let gauges = crate::ops::Gauges {
         fsyncs: durability.fsync_count(),
         fsync_seconds: durability.fsync_seconds(),
+        commits: durability.commit_count(),
         live_users: state.users.registry().live_count(),
         actor_failures: state
             .supervisor_stats
