@@ -30,4 +30,3 @@ pub mod tasks;
 mod testing;
 pub mod user;
 pub mod user_shards;
-pub mod user_state;

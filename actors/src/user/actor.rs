@@ -15,12 +15,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::*;
 use crate::catalog::{Catalog, CatalogService};
 use crate::clock::Clock;
 use crate::effects::{EffectBus, Published};
 use crate::rules::streak::{self, StreakEvent};
 use crate::user_shards::Registry;
-pub use crate::user_state::*;
 
 /// A read-only query run inside the actor. It answers through its own channel; dropping it
 /// unanswered tells the caller to retry elsewhere.

@@ -1,0 +1,177 @@
+//! What a user can be asked to do, and what it answers.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::rules::profile::{ProfileError, UserProfile, UserWrite};
+use crate::rules::streak::{Mode, Pause, StreakView};
+
+/// Why a user operation was refused. Validation errors carry the message for the API.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UserError {
+    #[error("User not found")]
+    NotFound,
+    #[error("User already exists")]
+    AlreadyExists,
+    #[error("{0}")]
+    Profile(#[from] ProfileError),
+    #[error("Invalid attribute keys: {}. Please ensure all attribute keys match those set up in Kudos.", .0.join(", "))]
+    InvalidEventAttributes(Vec<String>),
+    #[error("Metric not found")]
+    MetricNotFound,
+    #[error("value would make the metric total overflow")]
+    TotalOutOfRange,
+    #[error("Achievement not found")]
+    AchievementNotFound,
+    #[error("Achievement is locked")]
+    AchievementLocked,
+    #[error("User is not eligible for this achievement")]
+    NotEligible,
+    /// A rule of SPEC §2.4/§5 rejected the request (422 with this message).
+    #[error("{0}")]
+    Invalid(String),
+    /// Streak customization is disabled for the org (403, SPEC §2.4.3).
+    #[error("Streak customization is not enabled for this organisation")]
+    CustomizationDisabled,
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// Storage cannot make writes durable right now (503): nothing was acknowledged.
+    #[error("{0}")]
+    StorageUnavailable(String),
+    /// The actor was passivated after the caller looked it up; the caller retries.
+    #[error("user actor passivated")]
+    Passivated,
+    /// The actor stopped while handling the request (it may or may not have been applied).
+    #[error("user actor unavailable")]
+    Unavailable,
+}
+
+impl UserError {
+    /// A storage failure, split into "unavailable" (503, retry later) and anything else.
+    pub fn from_store(e: &kudos_snapshots::StoreError) -> Self {
+        if e.is_unavailable() {
+            UserError::StorageUnavailable(e.to_string())
+        } else {
+            UserError::Storage(e.to_string())
+        }
+    }
+}
+
+/// How a profile write treats a missing or existing user (SPEC §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// `PUT /users/{id}`: create or update.
+    Identify,
+    /// `POST /users`: create; an existing id is an error.
+    Create,
+    /// `PATCH /users/{id}`: update; a missing user is an error.
+    Update,
+}
+
+/// A metric event as accepted by the HTTP layer (shape-validated, not yet rule-checked).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub metric_id: Uuid,
+    pub value: f64,
+    pub user: UserWrite,
+    pub attributes: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A `PATCH /users/{id}/preferences` body; `None` keeps a part.
+#[derive(Debug, Clone, Default)]
+pub struct PreferencesWrite {
+    /// Notification type → channels (each provided type replaces that type's list).
+    pub notifications: BTreeMap<String, Vec<String>>,
+    pub streak_enabled: Option<bool>,
+    pub streak_mode: Option<Mode>,
+    /// Metric keys and thresholds.
+    pub streak_metrics: Option<Vec<(String, f64)>>,
+    pub streak_days_off: Option<Vec<i64>>,
+}
+
+/// Everything a user can be asked to do.
+#[derive(Debug, Clone)]
+pub enum Command {
+    WriteProfile {
+        mode: WriteMode,
+        write: UserWrite,
+    },
+    RecordEvent(NewEvent),
+    /// Dry-run events in order against a copy of the state (batch validation).
+    CheckEvents(Vec<NewEvent>),
+    /// Time passed: run period ends, freeze earning and anniversaries due by `at` (the due
+    /// instant the scheduler filed; never later than now).
+    Advance {
+        at: Option<DateTime<Utc>>,
+    },
+    SetPreferences(PreferencesWrite),
+    GrantFreezes {
+        count: u32,
+    },
+    AddPause {
+        id: Uuid,
+        start: NaiveDate,
+        end: NaiveDate,
+    },
+    RemovePause {
+        id: Uuid,
+    },
+    RestoreStreak,
+    ResetStreak,
+    /// `POST /achievements/{key}/complete` (SPEC §4.8).
+    CompleteAchievement {
+        key: String,
+        user: UserWrite,
+    },
+    /// Complete one achievement silently if the user qualifies now (SPEC §4.4).
+    Backfill {
+        achievement_id: Uuid,
+    },
+}
+
+/// What a command produced, for the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Profile(UserProfile),
+    Event(EventOutcome),
+    Checked,
+    Advanced,
+    Preferences(Preferences),
+    FreezesGranted {
+        granted: u32,
+    },
+    PauseAdded(Pause),
+    PauseRemoved,
+    /// The restored length, or `None` when there was nothing longer to restore.
+    Restored(Option<u32>),
+    Reset,
+    /// An api completion: new, or the original one repeated.
+    Completed {
+        achievement_id: Uuid,
+        completion: Completion,
+    },
+}
+
+/// The result of a metric event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventOutcome {
+    Recorded {
+        record: Box<EventRecord>,
+        /// What the event caused, in order (achievement completions among them).
+        effects: Vec<Effect>,
+        total: f64,
+        streak: StreakView,
+        /// Whether this event started or extended the streak.
+        extended: bool,
+    },
+    /// The idempotency key was seen before: nothing was processed (SPEC §1.5.5).
+    Replayed {
+        event_id: Uuid,
+        total: f64,
+        streak: StreakView,
+    },
+}

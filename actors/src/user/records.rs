@@ -1,0 +1,151 @@
+//! What is journaled for a user: records, the effects they had, journal entries.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::*;
+use crate::rules::profile::UserProfile;
+use crate::rules::streak::{Pause, StreakConfig, StreakEvent};
+
+/// Something that happened to a user that other parts of Kudos react to (leaderboards,
+/// webhooks, WebSocket pushes). Journaled with the record that caused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Effect {
+    UserCreated {
+        user_id: String,
+    },
+    MetricTotalChanged {
+        user_id: String,
+        metric_id: Uuid,
+        previous: f64,
+        total: f64,
+        at: DateTime<Utc>,
+    },
+    Streak {
+        user_id: String,
+        at: DateTime<Utc>,
+        event: StreakEvent,
+    },
+    AchievementCompleted {
+        user_id: String,
+        achievement_id: Uuid,
+        completion_id: Uuid,
+        at: DateTime<Utc>,
+        /// Backdated or restored: counted, but not reported or notified (SPEC §4.4.2).
+        silent: bool,
+    },
+}
+
+/// A recorded metric event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event_id: Uuid,
+    pub metric_id: Uuid,
+    pub value: f64,
+    pub at: DateTime<Utc>,
+    /// The user's time zone when the event was processed (SPEC §3.2.3).
+    pub tz: String,
+    pub attributes: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+    /// The profile after the inline upsert, when the request changed it.
+    pub profile: Option<UserProfile>,
+    pub user_created: bool,
+    pub streak: StreakConfig,
+}
+
+/// What happened to a user: the input a change was decided from. Journaled inside a
+/// [`Journaled`] together with the effects it had.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserRecord {
+    Profile {
+        profile: UserProfile,
+        streak: StreakConfig,
+    },
+    Event(EventRecord),
+    /// Time passed: periods that ended and freezes earned up to `at`.
+    Advanced {
+        at: DateTime<Utc>,
+        tz: String,
+        streak: StreakConfig,
+    },
+    Preferences {
+        preferences: Preferences,
+    },
+    FreezesGranted {
+        count: u32,
+        streak: StreakConfig,
+    },
+    PauseAdded {
+        pause: Pause,
+    },
+    PauseRemoved {
+        id: Uuid,
+    },
+    StreakRestored {
+        at: DateTime<Utc>,
+        tz: String,
+        streak: StreakConfig,
+    },
+    StreakReset {
+        at: DateTime<Utc>,
+        tz: String,
+        streak: StreakConfig,
+    },
+    /// `POST /achievements/{key}/complete`, with its inline user upsert.
+    ApiCompleted {
+        profile: Option<UserProfile>,
+        streak: StreakConfig,
+        achievement_id: Uuid,
+        completion_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// A backfill of one achievement (SPEC §4.4).
+    Backfill {
+        achievement_id: Uuid,
+        at: DateTime<Utc>,
+    },
+}
+
+/// One journal entry of a user stream: the record and the effects it had when it was
+/// applied live (leaderboards, webhooks and pushes consume these; replay reads the recorded
+/// achievement completions from them instead of re-evaluating against today's catalog).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journaled {
+    pub record: UserRecord,
+    pub effects: Vec<Effect>,
+    /// The due instant (ms) filed with this record.
+    pub due: Option<i64>,
+}
+
+impl UserRecord {
+    /// The effective streak configuration the record was decided with, where it has one.
+    pub fn streak_config(&self) -> Option<&StreakConfig> {
+        match self {
+            UserRecord::Event(ev) => Some(&ev.streak),
+            UserRecord::Profile { streak, .. }
+            | UserRecord::Advanced { streak, .. }
+            | UserRecord::FreezesGranted { streak, .. }
+            | UserRecord::StreakRestored { streak, .. }
+            | UserRecord::StreakReset { streak, .. }
+            | UserRecord::ApiCompleted { streak, .. } => Some(streak),
+            _ => None,
+        }
+    }
+
+    /// The instant the record happened, where it has one.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            UserRecord::Event(ev) => Some(ev.at),
+            UserRecord::Profile { profile, .. } => Some(profile.updated),
+            UserRecord::Advanced { at, .. }
+            | UserRecord::StreakRestored { at, .. }
+            | UserRecord::StreakReset { at, .. }
+            | UserRecord::ApiCompleted { at, .. }
+            | UserRecord::Backfill { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The state of one user, and the facts about it that reads and rules need.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::achievements::{Achievement, AchievementStatus, Trigger};
+use crate::catalog::Catalog;
+use crate::rules::achievements::{anniversary, filtered_total};
+use crate::rules::profile::UserProfile;
+use crate::rules::streak::{
+    self, local_date, Frequency, Mode, StreakConfig, StreakState, StreakView,
+};
+use crate::rules::summary::Buckets;
+
+/// One metric of one user: the running total and its history by quarter-hour.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricHistory {
+    pub total: f64,
+    pub buckets: Buckets,
+}
+
+/// The user's own streak settings (SPEC §2.4.2); `None` fields follow the org.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreakPreferences {
+    pub enabled: Option<bool>,
+    pub mode: Option<Mode>,
+    pub metrics: Option<Vec<(Uuid, f64)>>,
+    pub days_off: Option<Vec<u8>>,
+}
+
+/// `GET|PATCH /users/{id}/preferences` (SPEC §2.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Notification type → channels; a type never set is absent.
+    pub notifications: BTreeMap<String, Vec<String>>,
+    /// Present once any streak preference was set.
+    pub streak: Option<StreakPreferences>,
+}
+
+/// Everything Kudos knows about one user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// `None` until the user is created.
+    pub profile: Option<UserProfile>,
+    pub metrics: BTreeMap<Uuid, MetricHistory>,
+    pub streak: StreakState,
+    pub preferences: Preferences,
+    /// Achievement id → its completion. Permanent (SPEC §4.1.3).
+    pub completed: BTreeMap<Uuid, Completion>,
+    /// Per metric: totals of events by their attribute combination (events with attributes
+    /// only), for metric achievements with event filters over the full history.
+    pub attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
+    /// The due instant (ms) filed for this user with its last record, so that the next
+    /// record moves exactly that entry of the due index.
+    pub filed_due: Option<i64>,
+}
+
+/// The total of a metric's events that carried exactly these attributes.
+pub type AttributeTotal = (BTreeMap<String, String>, f64);
+
+/// A completed achievement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub completion_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// The streak configuration in force for a user: org settings, with the user's overrides
+/// while customization is enabled (SPEC §2.4.6). Deleted metrics drop out.
+pub fn effective_streak(catalog: &Catalog, prefs: &Preferences) -> StreakConfig {
+    let org = &catalog.streak;
+    let own = prefs.streak.clone().unwrap_or_default();
+    let custom = org.customization_enabled;
+    let metrics = match (&own.metrics, custom) {
+        (Some(m), true) => m.clone(),
+        _ => org.metrics.clone(),
+    };
+    let days_off = match (&own.days_off, custom) {
+        (Some(d), true) => d.clone(),
+        _ => org.days_off.clone(),
+    };
+    StreakConfig {
+        enabled: own.enabled.unwrap_or(true),
+        frequency: org.frequency,
+        mode: own.mode.filter(|_| custom).unwrap_or(org.mode),
+        metrics: metrics
+            .into_iter()
+            .filter(|(id, _)| catalog.metric(*id).is_some())
+            .collect(),
+        days_off: if org.frequency == Frequency::Daily {
+            days_off
+        } else {
+            Vec::new()
+        },
+        freezes: org.freezes.clone(),
+    }
+}
+
+impl UserState {
+    pub fn total(&self, metric_id: Uuid) -> f64 {
+        self.metrics.get(&metric_id).map_or(0.0, |m| m.total)
+    }
+
+    pub fn time_zone(&self) -> Tz {
+        self.profile
+            .as_ref()
+            .map_or(Tz::UTC, UserProfile::time_zone)
+    }
+
+    /// The streak state to read under `cfg`: rebuilt for a new frequency if the org switched
+    /// since this user's last record (nothing is written by a read).
+    pub fn streak_for(
+        &self,
+        cfg: &StreakConfig,
+        now: DateTime<Utc>,
+    ) -> std::borrow::Cow<'_, StreakState> {
+        if self.streak.frequency.is_none_or(|f| f == cfg.frequency) {
+            return std::borrow::Cow::Borrowed(&self.streak);
+        }
+        let mut copy = self.clone();
+        copy.sync_frequency(cfg, now);
+        std::borrow::Cow::Owned(copy.streak)
+    }
+
+    /// The streak as of `now` (pending period ends applied to a copy).
+    pub fn streak_view(&self, catalog: &Catalog, now: DateTime<Utc>) -> StreakView {
+        let cfg = effective_streak(catalog, &self.preferences);
+        streak::view(&self.streak_for(&cfg, now), &cfg, now, self.time_zone())
+    }
+
+    /// Whether the user's current attributes satisfy every user filter of `a`.
+    pub fn eligible(&self, catalog: &Catalog, a: &Achievement) -> bool {
+        let attrs = self.profile.as_ref().map(|p| &p.attributes);
+        a.user_filters.iter().all(|(attr, value)| {
+            catalog
+                .attribute_key(*attr)
+                .and_then(|key| attrs.and_then(|m| m.get(key)))
+                .is_some_and(|v| v == value)
+        })
+    }
+
+    /// Whether the user satisfies the trigger of `a` now (api achievements never do).
+    pub(crate) fn qualifies(&self, catalog: &Catalog, a: &Achievement, at: DateTime<Utc>) -> bool {
+        match &a.trigger {
+            Trigger::Metric {
+                metric_id,
+                value,
+                event_filters,
+            } => {
+                let total = if event_filters.is_empty() {
+                    self.total(*metric_id)
+                } else {
+                    let filters: Option<Vec<(String, String)>> = event_filters
+                        .iter()
+                        .map(|(id, v)| {
+                            catalog
+                                .attribute_key(*id)
+                                .map(|k| (k.to_string(), v.clone()))
+                        })
+                        .collect();
+                    match (filters, self.attr_totals.get(metric_id)) {
+                        (Some(f), Some(rows)) => filtered_total(rows, &f),
+                        _ => 0.0,
+                    }
+                };
+                total >= *value
+            }
+            // The length as of `at`: pending period ends and a frequency switch applied.
+            Trigger::Streak { length } => self.streak_view(catalog, at).length >= *length,
+            Trigger::Anniversary { years } => {
+                let Some(profile) = &self.profile else {
+                    return false;
+                };
+                let today = local_date(at, profile.time_zone());
+                profile
+                    .sign_up_date
+                    .and_then(|d| anniversary(d, *years))
+                    .is_some_and(|date| today >= date)
+            }
+            Trigger::Achievement { prerequisites } => {
+                prerequisites.iter().all(|p| self.completed.contains_key(p))
+            }
+            Trigger::Api { .. } => false,
+        }
+    }
+
+    /// When time alone next changes this user: a streak period end, a freeze to earn, or an
+    /// anniversary achievement coming due.
+    pub fn next_due(&self, catalog: &Catalog, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cfg = effective_streak(catalog, &self.preferences);
+        let tz = self.time_zone();
+        let streak = self.streak.next_due(&cfg, tz);
+        let today = local_date(now, tz);
+        let anniversary_due =
+            self.profile
+                .as_ref()
+                .and_then(|p| p.sign_up_date)
+                .and_then(|sign_up| {
+                    catalog
+                        .achievements()
+                        .filter(|a| {
+                            a.status == AchievementStatus::Active
+                                && !self.completed.contains_key(&a.id)
+                        })
+                        .filter_map(|a| match a.trigger {
+                            Trigger::Anniversary { years } => anniversary(sign_up, years),
+                            _ => None,
+                        })
+                        .filter(|d| *d > today)
+                        .min()
+                        .map(|d| crate::rules::summary::local_midnight(tz, d))
+                });
+        match (streak, anniversary_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
