@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::achievements::{Achievement, AchievementStatus, Trigger};
 use crate::catalog::Catalog;
-use crate::rules::achievements::{anniversary, filtered_total};
+use crate::rules::achievements::{self as achievement_rules, anniversary, UserFacts};
 use crate::rules::profile::UserProfile;
 use crate::rules::streak::{
     self, local_date, Frequency, Mode, StreakConfig, StreakState, StreakView,
@@ -134,57 +134,19 @@ impl UserState {
 
     /// Whether the user's current attributes satisfy every user filter of `a`.
     pub fn eligible(&self, catalog: &Catalog, a: &Achievement) -> bool {
-        let attrs = self.profile.as_ref().map(|p| &p.attributes);
-        a.user_filters.iter().all(|(attr, value)| {
-            catalog
-                .attribute_key(*attr)
-                .and_then(|key| attrs.and_then(|m| m.get(key)))
-                .is_some_and(|v| v == value)
-        })
+        achievement_rules::matches_user_filters(&a.user_filters, catalog, &self.facts(catalog))
     }
 
     /// Whether the user satisfies the trigger of `a` now (api achievements never do).
     pub(crate) fn qualifies(&self, catalog: &Catalog, a: &Achievement, at: DateTime<Utc>) -> bool {
-        match &a.trigger {
-            Trigger::Metric {
-                metric_id,
-                value,
-                event_filters,
-            } => {
-                let total = if event_filters.is_empty() {
-                    self.total(*metric_id)
-                } else {
-                    let filters: Option<Vec<(String, String)>> = event_filters
-                        .iter()
-                        .map(|(id, v)| {
-                            catalog
-                                .attribute_key(*id)
-                                .map(|k| (k.to_string(), v.clone()))
-                        })
-                        .collect();
-                    match (filters, self.attr_totals.get(metric_id)) {
-                        (Some(f), Some(rows)) => filtered_total(rows, &f),
-                        _ => 0.0,
-                    }
-                };
-                total >= *value
-            }
-            // The length as of `at`: pending period ends and a frequency switch applied.
-            Trigger::Streak { length } => self.streak_view(catalog, at).length >= *length,
-            Trigger::Anniversary { years } => {
-                let Some(profile) = &self.profile else {
-                    return false;
-                };
-                let today = local_date(at, profile.time_zone());
-                profile
-                    .sign_up_date
-                    .and_then(|d| anniversary(d, *years))
-                    .is_some_and(|date| today >= date)
-            }
-            Trigger::Achievement { prerequisites } => {
-                prerequisites.iter().all(|p| self.completed.contains_key(p))
-            }
-            Trigger::Api { .. } => false,
+        achievement_rules::qualifies(a, catalog, &self.facts(catalog), at)
+    }
+
+    /// This state as seen by the pure rules.
+    pub fn facts<'a>(&'a self, catalog: &'a Catalog) -> Facts<'a> {
+        Facts {
+            state: self,
+            catalog,
         }
     }
 
@@ -218,5 +180,49 @@ impl UserState {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+/// A user's state with the catalog it is read under, as the pure rules see it.
+pub struct Facts<'a> {
+    state: &'a UserState,
+    catalog: &'a Catalog,
+}
+
+impl UserFacts for Facts<'_> {
+    fn metric_total(&self, metric_id: Uuid) -> f64 {
+        self.state.total(metric_id)
+    }
+
+    fn attribute_totals(&self, metric_id: Uuid) -> &[(BTreeMap<String, String>, f64)] {
+        self.state
+            .attr_totals
+            .get(&metric_id)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    // Pending period ends and a frequency switch applied.
+    fn streak_length(&self, at: DateTime<Utc>) -> u32 {
+        self.state.streak_view(self.catalog, at).length
+    }
+
+    fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        local_date(at, self.state.time_zone())
+    }
+
+    fn sign_up_date(&self) -> Option<NaiveDate> {
+        self.state.profile.as_ref().and_then(|p| p.sign_up_date)
+    }
+
+    fn has_completed(&self, achievement_id: Uuid) -> bool {
+        self.state.completed.contains_key(&achievement_id)
+    }
+
+    fn user_attribute(&self, key: &str) -> Option<&str> {
+        self.state
+            .profile
+            .as_ref()
+            .and_then(|p| p.attributes.get(key))
+            .map(String::as_str)
     }
 }
