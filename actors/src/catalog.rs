@@ -7,7 +7,7 @@
 //! return what was applied plus the issues for what was not. Persistence is the job of
 //! [`CatalogService`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -217,6 +217,9 @@ pub struct Catalog {
     attributes: Vec<Attribute>,
     next_ord: u64,
     achievements: Vec<Achievement>,
+    /// Metric id → positions in `achievements` of the metric achievements on it: the lookup
+    /// every event makes (deleted ones are skipped when read).
+    achievements_by_metric: HashMap<Uuid, Vec<usize>>,
     pub streak: StreakSettings,
 }
 
@@ -257,6 +260,7 @@ impl Catalog {
             attributes,
             next_ord,
             achievements: Vec::new(),
+            achievements_by_metric: HashMap::new(),
             streak: StreakSettings::default(),
         }
     }
@@ -268,7 +272,30 @@ impl Catalog {
             self.next_ord = self.next_ord.max(max + 1);
         }
         self.achievements = list;
+        self.index_achievements();
         self
+    }
+
+    fn index_achievements(&mut self) {
+        self.achievements_by_metric.clear();
+        for (i, a) in self.achievements.iter().enumerate() {
+            if let crate::achievements::Trigger::Metric { metric_id, .. } = &a.trigger {
+                self.achievements_by_metric
+                    .entry(*metric_id)
+                    .or_default()
+                    .push(i);
+            }
+        }
+    }
+
+    /// Live metric achievements on `metric_id`, in creation order (indexed).
+    pub fn achievements_on_metric(&self, metric_id: Uuid) -> impl Iterator<Item = &Achievement> {
+        self.achievements_by_metric
+            .get(&metric_id)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.achievements[i])
+            .filter(|a| !a.deleted)
     }
 
     /// Live (non-deleted) achievements in creation order.
@@ -293,12 +320,14 @@ impl Catalog {
 
     pub(crate) fn push_achievement(&mut self, a: Achievement) {
         self.achievements.push(a);
+        self.index_achievements();
     }
 
     pub(crate) fn replace_achievement(&mut self, a: Achievement) {
         if let Some(slot) = self.achievements.iter_mut().find(|x| x.id == a.id) {
             *slot = a;
         }
+        self.index_achievements();
     }
 
     pub fn delete_achievements(&mut self, ids: &[String]) -> (Vec<Achievement>, Vec<Issue>) {

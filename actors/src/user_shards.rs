@@ -20,7 +20,7 @@ use crate::catalog::CatalogService;
 use crate::clock::Clock;
 use crate::effects::EffectBus;
 use crate::user::{
-    Command, Outcome, UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserState,
+    Asked, Command, Outcome, UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserQuery,
 };
 
 const SHARDS: usize = 64;
@@ -309,12 +309,12 @@ impl UserShards {
         .await
     }
 
-    /// Runs `query` against the user's state. `Ok(None)` when the user was never written.
-    pub async fn read<R: Send + 'static>(
+    /// Asks the user's actor `query`. `Ok(None)` when the user does not exist.
+    pub async fn query<Q: UserQuery>(
         &self,
         user_id: &str,
-        query: impl Fn(&UserState) -> R + Send + Sync + 'static,
-    ) -> Result<Option<R>, UserError> {
+        query: Q,
+    ) -> Result<Option<Q::Answer>, UserError> {
         if !self.known(user_id)? {
             return Ok(None);
         }
@@ -322,17 +322,17 @@ impl UserShards {
         let deadline = tokio::time::Instant::now() + ROUTE_DEADLINE;
         while tokio::time::Instant::now() < deadline {
             let actor = self.actor(user_id).await?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let q = query.clone();
-            let msg = UserMsg::Read(Box::new(move |state: &UserState| {
-                let _ = tx.send(q(state));
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let msg = UserMsg::Query(Box::new(Asked {
+                query: query.clone(),
+                reply,
             }));
             if actor.send_message(msg).is_err() {
                 self.retire(user_id, &actor).await?;
                 continue;
             }
             match rx.await {
-                Ok(r) => return Ok(Some(r)),
+                Ok(answer) => return Ok(answer),
                 // Dropped unanswered: passivated or stopped. Reads are safe to retry.
                 Err(_) => self.retire(user_id, &actor).await?,
             }
@@ -374,7 +374,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::rules::profile::UserWrite;
-    use crate::user::{EventOutcome, NewEvent};
+    use crate::user::{EventOutcome, NewEvent, TotalQuery, UserState};
     use chrono::TimeZone;
 
     /// Shards over a fresh store with metric "m", whose sweeper passivates every actor it
@@ -456,15 +456,21 @@ mod tests {
             "{replay:?}"
         );
         let total = shards
-            .read("u1", move |s| s.total(metric))
+            .query("u1", TotalQuery { metric_id: metric })
             .await
             .expect("read");
-        assert_eq!(total, Some(2.0));
+        assert_eq!(total.map(|t| t.0), Some(2.0));
         assert_eq!(
             shards
-                .read("nobody", |s| s.total(uuid::Uuid::nil()))
+                .query(
+                    "nobody",
+                    TotalQuery {
+                        metric_id: uuid::Uuid::nil()
+                    }
+                )
                 .await
-                .expect("read"),
+                .expect("read")
+                .map(|t| t.0),
             None
         );
     }
@@ -511,10 +517,10 @@ mod tests {
         let _ = sweeper.await;
         let expected = (TASKS * EACH) as f64;
         let live = shards
-            .read("hot", move |s| s.total(metric))
+            .query("hot", TotalQuery { metric_id: metric })
             .await
             .expect("read");
-        assert_eq!(live, Some(expected));
+        assert_eq!(live.map(|t| t.0), Some(expected));
         // What is on disk (snapshot + tail) holds every acknowledged event exactly once.
         let loaded =
             kudos_snapshots::recovery::load::<UserState>(&store.journal(), &shards.stream("hot"))

@@ -22,10 +22,6 @@ use crate::effects::{EffectBus, Published};
 use crate::rules::streak::{self, StreakEvent};
 use crate::user_shards::Registry;
 
-/// A read-only query run inside the actor. It answers through its own channel; dropping it
-/// unanswered tells the caller to retry elsewhere.
-pub type ReadFn = Box<dyn FnOnce(&UserState) + Send>;
-
 /// The counter holding an achievement's number of completions.
 pub fn completions_counter(achievement_id: Uuid) -> String {
     format!("achievement/{achievement_id}/completions")
@@ -43,8 +39,8 @@ pub enum UserMsg {
         command: Command,
         reply: RpcReplyPort<Result<Outcome, UserError>>,
     },
-    /// Run a read-only query against the current state.
-    Read(ReadFn),
+    /// Answer a typed query from the current state (it carries its own reply channel).
+    Query(Box<dyn PendingQuery>),
     /// Snapshot and stop if no message arrived for this long.
     PassivateIfIdle(Duration),
 }
@@ -78,7 +74,7 @@ fn refuse_after_passivation(message: UserMsg) {
         UserMsg::Execute { reply, .. } => {
             let _ = reply.send(Err(UserError::Passivated));
         }
-        UserMsg::Read(_) | UserMsg::PassivateIfIdle(_) => {}
+        UserMsg::Query(_) | UserMsg::PassivateIfIdle(_) => {}
     }
 }
 
@@ -422,7 +418,9 @@ impl Actor for UserActor {
                     }
                 }
             }
-            UserMsg::Read(query) => query(&st.state),
+            UserMsg::Query(query) => {
+                query.run(&st.state, &st.deps.catalog.get(), st.deps.clock.now());
+            }
             UserMsg::PassivateIfIdle(idle) => {
                 if st.last_active.elapsed() < idle {
                     return Ok(());

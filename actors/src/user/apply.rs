@@ -184,16 +184,30 @@ impl UserState {
                 && !s.completed.contains_key(&a.id)
                 && s.eligible(catalog, a)
         };
-        let first_pass: Vec<&Achievement> = catalog
-            .achievements()
-            .filter(|a| match (&a.trigger, scope.only) {
-                (_, Some(only)) => a.id == only,
-                (Trigger::Metric { metric_id, .. }, None) => Some(*metric_id) == scope.metric,
-                (Trigger::Streak { .. }, None) => scope.streak,
-                (Trigger::Anniversary { .. }, None) => scope.anniversary,
-                _ => false,
-            })
-            .collect();
+        // The metric's achievements come from the catalog's index; streak and anniversary
+        // ones are scanned only when the record can complete them.
+        let first_pass: Vec<&Achievement> = match scope.only {
+            Some(only) => catalog.achievement(only).into_iter().collect(),
+            None => scope
+                .metric
+                .into_iter()
+                .flat_map(|m| catalog.achievements_on_metric(m))
+                .chain(
+                    catalog
+                        .achievements()
+                        .filter(|a| match a.trigger {
+                            Trigger::Streak { .. } => scope.streak,
+                            Trigger::Anniversary { .. } => scope.anniversary,
+                            _ => false,
+                        })
+                        .take(if scope.streak || scope.anniversary {
+                            usize::MAX
+                        } else {
+                            0
+                        }),
+                )
+                .collect(),
+        };
         // Metric before streak before anniversary: the order of the response list.
         for kind in ["metric", "streak", "anniversary", "achievement"] {
             for a in first_pass.iter().filter(|a| a.trigger.name() == kind) {

@@ -28,5 +28,6 @@ pub use actor::*;
 pub use apply::*;
 pub use commands::*;
 pub use decide::*;
+pub use queries::*;
 pub use records::*;
 pub use state::*;

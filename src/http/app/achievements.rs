@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kudos_actors::achievements::{Achievement, AchievementStatus};
 use kudos_actors::catalog::{AttributeKind, Catalog};
-use kudos_actors::user::{completions_counter, Command, Effect, Outcome, USERS_COUNTER};
+use kudos_actors::user::{
+    completions_counter, AchievementsQuery, Command, Effect, Outcome, USERS_COUNTER,
+};
 use serde_json::{json, Value};
 
 use crate::http::app::users::check_user_id;
@@ -92,31 +94,10 @@ async fn user_achievements(
 ) -> ApiResult<Json<Vec<Value>>> {
     let include_incomplete = q.get("includeIncomplete") == Some("true");
     let catalog = state.catalog.get();
-    let cat = catalog.clone();
     let rows = state
         .users
-        .read(&id, move |s| {
-            s.profile.as_ref()?;
-            let mut done: Vec<(Achievement, Option<chrono::DateTime<chrono::Utc>>)> = s
-                .completed
-                .iter()
-                .filter_map(|(aid, c)| cat.achievement(*aid).map(|a| (a.clone(), Some(c.at))))
-                .filter(|(a, _)| a.status != AchievementStatus::Inactive)
-                .collect();
-            // By completion time; completions of one instant in creation order.
-            done.sort_by_key(|(a, at)| (*at, a.ord));
-            if include_incomplete {
-                done.extend(
-                    cat.achievements()
-                        .filter(|a| a.status == AchievementStatus::Active)
-                        .filter(|a| !s.completed.contains_key(&a.id) && s.eligible(&cat, a))
-                        .map(|a| (a.clone(), None)),
-                );
-            }
-            Some(done)
-        })
+        .query(&id, AchievementsQuery { include_incomplete })
         .await?
-        .flatten()
         .ok_or_else(|| ApiError::not_found("User not found"))?;
     let mut out = Vec::with_capacity(rows.len());
     for (a, at) in rows {

@@ -5,10 +5,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Datelike, NaiveDate};
-use kudos_actors::achievements::{AchievementStatus, Trigger};
 use kudos_actors::catalog::Catalog;
-use kudos_actors::rules::summary::{check_range, summarize, Aggregation};
-use kudos_actors::user::{Command, EventOutcome, NewEvent, Outcome, UserState};
+use kudos_actors::rules::summary::{check_range, Aggregation};
+use kudos_actors::user::{
+    Command, EventOutcome, MetricSummaryQuery, MetricView, MetricsQuery, NewEvent, Outcome,
+    TotalQuery, UserQuery,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -152,7 +154,6 @@ async fn replay_of(
         return Ok(None);
     };
     let metric_id = metric.id;
-    let catalog = state.catalog.get();
     let now = state.clock.now();
     let Some(event_id) = kudos_actors::user::lookup_idempotency(
         &state.store,
@@ -168,13 +169,8 @@ async fn replay_of(
     // The row was read outside the user's actor: it may belong to a commit whose fsync is
     // still running. Answer "replayed" only once it is durable.
     state.store.durability().wait().await?;
-    let found = state
-        .users
-        .read(user_id, move |s| {
-            (event_id, s.total(metric_id), s.streak_view(&catalog, now))
-        })
-        .await?;
-    Ok(found.map(|(event_id, total, streak)| {
+    let found = state.users.query(user_id, TotalQuery { metric_id }).await?;
+    Ok(found.map(|(total, streak)| {
         event_response(
             StatusCode::ACCEPTED,
             event_id,
@@ -209,56 +205,27 @@ pub async fn record_event(
     Ok(outcome)
 }
 
-/// `MetricResponse.achievements` (SPEC §3.5.3): the metric's active achievements the user
-/// may earn, plus locked ones they completed, by `metricValue`.
-fn metric_achievements(catalog: &Catalog, state: &UserState, metric_id: Uuid) -> Vec<Value> {
-    let mut list: Vec<(f64, Value)> = catalog
-        .achievements()
-        .filter_map(|a| match &a.trigger {
-            Trigger::Metric {
-                metric_id: m,
-                value,
-                ..
-            } if *m == metric_id => Some((a, *value)),
-            _ => None,
-        })
-        .filter_map(|(a, value)| {
-            let done = state.completed.get(&a.id);
-            let visible = match a.status {
-                AchievementStatus::Active => done.is_some() || state.eligible(catalog, a),
-                AchievementStatus::Locked => done.is_some(),
-                AchievementStatus::Inactive => false,
-            };
-            visible.then(|| (value, user_achievement(a, catalog, done.map(|c| c.at))))
-        })
-        .collect();
-    list.sort_by(|a, b| a.0.total_cmp(&b.0));
-    list.into_iter().map(|(_, v)| v).collect()
-}
-
-fn metric_response(catalog: &Catalog, state: &UserState, key: &str) -> Option<MetricResponse> {
-    let m = catalog.metric_by_key(key)?;
-    Some(MetricResponse {
-        id: m.id.to_string(),
-        key: m.key.clone(),
-        name: m.name.clone(),
+fn metric_response(catalog: &Catalog, view: &MetricView) -> MetricResponse {
+    MetricResponse {
+        id: view.metric.id.to_string(),
+        key: view.metric.key.clone(),
+        name: view.metric.name.clone(),
         status: "active",
-        current: state.total(m.id),
-        achievements: metric_achievements(catalog, state, m.id),
-    })
+        current: view.total,
+        achievements: view
+            .achievements
+            .iter()
+            .map(|(a, at)| user_achievement(a, catalog, *at))
+            .collect(),
+    }
 }
 
-/// Reads from an existing user; 404 when the user does not exist.
-async fn read_user<R: Send + 'static>(
-    state: &AppState,
-    id: &str,
-    query: impl Fn(&UserState) -> R + Send + Sync + 'static,
-) -> ApiResult<R> {
+/// Asks an existing user `query`; 404 when the user does not exist.
+pub async fn ask<Q: UserQuery>(state: &AppState, id: &str, query: Q) -> ApiResult<Q::Answer> {
     state
         .users
-        .read(id, move |s| s.profile.is_some().then(|| query(s)))
+        .query(id, query)
         .await?
-        .flatten()
         .ok_or_else(|| ApiError::not_found("User not found"))
 }
 
@@ -267,14 +234,10 @@ async fn user_metrics(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<MetricResponse>>> {
     let catalog = state.catalog.get();
-    let list = read_user(&state, &id, move |s| {
-        catalog
-            .metrics()
-            .filter_map(|m| metric_response(&catalog, s, &m.key))
-            .collect::<Vec<_>>()
-    })
-    .await?;
-    Ok(Json(list))
+    let list = ask(&state, &id, MetricsQuery { key: None }).await?;
+    Ok(Json(
+        list.iter().map(|v| metric_response(&catalog, v)).collect(),
+    ))
 }
 
 async fn user_metric(
@@ -285,9 +248,10 @@ async fn user_metric(
     if catalog.metric_by_key(&key).is_none() {
         return Err(ApiError::not_found("Metric not found"));
     }
-    let found = read_user(&state, &id, move |s| metric_response(&catalog, s, &key)).await?;
+    let found = ask(&state, &id, MetricsQuery { key: Some(key) }).await?;
     found
-        .map(Json)
+        .first()
+        .map(|v| Json(metric_response(&catalog, v)))
         .ok_or_else(|| ApiError::not_found("Metric not found"))
 }
 
@@ -325,21 +289,18 @@ async fn metric_event_summary(
     let start = query_date(&q, "startDate")?;
     let end = query_date(&q, "endDate")?;
     check_range(start, end).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let rows = read_user(&state, &id, move |s| {
-        let tz = s
-            .profile
-            .as_ref()
-            .map(|p| p.time_zone())
-            .unwrap_or(chrono_tz::UTC);
-        let empty = Default::default();
-        let buckets = s.metrics.get(&metric_id).map_or(&empty, |m| &m.buckets);
-        summarize(buckets, tz, aggregation, start, end)
-            .iter()
-            .map(SummaryEntry::from)
-            .collect::<Vec<_>>()
-    })
+    let rows = ask(
+        &state,
+        &id,
+        MetricSummaryQuery {
+            metric_id,
+            aggregation,
+            start,
+            end,
+        },
+    )
     .await?;
-    Ok(Json(rows))
+    Ok(Json(rows.iter().map(SummaryEntry::from).collect()))
 }
 
 pub fn router() -> Router<AppState> {

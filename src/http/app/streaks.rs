@@ -4,8 +4,10 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use kudos_actors::rules::streak::{self, Mode};
-use kudos_actors::user::{effective_streak, Command, Outcome, PreferencesWrite};
+use kudos_actors::rules::streak::Mode;
+use kudos_actors::user::{
+    Command, Outcome, PreferencesQuery, PreferencesWrite, StreakQuery, StreakViewQuery,
+};
 use serde_json::Value;
 
 use crate::http::error::{ApiError, ApiResult};
@@ -35,39 +37,26 @@ async fn user_streak(
                 ApiError::unprocessable("historyPeriods must be an integer between 1 and 1000")
             })?,
     };
-    let catalog = state.catalog.get();
-    let now = state.clock.now();
-    let response = state
+    let s = state
         .users
-        .read(&id, move |s| {
-            let profile = s.profile.as_ref()?;
-            let cfg = effective_streak(&catalog, &s.preferences);
-            let tz = profile.time_zone();
-            let current = s.streak_for(&cfg, now);
-            let view = streak::view(&current, &cfg, now, tz);
-            let today = streak::local_date(now, tz);
-            let history = streak::history(&current, &cfg, now, tz, periods);
-            let mut pauses: Vec<_> = s
-                .streak
-                .pauses
-                .iter()
-                .filter(|p| !p.archived && p.end >= today)
-                .collect();
-            pauses.sort_by_key(|p| p.start);
-            Some(StreakResponse {
-                base: BaseStreak::from(&view),
-                extended: view.extended.map(ts),
-                streak_history: history
-                    .iter()
-                    .map(|h| HistoryItem::new(h, cfg.freezes.is_some()))
-                    .collect(),
-                pauses: pauses.into_iter().map(PauseItem::from).collect(),
-            })
-        })
+        .query(
+            &id,
+            StreakQuery {
+                history_periods: periods,
+            },
+        )
         .await?
-        .flatten()
         .ok_or_else(|| ApiError::not_found("User not found"))?;
-    Ok(Json(response))
+    Ok(Json(StreakResponse {
+        base: BaseStreak::from(&s.view),
+        extended: s.view.extended.map(ts),
+        streak_history: s
+            .history
+            .iter()
+            .map(|h| HistoryItem::new(h, s.freezes_enabled))
+            .collect(),
+        pauses: s.pauses.iter().map(PauseItem::from).collect(),
+    }))
 }
 
 /// `userIds`, repeated or comma-separated, 1–100.
@@ -93,18 +82,9 @@ async fn bulk_streaks(
     q: QueryPairs,
 ) -> ApiResult<Json<Vec<BulkStreakItem>>> {
     let ids = user_ids(&q, "userIds")?;
-    let catalog = state.catalog.get();
-    let now = state.clock.now();
     let mut items = Vec::new();
     for id in ids {
-        let catalog = catalog.clone();
-        let found = state
-            .users
-            .read(&id, move |s| {
-                s.profile.as_ref().map(|_| s.streak_view(&catalog, now))
-            })
-            .await?
-            .flatten();
+        let found = state.users.query(&id, StreakViewQuery).await?;
         if let Some(view) = found {
             items.push(BulkStreakItem {
                 user_id: id,
@@ -128,14 +108,9 @@ async fn get_preferences(
     let catalog = state.catalog.get();
     state
         .users
-        .read(&id, move |s| {
-            s.profile
-                .as_ref()
-                .map(|_| preferences(&s.preferences, &catalog))
-        })
+        .query(&id, PreferencesQuery)
         .await?
-        .flatten()
-        .map(Json)
+        .map(|p| Json(preferences(&p, &catalog)))
         .ok_or_else(|| ApiError::not_found("User not found"))
 }
 

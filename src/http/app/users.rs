@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kudos_actors::rules::keys::is_valid_user_id;
 use kudos_actors::rules::profile::UserWrite;
-use kudos_actors::user::{Command, Outcome, WriteMode};
+use kudos_actors::user::{Command, Outcome, ProfileQuery, WriteMode};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::JsonBody;
@@ -82,13 +82,10 @@ async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
     let catalog = state.catalog.get();
     let profile = state
         .users
-        .read(&id, move |s| {
-            s.profile.as_ref().map(|p| User::from_profile(p, &catalog))
-        })
+        .query(&id, ProfileQuery)
         .await?
-        .flatten()
         .ok_or_else(|| ApiError::not_found("User not found"))?;
-    Ok(Json(profile))
+    Ok(Json(User::from_profile(&profile, &catalog)))
 }
 
 pub fn router() -> Router<AppState> {
