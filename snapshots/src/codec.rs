@@ -5,7 +5,9 @@
 //! Postcard is not self-describing: types stored with it must not use serde attributes that
 //! need to look ahead (`#[serde(tag = ...)]`, `untagged`, `flatten`, `skip_serializing_if`).
 //! Adding a field to a stored type is a format change: bump [`VERSION`] and keep a decoder
-//! for the old one.
+//! for the old one. Version 2 added points to user snapshots; every other stored type reads
+//! the same in versions 1 and 2, and user snapshots of version 1 go through
+//! [`crate::Recoverable::decode_legacy`].
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,7 +15,10 @@ use serde::Serialize;
 use crate::{Result, StoreError};
 
 /// Encoding version written in front of every value.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+
+/// The oldest version still read.
+pub const OLDEST: u8 = 1;
 
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     let mut out = vec![VERSION];
@@ -42,7 +47,7 @@ pub fn decode_after<T: DeserializeOwned>(
     what: impl FnOnce() -> String,
 ) -> Result<T> {
     match bytes.first() {
-        Some(&VERSION) => {}
+        Some(v) if (OLDEST..=VERSION).contains(v) => {}
         Some(other) => {
             return Err(StoreError::Corrupt {
                 key: what(),

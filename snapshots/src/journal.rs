@@ -63,7 +63,7 @@ impl Journal {
     }
 
     /// The latest snapshot of `stream` and the journal seq it includes.
-    pub fn read_snapshot<S: DeserializeOwned>(
+    pub fn read_snapshot<S: crate::Recoverable>(
         &self,
         stream: &StreamId,
     ) -> Result<Option<(u64, S)>> {
@@ -74,7 +74,14 @@ impl Journal {
             key: format!("snapshot {stream}"),
             reason: "value shorter than its header".into(),
         })?;
-        let state = codec::decode_after(&bytes, 8, || format!("snapshot {stream}"))?;
+        let state = match bytes.first() {
+            Some(&v) if v < codec::VERSION && bytes.len() >= 9 => S::decode_legacy(v, &bytes[9..])
+                .map_err(|reason| crate::StoreError::Corrupt {
+                    key: format!("snapshot {stream}"),
+                    reason,
+                })?,
+            _ => codec::decode_after(&bytes, 8, || format!("snapshot {stream}"))?,
+        };
         Ok(Some((seq, state)))
     }
 

@@ -16,6 +16,13 @@ pub trait Recoverable: Default + Serialize + DeserializeOwned {
     /// Applies one record. Must be deterministic and only fold what the record says was
     /// decided: live processing uses the same function.
     fn apply(&mut self, record: &Self::Record);
+
+    /// Decodes a snapshot body written in codec `version` < [`crate::codec::VERSION`]; the
+    /// default reads it as the current layout (for types whose layout never changed).
+    fn decode_legacy(version: u8, body: &[u8]) -> std::result::Result<Self, String> {
+        let _ = version;
+        postcard::from_bytes(body).map_err(|e| e.to_string())
+    }
 }
 
 /// A recovered stream: its state, the last seq included and the seq of its snapshot.

@@ -1,5 +1,7 @@
-//! Configuration: metrics and attributes (later achievements, points systems, leaderboards,
-//! webhooks). The catalog is an immutable value behind an `Arc`; an admin change builds a new
+//! Configuration: metrics, attributes, achievements, streak settings and points (later
+//! leaderboards and webhook endpoints), one module per entity family ([`points`]; the
+//! achievement rules in [`crate::achievements`]). Every entity is persisted the same way: a
+//! [`Persisted`] type is one JSON meta entry under its prefix, written by [`Changed::of`]. The catalog is an immutable value behind an `Arc`; an admin change builds a new
 //! catalog, makes it durable and swaps it in, so the event hot path reads configuration with
 //! one atomic load and never sees a half-applied change.
 //!
@@ -15,9 +17,12 @@ use kudos_snapshots::{Scope, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod points;
+
 use crate::achievements::Achievement;
 use crate::rules::keys::{is_valid_key, KEY_RULE};
 use crate::rules::streak::{FreezeConfig, Frequency, Mode};
+use points::{PointsBoost, PointsCatalog, PointsLevel, PointsSystem, PointsTrigger};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -221,6 +226,14 @@ pub struct Catalog {
     /// every event makes (deleted ones are skipped when read).
     achievements_by_metric: HashMap<Uuid, Vec<usize>>,
     pub streak: StreakSettings,
+    points: PointsCatalog,
+}
+
+/// A catalog entity stored as one meta entry, `{scope prefix}{PREFIX}{id}`.
+pub trait Persisted: Serialize {
+    const PREFIX: &'static str;
+    fn id(&self) -> Uuid;
+    fn ord(&self) -> u64;
 }
 
 /// ISO-4217 codes accepted for `currency` metrics.
@@ -262,6 +275,7 @@ impl Catalog {
             achievements: Vec::new(),
             achievements_by_metric: HashMap::new(),
             streak: StreakSettings::default(),
+            points: PointsCatalog::default(),
         }
     }
 
@@ -628,7 +642,7 @@ impl Catalog {
 }
 
 /// A configuration entity with a UUID that is soft-deleted (SPEC §0.9).
-trait Entity: Clone {
+pub(crate) trait Entity: Clone {
     fn id(&self) -> Uuid;
     fn is_deleted(&self) -> bool;
     fn mark_deleted(&mut self);
@@ -660,7 +674,7 @@ fn find_live<'a, T: Entity>(list: &'a mut [T], raw_id: &str) -> Option<&'a mut T
 
 /// Bulk PATCH (SPEC §10.1.3): each item is applied on its own; `apply` validates before it
 /// changes anything, so an item that fails leaves its entity untouched.
-fn bulk_update<T: Entity, P>(
+pub(crate) fn bulk_update<T: Entity, P>(
     list: &mut [T],
     items: Vec<Result<P, Issue>>,
     id_of: impl Fn(&P) -> &String,
@@ -691,7 +705,11 @@ fn bulk_update<T: Entity, P>(
 }
 
 /// Bulk soft delete (SPEC §10.1.4).
-fn bulk_delete<T: Entity>(list: &mut [T], ids: &[String], entity: &str) -> (Vec<T>, Vec<Issue>) {
+pub(crate) fn bulk_delete<T: Entity>(
+    list: &mut [T],
+    ids: &[String],
+    entity: &str,
+) -> (Vec<T>, Vec<Issue>) {
     let mut deleted = Vec::new();
     let mut issues = Vec::new();
     for raw in ids {
@@ -718,9 +736,19 @@ pub enum Changed {
     Achievement(Achievement),
     /// Another meta entry written in the same commit (e.g. a background job record).
     Meta(String, Option<serde_json::Value>),
+    /// A [`Persisted`] entity: its key after the scope prefix, and its JSON.
+    Entity(String, serde_json::Value),
 }
 
 impl Changed {
+    /// The change that stores `entity`.
+    pub fn of<T: Persisted>(entity: &T) -> Self {
+        Changed::Entity(
+            format!("{}{}", T::PREFIX, entity.id()),
+            serde_json::to_value(entity).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// The meta entry of this change in `scope` (`Meta` keys are given whole).
     fn entry(&self, scope: Scope) -> Result<(String, Option<serde_json::Value>), StoreError> {
         let p = scope.meta_prefix();
@@ -745,8 +773,17 @@ impl Changed {
                 encode(serde_json::to_value(a))?,
             ),
             Changed::Meta(key, value) => (key.clone(), value.clone()),
+            Changed::Entity(key, value) => (format!("{p}{key}"), Some(value.clone())),
         })
     }
+}
+
+/// Every stored entity of type `T` in `scope`.
+fn load_all<T: Persisted + serde::de::DeserializeOwned>(
+    store: &Store,
+    scope: Scope,
+) -> Result<Vec<T>, StoreError> {
+    store.meta_scan(&format!("{}{}", scope.meta_prefix(), T::PREFIX))
 }
 
 // Meta keys of catalog entities, after the scope's prefix (`scope/{env}/{tenant}/`).
@@ -773,6 +810,15 @@ impl CatalogService {
         let achievements: Vec<Achievement> =
             store.meta_scan(&format!("{p}{ACHIEVEMENT_PREFIX}"))?;
         let mut catalog = Catalog::from_parts(metrics, attributes).with_achievements(achievements);
+        catalog.points = PointsCatalog::from_parts(
+            load_all::<PointsSystem>(&store, scope)?,
+            load_all::<PointsTrigger>(&store, scope)?,
+            load_all::<PointsLevel>(&store, scope)?,
+            load_all::<PointsBoost>(&store, scope)?,
+        );
+        if let Some(max) = catalog.points.max_ord() {
+            catalog.next_ord = catalog.next_ord.max(max + 1);
+        }
         catalog.streak = store
             .meta_get(&format!("{p}{STREAK_SETTINGS_KEY}"))?
             .unwrap_or_default();

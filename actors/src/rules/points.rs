@@ -1,0 +1,268 @@
+//! Points arithmetic (SPEC §6.3–6.5): metric accumulators, streak multiples, boosted amounts,
+//! clamping and levels. Pure: no catalog lookups, no time source.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// How a boosted amount is rounded (SPEC §6.6.4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rounding {
+    #[default]
+    Down,
+    Up,
+    Nearest,
+}
+
+impl Rounding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rounding::Down => "down",
+            Rounding::Up => "up",
+            Rounding::Nearest => "nearest",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "down" => Some(Rounding::Down),
+            "up" => Some(Rounding::Up),
+            "nearest" => Some(Rounding::Nearest),
+            _ => None,
+        }
+    }
+
+    fn apply(self, x: f64) -> f64 {
+        match self {
+            Rounding::Down => x.floor(),
+            Rounding::Up => x.ceil(),
+            // Half-up: 2.5 → 3, -2.5 is never rounded (boosts apply to positive amounts).
+            Rounding::Nearest => (x + 0.5).floor(),
+        }
+    }
+}
+
+/// The per-(user, trigger) state of a metric trigger: qualifying progress and the number
+/// of threshold multiples already paid (a high-water mark, SPEC §6.3.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accumulator {
+    pub progress: f64,
+    pub paid: u64,
+}
+
+impl Accumulator {
+    /// Adds an event's value; returns the accumulator after it and the number of new
+    /// multiples to pay (0 when the value is negative or does not cross a multiple).
+    pub fn add(self, value: f64, threshold: u64) -> (Accumulator, u64) {
+        let progress = self.progress + value;
+        let reached = (progress / threshold as f64).floor();
+        let k = if reached.is_finite() && reached > 0.0 {
+            // Saturates far beyond any reachable total.
+            reached.min(u64::MAX as f64) as u64
+        } else {
+            0
+        };
+        if k > self.paid {
+            (Accumulator { progress, paid: k }, k - self.paid)
+        } else {
+            (
+                Accumulator {
+                    progress,
+                    paid: self.paid,
+                },
+                0,
+            )
+        }
+    }
+}
+
+/// Whether a streak that grew to `length` fires a trigger of `every` (every positive
+/// multiple, SPEC §6.3.2).
+pub fn streak_fires(length: u32, every: u32) -> bool {
+    every > 0 && length > 0 && length.is_multiple_of(every)
+}
+
+/// Rounding when several boosts apply: theirs if they agree, else `down` (SPEC §6.6.4).
+pub fn combined_rounding(roundings: &[Rounding]) -> Rounding {
+    match roundings.split_first() {
+        Some((first, rest)) if rest.iter().all(|r| r == first) => *first,
+        _ => Rounding::Down,
+    }
+}
+
+/// A positive base amount multiplied by every multiplier, then rounded once (SPEC §6.4.1).
+/// Negative and zero amounts are returned unchanged: boosts never apply to them.
+pub fn boosted(base: i64, multipliers: &[f64], rounding: Rounding) -> i64 {
+    if base <= 0 || multipliers.is_empty() {
+        return base;
+    }
+    let product = multipliers.iter().fold(base as f64, |acc, m| acc * m);
+    let rounded = rounding.apply(product);
+    if rounded >= i64::MAX as f64 {
+        i64::MAX
+    } else {
+        rounded as i64
+    }
+}
+
+/// What an amount actually changes a total by: never below 0, never above `max`
+/// (SPEC §6.4.2–6.4.3).
+pub fn clamp_award(total_before: i64, amount: i64, max: Option<i64>) -> i64 {
+    let mut after = total_before.saturating_add(amount).max(0);
+    if let Some(max) = max {
+        after = after.min(max.max(total_before));
+    }
+    after - total_before
+}
+
+/// Whether a deduction must be refused under `blockIfOutOfPoints` (SPEC §6.4.2).
+pub fn blocks(total_before: i64, amount: i64) -> bool {
+    amount < 0 && total_before.saturating_add(amount) < 0
+}
+
+/// The level for `total` among `(threshold, creation order)` levels: the greatest threshold
+/// ≤ total, earliest created on ties (SPEC §6.5.2). Returns its index in `levels`.
+pub fn level_of(total: i64, levels: &[(i64, u64)]) -> Option<usize> {
+    levels
+        .iter()
+        .enumerate()
+        .filter(|(_, (threshold, _))| *threshold <= total)
+        .max_by(|(_, a), (_, b)| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .map(|(i, _)| i)
+}
+
+/// Whether a boost window `[start, end]` (inclusive, `end` open when `None`) holds `date`.
+pub fn in_window(date: NaiveDate, start: NaiveDate, end: Option<NaiveDate>) -> bool {
+    date >= start && end.is_none_or(|e| date <= e)
+}
+
+/// The 11 ranges of `GET /points/{key}/summary` (SPEC §6.7.3) for a maximum total `max`:
+/// `[0,0]`, then ten equal ranges up to the smallest power of ten ≥ max (at least 10).
+pub fn summary_ranges(max: i64) -> Vec<(i64, i64)> {
+    let mut upper: i64 = 10;
+    while upper < max {
+        upper = upper.saturating_mul(10);
+    }
+    let width = upper / 10;
+    let mut out = vec![(0, 0)];
+    for i in 1..=10 {
+        out.push(((i - 1) * width + 1, i * width));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn metric_accumulator_pays_every_multiple_once() {
+        // SPEC §6.3.1 example: threshold 3, events 2, 2, 5 → 0, 1, 2 multiples.
+        let a = Accumulator::default();
+        let (a, k1) = a.add(2.0, 3);
+        let (a, k2) = a.add(2.0, 3);
+        let (a, k3) = a.add(5.0, 3);
+        assert_eq!((k1, k2, k3), (0, 1, 2));
+        // Negative events reduce progress but never revoke; gains must recover first.
+        let (a, k) = a.add(-4.0, 3);
+        assert_eq!((k, a.paid), (0, 3));
+        let (_, k) = a.add(4.0, 3);
+        assert_eq!(k, 0, "progress 9 again: nothing new");
+    }
+
+    #[test]
+    fn fractional_values_accumulate_to_whole_awards() {
+        let mut a = Accumulator::default();
+        let mut paid = 0;
+        for _ in 0..10 {
+            let (next, k) = a.add(0.3, 1);
+            a = next;
+            paid += k;
+        }
+        assert_eq!(paid, 2, "3.0 in floats is just under 3");
+        let (_, k) = a.add(0.01, 1);
+        assert_eq!(paid + k, 3);
+    }
+
+    #[test]
+    fn streak_triggers_fire_on_multiples() {
+        assert!(streak_fires(3, 3) && streak_fires(6, 3));
+        assert!(!streak_fires(4, 3) && !streak_fires(0, 3));
+    }
+
+    #[test]
+    fn boosts_multiply_then_round_once() {
+        assert_eq!(boosted(10, &[1.5, 1.5], Rounding::Down), 22);
+        assert_eq!(boosted(10, &[1.5, 1.5], Rounding::Up), 23);
+        assert_eq!(boosted(5, &[1.5], Rounding::Nearest), 8);
+        assert_eq!(boosted(5, &[1.1], Rounding::Nearest), 6);
+        assert_eq!(
+            boosted(-10, &[2.0], Rounding::Up),
+            -10,
+            "never on deductions"
+        );
+        assert_eq!(
+            combined_rounding(&[Rounding::Up, Rounding::Nearest]),
+            Rounding::Down
+        );
+        assert_eq!(
+            combined_rounding(&[Rounding::Up, Rounding::Up]),
+            Rounding::Up
+        );
+    }
+
+    #[test]
+    fn awards_clamp_at_zero_and_max() {
+        assert_eq!(clamp_award(5, -10, None), -5);
+        assert_eq!(clamp_award(90, 20, Some(100)), 10);
+        assert_eq!(clamp_award(100, 20, Some(100)), 0);
+        assert!(blocks(5, -10) && !blocks(10, -10) && !blocks(0, 5));
+    }
+
+    #[test]
+    fn levels_take_the_greatest_threshold_earliest_on_ties() {
+        let levels = [(0, 1), (100, 2), (100, 3), (500, 4)];
+        assert_eq!(level_of(50, &levels), Some(0));
+        assert_eq!(level_of(100, &levels), Some(1));
+        assert_eq!(level_of(9999, &levels), Some(3));
+        assert_eq!(level_of(-1, &levels), None);
+        assert_eq!(level_of(5, &[]), None);
+    }
+
+    #[test]
+    fn summary_ranges_follow_the_spec_example() {
+        let r = summary_ranges(600);
+        assert_eq!(r.len(), 11);
+        assert_eq!((r[0], r[1], r[10]), ((0, 0), (1, 100), (901, 1000)));
+        assert_eq!(summary_ranges(3)[1], (1, 1));
+    }
+
+    proptest! {
+        /// The sum of paid multiples equals floor(max progress seen / threshold).
+        #[test]
+        fn accumulator_pays_the_high_water_mark(values in proptest::collection::vec(-50i32..50, 1..60), threshold in 1u64..20) {
+            let mut a = Accumulator::default();
+            let mut paid = 0u64;
+            let mut high = 0.0f64;
+            for v in values {
+                let (next, k) = a.add(f64::from(v), threshold);
+                a = next;
+                paid += k;
+                high = high.max(a.progress);
+                prop_assert_eq!(paid, (high / threshold as f64).floor() as u64);
+            }
+        }
+
+        /// A total fed by clamped awards stays within [0, max].
+        #[test]
+        fn clamped_totals_stay_in_bounds(amounts in proptest::collection::vec(-1000i64..1000, 1..60), max in proptest::option::of(1i64..5000)) {
+            let mut total = 0i64;
+            for a in amounts {
+                total += clamp_award(total, a, max);
+                prop_assert!(total >= 0);
+                if let Some(m) = max { prop_assert!(total <= m); }
+            }
+        }
+    }
+}
