@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::ts;
 
-fn filters_as_keys(catalog: &Catalog, filters: &[(uuid::Uuid, String)]) -> Vec<Value> {
+pub(crate) fn filters_as_keys(catalog: &Catalog, filters: &[(uuid::Uuid, String)]) -> Vec<Value> {
     filters
         .iter()
         .filter_map(|(id, v)| {
@@ -21,7 +21,7 @@ fn filters_as_keys(catalog: &Catalog, filters: &[(uuid::Uuid, String)]) -> Vec<V
         .collect()
 }
 
-fn filters_as_ids(filters: &[(uuid::Uuid, String)]) -> Vec<Value> {
+pub(crate) fn filters_as_ids(filters: &[(uuid::Uuid, String)]) -> Vec<Value> {
     filters
         .iter()
         .map(|(id, v)| json!({"attributeId": id.to_string(), "attributeValue": v}))
@@ -144,7 +144,7 @@ pub fn admin_achievement(a: &Achievement) -> Value {
     Value::Object(m)
 }
 
-fn opt_str(item: &Value, field: &str) -> Result<Option<Option<String>>, String> {
+pub(crate) fn opt_str(item: &Value, field: &str) -> Result<Option<Option<String>>, String> {
     match item.get(field) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
@@ -153,7 +153,7 @@ fn opt_str(item: &Value, field: &str) -> Result<Option<Option<String>>, String> 
     }
 }
 
-fn opt_int(item: &Value, field: &str) -> Result<Option<i64>, String> {
+pub(crate) fn opt_int(item: &Value, field: &str) -> Result<Option<i64>, String> {
     match item.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -164,10 +164,10 @@ fn opt_int(item: &Value, field: &str) -> Result<Option<i64>, String> {
 }
 
 /// Attribute filters as sent: `(attributeId, attributeValue)` pairs.
-type RawFilters = Vec<(String, String)>;
+pub(crate) type RawFilters = Vec<(String, String)>;
 
 /// Absent → `None`; `null` → `Some(None)`; a list → `Some(Some(list))`.
-fn opt_filters(item: &Value, field: &str) -> Result<Option<Option<RawFilters>>, String> {
+pub(crate) fn opt_filters(item: &Value, field: &str) -> Result<Option<Option<RawFilters>>, String> {
     match item.get(field) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
@@ -189,7 +189,7 @@ fn opt_filters(item: &Value, field: &str) -> Result<Option<Option<RawFilters>>, 
     }
 }
 
-fn badge(item: &Value) -> Result<Option<Option<String>>, String> {
+pub(crate) fn badge(item: &Value) -> Result<Option<Option<String>>, String> {
     match item.get("badge") {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),

@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod events;
 mod faults;
+mod points;
 mod streaks;
 mod support;
 mod test_clock;

@@ -4,6 +4,7 @@ pub mod achievements;
 pub mod attributes;
 pub mod effect_tally;
 pub mod metrics;
+pub mod points;
 pub mod streaks;
 pub mod test_clock;
 
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(attributes::router())
         .merge(streaks::router())
         .merge(achievements::router())
+        .merge(points::router())
         .merge(test_clock::router())
         .merge(effect_tally::router())
 }

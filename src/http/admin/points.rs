@@ -1,0 +1,392 @@
+//! `/admin/v1/points` and its sub-resources `triggers`, `levels` and `boosts` (SPEC §6,
+//! §10.3): bulk create, update and delete in the conventions of SPEC §10.1, list and get.
+//! An unknown or deleted system answers 404 for the whole request (SPEC §10.1.7).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use kudos_actors::catalog::points::PointsChanges;
+use kudos_actors::catalog::Catalog;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::metrics::{created_status, MAX_BULK};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::wire::admin::issues;
+use crate::wire::points::{
+    admin_boost_on, admin_level, admin_system, admin_trigger, created_system, parse_boost_patch,
+    parse_level_patch, parse_new_boost, parse_new_level, parse_new_system, parse_system_patch,
+    parse_trigger_fields, parse_trigger_patch,
+};
+use crate::AppState;
+
+/// Admin lists show boost statuses as of today in UTC (SPEC §6.6.3).
+fn today(state: &AppState) -> NaiveDate {
+    state.clock.now().date_naive()
+}
+
+/// The live system addressed by a sub-resource path, or 404.
+fn system_id(catalog: &Catalog, raw: &str) -> ApiResult<Uuid> {
+    catalog
+        .points_system_by_id(raw)
+        .map(|s| s.id)
+        .ok_or_else(|| ApiError::not_found("Points system not found"))
+}
+
+/// Whether a user exists (user-specific boosts must name one).
+fn user_exists(state: &AppState) -> impl Fn(&str) -> bool + '_ {
+    move |id: &str| {
+        state
+            .store
+            .indexes()
+            .is_member(&state.users.stream(id))
+            .unwrap_or(false)
+    }
+}
+
+/// Runs a points change on the catalog and persists what it reports.
+async fn change<T: Send + 'static>(
+    state: &AppState,
+    op: impl FnOnce(&mut Catalog) -> PointsChanges<T>,
+) -> ApiResult<(Vec<T>, Vec<kudos_actors::catalog::Issue>)> {
+    Ok(state
+        .catalog
+        .update(|cat| {
+            let r = op(cat);
+            ((r.out, r.issues), r.changed)
+        })
+        .await?)
+}
+
+fn created(list: Vec<Value>, problems: Vec<kudos_actors::catalog::Issue>) -> (StatusCode, Json<Value>) {
+    (
+        created_status(list.len()),
+        Json(json!({"created": list, "issues": issues(problems)})),
+    )
+}
+
+fn updated(list: Vec<Value>, problems: Vec<kudos_actors::catalog::Issue>) -> Json<Value> {
+    Json(json!({"updated": list, "issues": issues(problems)}))
+}
+
+fn deleted(ids: Vec<Uuid>, problems: Vec<kudos_actors::catalog::Issue>) -> Json<Value> {
+    let list: Vec<Value> = ids.iter().map(|id| json!({"id": id.to_string()})).collect();
+    Json(json!({"deleted": list, "issues": issues(problems)}))
+}
+
+// ----- systems -----
+
+async fn list_systems(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
+    let catalog = state.catalog.get();
+    Json(paging.apply(catalog.points_systems().map(admin_system)))
+}
+
+async fn get_system(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    catalog
+        .points_system_by_id(&id)
+        .map(|s| Json(admin_system(s)))
+        .ok_or_else(|| ApiError::not_found("Points system not found"))
+}
+
+async fn create_systems(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .map(parse_new_system)
+        .collect();
+    let now = state.clock.now();
+    let exists = user_exists(&state);
+    let (out, problems) = change(&state, |cat| {
+        cat.create_points_systems(items, now, &exists)
+    })
+    .await?;
+    let day = today(&state);
+    Ok(created(
+        out.iter().map(|c| created_system(c, day)).collect(),
+        problems,
+    ))
+}
+
+async fn update_systems(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_system_patch(i, item))
+        .collect();
+    let (out, problems) = change(&state, |cat| cat.update_points_systems(items)).await?;
+    Ok(updated(out.iter().map(admin_system).collect(), problems))
+}
+
+async fn delete_systems(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Value>> {
+    let (out, problems) = change(&state, |cat| cat.delete_points_systems(&ids)).await?;
+    Ok(deleted(out.iter().map(|s| s.id).collect(), problems))
+}
+
+// ----- triggers -----
+
+async fn list_triggers(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    paging: Paging,
+) -> ApiResult<Json<Vec<Value>>> {
+    let catalog = state.catalog.get();
+    let id = system_id(&catalog, &sys)?;
+    Ok(Json(paging.apply(
+        catalog.points_triggers(id).map(admin_trigger),
+    )))
+}
+
+async fn get_trigger(
+    State(state): State<AppState>,
+    Path((sys, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    let system = system_id(&catalog, &sys)?;
+    let found = catalog
+        .points_triggers(system)
+        .find(|t| t.id.to_string() == id)
+        .map(admin_trigger);
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("Points trigger not found"))
+}
+
+async fn create_triggers(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .map(parse_trigger_fields)
+        .collect();
+    let now = state.clock.now();
+    let (out, problems) =
+        change(&state, |cat| cat.create_points_triggers(system, items, now)).await?;
+    Ok(created(out.iter().map(admin_trigger).collect(), problems))
+}
+
+async fn update_triggers(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_trigger_patch(i, item))
+        .collect();
+    let now = state.clock.now();
+    let (out, problems) =
+        change(&state, |cat| cat.update_points_triggers(system, items, now)).await?;
+    Ok(updated(out.iter().map(admin_trigger).collect(), problems))
+}
+
+async fn delete_triggers(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    Ids(ids): Ids,
+) -> ApiResult<Json<Value>> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let (out, problems) = change(&state, |cat| cat.delete_points_triggers(system, &ids)).await?;
+    Ok(deleted(out.iter().map(|t| t.id).collect(), problems))
+}
+
+// ----- levels -----
+
+async fn list_levels(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    paging: Paging,
+) -> ApiResult<Json<Vec<Value>>> {
+    let catalog = state.catalog.get();
+    let id = system_id(&catalog, &sys)?;
+    Ok(Json(paging.apply(
+        catalog.points_levels_created(id).map(admin_level),
+    )))
+}
+
+async fn get_level(
+    State(state): State<AppState>,
+    Path((sys, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    let system = system_id(&catalog, &sys)?;
+    let found = catalog
+        .points_levels_created(system)
+        .find(|l| l.id.to_string() == id)
+        .map(admin_level);
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("Points level not found"))
+}
+
+async fn create_levels(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .map(parse_new_level)
+        .collect();
+    let (out, problems) = change(&state, |cat| cat.create_points_levels(system, items)).await?;
+    Ok(created(out.iter().map(admin_level).collect(), problems))
+}
+
+async fn update_levels(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_level_patch(i, item))
+        .collect();
+    let (out, problems) = change(&state, |cat| cat.update_points_levels(system, items)).await?;
+    Ok(updated(out.iter().map(admin_level).collect(), problems))
+}
+
+async fn delete_levels(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    Ids(ids): Ids,
+) -> ApiResult<Json<Value>> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let (out, problems) = change(&state, |cat| cat.delete_points_levels(system, &ids)).await?;
+    Ok(deleted(out.iter().map(|l| l.id).collect(), problems))
+}
+
+// ----- boosts -----
+
+async fn list_boosts(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    paging: Paging,
+) -> ApiResult<Json<Vec<Value>>> {
+    let catalog = state.catalog.get();
+    let id = system_id(&catalog, &sys)?;
+    let day = today(&state);
+    Ok(Json(paging.apply(
+        catalog
+            .points_boosts(id)
+            .map(|b| admin_boost_on(b, day)),
+    )))
+}
+
+async fn get_boost(
+    State(state): State<AppState>,
+    Path((sys, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    let system = system_id(&catalog, &sys)?;
+    let found = catalog
+        .points_boosts(system)
+        .find(|b| b.id.to_string() == id)
+        .map(|b| admin_boost_on(b, today(&state)));
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("Points boost not found"))
+}
+
+async fn create_boosts(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .map(parse_new_boost)
+        .collect();
+    let now = state.clock.now();
+    let exists = user_exists(&state);
+    let (out, problems) = change(&state, |cat| {
+        cat.create_points_boosts(system, items, now, &exists)
+    })
+    .await?;
+    let day = today(&state);
+    Ok(created(
+        out.iter().map(|b| admin_boost_on(b, day)).collect(),
+        problems,
+    ))
+}
+
+async fn update_boosts(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_boost_patch(i, item))
+        .collect();
+    let (out, problems) = change(&state, |cat| cat.update_points_boosts(system, items)).await?;
+    let day = today(&state);
+    Ok(updated(
+        out.iter().map(|b| admin_boost_on(b, day)).collect(),
+        problems,
+    ))
+}
+
+async fn delete_boosts(
+    State(state): State<AppState>,
+    Path(sys): Path<String>,
+    Ids(ids): Ids,
+) -> ApiResult<Json<Value>> {
+    let system = system_id(&state.catalog.get(), &sys)?;
+    let (out, problems) = change(&state, |cat| cat.delete_points_boosts(system, &ids)).await?;
+    Ok(deleted(out.iter().map(|b| b.id).collect(), problems))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/points",
+            get(list_systems)
+                .post(create_systems)
+                .patch(update_systems)
+                .delete(delete_systems),
+        )
+        .route("/points/{id}", get(get_system))
+        .route(
+            "/points/{system}/triggers",
+            get(list_triggers)
+                .post(create_triggers)
+                .patch(update_triggers)
+                .delete(delete_triggers),
+        )
+        .route("/points/{system}/triggers/{id}", get(get_trigger))
+        .route(
+            "/points/{system}/levels",
+            get(list_levels)
+                .post(create_levels)
+                .patch(update_levels)
+                .delete(delete_levels),
+        )
+        .route("/points/{system}/levels/{id}", get(get_level))
+        .route(
+            "/points/{system}/boosts",
+            get(list_boosts)
+                .post(create_boosts)
+                .patch(update_boosts)
+                .delete(delete_boosts),
+        )
+        .route("/points/{system}/boosts/{id}", get(get_boost))
+}
