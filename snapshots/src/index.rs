@@ -51,6 +51,21 @@ impl Indexes {
             })
     }
 
+    /// Every counter of `scope` whose name starts with `prefix`, in name order, with the
+    /// name after the prefix (counters at 0 included).
+    pub fn counters_with_prefix(&self, scope: Scope, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let key = keys::scoped_key(Tag::Counter, scope, prefix.as_bytes());
+        let skip = key.len();
+        let mut out = Vec::new();
+        for row in self.tree.scan_prefix(&key) {
+            let (k, v) = row?;
+            let name = String::from_utf8_lossy(&k[skip..]).into_owned();
+            let value = <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes);
+            out.push((name, value));
+        }
+        Ok(out)
+    }
+
     /// The current value of counter `name` in `scope` (0 when never counted).
     pub fn counter(&self, scope: Scope, name: &str) -> Result<u64> {
         Ok(read_counter(

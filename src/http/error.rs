@@ -81,9 +81,9 @@ impl From<UserError> for ApiError {
             UserError::NotFound => Self::not_found("User not found"),
             UserError::MetricNotFound => Self::not_found("Metric not found"),
             UserError::AchievementNotFound => Self::not_found("Achievement not found"),
-            UserError::AchievementLocked | UserError::NotEligible => {
-                Self::unprocessable(e.to_string())
-            }
+            UserError::AchievementLocked
+            | UserError::NotEligible
+            | UserError::InsufficientPoints => Self::unprocessable(e.to_string()),
             UserError::AlreadyExists
             | UserError::Profile(_)
             | UserError::InvalidEventAttributes(_)

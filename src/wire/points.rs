@@ -291,7 +291,11 @@ fn item_id(index: usize, item: &Value) -> Result<String, Issue> {
     }
 }
 
-fn nested<T>(item: &Value, field: &str, parse: fn(&Value) -> Item<T>) -> Result<Option<Vec<Item<T>>>, String> {
+fn nested<T>(
+    item: &Value,
+    field: &str,
+    parse: fn(&Value) -> Item<T>,
+) -> Result<Option<Vec<Item<T>>>, String> {
     match item.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(list)) => Ok(Some(list.iter().map(parse).collect())),
@@ -335,10 +339,7 @@ fn trigger_fields(item: &Value) -> Result<TriggerFields, String> {
     };
     let points = match item.get("points") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .ok_or("Points must be a non-zero integer")?,
-        ),
+        Some(v) => Some(v.as_i64().ok_or("Points must be a non-zero integer")?),
     };
     Ok(TriggerFields {
         kind: opt_str(item, "type")?.flatten(),
@@ -458,4 +459,75 @@ pub fn parse_boost_patch(index: usize, item: &Value) -> Result<BoostPatch, Issue
         user_filters: opt_filters(item, "userAttributes").map_err(fail)?,
         id: id.clone(),
     })
+}
+
+/// `PointsAward` (application): the trigger as it is now (`archived` once deleted) and the
+/// boosts the award used.
+pub fn app_award(award: &kudos_actors::user::Award, catalog: &Catalog, today: NaiveDate) -> Value {
+    json!({
+        "id": award.id.to_string(),
+        "awarded": award.awarded,
+        "date": ts(award.at),
+        "total": award.total,
+        "trigger": catalog
+            .points_trigger_any(award.trigger_id)
+            .map_or(Value::Null, |t| app_trigger(t, catalog)),
+        "boosts": award
+            .boosts
+            .iter()
+            .filter_map(|id| catalog.points_boost_any(*id))
+            .map(|b| app_boost(b, today))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The `points` map of an event or completion response: systemKey →
+/// `MetricEventPointsResponse` for every system with an award in `effects` (SPEC §3.2.6),
+/// with `level` only when the level changed.
+pub fn points_map(
+    effects: &[kudos_actors::user::Effect],
+    catalog: &Catalog,
+    today: NaiveDate,
+) -> std::collections::BTreeMap<String, Value> {
+    use kudos_actors::user::Effect;
+    let mut out: std::collections::BTreeMap<String, Map<String, Value>> = Default::default();
+    for e in effects {
+        match e {
+            Effect::PointsAwarded {
+                system_id, award, ..
+            } => {
+                let Some(system) = catalog.points_system(*system_id) else {
+                    continue;
+                };
+                let entry = out.entry(system.key.clone()).or_insert_with(|| {
+                    let mut m = points_response(system);
+                    m.insert("total".into(), json!(0));
+                    m.insert("added".into(), json!(0));
+                    m.insert("awards".into(), json!([]));
+                    m
+                });
+                let added = entry["added"].as_i64().unwrap_or(0) + award.awarded;
+                entry.insert("added".into(), json!(added));
+                entry.insert("total".into(), json!(award.total));
+                if let Some(Value::Array(list)) = entry.get_mut("awards") {
+                    list.push(app_award(award, catalog, today));
+                }
+            }
+            Effect::PointsLevelChanged { system_id, new, .. } => {
+                let Some(system) = catalog.points_system(*system_id) else {
+                    continue;
+                };
+                if let Some(entry) = out.get_mut(&system.key) {
+                    let level = new
+                        .and_then(|id| catalog.points_level_any(id))
+                        .map_or(Value::Null, app_level);
+                    entry.insert("level".into(), level);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.into_iter()
+        .map(|(k, m)| (k, Value::Object(m)))
+        .collect()
 }

@@ -65,7 +65,10 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
     assert_eq!(sys["badge"], json!({"url": "https://x/xp.png"}));
     assert_eq!(sys["maxPoints"], json!(null));
     assert_eq!(sys["levels"][0]["key"], "bronze");
-    assert_eq!(sys["triggers"][0]["status"], "inactive", "inactive by default");
+    assert_eq!(
+        sys["triggers"][0]["status"], "inactive",
+        "inactive by default"
+    );
     assert!(sys.get("boosts").is_none(), "only lists that were sent");
     let msgs = messages(&r.body);
     assert_eq!(
@@ -76,7 +79,10 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
     assert_eq!(msgs[3].1, "Name is required");
     let id = sys["id"].as_str().expect("id").to_string();
 
-    assert_eq!(s.get(&format!("/admin/v1/points/{id}")).await.body["name"], "XP");
+    assert_eq!(
+        s.get(&format!("/admin/v1/points/{id}")).await.body["name"],
+        "XP"
+    );
     assert_error(&s.get("/admin/v1/points/not-a-uuid").await, 404);
     let upd = s
         .patch(
@@ -85,7 +91,10 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
         )
         .await;
     assert_eq!(upd.body["updated"][0]["maxPoints"], 500);
-    assert_eq!(upd.body["issues"][0]["message"], "Points system not found by ID");
+    assert_eq!(
+        upd.body["issues"][0]["message"],
+        "Points system not found by ID"
+    );
 
     // Triggers: one issue per bad item, nothing written for it.
     let ach = s
@@ -141,7 +150,10 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
         "Trigger type can only be changed while the trigger is inactive"
     );
     let r = s
-        .patch(&base, json!([{"id": streak_trigger, "points": 6, "status": "inactive"}]))
+        .patch(
+            &base,
+            json!([{"id": streak_trigger, "points": 6, "status": "inactive"}]),
+        )
         .await;
     assert_eq!(r.body["updated"][0]["points"], 6);
     assert_eq!(r.body["updated"][0]["status"], "inactive");
@@ -169,7 +181,10 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
     );
     let silver = created_ids(&r.body).remove(0);
     let r = s
-        .patch(&lbase, json!([{"id": silver, "points": 150, "badge": null}]))
+        .patch(
+            &lbase,
+            json!([{"id": silver, "points": 150, "badge": null}]),
+        )
         .await;
     assert_eq!(r.body["updated"][0]["points"], 150);
     assert_eq!(r.body["updated"][0]["badge"], json!(null));
@@ -199,7 +214,10 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
     assert_eq!(b[0]["status"], "finished");
     assert_eq!(b[0]["userAttributes"], json!([]));
     assert_eq!(b[1]["userId"], "u1");
-    assert!(b[1].get("userAttributes").is_none(), "omitted for user boosts");
+    assert!(
+        b[1].get("userAttributes").is_none(),
+        "omitted for user boosts"
+    );
     assert_eq!(messages(&r.body)[0].1, "User does not exist");
     let mine = b[1]["id"].as_str().expect("id").to_string();
     let r = s
@@ -216,16 +234,116 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
 
     // Unknown or deleted system: 404 for the whole sub-resource request.
     let ghost = uuid::Uuid::new_v4();
-    assert_error(&s.get(&format!("/admin/v1/points/{ghost}/levels")).await, 404);
+    assert_error(
+        &s.get(&format!("/admin/v1/points/{ghost}/levels")).await,
+        404,
+    );
     let del = s.delete(&format!("/admin/v1/points?ids={id}")).await;
     assert_eq!(del.body["deleted"], json!([{"id": id}]));
     assert_error(&s.get(&lbase).await, 404);
     assert_error(
-        &s.post(&lbase, json!([{"name": "n", "key": "k", "points": 1}])).await,
+        &s.post(&lbase, json!([{"name": "n", "key": "k", "points": 1}]))
+            .await,
         404,
     );
     // The configuration survives a restart.
     let s = s.restart().await;
     let list = s.get("/admin/v1/points").await;
     assert_eq!(list.body, json!([]), "deleted systems are not listed");
+}
+
+/// Creates triggers on `system` (active); returns their ids.
+async fn triggers(s: &TestServer, system: &str, items: Value) -> Vec<String> {
+    let r = s
+        .post(&format!("/admin/v1/points/{system}/triggers"), items)
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["issues"], json!([]), "{:?}", r.body);
+    created_ids(&r.body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_award_points_with_boosts_caps_levels_and_blocking() {
+    let s = TestServer::start().await;
+    let metric = s.create_metrics(&["lessons"]).await.remove(0);
+    s.create_metrics(&["spend"]).await;
+    let spend = s.get("/admin/v1/metrics").await.body[1]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let xp = create_system(&s, "xp", Some(100)).await;
+    triggers(
+        &s,
+        &xp,
+        json!([
+            {"type": "user_creation", "points": 5, "status": "active"},
+            {"type": "metric", "points": 10, "metricId": metric, "metricThreshold": 3, "status": "active"},
+            {"type": "metric", "points": -20, "metricId": spend, "metricThreshold": 1, "status": "active", "blockIfOutOfPoints": true},
+        ]),
+    )
+    .await;
+    let r = s
+        .post(
+            &format!("/admin/v1/points/{xp}/levels"),
+            json!([{"name": "Rookie", "key": "rookie", "points": 0}, {"name": "Pro", "key": "pro", "points": 30}]),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+
+    // SPEC §6.3.1: threshold 3, points 10; events 2, 2, 5 → 0, 10, 20 (+5 for creation).
+    let first = s.event("lessons", "u1", 2.0).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let p = &first.body["points"]["xp"];
+    assert_eq!(p["added"], 5, "{p}");
+    assert_eq!(p["total"], 5);
+    assert_eq!(p["awards"][0]["trigger"]["type"], "user_creation");
+    assert_eq!(p["level"]["key"], "rookie");
+    let second = s.event("lessons", "u1", 2.0).await;
+    assert_eq!(second.body["points"]["xp"]["added"], 10);
+    assert!(
+        second.body["points"]["xp"].get("level").is_none(),
+        "level unchanged"
+    );
+    // A 1.5× global boost on the third event: 20 × 1.5 = 30 (cap 100 leaves room).
+    let r = s
+        .post(
+            &format!("/admin/v1/points/{xp}/boosts"),
+            json!([{"name": "Weekend", "start": "2000-01-01", "multiplier": 1.5}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let third = s.event("lessons", "u1", 5.0).await;
+    let p = &third.body["points"]["xp"];
+    assert_eq!(p["added"], 30, "{p}");
+    assert_eq!(p["total"], 45);
+    assert_eq!(p["awards"][0]["boosts"][0]["name"], "Weekend");
+    assert_eq!(p["level"]["key"], "pro");
+    // maxPoints clamps: 45 + 300 × 1.5 → 100.
+    let big = s.event("lessons", "u1", 90.0).await;
+    assert_eq!(big.body["points"]["xp"]["total"], 100);
+    assert_eq!(big.body["points"]["xp"]["added"], 55);
+    // A capped award of 0 is not recorded: no entry at all.
+    let none = s.event("lessons", "u1", 3.0).await;
+    assert_eq!(none.body["points"], json!({}));
+
+    // blockIfOutOfPoints: 100 − 20×6 < 0 → 422 and nothing recorded.
+    let blocked = s.event("spend", "u1", 6.0).await;
+    assert_error(&blocked, 422);
+    assert_eq!(blocked.body["error"], "Insufficient points");
+    let total = s.get("/v1/users/u1/metrics/spend").await;
+    assert_eq!(total.body["current"], 0.0, "the event was not recorded");
+    let ok = s.event("spend", "u1", 1.0).await;
+    assert_eq!(ok.body["points"]["xp"]["added"], -20);
+
+    // The user's points read back, newest award first, and survive a restart.
+    let s = s.restart().await;
+    let r = s.get("/v1/users/u1/points/xp?awards=2").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["total"], 80);
+    assert_eq!(r.body["level"]["key"], "pro");
+    assert_eq!(r.body["awards"].as_array().map(Vec::len), Some(2));
+    assert_eq!(r.body["awards"][0]["awarded"], -20);
+    assert_error(&s.get("/v1/users/u1/points/xp?awards=0").await, 422);
+    assert_error(&s.get("/v1/users/u1/points/nope").await, 404);
+    assert_error(&s.get("/v1/users/nobody/points/xp").await, 404);
 }

@@ -27,6 +27,18 @@ pub fn completions_counter(achievement_id: Uuid) -> String {
     format!("achievement/{achievement_id}/completions")
 }
 
+/// The counter of users whose total in `system_id` is exactly `total` (non-zero totals
+/// only; users at 0 are the rest of the users counter). Zero-padded so that a prefix scan
+/// reads the distribution in ascending order.
+pub fn points_total_counter(system_id: Uuid, total: i64) -> String {
+    format!("{}{total:020}", points_totals_prefix(system_id))
+}
+
+/// The prefix of [`points_total_counter`] names of one system.
+pub fn points_totals_prefix(system_id: Uuid) -> String {
+    format!("points/{system_id}/total/")
+}
+
 /// The counter holding the number of users ever created in a scope.
 pub const USERS_COUNTER: &str = "users";
 
@@ -139,6 +151,12 @@ impl UserActorState {
         catalog: &Catalog,
         now: DateTime<Utc>,
     ) -> Result<Journaled, StoreError> {
+        let totals_before: Vec<(Uuid, i64)> = self
+            .state
+            .points
+            .iter()
+            .map(|(id, b)| (*id, b.total))
+            .collect();
         let effects = self.state.apply_collect(&record, Apply::Live(catalog));
         self.dirty = true;
         let filed = self.state.filed_due;
@@ -161,6 +179,21 @@ impl UserActorState {
                 _ => {}
             }
         }
+        // The distribution of totals per system moves with each changed total.
+        for (system_id, balance) in &self.state.points {
+            let before = totals_before
+                .iter()
+                .find(|(id, _)| id == system_id)
+                .map_or(0, |(_, t)| *t);
+            if before != balance.total {
+                if before != 0 {
+                    c.count(scope, &points_total_counter(*system_id, before), -1);
+                }
+                if balance.total != 0 {
+                    c.count(scope, &points_total_counter(*system_id, balance.total), 1);
+                }
+            }
+        }
         match &record {
             UserRecord::PauseAdded { pause, .. } => {
                 c.owner(scope, &pause.id.to_string(), &self.stream);
@@ -179,8 +212,10 @@ impl UserActorState {
             _ => {}
         }
         c.due(&self.due_target, filed, next);
-        if !effects.is_empty() {
-            c.inbox(self.deps.bus.consumers(), &self.stream, seq, &effects)?;
+        // Internal bookkeeping (accumulator moves) is journaled but never delivered.
+        let delivered: Vec<&Effect> = effects.iter().filter(|e| !e.is_internal()).collect();
+        if !delivered.is_empty() {
+            c.inbox(self.deps.bus.consumers(), &self.stream, seq, &delivered)?;
         }
         let entry = Journaled {
             record,
@@ -204,11 +239,16 @@ impl UserActorState {
             self.snapshot_seq = seq;
         }
         self.dirty = false;
-        if !entry.effects.is_empty() && self.deps.bus.has_subscribers() {
+        if entry.effects.iter().any(|e| !e.is_internal()) && self.deps.bus.has_subscribers() {
             self.deps.bus.publish(Published {
                 stream: self.stream.clone(),
                 seq,
-                effects: entry.effects.clone(),
+                effects: entry
+                    .effects
+                    .iter()
+                    .filter(|e| !e.is_internal())
+                    .cloned()
+                    .collect(),
             });
         }
         Ok(entry)
@@ -317,6 +357,7 @@ impl UserActorState {
             ) => Outcome::Completed {
                 achievement_id,
                 completion: Completion { completion_id, at },
+                effects,
             },
             _ => state
                 .profile

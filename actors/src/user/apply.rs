@@ -69,39 +69,58 @@ impl UserState {
     /// effects; on replay the recorded completions are applied as they were, so a later
     /// catalog change cannot alter history.
     pub fn apply_collect(&mut self, record: &UserRecord, mode: Apply<'_>) -> Vec<Effect> {
-        let mut out = self.apply_base(record);
         match mode {
-            Apply::Live(catalog) => {
-                let scope = self.scope_of(record, &out);
-                let at = record.at().unwrap_or_else(|| {
-                    self.profile
-                        .as_ref()
-                        .map_or(DateTime::<Utc>::MIN_UTC, |p| p.updated)
-                });
-                self.evaluate(catalog, scope, at, &mut out);
-            }
+            Apply::Live(catalog) => self.apply_live(record, catalog).0,
             Apply::Replay(recorded) => {
-                for e in recorded {
-                    if let Effect::AchievementCompleted {
-                        achievement_id,
-                        completion_id,
-                        at,
-                        ..
-                    } = e
-                    {
-                        self.completed.insert(
-                            *achievement_id,
-                            Completion {
-                                completion_id: *completion_id,
-                                at: *at,
-                            },
-                        );
-                        out.push(e.clone());
-                    }
+                let mut out = self.apply_base(record);
+                for e in recorded.iter().filter(|e| e.is_decision()) {
+                    self.fold(e);
+                    out.push(e.clone());
                 }
+                out
             }
         }
-        out
+    }
+
+    /// Live processing: the record's own changes, then achievements and points decided
+    /// against `catalog`. Also tells whether a `blockIfOutOfPoints` trigger refused it.
+    pub(crate) fn apply_live(
+        &mut self,
+        record: &UserRecord,
+        catalog: &Catalog,
+    ) -> (Vec<Effect>, bool) {
+        let mut out = self.apply_base(record);
+        let scope = self.scope_of(record, &out);
+        let at = record.at().unwrap_or_else(|| {
+            self.profile
+                .as_ref()
+                .map_or(DateTime::<Utc>::MIN_UTC, |p| p.updated)
+        });
+        self.evaluate(catalog, scope, at, &mut out);
+        let points = self.evaluate_points(catalog, record, at, &mut out);
+        (out, points.blocked)
+    }
+
+    /// Folds one decision (the replay rule for decided effects; live evaluation folds each
+    /// decision through here too).
+    pub(crate) fn fold(&mut self, e: &Effect) {
+        match e {
+            Effect::AchievementCompleted {
+                achievement_id,
+                completion_id,
+                at,
+                ..
+            } => {
+                self.completed.insert(
+                    *achievement_id,
+                    Completion {
+                        completion_id: *completion_id,
+                        at: *at,
+                    },
+                );
+            }
+            other => self.fold_points(other),
+        }
     }
 
     fn scope_of(&self, record: &UserRecord, effects: &[Effect]) -> Scope {
@@ -150,20 +169,19 @@ impl UserState {
         silent: bool,
         out: &mut Vec<Effect>,
     ) {
-        let completion_id = Uuid::new_v4();
-        self.completed
-            .insert(a.id, Completion { completion_id, at });
-        out.push(Effect::AchievementCompleted {
+        let completion = Effect::AchievementCompleted {
             user_id: self
                 .profile
                 .as_ref()
                 .map(|p| p.id.clone())
                 .unwrap_or_default(),
             achievement_id: a.id,
-            completion_id,
+            completion_id: Uuid::new_v4(),
             at,
             silent,
-        });
+        };
+        self.fold(&completion);
+        out.push(completion);
     }
 
     /// Completes what `scope` allows, in SPEC §3.2.4 order: metric, streak, anniversary (or
@@ -389,6 +407,15 @@ fn push_streak(out: &mut Vec<Effect>, user_id: &str, at: DateTime<Utc>, events: 
 
 impl Recoverable for UserState {
     type Record = Journaled;
+
+    fn decode_legacy(version: u8, body: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => postcard::from_bytes::<super::points::UserStateV1>(body)
+                .map(Into::into)
+                .map_err(|e| e.to_string()),
+            other => Err(format!("no decoder for user snapshots of version {other}")),
+        }
+    }
 
     fn apply(&mut self, entry: &Journaled) {
         self.apply_collect(&entry.record, Apply::Replay(&entry.effects));

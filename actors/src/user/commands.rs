@@ -30,6 +30,9 @@ pub enum UserError {
     AchievementLocked,
     #[error("User is not eligible for this achievement")]
     NotEligible,
+    /// A `blockIfOutOfPoints` deduction would take a total below zero (422, SPEC §3.2.5).
+    #[error("Insufficient points")]
+    InsufficientPoints,
     /// A rule of SPEC §2.4/§5 rejected the request (422 with this message).
     #[error("{0}")]
     Invalid(String),
@@ -153,6 +156,8 @@ pub enum Outcome {
     Completed {
         achievement_id: Uuid,
         completion: Completion,
+        /// What a new completion caused (points awards among them); empty on a repeat.
+        effects: Vec<Effect>,
     },
 }
 

@@ -180,6 +180,7 @@ pub fn decide(
                 return Ok(Decision::Answer(Outcome::Completed {
                     achievement_id: a.id,
                     completion: done.clone(),
+                    effects: Vec::new(),
                 }));
             }
             let existing = state.profile.as_ref();
@@ -309,7 +310,7 @@ fn decide_event(
     // The profile is journaled only when this event changes it, which keeps the per-event
     // record small on the hot path.
     let profile_changed = user_created || !event.user.is_empty();
-    Ok(Decision::Record(UserRecord::Event(EventRecord {
+    let record = UserRecord::Event(EventRecord {
         event_id: ctx.new_id,
         metric_id: event.metric_id,
         value: event.value,
@@ -320,7 +321,16 @@ fn decide_event(
         profile: profile_changed.then_some(profile),
         user_created,
         streak: cfg,
-    })))
+    });
+    // A deduction that may not overdraw is checked on a copy, only when one exists.
+    let may_block = ctx
+        .catalog
+        .firing_triggers()
+        .any(|t| t.block_if_out_of_points && t.points < 0);
+    if may_block && state.clone().apply_live(&record, ctx.catalog).1 {
+        return Err(UserError::InsufficientPoints);
+    }
+    Ok(Decision::Record(record))
 }
 
 /// Notification types and channels of SPEC §2.4.1.

@@ -292,3 +292,94 @@ impl UserQuery for MetricSummaryQuery {
         )
     }
 }
+
+/// `GET /users/{id}/points/{key}`: the balance, with the `awards` most recent awards.
+pub struct PointsQuery {
+    pub system_id: Uuid,
+    pub awards: usize,
+}
+
+/// The answer of [`PointsQuery`].
+#[derive(Debug, Clone)]
+pub struct PointsView {
+    pub total: i64,
+    /// Computed from the current total and the current levels (SPEC §6.5.4).
+    pub level: Option<Uuid>,
+    /// Newest first.
+    pub awards: Vec<Award>,
+}
+
+impl UserQuery for PointsQuery {
+    type Answer = PointsView;
+    fn answer(
+        &self,
+        user: &UserState,
+        _: &UserProfile,
+        catalog: &Catalog,
+        _: DateTime<Utc>,
+    ) -> PointsView {
+        let balance = user.balance(self.system_id);
+        let total = balance.map_or(0, |b| b.total);
+        let levels = catalog.points_levels(self.system_id);
+        let thresholds: Vec<(i64, u64)> = levels.iter().map(|l| (l.points, l.ord)).collect();
+        PointsView {
+            total,
+            level: crate::rules::points::level_of(total, &thresholds).map(|i| levels[i].id),
+            awards: balance
+                .map(|b| b.awards.iter().rev().take(self.awards).cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `GET /users/{id}/points/{key}/boosts`: boosts active for the user now (global, matching
+/// cohort, and the user's own), in creation order.
+pub struct ActiveBoostsQuery {
+    pub system_id: Uuid,
+}
+
+impl UserQuery for ActiveBoostsQuery {
+    type Answer = Vec<crate::catalog::points::PointsBoost>;
+    fn answer(
+        &self,
+        user: &UserState,
+        _: &UserProfile,
+        catalog: &Catalog,
+        now: DateTime<Utc>,
+    ) -> Self::Answer {
+        catalog
+            .points_boosts(self.system_id)
+            .filter(|b| user.boost_applies(catalog, b, now))
+            .cloned()
+            .collect()
+    }
+}
+
+/// `GET /users/{id}/points/{key}/event-summary`: points added per period (SPEC §6.7.4).
+pub struct PointsSummaryQuery {
+    pub system_id: Uuid,
+    pub aggregation: Aggregation,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+impl UserQuery for PointsSummaryQuery {
+    type Answer = Vec<SummaryRow>;
+    fn answer(
+        &self,
+        user: &UserState,
+        _: &UserProfile,
+        _: &Catalog,
+        _: DateTime<Utc>,
+    ) -> Self::Answer {
+        let empty = Default::default();
+        let buckets = user.balance(self.system_id).map_or(&empty, |b| &b.buckets);
+        summarize(
+            buckets,
+            user.time_zone(),
+            self.aggregation,
+            self.start,
+            self.end,
+        )
+    }
+}

@@ -37,6 +37,46 @@ pub enum Effect {
         /// Backdated or restored: counted, but not reported or notified (SPEC §4.4.2).
         silent: bool,
     },
+    /// A trigger fired and changed the user's total (SPEC §6.2.3).
+    PointsAwarded {
+        user_id: String,
+        system_id: Uuid,
+        award: Award,
+        /// From a `user_creation` trigger: no `points.changed` webhook (SPEC §8.3).
+        from_creation: bool,
+    },
+    /// A metric trigger's accumulator moved (internal: replay folds it, consumers never
+    /// see it).
+    PointsProgress {
+        system_id: Uuid,
+        trigger_id: Uuid,
+        accumulator: crate::rules::points::Accumulator,
+    },
+    /// The user's level in a system changed (SPEC §6.5.3).
+    PointsLevelChanged {
+        user_id: String,
+        system_id: Uuid,
+        previous: Option<Uuid>,
+        new: Option<Uuid>,
+    },
+}
+
+impl Effect {
+    /// Bookkeeping that only replay needs: not delivered to consumers.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Effect::PointsProgress { .. })
+    }
+
+    /// Decided live and folded as recorded on replay (never re-evaluated).
+    pub fn is_decision(&self) -> bool {
+        matches!(
+            self,
+            Effect::AchievementCompleted { .. }
+                | Effect::PointsAwarded { .. }
+                | Effect::PointsProgress { .. }
+                | Effect::PointsLevelChanged { .. }
+        )
+    }
 }
 
 /// A recorded metric event.

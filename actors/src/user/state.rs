@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::PointsBalance;
 use crate::achievements::{Achievement, AchievementStatus, Trigger};
 use crate::catalog::Catalog;
 use crate::rules::achievements::{self as achievement_rules, anniversary, UserFacts};
@@ -57,6 +58,8 @@ pub struct UserState {
     /// The due instant (ms) filed for this user with its last record, so that the next
     /// record moves exactly that entry of the due index.
     pub filed_due: Option<i64>,
+    /// Points system id → the user's balance (SPEC §6). Added in codec version 2.
+    pub points: BTreeMap<Uuid, PointsBalance>,
 }
 
 /// The total of a metric's events that carried exactly these attributes.

@@ -61,7 +61,10 @@ async fn change<T: Send + 'static>(
         .await?)
 }
 
-fn created(list: Vec<Value>, problems: Vec<kudos_actors::catalog::Issue>) -> (StatusCode, Json<Value>) {
+fn created(
+    list: Vec<Value>,
+    problems: Vec<kudos_actors::catalog::Issue>,
+) -> (StatusCode, Json<Value>) {
     (
         created_status(list.len()),
         Json(json!({"created": list, "issues": issues(problems)})),
@@ -84,7 +87,10 @@ async fn list_systems(State(state): State<AppState>, paging: Paging) -> Json<Vec
     Json(paging.apply(catalog.points_systems().map(admin_system)))
 }
 
-async fn get_system(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_system(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     catalog
         .points_system_by_id(&id)
@@ -102,10 +108,8 @@ async fn create_systems(
         .collect();
     let now = state.clock.now();
     let exists = user_exists(&state);
-    let (out, problems) = change(&state, |cat| {
-        cat.create_points_systems(items, now, &exists)
-    })
-    .await?;
+    let (out, problems) =
+        change(&state, |cat| cat.create_points_systems(items, now, &exists)).await?;
     let day = today(&state);
     Ok(created(
         out.iter().map(|c| created_system(c, day)).collect(),
@@ -140,9 +144,9 @@ async fn list_triggers(
 ) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
     let id = system_id(&catalog, &sys)?;
-    Ok(Json(paging.apply(
-        catalog.points_triggers(id).map(admin_trigger),
-    )))
+    Ok(Json(
+        paging.apply(catalog.points_triggers(id).map(admin_trigger)),
+    ))
 }
 
 async fn get_trigger(
@@ -212,9 +216,9 @@ async fn list_levels(
 ) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
     let id = system_id(&catalog, &sys)?;
-    Ok(Json(paging.apply(
-        catalog.points_levels_created(id).map(admin_level),
-    )))
+    Ok(Json(
+        paging.apply(catalog.points_levels_created(id).map(admin_level)),
+    ))
 }
 
 async fn get_level(
@@ -282,9 +286,7 @@ async fn list_boosts(
     let id = system_id(&catalog, &sys)?;
     let day = today(&state);
     Ok(Json(paging.apply(
-        catalog
-            .points_boosts(id)
-            .map(|b| admin_boost_on(b, day)),
+        catalog.points_boosts(id).map(|b| admin_boost_on(b, day)),
     )))
 }
 

@@ -155,7 +155,7 @@ async fn complete(
     let Outcome::Completed {
         achievement_id,
         completion,
-        ..
+        effects,
     } = outcome
     else {
         return Err(ApiError::internal(format!(
@@ -170,7 +170,11 @@ async fn complete(
         Json(json!({
             "completionId": completion.completion_id.to_string(),
             "achievement": user_achievement(achievement, &catalog, Some(completion.at)),
-            "points": {},
+            "points": crate::wire::points::points_map(
+                &effects,
+                &catalog,
+                state.clock.now().date_naive(),
+            ),
         })),
     ))
 }

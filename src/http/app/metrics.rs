@@ -96,6 +96,8 @@ async fn send_event(
                 idempotency_key,
             );
             resp.1.achievements = completed_in(&effects, &catalog);
+            resp.1.points =
+                crate::wire::points::points_map(&effects, &catalog, state.clock.now().date_naive());
             resp
         }
         EventOutcome::Replayed {
@@ -255,7 +257,7 @@ async fn user_metric(
         .ok_or_else(|| ApiError::not_found("Metric not found"))
 }
 
-fn query_date(q: &QueryPairs, name: &str) -> ApiResult<NaiveDate> {
+pub fn query_date(q: &QueryPairs, name: &str) -> ApiResult<NaiveDate> {
     let raw = q
         .get(name)
         .ok_or_else(|| ApiError::unprocessable(format!("{name} is required")))?;

@@ -2,6 +2,7 @@
 
 pub mod achievements;
 pub mod metrics;
+pub mod points;
 pub mod streaks;
 pub mod users;
 
@@ -15,4 +16,5 @@ pub fn router() -> Router<AppState> {
         .merge(metrics::router())
         .merge(streaks::router())
         .merge(achievements::router())
+        .merge(points::router())
 }

@@ -1,0 +1,325 @@
+//! A user's points (SPEC §6): balances per system, and the live evaluation that turns what a
+//! record did (a metric event, a streak extension, an achievement completion, the user's
+//! creation) into awards. Awards, accumulator updates and level changes are decided here
+//! once, recorded as effects, and only folded on replay.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::*;
+use crate::catalog::points::{PointsBoost, PointsTrigger, TriggerKind};
+use crate::catalog::Catalog;
+use crate::rules::achievements::{event_filter_keys, matches_all, matches_user_filters};
+use crate::rules::points::{
+    blocks, boosted, clamp_award, combined_rounding, in_window, level_of, streak_fires, Accumulator,
+};
+use crate::rules::streak::{local_date, StreakEvent};
+use crate::rules::summary::{bucket_of, Buckets};
+
+/// How many recent awards a balance keeps for reads (`awards` is 1–100, SPEC §6.7.2); the
+/// journal keeps every award.
+pub const AWARDS_KEPT: usize = 100;
+
+/// One award (SPEC §6.2.3): what a trigger firing added, and the total after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Award {
+    pub id: Uuid,
+    pub trigger_id: Uuid,
+    pub awarded: i64,
+    pub total: i64,
+    pub at: DateTime<Utc>,
+    /// The boosts that multiplied it.
+    pub boosts: Vec<Uuid>,
+}
+
+/// A user's standing in one points system.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PointsBalance {
+    pub total: i64,
+    /// The level last reached (changes are recorded with the award that caused them).
+    pub level: Option<Uuid>,
+    /// The most recent awards, oldest first.
+    pub awards: VecDeque<Award>,
+    /// Points added by quarter-hour, for the event summary.
+    pub buckets: Buckets,
+    /// Metric trigger id → its accumulator for this user.
+    pub accumulators: BTreeMap<Uuid, Accumulator>,
+}
+
+/// What a record gave the points evaluation to react to.
+#[derive(Default)]
+struct Firing<'a> {
+    created: bool,
+    event: Option<&'a EventRecord>,
+    streak_length: Option<u32>,
+    completed: Vec<Uuid>,
+}
+
+/// The result of a live points evaluation.
+pub(crate) struct PointsOutcome {
+    /// A `blockIfOutOfPoints` deduction would have gone below zero (SPEC §6.4.2).
+    pub blocked: bool,
+}
+
+impl UserState {
+    pub fn balance(&self, system_id: Uuid) -> Option<&PointsBalance> {
+        self.points.get(&system_id)
+    }
+
+    /// Folds a points effect decided live (the only points change replay makes).
+    pub(crate) fn fold_points(&mut self, effect: &Effect) {
+        match effect {
+            Effect::PointsAwarded {
+                system_id, award, ..
+            } => {
+                let b = self.points.entry(*system_id).or_default();
+                b.total = award.total;
+                *b.buckets.entry(bucket_of(award.at)).or_default() += award.awarded as f64;
+                b.awards.push_back(award.clone());
+                while b.awards.len() > AWARDS_KEPT {
+                    b.awards.pop_front();
+                }
+            }
+            Effect::PointsProgress {
+                system_id,
+                trigger_id,
+                accumulator,
+            } => {
+                self.points
+                    .entry(*system_id)
+                    .or_default()
+                    .accumulators
+                    .insert(*trigger_id, *accumulator);
+            }
+            Effect::PointsLevelChanged { system_id, new, .. } => {
+                self.points.entry(*system_id).or_default().level = *new;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `boost` applies to this user at `at` (window in the user's zone, SPEC §6.6).
+    pub fn boost_applies(&self, catalog: &Catalog, boost: &PointsBoost, at: DateTime<Utc>) -> bool {
+        let Some(profile) = &self.profile else {
+            return false;
+        };
+        let date = local_date(at, profile.time_zone());
+        if boost.deleted || !in_window(date, boost.start, boost.end) {
+            return false;
+        }
+        match &boost.user_id {
+            Some(user) => *user == profile.id,
+            None => matches_user_filters(&boost.user_filters, catalog, &self.facts(catalog)),
+        }
+    }
+
+    /// Decides the awards of one record (SPEC §3.2.4 step 5): user creation, then metric,
+    /// streak and achievement triggers, each in creation order; boosts, caps and levels
+    /// applied per award. Every decision is pushed to `out` and folded at once.
+    pub(crate) fn evaluate_points(
+        &mut self,
+        catalog: &Catalog,
+        record: &UserRecord,
+        at: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) -> PointsOutcome {
+        let mut firing = Firing::default();
+        if let UserRecord::Event(ev) = record {
+            firing.event = Some(ev);
+        }
+        for e in out.iter() {
+            match e {
+                Effect::UserCreated { .. } => firing.created = true,
+                Effect::Streak {
+                    event: StreakEvent::Started { length } | StreakEvent::Extended { length },
+                    ..
+                } => firing.streak_length = Some(*length),
+                Effect::AchievementCompleted {
+                    achievement_id,
+                    silent: false,
+                    ..
+                } => firing.completed.push(*achievement_id),
+                _ => {}
+            }
+        }
+        let mut outcome = PointsOutcome { blocked: false };
+        if self.profile.is_none()
+            || (!firing.created
+                && firing.event.is_none()
+                && firing.streak_length.is_none()
+                && firing.completed.is_empty())
+        {
+            return outcome;
+        }
+        let user_id = self
+            .profile
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        // (trigger, multiples) in the order they apply.
+        let mut fired: Vec<(&PointsTrigger, u64)> = Vec::new();
+        let eligible = |s: &Self, t: &PointsTrigger| {
+            matches_user_filters(&t.user_filters, catalog, &s.facts(catalog))
+        };
+        if firing.created {
+            fired.extend(
+                catalog
+                    .firing_triggers()
+                    .filter(|t| matches!(t.kind, TriggerKind::UserCreation))
+                    .filter(|t| eligible(self, t))
+                    .map(|t| (t, 1)),
+            );
+        }
+        if let Some(ev) = firing.event {
+            for t in catalog.metric_triggers(ev.metric_id) {
+                let TriggerKind::Metric {
+                    threshold,
+                    event_filters,
+                    ..
+                } = &t.kind
+                else {
+                    continue;
+                };
+                let matches = event_filters.is_empty()
+                    || event_filter_keys(event_filters, catalog)
+                        .is_some_and(|f| matches_all(&ev.attributes, &f));
+                if !matches || !eligible(self, t) || ev.value == 0.0 {
+                    continue;
+                }
+                let before = self
+                    .points
+                    .get(&t.system_id)
+                    .and_then(|b| b.accumulators.get(&t.id))
+                    .copied()
+                    .unwrap_or_default();
+                let (after, multiples) = before.add(ev.value, *threshold);
+                let progress = Effect::PointsProgress {
+                    system_id: t.system_id,
+                    trigger_id: t.id,
+                    accumulator: after,
+                };
+                self.fold_points(&progress);
+                out.push(progress);
+                if multiples > 0 {
+                    fired.push((t, multiples));
+                }
+            }
+        }
+        if let Some(length) = firing.streak_length {
+            fired.extend(
+                catalog
+                    .firing_triggers()
+                    .filter(|t| matches!(t.kind, TriggerKind::Streak { length: n } if streak_fires(length, n)))
+                    .filter(|t| eligible(self, t))
+                    .map(|t| (t, 1)),
+            );
+        }
+        for achievement in &firing.completed {
+            fired.extend(
+                catalog
+                    .firing_triggers()
+                    .filter(|t| matches!(t.kind, TriggerKind::Achievement { achievement_id } if achievement_id == *achievement))
+                    .filter(|t| eligible(self, t))
+                    .map(|t| (t, 1)),
+            );
+        }
+        let mut touched: Vec<Uuid> = Vec::new();
+        for (trigger, multiples) in fired {
+            let base = trigger
+                .points
+                .saturating_mul(i64::try_from(multiples).unwrap_or(i64::MAX));
+            let Some(system) = catalog.points_system(trigger.system_id) else {
+                continue;
+            };
+            let before = self.points.get(&system.id).map_or(0, |b| b.total);
+            if trigger.block_if_out_of_points && blocks(before, base) {
+                outcome.blocked = true;
+            }
+            let (amount, boosts) = if base > 0 {
+                let applied: Vec<&PointsBoost> = catalog
+                    .points_boosts(system.id)
+                    .filter(|b| self.boost_applies(catalog, b, at))
+                    .collect();
+                let multipliers: Vec<f64> = applied.iter().map(|b| b.multiplier).collect();
+                let roundings: Vec<_> = applied.iter().map(|b| b.rounding).collect();
+                (
+                    boosted(base, &multipliers, combined_rounding(&roundings)),
+                    applied.iter().map(|b| b.id).collect(),
+                )
+            } else {
+                (base, Vec::new())
+            };
+            let awarded = clamp_award(before, amount, system.max_points);
+            if awarded == 0 {
+                continue;
+            }
+            let award = Effect::PointsAwarded {
+                user_id: user_id.clone(),
+                system_id: system.id,
+                award: Award {
+                    id: Uuid::new_v4(),
+                    trigger_id: trigger.id,
+                    awarded,
+                    total: before + awarded,
+                    at,
+                    boosts,
+                },
+                from_creation: matches!(trigger.kind, TriggerKind::UserCreation),
+            };
+            self.fold_points(&award);
+            out.push(award);
+            if !touched.contains(&system.id) {
+                touched.push(system.id);
+            }
+        }
+        for system_id in touched {
+            let levels = catalog.points_levels(system_id);
+            let thresholds: Vec<(i64, u64)> = levels.iter().map(|l| (l.points, l.ord)).collect();
+            let balance = self.points.get(&system_id);
+            let total = balance.map_or(0, |b| b.total);
+            let new = level_of(total, &thresholds).map(|i| levels[i].id);
+            let previous = balance.and_then(|b| b.level);
+            if new != previous {
+                let change = Effect::PointsLevelChanged {
+                    user_id: user_id.clone(),
+                    system_id,
+                    previous,
+                    new,
+                };
+                self.fold_points(&change);
+                out.push(change);
+            }
+        }
+        outcome
+    }
+}
+
+/// The `UserState` layout of codec version 1 (before points), for old snapshots.
+#[derive(Deserialize)]
+pub(crate) struct UserStateV1 {
+    profile: Option<crate::rules::profile::UserProfile>,
+    metrics: BTreeMap<Uuid, MetricHistory>,
+    streak: crate::rules::streak::StreakState,
+    preferences: Preferences,
+    completed: BTreeMap<Uuid, Completion>,
+    attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
+    filed_due: Option<i64>,
+}
+
+impl From<UserStateV1> for UserState {
+    fn from(v: UserStateV1) -> Self {
+        UserState {
+            profile: v.profile,
+            metrics: v.metrics,
+            streak: v.streak,
+            preferences: v.preferences,
+            completed: v.completed,
+            attr_totals: v.attr_totals,
+            filed_due: v.filed_due,
+            points: BTreeMap::new(),
+        }
+    }
+}
