@@ -347,3 +347,108 @@ async fn events_award_points_with_boosts_caps_levels_and_blocking() {
     assert_error(&s.get("/v1/users/u1/points/nope").await, 404);
     assert_error(&s.get("/v1/users/nobody/points/xp").await, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_reads_of_systems_boosts_levels_and_distributions() {
+    let s = TestServer::start().await;
+    let metric = s.create_metrics(&["lessons"]).await.remove(0);
+    s.create_attributes(&[("plan", "user")]).await;
+    let plan = s.get("/admin/v1/attributes").await.body[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let xp = create_system(&s, "xp", None).await;
+    let ids = triggers(
+        &s,
+        &xp,
+        json!([
+            {"type": "metric", "points": 1, "metricId": metric, "metricThreshold": 1, "status": "active"},
+            {"type": "streak", "points": 50, "streakLength": 1},
+        ]),
+    )
+    .await;
+    s.post(
+        &format!("/admin/v1/points/{xp}/levels"),
+        json!([{"name": "Gold", "key": "gold", "points": 500}, {"name": "Start", "key": "start", "points": 0}]),
+    )
+    .await;
+    s.post(
+        &format!("/admin/v1/points/{xp}/boosts"),
+        json!([
+            {"name": "Old", "start": "2000-01-01", "end": "2000-01-02", "multiplier": 2},
+            {"name": "Pro only", "start": "2000-01-01", "multiplier": 2, "userAttributes": [{"attributeId": plan, "attributeValue": "pro"}]},
+        ]),
+    )
+    .await;
+
+    let sys = s.get("/v1/points/xp").await;
+    assert_eq!(sys.status, 200);
+    assert!(sys.body.get("key").is_none(), "PointsSystemResponse has no key");
+    assert_eq!(sys.body["description"], json!(null));
+    let triggers = sys.body["triggers"].as_array().expect("triggers");
+    assert_eq!(triggers.len(), 1, "active triggers only");
+    assert_eq!(triggers[0]["id"], ids[0].as_str());
+    assert_eq!(triggers[0]["metricThreshold"], 1);
+    assert_eq!(triggers[0]["eventAttributes"], json!([]));
+    assert_error(&s.get("/v1/points/nope").await, 404);
+
+    let levels = s.get("/v1/points/xp/levels").await.body;
+    assert_eq!(levels[0]["key"], "start", "ascending by threshold");
+    let boosts = s.get("/v1/points/xp/boosts").await.body;
+    assert_eq!(boosts.as_array().map(Vec::len), Some(1), "{boosts}");
+    let all = s.get("/v1/points/xp/boosts?includeFinished=true").await.body;
+    assert_eq!(all[0]["status"], "finished");
+
+    // Users: a pro user gets the cohort boost (×2), a free user does not.
+    let pro = s
+        .post(
+            "/v1/metrics/lessons/event",
+            json!({"user": {"id": "pro", "attributes": {"plan": "pro"}}, "value": 300}),
+        )
+        .await;
+    assert_eq!(pro.body["points"]["xp"]["total"], 600, "{:?}", pro.body);
+    s.event("lessons", "free", 7.0).await;
+    s.post("/v1/users", json!({"id": "idle"})).await;
+    let mine = s.get("/v1/users/pro/points/xp/boosts").await.body;
+    assert_eq!(mine[0]["name"], "Pro only");
+    assert_eq!(s.get("/v1/users/free/points/xp/boosts").await.body, json!([]));
+
+    // Distribution: M = 600 → ranges of 100; the idle user counts at 0.
+    let summary = s.get("/v1/points/xp/summary").await.body;
+    assert_eq!(summary.as_array().map(Vec::len), Some(11));
+    assert_eq!(summary[0], json!({"from": 0, "to": 0, "users": 1}));
+    assert_eq!(summary[1], json!({"from": 1, "to": 100, "users": 1}));
+    assert_eq!(summary[6], json!({"from": 501, "to": 600, "users": 1}));
+    let filtered = s.get("/v1/points/xp/summary?userAttributes=plan:pro").await.body;
+    assert_eq!(filtered[6]["users"], 1);
+    assert_eq!(filtered[1]["users"], 0);
+    let by_level = s.get("/v1/points/xp/level-summary").await.body;
+    assert_eq!(by_level[0]["level"]["key"], "start");
+    assert_eq!(by_level[0]["users"], 2);
+    assert_eq!(by_level[1]["users"], 1);
+
+    // Points history by day, around the day of the award.
+    let day = chrono::NaiveDate::parse_from_str(
+        &pro.body["points"]["xp"]["awards"][0]["date"]
+            .as_str()
+            .expect("date")[..10],
+        "%Y-%m-%d",
+    )
+    .expect("date");
+    let rows = s
+        .get(&format!(
+            "/v1/users/pro/points/xp/event-summary?aggregation=daily&startDate={}&endDate={}",
+            day - chrono::Days::new(2),
+            day + chrono::Days::new(2)
+        ))
+        .await;
+    assert_eq!(rows.status, 200, "{:?}", rows.body);
+    let total: f64 = rows
+        .body
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["change"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(total, 600.0);
+}
