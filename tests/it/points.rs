@@ -383,7 +383,10 @@ async fn application_reads_of_systems_boosts_levels_and_distributions() {
 
     let sys = s.get("/v1/points/xp").await;
     assert_eq!(sys.status, 200);
-    assert!(sys.body.get("key").is_none(), "PointsSystemResponse has no key");
+    assert!(
+        sys.body.get("key").is_none(),
+        "PointsSystemResponse has no key"
+    );
     assert_eq!(sys.body["description"], json!(null));
     let triggers = sys.body["triggers"].as_array().expect("triggers");
     assert_eq!(triggers.len(), 1, "active triggers only");
@@ -396,7 +399,10 @@ async fn application_reads_of_systems_boosts_levels_and_distributions() {
     assert_eq!(levels[0]["key"], "start", "ascending by threshold");
     let boosts = s.get("/v1/points/xp/boosts").await.body;
     assert_eq!(boosts.as_array().map(Vec::len), Some(1), "{boosts}");
-    let all = s.get("/v1/points/xp/boosts?includeFinished=true").await.body;
+    let all = s
+        .get("/v1/points/xp/boosts?includeFinished=true")
+        .await
+        .body;
     assert_eq!(all[0]["status"], "finished");
 
     // Users: a pro user gets the cohort boost (×2), a free user does not.
@@ -411,7 +417,10 @@ async fn application_reads_of_systems_boosts_levels_and_distributions() {
     s.post("/v1/users", json!({"id": "idle"})).await;
     let mine = s.get("/v1/users/pro/points/xp/boosts").await.body;
     assert_eq!(mine[0]["name"], "Pro only");
-    assert_eq!(s.get("/v1/users/free/points/xp/boosts").await.body, json!([]));
+    assert_eq!(
+        s.get("/v1/users/free/points/xp/boosts").await.body,
+        json!([])
+    );
 
     // Distribution: M = 600 → ranges of 100; the idle user counts at 0.
     let summary = s.get("/v1/points/xp/summary").await.body;
@@ -419,7 +428,10 @@ async fn application_reads_of_systems_boosts_levels_and_distributions() {
     assert_eq!(summary[0], json!({"from": 0, "to": 0, "users": 1}));
     assert_eq!(summary[1], json!({"from": 1, "to": 100, "users": 1}));
     assert_eq!(summary[6], json!({"from": 501, "to": 600, "users": 1}));
-    let filtered = s.get("/v1/points/xp/summary?userAttributes=plan:pro").await.body;
+    let filtered = s
+        .get("/v1/points/xp/summary?userAttributes=plan:pro")
+        .await
+        .body;
     assert_eq!(filtered[6]["users"], 1);
     assert_eq!(filtered[1]["users"], 0);
     let by_level = s.get("/v1/points/xp/level-summary").await.body;
