@@ -49,7 +49,7 @@ impl TestServer {
         config.max_body_bytes = 64 * 1024;
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(kudos::run(config, listener, shutdown.clone()));
-        let server = Self {
+        let mut server = Self {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             shutdown,
@@ -61,7 +61,7 @@ impl TestServer {
         server
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = self
@@ -74,8 +74,10 @@ impl TestServer {
                     return;
                 }
             }
-            if let Some(h) = &self.handle {
-                assert!(!h.is_finished(), "server exited during start-up (see log)");
+            if self.handle.as_ref().is_some_and(|h| h.is_finished()) {
+                if let Some(h) = self.handle.take() {
+                    panic!("server exited during start-up: {:?}", h.await);
+                }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -764,3 +764,25 @@ proptest! {
         prop_assert_eq!(&replayed, &live);
     }
 }
+
+#[test]
+fn version_one_snapshots_still_load() {
+    let (cat, metric) = catalog();
+    let mut live = UserState::default();
+    run(&mut live, &cat, &event(metric, 3.0, None), t(0)).expect("event");
+    // Version 1 wrote the same fields without `points` (postcard encodes a struct as the
+    // tuple of its fields).
+    let v1 = postcard::to_allocvec(&(
+        &live.profile,
+        &live.metrics,
+        &live.streak,
+        &live.preferences,
+        &live.completed,
+        &live.attr_totals,
+        &live.filed_due,
+    ))
+    .expect("encode");
+    let old = <UserState as Recoverable>::decode_legacy(1, &v1).expect("decode v1");
+    assert_eq!(old, live);
+    assert!(<UserState as Recoverable>::decode_legacy(9, &v1).is_err());
+}
