@@ -135,7 +135,8 @@ pub struct AchievementChanges {
 }
 
 impl Catalog {
-    fn filters(
+    /// Attribute filters as `(attribute id, value)`, each naming a live attribute of `kind`.
+    pub(crate) fn filters(
         &self,
         kind: AttributeKind,
         raw: &[(String, String)],

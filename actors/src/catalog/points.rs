@@ -468,21 +468,6 @@ impl Catalog {
         self.points.boosts.iter().find(|b| b.id == id)
     }
 
-    fn check_filters(
-        &self,
-        kind: AttributeKind,
-        raw: &[(String, String)],
-    ) -> Result<Vec<(Uuid, String)>, String> {
-        raw.iter()
-            .map(|(id, value)| {
-                self.attribute_by_id(id)
-                    .filter(|a| a.kind == kind)
-                    .map(|a| (a.id, value.clone()))
-                    .ok_or_else(|| format!("Attribute {id} is not a {} attribute", kind.as_str()))
-            })
-            .collect()
-    }
-
     // ----- systems -----
 
     /// `POST /points`, with nested levels, boosts and triggers. A system is created when its
@@ -681,7 +666,7 @@ impl Catalog {
                     None => b_threshold.ok_or("metricThreshold is required for metric triggers")?,
                 };
                 let event_filters = match &fields.event_filters {
-                    Some(Some(raw)) => self.check_filters(AttributeKind::Event, raw)?,
+                    Some(Some(raw)) => self.filters(AttributeKind::Event, raw)?,
                     Some(None) => Vec::new(),
                     None => b_filters,
                 };
@@ -771,7 +756,7 @@ impl Catalog {
             None => base.map(|b| b.points).ok_or("Points is required")?,
         };
         let user_filters = match &fields.user_filters {
-            Some(Some(raw)) => self.check_filters(AttributeKind::User, raw)?,
+            Some(Some(raw)) => self.filters(AttributeKind::User, raw)?,
             Some(None) => Vec::new(),
             None => base.map(|b| b.user_filters.clone()).unwrap_or_default(),
         };
@@ -1071,7 +1056,7 @@ impl Catalog {
             }
         }
         let user_filters = match &new.user_filters {
-            Some(raw) => self.check_filters(AttributeKind::User, raw)?,
+            Some(raw) => self.filters(AttributeKind::User, raw)?,
             None => Vec::new(),
         };
         Ok(PointsBoost {
@@ -1164,7 +1149,7 @@ impl Catalog {
                         return Err("userAttributes cannot be set on a user-specific boost".into());
                     }
                     b.user_filters = match filters {
-                        Some(raw) => self.check_filters(AttributeKind::User, raw)?,
+                        Some(raw) => self.filters(AttributeKind::User, raw)?,
                         None => Vec::new(),
                     };
                 }

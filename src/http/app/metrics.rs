@@ -257,7 +257,21 @@ async fn user_metric(
         .ok_or_else(|| ApiError::not_found("Metric not found"))
 }
 
-pub fn query_date(q: &QueryPairs, name: &str) -> ApiResult<NaiveDate> {
+/// `aggregation`, `startDate` and `endDate` of an event summary (SPEC §3.6).
+pub fn summary_params(q: &QueryPairs) -> ApiResult<(Aggregation, NaiveDate, NaiveDate)> {
+    let aggregation = q
+        .get("aggregation")
+        .and_then(Aggregation::parse)
+        .ok_or_else(|| {
+            ApiError::unprocessable("aggregation must be one of: daily, weekly, monthly")
+        })?;
+    let start = query_date(q, "startDate")?;
+    let end = query_date(q, "endDate")?;
+    check_range(start, end).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    Ok((aggregation, start, end))
+}
+
+fn query_date(q: &QueryPairs, name: &str) -> ApiResult<NaiveDate> {
     let raw = q
         .get(name)
         .ok_or_else(|| ApiError::unprocessable(format!("{name} is required")))?;
@@ -282,15 +296,7 @@ async fn metric_event_summary(
         .metric_by_key(&key)
         .map(|m| m.id)
         .ok_or_else(|| ApiError::not_found("Metric not found"))?;
-    let aggregation = q
-        .get("aggregation")
-        .and_then(Aggregation::parse)
-        .ok_or_else(|| {
-            ApiError::unprocessable("aggregation must be one of: daily, weekly, monthly")
-        })?;
-    let start = query_date(&q, "startDate")?;
-    let end = query_date(&q, "endDate")?;
-    check_range(start, end).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let (aggregation, start, end) = summary_params(&q)?;
     let rows = ask(
         &state,
         &id,

@@ -9,14 +9,13 @@ use axum::{Json, Router};
 use kudos_actors::catalog::points::PointsSystem;
 use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::points::{level_of, summary_ranges};
-use kudos_actors::rules::summary::{check_range, Aggregation};
 use kudos_actors::user::{
     points_totals_prefix, ActiveBoostsQuery, PointsQuery, PointsSummaryQuery, UserState,
     USERS_COUNTER,
 };
 use serde_json::{json, Value};
 
-use super::metrics::{ask, query_date};
+use super::metrics::{ask, summary_params};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::QueryPairs;
 use crate::wire::events::SummaryEntry;
@@ -293,15 +292,7 @@ async fn user_points_summary(
 ) -> ApiResult<(StatusCode, Json<Vec<SummaryEntry>>)> {
     let catalog = state.catalog.get();
     let s = system(&catalog, &key)?;
-    let aggregation = q
-        .get("aggregation")
-        .and_then(Aggregation::parse)
-        .ok_or_else(|| {
-            ApiError::unprocessable("aggregation must be one of: daily, weekly, monthly")
-        })?;
-    let start = query_date(&q, "startDate")?;
-    let end = query_date(&q, "endDate")?;
-    check_range(start, end).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let (aggregation, start, end) = summary_params(&q)?;
     let rows = ask(
         &state,
         &id,
