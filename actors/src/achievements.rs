@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::catalog::{AttributeKind, Catalog, Issue};
+use crate::catalog::{at_least_one, AttributeKind, Catalog, Issue};
 use crate::rules::keys::{is_valid_key, KEY_RULE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,35 +200,31 @@ impl Catalog {
                 }
             }
             "streak" => {
-                let base_len = match same {
-                    Some(Trigger::Streak { length }) => Some(i64::from(*length)),
+                let base = match same {
+                    Some(Trigger::Streak { length }) => Some(*length),
                     _ => None,
                 };
-                let length = fields
-                    .streak_length
-                    .or(base_len)
-                    .ok_or("streakLength is required for streak achievements")?;
                 Trigger::Streak {
-                    length: u32::try_from(length)
-                        .ok()
-                        .filter(|l| *l >= 1)
-                        .ok_or("streakLength must be at least 1")?,
+                    length: at_least_one(
+                        fields.streak_length,
+                        base,
+                        "streakLength",
+                        "streak achievements",
+                    )?,
                 }
             }
             "anniversary" => {
-                let base_years = match same {
-                    Some(Trigger::Anniversary { years }) => Some(i64::from(*years)),
+                let base = match same {
+                    Some(Trigger::Anniversary { years }) => Some(*years),
                     _ => None,
                 };
-                let years = fields
-                    .anniversary_years
-                    .or(base_years)
-                    .ok_or("anniversaryYears is required for anniversary achievements")?;
                 Trigger::Anniversary {
-                    years: u32::try_from(years)
-                        .ok()
-                        .filter(|y| *y >= 1)
-                        .ok_or("anniversaryYears must be at least 1")?,
+                    years: at_least_one(
+                        fields.anniversary_years,
+                        base,
+                        "anniversaryYears",
+                        "anniversary achievements",
+                    )?,
                 }
             }
             "api" => {

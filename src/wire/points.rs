@@ -109,18 +109,11 @@ pub fn admin_level(l: &PointsLevel) -> Value {
     })
 }
 
-/// `AdminPointsBoost`; status as of `today` (UTC for admin lists).
+/// `AdminPointsBoost`: the application shape plus `userId`, and `userAttributes` for
+/// boosts that are not user-specific; status as of `today` (UTC for admin lists).
 pub fn admin_boost_on(b: &PointsBoost, today: NaiveDate) -> Value {
-    let mut v = json!({
-        "id": b.id.to_string(),
-        "name": b.name,
-        "status": boost_status(b, today),
-        "start": b.start.to_string(),
-        "end": b.end.map(|e| e.to_string()),
-        "multiplier": b.multiplier,
-        "rounding": b.rounding.as_str(),
-        "userId": b.user_id,
-    });
+    let mut v = app_boost(b, today);
+    v["userId"] = json!(b.user_id);
     if b.user_id.is_none() {
         v["userAttributes"] = Value::Array(filters_as_ids(&b.user_filters));
     }

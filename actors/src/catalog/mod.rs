@@ -641,6 +641,23 @@ impl Catalog {
     }
 }
 
+/// A required integer field of at least 1 in a create or update item: the value sent, else
+/// the one the entity already had (`base`); `what` names the items (`streak triggers`).
+pub(crate) fn at_least_one(
+    sent: Option<i64>,
+    base: Option<u32>,
+    field: &str,
+    what: &str,
+) -> Result<u32, String> {
+    match sent {
+        Some(v) => u32::try_from(v)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| format!("{field} must be at least 1")),
+        None => base.ok_or_else(|| format!("{field} is required for {what}")),
+    }
+}
+
 /// A configuration entity with a UUID that is soft-deleted (SPEC §0.9).
 pub(crate) trait Entity: Clone {
     fn id(&self) -> Uuid;
@@ -650,8 +667,8 @@ pub(crate) trait Entity: Clone {
 
 macro_rules! entity {
     ($t:ty) => {
-        impl Entity for $t {
-            fn id(&self) -> Uuid {
+        impl $crate::catalog::Entity for $t {
+            fn id(&self) -> uuid::Uuid {
                 self.id
             }
             fn is_deleted(&self) -> bool {
@@ -663,6 +680,7 @@ macro_rules! entity {
         }
     };
 }
+pub(crate) use entity;
 entity!(Metric);
 entity!(Attribute);
 entity!(Achievement);
@@ -736,8 +754,9 @@ pub enum Changed {
     Achievement(Achievement),
     /// Another meta entry written in the same commit (e.g. a background job record).
     Meta(String, Option<serde_json::Value>),
-    /// A [`Persisted`] entity: its key after the scope prefix, and its JSON.
-    Entity(String, serde_json::Value),
+    /// A [`Persisted`] entity: its key after the scope prefix, and its JSON (or why it
+    /// could not be encoded, which fails the commit).
+    Entity(String, Result<serde_json::Value, String>),
 }
 
 impl Changed {
@@ -745,7 +764,7 @@ impl Changed {
     pub fn of<T: Persisted>(entity: &T) -> Self {
         Changed::Entity(
             format!("{}{}", T::PREFIX, entity.id()),
-            serde_json::to_value(entity).unwrap_or(serde_json::Value::Null),
+            serde_json::to_value(entity).map_err(|e| e.to_string()),
         )
     }
 
@@ -773,7 +792,10 @@ impl Changed {
                 encode(serde_json::to_value(a))?,
             ),
             Changed::Meta(key, value) => (key.clone(), value.clone()),
-            Changed::Entity(key, value) => (format!("{p}{key}"), Some(value.clone())),
+            Changed::Entity(key, value) => (
+                format!("{p}{key}"),
+                Some(value.clone().map_err(StoreError::Encode)?),
+            ),
         })
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AttributeKind, Catalog, Issue, Item, Persisted};
+use super::{at_least_one, AttributeKind, Catalog, Issue, Item, Persisted};
 use crate::rules::keys::{is_valid_key, KEY_RULE};
 use crate::rules::points::Rounding;
 
@@ -170,17 +170,7 @@ macro_rules! persisted {
                 self.ord
             }
         }
-        impl super::Entity for $t {
-            fn id(&self) -> Uuid {
-                self.id
-            }
-            fn is_deleted(&self) -> bool {
-                self.deleted
-            }
-            fn mark_deleted(&mut self) {
-                self.deleted = true;
-            }
-        }
+        super::entity!($t);
     };
 }
 persisted!(PointsSystem, "catalog/points_system/");
@@ -198,6 +188,9 @@ pub struct PointsCatalog {
     pub(super) boosts: Vec<PointsBoost>,
     /// Metric id → positions in `triggers` of the metric triggers on it.
     by_metric: HashMap<Uuid, Vec<usize>>,
+    /// Whether an active deduction with `blockIfOutOfPoints` exists: only then does an
+    /// event need the trial evaluation that may refuse it.
+    may_block: bool,
 }
 
 impl PointsCatalog {
@@ -217,6 +210,7 @@ impl PointsCatalog {
             levels,
             boosts,
             by_metric: HashMap::new(),
+            may_block: false,
         };
         out.reindex();
         out
@@ -231,6 +225,10 @@ impl PointsCatalog {
     }
 
     fn reindex(&mut self) {
+        self.may_block = self
+            .triggers
+            .iter()
+            .any(|t| t.fires() && t.block_if_out_of_points && t.points < 0);
         self.by_metric.clear();
         for (i, t) in self.triggers.iter().enumerate() {
             if let TriggerKind::Metric { metric_id, .. } = t.kind {
@@ -342,6 +340,17 @@ pub struct PointsChanges<T> {
     pub changed: Vec<super::Changed>,
 }
 
+impl<T: Persisted> PointsChanges<T> {
+    /// What was applied (each stored through [`super::Changed::of`]) and the issues.
+    fn of(out: Vec<T>, issues: Vec<Issue>) -> Self {
+        Self {
+            changed: out.iter().map(super::Changed::of).collect(),
+            out,
+            issues,
+        }
+    }
+}
+
 impl<T> Default for PointsChanges<T> {
     fn default() -> Self {
         Self {
@@ -420,6 +429,11 @@ impl Catalog {
             .filter(|t| t.fires() && self.points_system(t.system_id).is_some())
     }
 
+    /// Whether some firing trigger may refuse an event (`blockIfOutOfPoints` deduction).
+    pub fn may_block_events(&self) -> bool {
+        self.points.may_block
+    }
+
     /// Firing metric triggers on `metric_id`, in creation order (indexed).
     pub fn metric_triggers(&self, metric_id: Uuid) -> impl Iterator<Item = &PointsTrigger> {
         self.points
@@ -441,6 +455,13 @@ impl Catalog {
             .collect();
         list.sort_by_key(|l| (l.points, l.ord));
         list
+    }
+
+    /// The level a total reaches in a system under the current levels (SPEC §6.5.2).
+    pub fn level_for(&self, system_id: Uuid, total: i64) -> Option<&PointsLevel> {
+        let levels = self.points_levels(system_id);
+        let thresholds: Vec<(i64, u64)> = levels.iter().map(|l| (l.points, l.ord)).collect();
+        crate::rules::points::level_of(total, &thresholds).map(|i| levels[i])
     }
 
     /// Live levels in creation order (admin lists).
@@ -581,20 +602,12 @@ impl Catalog {
                 Ok(())
             },
         );
-        PointsChanges {
-            changed: updated.iter().map(super::Changed::of).collect(),
-            out: updated,
-            issues,
-        }
+        PointsChanges::of(updated, issues)
     }
 
     pub fn delete_points_systems(&mut self, ids: &[String]) -> PointsChanges<PointsSystem> {
         let (deleted, issues) = super::bulk_delete(&mut self.points.systems, ids, "Points system");
-        PointsChanges {
-            changed: deleted.iter().map(super::Changed::of).collect(),
-            out: deleted,
-            issues,
-        }
+        PointsChanges::of(deleted, issues)
     }
 
     // ----- triggers -----
@@ -677,19 +690,17 @@ impl Catalog {
                 }
             }
             "streak" => {
-                let base_len = match same {
-                    Some(TriggerKind::Streak { length }) => Some(i64::from(*length)),
+                let base = match same {
+                    Some(TriggerKind::Streak { length }) => Some(*length),
                     _ => None,
                 };
-                let length = fields
-                    .streak_length
-                    .or(base_len)
-                    .ok_or("streakLength is required for streak triggers")?;
                 TriggerKind::Streak {
-                    length: u32::try_from(length)
-                        .ok()
-                        .filter(|l| *l >= 1)
-                        .ok_or("streakLength must be at least 1")?,
+                    length: at_least_one(
+                        fields.streak_length,
+                        base,
+                        "streakLength",
+                        "streak triggers",
+                    )?,
                 }
             }
             "achievement" => {
@@ -717,13 +728,12 @@ impl Catalog {
                     Some(_) => return Err("timeUnit must be one of: hours, days".into()),
                     None => b_unit.ok_or("timeUnit is required for time triggers")?,
                 };
-                let interval = match fields.time_interval {
-                    Some(i) => u32::try_from(i)
-                        .ok()
-                        .filter(|i| *i >= 1)
-                        .ok_or("timeInterval must be at least 1")?,
-                    None => b_interval.ok_or("timeInterval is required for time triggers")?,
-                };
+                let interval = at_least_one(
+                    fields.time_interval,
+                    b_interval,
+                    "timeInterval",
+                    "time triggers",
+                )?;
                 TriggerKind::Time { unit, interval }
             }
             "user_creation" => TriggerKind::UserCreation,
@@ -792,20 +802,17 @@ impl Catalog {
         items: Vec<Item<TriggerFields>>,
         now: DateTime<Utc>,
     ) -> PointsChanges<PointsTrigger> {
-        let mut out = PointsChanges::default();
-        for (index, item) in items.into_iter().enumerate() {
-            match item.and_then(|f| self.build_points_trigger(system_id, &f, None, now)) {
-                Ok(mut t) => {
-                    t.ord = self.take_ord();
-                    self.points.triggers.push(t.clone());
-                    out.changed.push(super::Changed::of(&t));
-                    out.out.push(t);
-                }
-                Err(message) => out.issues.push(Issue::at_index(index, message)),
-            }
-        }
+        let (created, issues) = self.bulk_create(
+            items,
+            |cat, f| {
+                let mut t = cat.build_points_trigger(system_id, &f, None, now)?;
+                t.ord = cat.take_ord();
+                Ok(t)
+            },
+            |cat, t| cat.points.triggers.push(t),
+        );
         self.points.reindex();
-        out
+        PointsChanges::of(created, issues)
     }
 
     pub fn update_points_triggers(
@@ -877,6 +884,7 @@ impl Catalog {
                     .push(Issue::for_id(raw, "Points trigger not found by ID")),
             }
         }
+        self.points.reindex();
         out
     }
 
@@ -887,14 +895,14 @@ impl Catalog {
         system_id: Uuid,
         items: Vec<Item<NewLevel>>,
     ) -> PointsChanges<PointsLevel> {
-        let mut out = PointsChanges::default();
-        for (index, item) in items.into_iter().enumerate() {
-            let built = item.and_then(|new| {
+        let (created, issues) = self.bulk_create(
+            items,
+            |cat, new| {
                 check_name(&new.name)?;
                 if !is_valid_key(&new.key) {
                     return Err(KEY_RULE.to_string());
                 }
-                if self
+                if cat
                     .points_levels_created(system_id)
                     .any(|l| l.key == new.key)
                 {
@@ -912,19 +920,12 @@ impl Catalog {
                     badge_url: new.badge_url,
                     points: new.points,
                     deleted: false,
-                    ord: self.take_ord(),
+                    ord: cat.take_ord(),
                 })
-            });
-            match built {
-                Ok(l) => {
-                    self.points.levels.push(l.clone());
-                    out.changed.push(super::Changed::of(&l));
-                    out.out.push(l);
-                }
-                Err(message) => out.issues.push(Issue::at_index(index, message)),
-            }
-        }
-        out
+            },
+            |cat, l| cat.points.levels.push(l),
+        );
+        PointsChanges::of(created, issues)
     }
 
     pub fn update_points_levels(
@@ -963,11 +964,7 @@ impl Catalog {
                 Ok(())
             },
         );
-        PointsChanges {
-            changed: updated.iter().map(super::Changed::of).collect(),
-            out: updated,
-            issues,
-        }
+        PointsChanges::of(updated, issues)
     }
 
     /// Checks that a patch addresses an entity of `system_id` (others are "not found").
@@ -1000,11 +997,7 @@ impl Catalog {
         let (ids, mut issues) = self.split_own(&self.points.levels, system_id, ids, "Points level");
         let (deleted, more) = super::bulk_delete(&mut self.points.levels, &ids, "Points level");
         issues.extend(more);
-        PointsChanges {
-            changed: deleted.iter().map(super::Changed::of).collect(),
-            out: deleted,
-            issues,
-        }
+        PointsChanges::of(deleted, issues)
     }
 
     /// Ids that belong to `system_id` (or are not UUIDs: bulk delete reports those), and
@@ -1082,19 +1075,16 @@ impl Catalog {
         now: DateTime<Utc>,
         user_exists: &dyn Fn(&str) -> bool,
     ) -> PointsChanges<PointsBoost> {
-        let mut out = PointsChanges::default();
-        for (index, item) in items.into_iter().enumerate() {
-            match item.and_then(|new| self.build_boost(system_id, new, now, user_exists)) {
-                Ok(mut b) => {
-                    b.ord = self.take_ord();
-                    self.points.boosts.push(b.clone());
-                    out.changed.push(super::Changed::of(&b));
-                    out.out.push(b);
-                }
-                Err(message) => out.issues.push(Issue::at_index(index, message)),
-            }
-        }
-        out
+        let (created, issues) = self.bulk_create(
+            items,
+            |cat, new| {
+                let mut b = cat.build_boost(system_id, new, now, user_exists)?;
+                b.ord = cat.take_ord();
+                Ok(b)
+            },
+            |cat, b| cat.points.boosts.push(b),
+        );
+        PointsChanges::of(created, issues)
     }
 
     pub fn update_points_boosts(
@@ -1175,11 +1165,7 @@ impl Catalog {
         let (ids, mut issues) = self.split_own(&self.points.boosts, system_id, ids, "Points boost");
         let (deleted, more) = super::bulk_delete(&mut self.points.boosts, &ids, "Points boost");
         issues.extend(more);
-        PointsChanges {
-            changed: deleted.iter().map(super::Changed::of).collect(),
-            out: deleted,
-            issues,
-        }
+        PointsChanges::of(deleted, issues)
     }
 }
 

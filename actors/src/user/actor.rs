@@ -151,12 +151,6 @@ impl UserActorState {
         catalog: &Catalog,
         now: DateTime<Utc>,
     ) -> Result<Journaled, StoreError> {
-        let totals_before: Vec<(Uuid, i64)> = self
-            .state
-            .points
-            .iter()
-            .map(|(id, b)| (*id, b.total))
-            .collect();
         let effects = self.state.apply_collect(&record, Apply::Live(catalog));
         self.dirty = true;
         let filed = self.state.filed_due;
@@ -179,19 +173,26 @@ impl UserActorState {
                 _ => {}
             }
         }
-        // The distribution of totals per system moves with each changed total.
-        for (system_id, balance) in &self.state.points {
-            let before = totals_before
-                .iter()
-                .find(|(id, _)| id == system_id)
-                .map_or(0, |(_, t)| *t);
-            if before != balance.total {
-                if before != 0 {
-                    c.count(scope, &points_total_counter(*system_id, before), -1);
+        // The distribution of totals per system moves from the total before the record's
+        // first award to the total after its last (awards carry both).
+        let mut moved: Vec<(Uuid, i64, i64)> = Vec::new();
+        for e in &effects {
+            if let Effect::PointsAwarded {
+                system_id, award, ..
+            } = e
+            {
+                match moved.iter_mut().find(|(id, _, _)| id == system_id) {
+                    Some(m) => m.2 = award.total,
+                    None => moved.push((*system_id, award.total - award.awarded, award.total)),
                 }
-                if balance.total != 0 {
-                    c.count(scope, &points_total_counter(*system_id, balance.total), 1);
-                }
+            }
+        }
+        for (system_id, before, after) in moved {
+            if before != 0 {
+                c.count(scope, &points_total_counter(system_id, before), -1);
+            }
+            if after != 0 {
+                c.count(scope, &points_total_counter(system_id, after), 1);
             }
         }
         match &record {

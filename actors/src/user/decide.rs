@@ -323,11 +323,7 @@ fn decide_event(
         streak: cfg,
     });
     // A deduction that may not overdraw is checked on a copy, only when one exists.
-    let may_block = ctx
-        .catalog
-        .firing_triggers()
-        .any(|t| t.block_if_out_of_points && t.points < 0);
-    if may_block && state.clone().apply_live(&record, ctx.catalog).1 {
+    if ctx.catalog.may_block_events() && state.clone().apply_live(&record, ctx.catalog).1 {
         return Err(UserError::InsufficientPoints);
     }
     Ok(Decision::Record(record))

@@ -14,7 +14,7 @@ use crate::catalog::points::{PointsBoost, PointsTrigger, TriggerKind};
 use crate::catalog::Catalog;
 use crate::rules::achievements::{event_filter_keys, matches_all, matches_user_filters};
 use crate::rules::points::{
-    blocks, boosted, clamp_award, combined_rounding, in_window, level_of, streak_fires, Accumulator,
+    blocks, boosted, clamp_award, combined_rounding, in_window, streak_fires, Accumulator,
 };
 use crate::rules::streak::{local_date, StreakEvent};
 use crate::rules::summary::{bucket_of, Buckets};
@@ -276,11 +276,9 @@ impl UserState {
             }
         }
         for system_id in touched {
-            let levels = catalog.points_levels(system_id);
-            let thresholds: Vec<(i64, u64)> = levels.iter().map(|l| (l.points, l.ord)).collect();
             let balance = self.points.get(&system_id);
             let total = balance.map_or(0, |b| b.total);
-            let new = level_of(total, &thresholds).map(|i| levels[i].id);
+            let new = catalog.level_for(system_id, total).map(|l| l.id);
             let previous = balance.and_then(|b| b.level);
             if new != previous {
                 let change = Effect::PointsLevelChanged {

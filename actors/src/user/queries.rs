@@ -261,15 +261,23 @@ impl UserQuery for MetricsQuery {
     }
 }
 
-/// `GET /users/{id}/metrics/{key}/event-summary` (SPEC §3.6), in the user's zone.
-pub struct MetricSummaryQuery {
-    pub metric_id: Uuid,
+/// What an event summary sums: a metric's events or a points system's awards.
+#[derive(Debug, Clone, Copy)]
+pub enum Summarized {
+    Metric(Uuid),
+    Points(Uuid),
+}
+
+/// `GET /users/{id}/metrics/{key}/event-summary` and
+/// `GET /users/{id}/points/{key}/event-summary` (SPEC §3.6, §6.7.4), in the user's zone.
+pub struct SummaryQuery {
+    pub of: Summarized,
     pub aggregation: Aggregation,
     pub start: NaiveDate,
     pub end: NaiveDate,
 }
 
-impl UserQuery for MetricSummaryQuery {
+impl UserQuery for SummaryQuery {
     type Answer = Vec<SummaryRow>;
     fn answer(
         &self,
@@ -278,13 +286,12 @@ impl UserQuery for MetricSummaryQuery {
         _: &Catalog,
         _: DateTime<Utc>,
     ) -> Self::Answer {
-        let empty = Default::default();
-        let buckets = user
-            .metrics
-            .get(&self.metric_id)
-            .map_or(&empty, |m| &m.buckets);
+        let buckets = match self.of {
+            Summarized::Metric(id) => user.metrics.get(&id).map(|m| &m.buckets),
+            Summarized::Points(id) => user.balance(id).map(|b| &b.buckets),
+        };
         summarize(
-            buckets,
+            buckets.unwrap_or(&Default::default()),
             user.time_zone(),
             self.aggregation,
             self.start,
@@ -320,11 +327,10 @@ impl UserQuery for PointsQuery {
     ) -> PointsView {
         let balance = user.balance(self.system_id);
         let total = balance.map_or(0, |b| b.total);
-        let levels = catalog.points_levels(self.system_id);
-        let thresholds: Vec<(i64, u64)> = levels.iter().map(|l| (l.points, l.ord)).collect();
+
         PointsView {
             total,
-            level: crate::rules::points::level_of(total, &thresholds).map(|i| levels[i].id),
+            level: catalog.level_for(self.system_id, total).map(|l| l.id),
             awards: balance
                 .map(|b| b.awards.iter().rev().take(self.awards).cloned().collect())
                 .unwrap_or_default(),
@@ -352,34 +358,5 @@ impl UserQuery for ActiveBoostsQuery {
             .filter(|b| user.boost_applies(catalog, b, now))
             .cloned()
             .collect()
-    }
-}
-
-/// `GET /users/{id}/points/{key}/event-summary`: points added per period (SPEC §6.7.4).
-pub struct PointsSummaryQuery {
-    pub system_id: Uuid,
-    pub aggregation: Aggregation,
-    pub start: NaiveDate,
-    pub end: NaiveDate,
-}
-
-impl UserQuery for PointsSummaryQuery {
-    type Answer = Vec<SummaryRow>;
-    fn answer(
-        &self,
-        user: &UserState,
-        _: &UserProfile,
-        _: &Catalog,
-        _: DateTime<Utc>,
-    ) -> Self::Answer {
-        let empty = Default::default();
-        let buckets = user.balance(self.system_id).map_or(&empty, |b| &b.buckets);
-        summarize(
-            buckets,
-            user.time_zone(),
-            self.aggregation,
-            self.start,
-            self.end,
-        )
     }
 }

@@ -8,7 +8,7 @@ use chrono::{Datelike, NaiveDate};
 use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::summary::{check_range, Aggregation};
 use kudos_actors::user::{
-    Command, EventOutcome, MetricSummaryQuery, MetricView, MetricsQuery, NewEvent, Outcome,
+    Command, EventOutcome, MetricView, MetricsQuery, NewEvent, Outcome, Summarized, SummaryQuery,
     TotalQuery, UserQuery,
 };
 use serde_json::Value;
@@ -300,8 +300,8 @@ async fn metric_event_summary(
     let rows = ask(
         &state,
         &id,
-        MetricSummaryQuery {
-            metric_id,
+        SummaryQuery {
+            of: Summarized::Metric(metric_id),
             aggregation,
             start,
             end,

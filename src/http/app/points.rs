@@ -8,9 +8,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use kudos_actors::catalog::points::PointsSystem;
 use kudos_actors::catalog::Catalog;
-use kudos_actors::rules::points::{level_of, summary_ranges};
+use kudos_actors::rules::points::summary_ranges;
 use kudos_actors::user::{
-    points_totals_prefix, ActiveBoostsQuery, PointsQuery, PointsSummaryQuery, UserState,
+    points_totals_prefix, ActiveBoostsQuery, PointsQuery, Summarized, SummaryQuery, UserState,
     USERS_COUNTER,
 };
 use serde_json::{json, Value};
@@ -209,19 +209,17 @@ async fn level_summary(
     if levels.is_empty() {
         return Err(ApiError::unprocessable("Points system has no levels"));
     }
-    let thresholds: Vec<(i64, u64)> = levels.iter().map(|l| (l.points, l.ord)).collect();
     let (rows, zero) = distribution(&state, s.id)?;
-    let mut counts = vec![0u64; levels.len()];
+    let mut counts: std::collections::HashMap<uuid::Uuid, u64> = Default::default();
     for (total, n) in rows.iter().copied().chain(std::iter::once((0, zero))) {
-        if let Some(i) = level_of(total, &thresholds) {
-            counts[i] += n;
+        if let Some(level) = catalog.level_for(s.id, total) {
+            *counts.entry(level.id).or_default() += n;
         }
     }
     Ok(Json(
         levels
             .iter()
-            .zip(counts)
-            .map(|(l, users)| json!({"level": app_level(l), "users": users}))
+            .map(|l| json!({"level": app_level(l), "users": counts.get(&l.id).copied().unwrap_or(0)}))
             .collect(),
     ))
 }
@@ -296,8 +294,8 @@ async fn user_points_summary(
     let rows = ask(
         &state,
         &id,
-        PointsSummaryQuery {
-            system_id: s.id,
+        SummaryQuery {
+            of: Summarized::Points(s.id),
             aggregation,
             start,
             end,
