@@ -464,3 +464,109 @@ async fn application_reads_of_systems_boosts_levels_and_distributions() {
         .sum();
     assert_eq!(total, 600.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_across_dst() {
+    let s = TestServer::start_with_test_clock().await;
+    let clock = |now: &'static str| {
+        let s = &s;
+        async move {
+            let r = s.post("/admin/v1/test-clock", json!({"now": now})).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    // 2027-03-12 12:00 New York (EST, UTC−5); DST starts 2027-03-14 02:00.
+    clock("2027-03-12T17:00:00Z").await;
+    s.create_metrics(&["lessons"]).await;
+    let xp = create_system(&s, "xp", None).await;
+    let daily = create_system(&s, "daily", None).await;
+    // A user created before the triggers: activation is the anchor for them.
+    let r = s
+        .put("/v1/users/ny", json!({"tz": "America/New_York"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    triggers(
+        &s,
+        &xp,
+        json!([{"type": "time", "points": 3, "timeUnit": "hours", "timeInterval": 2, "status": "active"}]),
+    )
+    .await;
+    triggers(
+        &s,
+        &daily,
+        json!([{"type": "time", "points": 10, "timeUnit": "days", "timeInterval": 1, "status": "active"}]),
+    )
+    .await;
+    // A ×2 boost on the local date 2027-03-15 only (the first day in EDT).
+    let r = s
+        .post(
+            &format!("/admin/v1/points/{daily}/boosts"),
+            json!([{"name": "Monday", "start": "2027-03-15", "end": "2027-03-15", "multiplier": 2}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let total = |key: &'static str| {
+        let s = &s;
+        async move {
+            s.get(&format!("/v1/users/ny/points/{key}?awards=100"))
+                .await
+                .body
+        }
+    };
+    assert_eq!(total("xp").await["total"], 0, "never retroactive");
+
+    // 5 hours later: firings at +2 h and +4 h.
+    clock("2027-03-12T22:00:00Z").await;
+    // The existing user files the new trigger's firings through a background job; if it
+    // runs after the clock move, its evaluation pays the same two firings.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let xp_now = loop {
+        let body = total("xp").await;
+        if body["total"] == 6 || tokio::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(xp_now["total"], 6, "{xp_now}");
+    assert_eq!(xp_now["awards"][0]["trigger"]["timeUnit"], "hour");
+    assert_eq!(xp_now["awards"][0]["date"], "2027-03-12T21:00:00.000Z");
+
+    // Days: counted from the first local midnight after activation (Mar 13 00:00 EST);
+    // firings at the local midnights of Mar 14 (EST: 05:00Z), Mar 15 and Mar 16 (EDT: 04:00Z).
+    clock("2027-03-16T04:30:00Z").await;
+    let d = total("daily").await;
+    let awards = d["awards"].as_array().expect("awards");
+    let dates: Vec<&str> = awards
+        .iter()
+        .map(|a| a["date"].as_str().expect("date"))
+        .collect();
+    assert_eq!(
+        dates,
+        vec![
+            "2027-03-16T04:00:00.000Z",
+            "2027-03-15T04:00:00.000Z",
+            "2027-03-14T05:00:00.000Z"
+        ],
+        "local midnights on both sides of the DST change: {d}"
+    );
+    // Only the award on local date 2027-03-15 is boosted.
+    let amounts: Vec<i64> = awards
+        .iter()
+        .map(|a| a["awarded"].as_i64().expect("n"))
+        .collect();
+    assert_eq!(amounts, vec![10, 20, 10]);
+    assert_eq!(awards[1]["boosts"][0]["name"], "Monday");
+    assert_eq!(d["total"], 40);
+
+    // Deactivating stops the firings.
+    let list = s.get(&format!("/admin/v1/points/{xp}/triggers")).await.body;
+    let id = list[0]["id"].as_str().expect("id").to_string();
+    s.patch(
+        &format!("/admin/v1/points/{xp}/triggers"),
+        json!([{"id": id, "status": "inactive"}]),
+    )
+    .await;
+    let before = total("xp").await["total"].clone();
+    clock("2027-03-17T04:30:00Z").await;
+    assert_eq!(total("xp").await["total"], before);
+}

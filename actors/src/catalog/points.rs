@@ -34,6 +34,24 @@ pub enum TimeUnit {
     Days,
 }
 
+impl TriggerKind {
+    /// A time trigger's schedule.
+    pub fn every(&self) -> Option<crate::rules::points::Every> {
+        use crate::rules::points::Every;
+        match self {
+            TriggerKind::Time {
+                unit: TimeUnit::Hours,
+                interval,
+            } => Some(Every::Hours(*interval)),
+            TriggerKind::Time {
+                unit: TimeUnit::Days,
+                interval,
+            } => Some(Every::Days(*interval)),
+            _ => None,
+        }
+    }
+}
+
 impl TimeUnit {
     /// The admin spelling (`hours|days`); the application API says `hour|day`.
     pub fn admin(self) -> &'static str {
@@ -191,6 +209,8 @@ pub struct PointsCatalog {
     /// Whether an active deduction with `blockIfOutOfPoints` exists: only then does an
     /// event need the trial evaluation that may refuse it.
     may_block: bool,
+    /// Positions in `triggers` of time triggers (every commit asks for the next firing).
+    time: Vec<usize>,
 }
 
 impl PointsCatalog {
@@ -211,6 +231,7 @@ impl PointsCatalog {
             boosts,
             by_metric: HashMap::new(),
             may_block: false,
+            time: Vec::new(),
         };
         out.reindex();
         out
@@ -230,6 +251,9 @@ impl PointsCatalog {
             .iter()
             .any(|t| t.fires() && t.block_if_out_of_points && t.points < 0);
         self.by_metric.clear();
+        self.time = (0..self.triggers.len())
+            .filter(|&i| matches!(self.triggers[i].kind, TriggerKind::Time { .. }))
+            .collect();
         for (i, t) in self.triggers.iter().enumerate() {
             if let TriggerKind::Metric { metric_id, .. } = t.kind {
                 self.by_metric.entry(metric_id).or_default().push(i);
@@ -432,6 +456,15 @@ impl Catalog {
     /// Whether some firing trigger may refuse an event (`blockIfOutOfPoints` deduction).
     pub fn may_block_events(&self) -> bool {
         self.points.may_block
+    }
+
+    /// Firing time triggers of live systems, in creation order (indexed).
+    pub fn time_triggers(&self) -> impl Iterator<Item = &PointsTrigger> {
+        self.points
+            .time
+            .iter()
+            .map(|&i| &self.points.triggers[i])
+            .filter(|t| t.fires() && self.points_system(t.system_id).is_some())
     }
 
     /// Firing metric triggers on `metric_id`, in creation order (indexed).

@@ -1,8 +1,12 @@
 //! Points arithmetic (SPEC §6.3–6.5): metric accumulators, streak multiples, boosted amounts,
 //! clamping and levels. Pure: no catalog lookups, no time source.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+
+use crate::rules::streak::local_date;
+use crate::rules::summary::local_midnight;
 
 /// How a boosted amount is rounded (SPEC §6.6.4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,73 @@ impl Accumulator {
             )
         }
     }
+}
+
+/// How often a time trigger fires (SPEC §6.3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Every {
+    Hours(u32),
+    Days(u32),
+}
+
+/// The `k`-th firing (k ≥ 1) of a time trigger anchored at `anchor` = max(user creation,
+/// trigger activation): hours → `anchor + k × interval` hours; days → local midnight,
+/// `k × interval` days after the first local midnight following `anchor` (SPEC §6.3.4
+/// DECISION: the count starts at that midnight). `None` beyond chrono's range.
+pub fn time_firing(anchor: DateTime<Utc>, every: Every, tz: Tz, k: u64) -> Option<DateTime<Utc>> {
+    match every {
+        Every::Hours(h) => {
+            let hours = i64::try_from(k.checked_mul(u64::from(h))?).ok()?;
+            anchor.checked_add_signed(Duration::try_hours(hours)?)
+        }
+        Every::Days(d) => {
+            let first = local_date(anchor, tz).checked_add_days(Days::new(1))?;
+            let date = first.checked_add_days(Days::new(k.checked_mul(u64::from(d))?))?;
+            Some(local_midnight(tz, date))
+        }
+    }
+}
+
+/// Where a user stands with one time trigger: the anchor it counts from, and how many
+/// firings were paid. A new anchor (the trigger was re-activated) starts the count again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeCursor {
+    pub anchor_ms: i64,
+    pub paid: u64,
+}
+
+/// Most firings one evaluation pays (a long outage is caught up over several runs).
+pub const MAX_CATCH_UP: usize = 1_000;
+
+/// The firings due by `until` after `cursor` (anchored at `anchor`), at most `cap`, and the
+/// cursor after paying them.
+pub fn due_firings(
+    cursor: TimeCursor,
+    anchor: DateTime<Utc>,
+    every: Every,
+    tz: Tz,
+    until: DateTime<Utc>,
+    cap: usize,
+) -> (Vec<DateTime<Utc>>, TimeCursor) {
+    let mut cursor = if cursor.anchor_ms == anchor.timestamp_millis() {
+        cursor
+    } else {
+        TimeCursor {
+            anchor_ms: anchor.timestamp_millis(),
+            paid: 0,
+        }
+    };
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match time_firing(anchor, every, tz, cursor.paid + 1) {
+            Some(at) if at <= until => {
+                out.push(at);
+                cursor.paid += 1;
+            }
+            _ => break,
+        }
+    }
+    (out, cursor)
 }
 
 /// Whether a streak that grew to `length` fires a trigger of `every` (every positive
@@ -228,6 +299,53 @@ mod tests {
         assert_eq!(level_of(9999, &levels), Some(3));
         assert_eq!(level_of(-1, &levels), None);
         assert_eq!(level_of(5, &[]), None);
+    }
+
+    #[test]
+    fn time_triggers_fire_every_interval_from_the_anchor() {
+        use chrono::TimeZone;
+        let anchor = Utc
+            .with_ymd_and_hms(2025, 3, 1, 10, 30, 0)
+            .single()
+            .expect("valid");
+        let h = time_firing(anchor, Every::Hours(2), Tz::UTC, 1).expect("in range");
+        assert_eq!(h, anchor + Duration::hours(2));
+        // Days: counted from the first local midnight after the anchor (2025-03-02 00:00).
+        let tz: Tz = "America/New_York".parse().expect("tz");
+        let d1 = time_firing(anchor, Every::Days(1), tz, 1).expect("in range");
+        assert_eq!(d1.with_timezone(&tz).to_string(), "2025-03-03 00:00:00 EST");
+        // Across the DST change of 2025-03-09 the firing stays at local midnight.
+        let d7 = time_firing(anchor, Every::Days(1), tz, 8).expect("in range");
+        assert_eq!(d7.with_timezone(&tz).to_string(), "2025-03-10 00:00:00 EDT");
+        // Catch-up pays each elapsed interval once; a new anchor restarts the count.
+        let until = anchor + Duration::hours(7);
+        let (fired, cur) = due_firings(
+            TimeCursor::default(),
+            anchor,
+            Every::Hours(2),
+            Tz::UTC,
+            until,
+            10,
+        );
+        assert_eq!((fired.len(), cur.paid), (3, 3));
+        let (again, same) = due_firings(cur, anchor, Every::Hours(2), Tz::UTC, until, 10);
+        assert!(again.is_empty() && same == cur);
+        let (capped, c2) = due_firings(
+            TimeCursor::default(),
+            anchor,
+            Every::Hours(1),
+            Tz::UTC,
+            until,
+            2,
+        );
+        assert_eq!((capped.len(), c2.paid), (2, 2));
+        let later = anchor + Duration::hours(1);
+        let (_, reset) = due_firings(cur, later, Every::Hours(2), Tz::UTC, until, 10);
+        assert_eq!(reset.anchor_ms, later.timestamp_millis());
+        assert_eq!(
+            reset.paid, 3,
+            "7h − 1h = 6h: three firings from the new anchor"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::catalog::points::{PointsBoost, PointsTrigger, TriggerKind};
 use crate::catalog::Catalog;
 use crate::rules::achievements::{event_filter_keys, matches_all, matches_user_filters};
 use crate::rules::points::{
-    blocks, boosted, clamp_award, combined_rounding, in_window, streak_fires, Accumulator,
+    blocks, boosted, clamp_award, combined_rounding, due_firings, in_window, streak_fires,
+    time_firing, Accumulator, TimeCursor, MAX_CATCH_UP,
 };
 use crate::rules::streak::{local_date, StreakEvent};
 use crate::rules::summary::{bucket_of, Buckets};
@@ -47,6 +48,8 @@ pub struct PointsBalance {
     pub buckets: Buckets,
     /// Metric trigger id → its accumulator for this user.
     pub accumulators: BTreeMap<Uuid, Accumulator>,
+    /// Time trigger id → the firings paid to this user.
+    pub time: BTreeMap<Uuid, TimeCursor>,
 }
 
 /// What a record gave the points evaluation to react to.
@@ -56,6 +59,8 @@ struct Firing<'a> {
     event: Option<&'a EventRecord>,
     streak_length: Option<u32>,
     completed: Vec<Uuid>,
+    /// Time passed (an `Advanced` record): time triggers due by then fire.
+    until: Option<DateTime<Utc>>,
 }
 
 /// The result of a live points evaluation.
@@ -94,6 +99,17 @@ impl UserState {
                     .accumulators
                     .insert(*trigger_id, *accumulator);
             }
+            Effect::PointsTimeProgress {
+                system_id,
+                trigger_id,
+                cursor,
+            } => {
+                self.points
+                    .entry(*system_id)
+                    .or_default()
+                    .time
+                    .insert(*trigger_id, *cursor);
+            }
             Effect::PointsLevelChanged { system_id, new, .. } => {
                 self.points.entry(*system_id).or_default().level = *new;
             }
@@ -127,8 +143,10 @@ impl UserState {
         out: &mut Vec<Effect>,
     ) -> PointsOutcome {
         let mut firing = Firing::default();
-        if let UserRecord::Event(ev) = record {
-            firing.event = Some(ev);
+        match record {
+            UserRecord::Event(ev) => firing.event = Some(ev),
+            UserRecord::Advanced { at, .. } => firing.until = Some(*at),
+            _ => {}
         }
         for e in out.iter() {
             match e {
@@ -150,7 +168,8 @@ impl UserState {
             || (!firing.created
                 && firing.event.is_none()
                 && firing.streak_length.is_none()
-                && firing.completed.is_empty())
+                && firing.completed.is_empty()
+                && firing.until.is_none())
         {
             return outcome;
         }
@@ -159,8 +178,8 @@ impl UserState {
             .as_ref()
             .map(|p| p.id.clone())
             .unwrap_or_default();
-        // (trigger, multiples) in the order they apply.
-        let mut fired: Vec<(&PointsTrigger, u64)> = Vec::new();
+        // (trigger, multiples, instant) in the order they apply.
+        let mut fired: Vec<(&PointsTrigger, u64, DateTime<Utc>)> = Vec::new();
         let eligible = |s: &Self, t: &PointsTrigger| {
             matches_user_filters(&t.user_filters, catalog, &s.facts(catalog))
         };
@@ -170,7 +189,7 @@ impl UserState {
                     .firing_triggers()
                     .filter(|t| matches!(t.kind, TriggerKind::UserCreation))
                     .filter(|t| eligible(self, t))
-                    .map(|t| (t, 1)),
+                    .map(|t| (t, 1, at)),
             );
         }
         if let Some(ev) = firing.event {
@@ -204,7 +223,7 @@ impl UserState {
                 self.fold_points(&progress);
                 out.push(progress);
                 if multiples > 0 {
-                    fired.push((t, multiples));
+                    fired.push((t, multiples, at));
                 }
             }
         }
@@ -214,7 +233,7 @@ impl UserState {
                     .firing_triggers()
                     .filter(|t| matches!(t.kind, TriggerKind::Streak { length: n } if streak_fires(length, n)))
                     .filter(|t| eligible(self, t))
-                    .map(|t| (t, 1)),
+                    .map(|t| (t, 1, at)),
             );
         }
         for achievement in &firing.completed {
@@ -223,11 +242,38 @@ impl UserState {
                     .firing_triggers()
                     .filter(|t| matches!(t.kind, TriggerKind::Achievement { achievement_id } if achievement_id == *achievement))
                     .filter(|t| eligible(self, t))
-                    .map(|t| (t, 1)),
+                    .map(|t| (t, 1, at)),
             );
         }
+        if let Some(until) = firing.until {
+            let tz = self.time_zone();
+            let mut budget = MAX_CATCH_UP;
+            for t in catalog.time_triggers() {
+                let (Some(anchor), Some(every)) = (self.time_anchor(t), t.kind.every()) else {
+                    continue;
+                };
+                let before = self.time_cursor(t);
+                let (instants, after) = due_firings(before, anchor, every, tz, until, budget);
+                if after == before {
+                    continue;
+                }
+                budget -= instants.len();
+                let progress = Effect::PointsTimeProgress {
+                    system_id: t.system_id,
+                    trigger_id: t.id,
+                    cursor: after,
+                };
+                self.fold_points(&progress);
+                out.push(progress);
+                // Filters are checked when the firing is paid: users who do not match at
+                // that moment miss it (no retroactive awards).
+                if eligible(self, t) {
+                    fired.extend(instants.into_iter().map(|i| (t, 1, i)));
+                }
+            }
+        }
         let mut touched: Vec<Uuid> = Vec::new();
-        for (trigger, multiples) in fired {
+        for (trigger, multiples, at) in fired {
             let base = trigger
                 .points
                 .saturating_mul(i64::try_from(multiples).unwrap_or(i64::MAX));
@@ -292,6 +338,40 @@ impl UserState {
             }
         }
         outcome
+    }
+}
+
+impl UserState {
+    /// What a time trigger counts from for this user: max(creation, activation).
+    fn time_anchor(&self, t: &PointsTrigger) -> Option<DateTime<Utc>> {
+        let created = self.profile.as_ref()?.created;
+        Some(t.active_since?.max(created))
+    }
+
+    fn time_cursor(&self, t: &PointsTrigger) -> TimeCursor {
+        self.points
+            .get(&t.system_id)
+            .and_then(|b| b.time.get(&t.id))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The next instant a time trigger fires for this user (it files a due entry for it).
+    pub(crate) fn next_time_firing(&self, catalog: &Catalog) -> Option<DateTime<Utc>> {
+        let tz = self.time_zone();
+        catalog
+            .time_triggers()
+            .filter_map(|t| {
+                let anchor = self.time_anchor(t)?;
+                let cursor = self.time_cursor(t);
+                let paid = if cursor.anchor_ms == anchor.timestamp_millis() {
+                    cursor.paid
+                } else {
+                    0
+                };
+                time_firing(anchor, t.kind.every()?, tz, paid + 1)
+            })
+            .min()
     }
 }
 

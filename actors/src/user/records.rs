@@ -52,6 +52,12 @@ pub enum Effect {
         trigger_id: Uuid,
         accumulator: crate::rules::points::Accumulator,
     },
+    /// A time trigger's firings were paid up to `cursor` (internal, as `PointsProgress`).
+    PointsTimeProgress {
+        system_id: Uuid,
+        trigger_id: Uuid,
+        cursor: crate::rules::points::TimeCursor,
+    },
     /// The user's level in a system changed (SPEC §6.5.3).
     PointsLevelChanged {
         user_id: String,
@@ -64,7 +70,10 @@ pub enum Effect {
 impl Effect {
     /// Bookkeeping that only replay needs: not delivered to consumers.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Effect::PointsProgress { .. })
+        matches!(
+            self,
+            Effect::PointsProgress { .. } | Effect::PointsTimeProgress { .. }
+        )
     }
 
     /// Decided live and folded as recorded on replay (never re-evaluated).
@@ -74,6 +83,7 @@ impl Effect {
             Effect::AchievementCompleted { .. }
                 | Effect::PointsAwarded { .. }
                 | Effect::PointsProgress { .. }
+                | Effect::PointsTimeProgress { .. }
                 | Effect::PointsLevelChanged { .. }
         )
     }

@@ -153,8 +153,8 @@ impl UserState {
         }
     }
 
-    /// When time alone next changes this user: a streak period end, a freeze to earn, or an
-    /// anniversary achievement coming due.
+    /// When time alone next changes this user: a streak period end, a freeze to earn, an
+    /// anniversary achievement coming due, or a time trigger firing.
     pub fn next_due(&self, catalog: &Catalog, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let cfg = effective_streak(catalog, &self.preferences);
         let tz = self.time_zone();
@@ -179,10 +179,10 @@ impl UserState {
                         .min()
                         .map(|d| crate::rules::summary::local_midnight(tz, d))
                 });
-        match (streak, anniversary_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [streak, anniversary_due, self.next_time_firing(catalog)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

@@ -642,6 +642,10 @@ enum Step {
     Boost(u8),
     /// Deactivates the oldest trigger.
     DeactivateTrigger,
+    /// An active time trigger every N hours.
+    TimeTrigger(u32),
+    /// The scheduler advances the user to now.
+    Advance,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -653,6 +657,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (1u32..100).prop_map(Step::MetricAchievement),
         1 => (0u8..3).prop_map(Step::Boost),
         1 => Just(Step::DeactivateTrigger),
+        1 => (1u32..4).prop_map(Step::TimeTrigger),
+        2 => Just(Step::Advance),
     ]
 }
 
@@ -677,8 +683,11 @@ proptest! {
         for (i, s) in steps.iter().enumerate() {
             let now = t(i64::try_from(i).expect("small") * 3_600);
             match s {
-                Step::Event(v) => {
-                    let cmd = event(metric, f64::from(*v) / 2.0, None);
+                Step::Event(_) | Step::Advance => {
+                    let cmd = match s {
+                        Step::Event(v) => event(metric, f64::from(*v) / 2.0, None),
+                        _ => Command::Advance { at: None },
+                    };
                     match run(&mut live, &cat, &cmd, now) {
                         Ok(Ran::Journaled(entry)) => {
                             for e in &entry.effects {
@@ -689,7 +698,7 @@ proptest! {
                             journal.push(kudos_snapshots::codec::encode(&entry).expect("encode"));
                         }
                         Ok(Ran::Answer(_)) => {}
-                        Err(UserError::InsufficientPoints) => {}
+                        Err(UserError::InsufficientPoints | UserError::NotFound) => {}
                         Err(e) => prop_assert!(false, "unexpected {e:?}"),
                     }
                 }
@@ -705,6 +714,17 @@ proptest! {
                     };
                     let r = cat.create_points_triggers(system, vec![Ok(fields)], now);
                     prop_assert!(r.issues.is_empty());
+                }
+                Step::TimeTrigger(h) => {
+                    let fields = TriggerFields {
+                        kind: Some("time".into()),
+                        points: Some(2),
+                        active: Some(true),
+                        time_unit: Some("hours".into()),
+                        time_interval: Some(i64::from(*h)),
+                        ..Default::default()
+                    };
+                    prop_assert!(cat.create_points_triggers(system, vec![Ok(fields)], now).issues.is_empty());
                 }
                 Step::StreakTrigger(n) => {
                     let fields = TriggerFields {

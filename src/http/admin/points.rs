@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use kudos_actors::catalog::points::PointsChanges;
-use kudos_actors::catalog::Catalog;
+use kudos_actors::catalog::points::{CreatedSystem, PointsChanges, PointsTrigger};
+use kudos_actors::catalog::{Catalog, Changed};
+use kudos_actors::scheduler::Job;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -52,13 +53,38 @@ async fn change<T: Send + 'static>(
     state: &AppState,
     op: impl FnOnce(&mut Catalog) -> PointsChanges<T>,
 ) -> ApiResult<(Vec<T>, Vec<kudos_actors::catalog::Issue>)> {
-    Ok(state
+    change_refiling(state, |_| false, op).await
+}
+
+/// [`change`], and when `refile` holds for something applied, a job that has every user
+/// file its next due instant again (an active time trigger is due work for every user),
+/// recorded in the same commit as the change.
+async fn change_refiling<T: Send + 'static>(
+    state: &AppState,
+    refile: impl Fn(&T) -> bool,
+    op: impl FnOnce(&mut Catalog) -> PointsChanges<T>,
+) -> ApiResult<(Vec<T>, Vec<kudos_actors::catalog::Issue>)> {
+    let (out, issues, job) = state
         .catalog
         .update(|cat| {
-            let r = op(cat);
-            ((r.out, r.issues), r.changed)
+            let mut r = op(cat);
+            let job = r.out.iter().any(&refile).then(|| {
+                let (key, value) = Job::Refile.record(state.users.scope());
+                r.changed.push(Changed::Meta(key.clone(), value));
+                key
+            });
+            ((r.out, r.issues, job), r.changed)
         })
-        .await?)
+        .await?;
+    if let Some(key) = job {
+        state.scheduler.spawn_job(key, Job::Refile);
+    }
+    Ok((out, issues))
+}
+
+/// Whether a trigger is an active time trigger: users must file its firings.
+fn active_time(t: &PointsTrigger) -> bool {
+    t.fires() && t.kind.every().is_some()
 }
 
 fn created(
@@ -108,8 +134,12 @@ async fn create_systems(
         .collect();
     let now = state.clock.now();
     let exists = user_exists(&state);
-    let (out, problems) =
-        change(&state, |cat| cat.create_points_systems(items, now, &exists)).await?;
+    let (out, problems) = change_refiling(
+        &state,
+        |c: &CreatedSystem| c.triggers.iter().flatten().any(active_time),
+        |cat| cat.create_points_systems(items, now, &exists),
+    )
+    .await?;
     let day = today(&state);
     Ok(created(
         out.iter().map(|c| created_system(c, day)).collect(),
@@ -175,8 +205,10 @@ async fn create_triggers(
         .map(parse_trigger_fields)
         .collect();
     let now = state.clock.now();
-    let (out, problems) =
-        change(&state, |cat| cat.create_points_triggers(system, items, now)).await?;
+    let (out, problems) = change_refiling(&state, active_time, |cat| {
+        cat.create_points_triggers(system, items, now)
+    })
+    .await?;
     Ok(created(out.iter().map(admin_trigger).collect(), problems))
 }
 
@@ -192,8 +224,10 @@ async fn update_triggers(
         .map(|(i, item)| parse_trigger_patch(i, item))
         .collect();
     let now = state.clock.now();
-    let (out, problems) =
-        change(&state, |cat| cat.update_points_triggers(system, items, now)).await?;
+    let (out, problems) = change_refiling(&state, active_time, |cat| {
+        cat.update_points_triggers(system, items, now)
+    })
+    .await?;
     Ok(updated(out.iter().map(admin_trigger).collect(), problems))
 }
 
