@@ -20,7 +20,7 @@ use crate::catalog::CatalogService;
 use crate::clock::Clock;
 use crate::effects::EffectBus;
 use crate::user::{
-    Asked, Command, Outcome, UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserQuery,
+    Ask, Asked, Command, Outcome, UserActor, UserActorArgs, UserDeps, UserError, UserMsg, UserQuery,
 };
 
 const SHARDS: usize = 64;
@@ -307,6 +307,16 @@ impl UserShards {
             reply,
         })
         .await
+    }
+
+    /// Runs a typed command and returns its typed answer.
+    pub async fn ask<A: Ask>(&self, user_id: &str, ask: A) -> Result<A::Reply, UserError> {
+        let outcome = self.execute(user_id, ask.into_command()).await?;
+        let described = format!("{outcome:?}");
+        A::reply(outcome).ok_or_else(|| {
+            tracing::error!(user = %user_id, outcome = %described, "bug: a command was answered with another command's outcome");
+            UserError::Unavailable
+        })
     }
 
     /// Asks the user's actor `query`. `Ok(None)` when the user does not exist.

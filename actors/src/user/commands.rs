@@ -180,3 +180,116 @@ pub enum EventOutcome {
         streak: StreakView,
     },
 }
+
+/// A command together with the type of its answer: callers get that type, never an
+/// [`Outcome`] to match. The actor answers every command with the outcome variant its
+/// `reply` expects (one place builds outcomes, keyed by the command), so `reply` returns
+/// `None` only on a bug, which the caller sees as [`UserError::Unavailable`] and the log as
+/// an error.
+pub trait Ask: Send + 'static {
+    type Reply: Send + 'static;
+    fn into_command(self) -> Command;
+    fn reply(outcome: Outcome) -> Option<Self::Reply>;
+}
+
+macro_rules! ask {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* } => $reply:ty,
+     |$cmd:ident| $build:expr, |$o:ident| $pick:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            $(pub $field: $ty),*
+        }
+
+        impl Ask for $name {
+            type Reply = $reply;
+            fn into_command(self) -> Command {
+                let $cmd = self;
+                $build
+            }
+            fn reply($o: Outcome) -> Option<$reply> {
+                $pick
+            }
+        }
+    };
+}
+
+ask!(
+    /// A metric event (SPEC §3.2).
+    RecordEvent { event: NewEvent } => EventOutcome,
+    |c| Command::RecordEvent(c.event),
+    |o| match o { Outcome::Event(e) => Some(e), _ => None }
+);
+
+ask!(
+    /// `POST|PUT|PATCH /users` (SPEC §2.3).
+    WriteProfile { mode: WriteMode, write: UserWrite } => UserProfile,
+    |c| Command::WriteProfile { mode: c.mode, write: c.write },
+    |o| match o { Outcome::Profile(p) => Some(p), _ => None }
+);
+
+ask!(
+    /// `PATCH /users/{id}/preferences` (SPEC §2.4).
+    SetPreferences { write: PreferencesWrite } => Preferences,
+    |c| Command::SetPreferences(c.write),
+    |o| match o { Outcome::Preferences(p) => Some(p), _ => None }
+);
+
+ask!(
+    /// Admin freeze grant (SPEC §5.5.6): answers how many were granted (the cap may cut).
+    GrantFreezes { count: u32 } => u32,
+    |c| Command::GrantFreezes { count: c.count },
+    |o| match o { Outcome::FreezesGranted { granted } => Some(granted), _ => None }
+);
+
+ask!(
+    /// Admin streak pause (SPEC §5.6).
+    AddPause { id: Uuid, start: NaiveDate, end: NaiveDate } => Pause,
+    |c| Command::AddPause { id: c.id, start: c.start, end: c.end },
+    |o| match o { Outcome::PauseAdded(p) => Some(p), _ => None }
+);
+
+/// What `POST /achievements/{key}/complete` answers.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub achievement_id: Uuid,
+    pub completion: Completion,
+    /// What a new completion caused (points awards among them); empty on a repeat.
+    pub effects: Vec<Effect>,
+}
+
+ask!(
+    /// `POST /achievements/{key}/complete` (SPEC §4.8).
+    CompleteAchievement { key: String, user: UserWrite } => Completed,
+    |c| Command::CompleteAchievement { key: c.key, user: c.user },
+    |o| match o {
+        Outcome::Completed { achievement_id, completion, effects } => Some(Completed {
+            achievement_id,
+            completion,
+            effects,
+        }),
+        _ => None,
+    }
+);
+
+ask!(
+    /// Admin pause removal (SPEC §5.6).
+    RemovePause { id: Uuid } => (),
+    |c| Command::RemovePause { id: c.id },
+    |o| matches!(o, Outcome::PauseRemoved).then_some(())
+);
+
+ask!(
+    /// Admin streak restore (SPEC §5.10): the restored length, or `None` when there was
+    /// nothing longer to restore.
+    RestoreStreak {} => Option<u32>,
+    |_c| Command::RestoreStreak,
+    |o| match o { Outcome::Restored(length) => Some(length), _ => None }
+);
+
+ask!(
+    /// Admin streak reset (SPEC §5.10.2).
+    ResetStreak {} => (),
+    |_c| Command::ResetStreak,
+    |o| matches!(o, Outcome::Reset).then_some(())
+);

@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 use kudos_actors::catalog::{Changed, FreezesPatch, Issue, StreakSettingsPatch};
 use kudos_actors::rules::streak::{Frequency, Mode};
 use kudos_actors::scheduler::Job;
-use kudos_actors::user::{Command, Outcome, UserError};
+use kudos_actors::user::{
+    AddPause, GrantFreezes, RemovePause, ResetStreak, RestoreStreak, UserError,
+};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -192,12 +194,8 @@ async fn grant_freezes(
             problems.push(Issue::for_user(&user, "User does not exist"));
             continue;
         }
-        match state
-            .users
-            .execute(&user, Command::GrantFreezes { count })
-            .await
-        {
-            Ok(Outcome::FreezesGranted { granted }) => {
+        match state.users.ask(&user, GrantFreezes { count }).await {
+            Ok(granted) => {
                 granted_total += granted;
                 for _ in granted..count {
                     problems.push(
@@ -205,7 +203,6 @@ async fn grant_freezes(
                     );
                 }
             }
-            Ok(other) => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
             Err(e) => problems.push(user_issue(&user, e)?),
         }
     }
@@ -251,15 +248,8 @@ async fn create_pauses(
             continue;
         }
         let id = Uuid::new_v4();
-        match state
-            .users
-            .execute(&user, Command::AddPause { id, start, end })
-            .await
-        {
-            Ok(Outcome::PauseAdded(pause)) => {
-                created.push(AdminStreakPause::new(&user, &pause));
-            }
-            Ok(other) => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        match state.users.ask(&user, AddPause { id, start, end }).await {
+            Ok(pause) => created.push(AdminStreakPause::new(&user, &pause)),
             Err(e) => problems.push(user_issue(&user, e)?.with_index(index)),
         }
     }
@@ -299,11 +289,7 @@ async fn delete_pauses(
             problems.push(Issue::for_id(&raw, "Streak pause not found by ID"));
             continue;
         };
-        match state
-            .users
-            .execute(&user, Command::RemovePause { id })
-            .await
-        {
+        match state.users.ask(&user, RemovePause { id }).await {
             Ok(_) => deleted.push(DeletedResource { id: id.to_string() }),
             Err(UserError::Invalid(_) | UserError::NotFound) => {
                 problems.push(Issue::for_id(&raw, "Streak pause not found by ID"))
@@ -344,9 +330,9 @@ async fn restore(
             problems.push(Issue::for_user(&user, "User does not exist"));
             continue;
         }
-        match state.users.execute(&user, Command::RestoreStreak).await {
-            Ok(Outcome::Restored(Some(_))) => restored.push(user),
-            Ok(_) => problems.push(Issue::for_user(&user, "No streak to restore").warning()),
+        match state.users.ask(&user, RestoreStreak {}).await {
+            Ok(Some(_)) => restored.push(user),
+            Ok(None) => problems.push(Issue::for_user(&user, "No streak to restore").warning()),
             Err(e) => problems.push(user_issue(&user, e)?),
         }
     }
@@ -378,7 +364,7 @@ async fn reset(
             problems.push(Issue::for_user(&user, "User does not exist"));
             continue;
         }
-        match state.users.execute(&user, Command::ResetStreak).await {
+        match state.users.ask(&user, ResetStreak {}).await {
             Ok(_) => done.push(user),
             Err(e) => problems.push(user_issue(&user, e)?),
         }

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use kudos_actors::achievements::{Achievement, AchievementStatus};
 use kudos_actors::catalog::{AttributeKind, Catalog};
 use kudos_actors::user::{
-    completions_counter, AchievementsQuery, Command, Effect, Outcome, USERS_COUNTER,
+    completions_counter, AchievementsQuery, CompleteAchievement, Completed, Effect, USERS_COUNTER,
 };
 use serde_json::{json, Value};
 
@@ -148,20 +148,14 @@ async fn complete(
     {
         return Err(ApiError::not_found("Achievement not found"));
     }
-    let outcome = state
-        .users
-        .execute(&user_id, Command::CompleteAchievement { key, user: write })
-        .await?;
-    let Outcome::Completed {
+    let Completed {
         achievement_id,
         completion,
         effects,
-    } = outcome
-    else {
-        return Err(ApiError::internal(format!(
-            "unexpected outcome {outcome:?}"
-        )));
-    };
+    } = state
+        .users
+        .ask(&user_id, CompleteAchievement { key, user: write })
+        .await?;
     let achievement = catalog
         .achievement(achievement_id)
         .ok_or_else(|| ApiError::not_found("Achievement not found"))?;

@@ -8,7 +8,7 @@ use chrono::{Datelike, NaiveDate};
 use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::summary::{check_range, Aggregation};
 use kudos_actors::user::{
-    Command, EventOutcome, MetricView, MetricsQuery, NewEvent, Outcome, Summarized, SummaryQuery,
+    EventOutcome, MetricView, MetricsQuery, NewEvent, RecordEvent, Summarized, SummaryQuery,
     TotalQuery, UserQuery,
 };
 use serde_json::Value;
@@ -190,14 +190,7 @@ pub async fn record_event(
     user_id: &str,
     event: NewEvent,
 ) -> ApiResult<EventOutcome> {
-    let outcome = match state
-        .users
-        .execute(user_id, Command::RecordEvent(event))
-        .await?
-    {
-        Outcome::Event(outcome) => outcome,
-        other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
-    };
+    let outcome = state.users.ask(user_id, RecordEvent { event }).await?;
     if matches!(outcome, EventOutcome::Recorded { .. }) {
         state
             .ops

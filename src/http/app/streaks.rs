@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use kudos_actors::rules::streak::Mode;
 use kudos_actors::user::{
-    Command, Outcome, PreferencesQuery, PreferencesWrite, StreakQuery, StreakViewQuery,
+    PreferencesQuery, PreferencesWrite, SetPreferences, StreakQuery, StreakViewQuery,
 };
 use serde_json::Value;
 
@@ -169,14 +169,8 @@ async fn update_preferences(
     if !state.users.known(&id)? {
         return Err(ApiError::not_found("User not found"));
     }
-    match state
-        .users
-        .execute(&id, Command::SetPreferences(write))
-        .await?
-    {
-        Outcome::Preferences(p) => Ok(Json(preferences(&p, &catalog))),
-        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
-    }
+    let p = state.users.ask(&id, SetPreferences { write }).await?;
+    Ok(Json(preferences(&p, &catalog)))
 }
 
 pub fn router() -> Router<AppState> {

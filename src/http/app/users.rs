@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kudos_actors::rules::keys::is_valid_user_id;
 use kudos_actors::rules::profile::UserWrite;
-use kudos_actors::user::{Command, Outcome, ProfileQuery, WriteMode};
+use kudos_actors::user::{ProfileQuery, WriteMode, WriteProfile};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::JsonBody;
@@ -32,14 +32,8 @@ async fn write_profile(
 ) -> ApiResult<User> {
     check_user_id(id)?;
     let catalog = state.catalog.get();
-    let outcome = state
-        .users
-        .execute(id, Command::WriteProfile { mode, write })
-        .await?;
-    match outcome {
-        Outcome::Profile(profile) => Ok(User::from_profile(&profile, &catalog)),
-        other => Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
-    }
+    let profile = state.users.ask(id, WriteProfile { mode, write }).await?;
+    Ok(User::from_profile(&profile, &catalog))
 }
 
 async fn create_user(
