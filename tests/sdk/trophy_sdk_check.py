@@ -29,9 +29,19 @@ from trophy import (
     CreateAchievementRequestItemUserAttributesItem,
     CreateAttributeRequestItem,
     CreateMetricRequestItem,
+    CreatePointsBoostRequestItem,
+    CreatePointsLevelRequestItem,
+    CreatePointsLevelRequestItemBadge,
+    CreatePointsSystemRequestItem,
+    CreatePointsSystemRequestItemBadge,
+    CreatePointsTriggerRequestItem,
+    CreatePointsTriggerRequestItemEventAttributesItem,
     ForbiddenError,
     NotFoundError,
     NotificationPreferences,
+    PatchPointsBoostsRequestItem,
+    PatchPointsLevelsRequestItem,
+    PatchPointsTriggersRequestItem,
     StreakMetricPreference,
     StreakPreferences,
     StreakSettingsMetric,
@@ -39,6 +49,7 @@ from trophy import (
     UnauthorizedError,
     UnprocessableEntityError,
     UpdateAchievementRequestItem,
+    UpdatePointsSystemRequestItem,
     UpdateStreakSettingsFreezes,
     UpsertedUser,
 )
@@ -57,11 +68,18 @@ STREAK_USER = "sdk-streak-user"
 RESET_USER = "sdk-reset-user"
 ACH_USER = "sdk-achiever"
 NO_USER = "no-such-user"
-# Every user the script creates (`rarity` is a percentage of all users).
+POINTS_USER = "sdk-points-user"
+POINTS_BOOST_USER = "sdk-points-boosted"
+# Every user the script has created so far (`rarity` is a percentage of all users, and the
+# points summaries count every user); the points steps add theirs when they create them.
 ALL_USERS = {USER, OTHER_USER, BATCH_USER, STREAK_USER, RESET_USER, ACH_USER}
 METRIC_KEY = "lessons"
 API_ACHIEVEMENT_KEY = "onboarded"
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
+POINTS_KEY = "sdk-xp"
+POINTS_PLAIN_KEY = "sdk-coins"
+POINTS_METRIC_KEY = "sdk-quizzes"
+POINTS_ACHIEVEMENT_KEY = "points-champion"
 
 
 class CheckFailed(Exception):
@@ -433,6 +451,8 @@ def run(url, api_key):
     run_preferences(client)
     run_achievements(client, metric_id=metric_id, plan_id=plan_id, device_id=device_id)
     run_fractional_streak_threshold(client)
+    # Own users, metric, achievement and points systems: nothing above sees them.
+    run_points(client, device_id=device_id)
 
 
 # ---- helpers for the streak and achievement steps ---------------------------------------
@@ -1034,6 +1054,587 @@ def run_fractional_streak_threshold(client):
     no_extra_fields(got, "StreakSettings(after fractional threshold)")
     check(all(isinstance(m.threshold, int) for m in got.metrics),
           f"StreakSettings.metrics thresholds: {got.metrics!r}")
+
+
+# ---- points ----------------------------------------------------------------------------
+
+def admin_system_tuple(s):
+    return (s.id, s.key, s.name, s.description, s.status, s.badge and s.badge.url, s.max_points)
+
+
+def admin_level_tuple(lv):
+    return (lv.id, lv.key, lv.name, lv.points, lv.description, lv.badge and lv.badge.url)
+
+
+def app_level_tuple(lv):
+    return lv and (lv.id, lv.key, lv.name, lv.points, lv.description, lv.badge_url)
+
+
+def admin_boost_tuple(b):
+    return (b.name, b.status, b.start, b.end, b.multiplier, b.rounding, b.user_id,
+            b.user_attributes and [(f.attribute_id, f.attribute_value) for f in b.user_attributes])
+
+
+def app_boost_tuple(b):
+    return (b.id, b.name, b.status, b.start, b.end, b.multiplier, b.rounding)
+
+
+def award_tuples(awards):
+    """`(trigger id, awarded, total, sorted boost ids)` of each award; checks the rest of
+    each award's shape."""
+    out = []
+    for a in awards:
+        check(isinstance(a.id, str) and a.id, f"award without an id: {a!r}")
+        check(isinstance(a.date, str)
+              and is_aware_datetime(dt.datetime.fromisoformat(a.date.replace("Z", "+00:00"))),
+              f"award date must be an ISO 8601 date-time: {a.date!r}")
+        check(a.trigger is not None and a.boosts is not None, f"award trigger/boosts: {a!r}")
+        out.append((a.trigger.id, a.awarded, a.total, sorted(b.id for b in a.boosts)))
+    return out
+
+
+def level_unchanged(p, where):
+    """`level` is absent from a MetricEventPointsResponse whose level did not change."""
+    check("level" not in p.model_fields_set,
+          f"{where}: `level` must be absent when the level did not change, got {p.level!r}")
+
+
+def run_points(client, *, device_id):
+    today = utc_today()
+
+    def day(n):
+        return ymd(today + dt.timedelta(days=n))
+
+    # ---- catalog ----
+    step("points: users.create (target of a user-specific boost, before any points system)")
+    boosted = client.users.create(id=POINTS_BOOST_USER, name="Boosted User", tz="UTC")
+    ALL_USERS.add(POINTS_BOOST_USER)
+    no_extra_fields(boosted, "User(points boost user)")
+
+    step("points: admin.metrics.create / admin.achievements.create")
+    created = client.admin.metrics.create(
+        request=[CreateMetricRequestItem(name="Quizzes", key=POINTS_METRIC_KEY)])
+    eq(created.issues, [], "create quizzes metric: issues")
+    quiz_id = created.created[0].id
+    created = client.admin.achievements.create(request=[CreateAchievementRequestItem(
+        name="Points champion", trigger="api", status="active", key=POINTS_ACHIEVEMENT_KEY)])
+    eq(created.issues, [], "create points achievement: issues")
+    champion_id = created.created[0].id
+
+    # ---- admin: systems ----
+    step("admin.points.systems.create (nested levels, triggers and boosts; a bad item)")
+    xp_badge = "https://example.com/xp.png"
+    bronze_badge = "https://example.com/bronze.png"
+    raw = client.admin.points.systems.with_raw_response.create(request=[
+        CreatePointsSystemRequestItem(
+            name="SDK XP", key=POINTS_KEY, description="Points for the SDK check",
+            badge=CreatePointsSystemRequestItemBadge(url=xp_badge), max_points=1000,
+            levels=[
+                CreatePointsLevelRequestItem(
+                    name="Bronze", key="bronze", points=10, description="First steps",
+                    badge=CreatePointsLevelRequestItemBadge(url=bronze_badge)),
+                CreatePointsLevelRequestItem(name="Silver", key="silver", points=50),
+                CreatePointsLevelRequestItem(name="Gold", key="gold", points=200),
+            ],
+            triggers=[
+                CreatePointsTriggerRequestItem(type="user_creation", points=10, status="active"),
+                CreatePointsTriggerRequestItem(
+                    type="metric", points=5, status="active", metric_id=quiz_id,
+                    metric_threshold=2,
+                    event_attributes=[CreatePointsTriggerRequestItemEventAttributesItem(
+                        attribute_id=device_id, attribute_value="web")]),
+            ],
+            boosts=[CreatePointsBoostRequestItem(name="Last week", start=day(-10), end=day(-5),
+                                                 multiplier=3)],
+        ),
+        CreatePointsSystemRequestItem(
+            name="Broken", key="sdk-broken",
+            triggers=[CreatePointsTriggerRequestItem(type="user_creation", points=0,
+                                                     status="active")]),
+        CreatePointsSystemRequestItem(name="Coins", key=POINTS_PLAIN_KEY),
+    ])
+    eq(raw.status_code, 201, "create points systems: HTTP status")
+    created = raw.data
+    no_extra_fields(created, "CreatePointsSystemsResponse")
+    eq([(i.index, i.severity, i.message) for i in created.issues],
+       [(1, "error", "triggers 0: Points must not be zero")],
+       "create points systems: issues (nested trigger with points 0)")
+    # The bad nested trigger is left out; its system is created without it.
+    eq([s.key for s in created.created], [POINTS_KEY, "sdk-broken", POINTS_PLAIN_KEY],
+       "create points systems: created keys")
+    xp, broken, coins = created.created
+    xp_id, broken_id, coins_id = xp.id, broken.id, coins.id
+    eq((broken.triggers, broken.levels, broken.boosts), ([], None, None),
+       "created sdk-broken: (triggers without the bad one, levels, boosts)")
+    check(isinstance(xp_id, str) and xp_id, f"created system id {xp_id!r}")
+    eq(admin_system_tuple(xp)[1:],
+       (POINTS_KEY, "SDK XP", "Points for the SDK check", "active", xp_badge, 1000),
+       "created xp (key, name, description, status, badge, maxPoints)")
+    eq(admin_system_tuple(coins)[1:], (POINTS_PLAIN_KEY, "Coins", "", "active", None, None),
+       "created coins (no description is \"\", no badge, no maxPoints)")
+    eq((coins.levels, coins.boosts, coins.triggers), (None, None, None),
+       "created coins: nested lists only when the request had them")
+    eq([admin_level_tuple(lv)[1:] for lv in xp.levels],
+       [("bronze", "Bronze", 10, "First steps", bronze_badge),
+        ("silver", "Silver", 50, "", None), ("gold", "Gold", 200, "", None)],
+       "created xp levels (key, name, points, description, badge)")
+    bronze, silver, gold = xp.levels
+    uc_trigger, metric_trigger = xp.triggers
+    eq((uc_trigger.type, uc_trigger.points, uc_trigger.status, uc_trigger.user_attributes,
+        uc_trigger.block_if_out_of_points, uc_trigger.metric_id),
+       ("user_creation", 10, "active", [], False, None), "created user_creation trigger")
+    eq((metric_trigger.type, metric_trigger.points, metric_trigger.status,
+        metric_trigger.metric_id, metric_trigger.metric_threshold,
+        [(f.attribute_id, f.attribute_value) for f in metric_trigger.event_attributes or []],
+        metric_trigger.user_attributes, metric_trigger.block_if_out_of_points),
+       ("metric", 5, "active", quiz_id, 2, [(device_id, "web")], [], False),
+       "created metric trigger")
+    eq([admin_boost_tuple(b) for b in xp.boosts],
+       [("Last week", "finished", day(-10), day(-5), 3.0, "down", None, [])],
+       "created xp boosts (name, status, start, end, multiplier, rounding default, userId, "
+       "userAttributes)")
+    finished_boost = xp.boosts[0]
+
+    step("admin.points.systems.list / get")
+    listed = client.admin.points.systems.list()
+    no_extra_fields(listed, "ListPointsSystemsResponse")
+    eq([admin_system_tuple(s) for s in listed],
+       [admin_system_tuple(xp), admin_system_tuple(broken), admin_system_tuple(coins)],
+       "points systems list (creation order)")
+    got = client.admin.points.systems.get(xp_id)
+    no_extra_fields(got, "AdminPointsSystem(get)")
+    eq(admin_system_tuple(got), admin_system_tuple(xp), "points systems get == created")
+    expect_api_error(404, "admin.points.systems.get(unknown)",
+                     lambda: client.admin.points.systems.get(UNKNOWN_UUID), NotFoundError)
+
+    step("admin.points.systems.update (maxPoints, description)")
+    updated = client.admin.points.systems.update(request=[
+        UpdatePointsSystemRequestItem(id=xp_id, max_points=110,
+                                      description="XP for the SDK check"),
+        UpdatePointsSystemRequestItem(id=UNKNOWN_UUID, name="Nobody"),
+    ])
+    no_extra_fields(updated, "UpdatePointsSystemsResponse")
+    eq([admin_system_tuple(s) for s in updated.updated],
+       [(xp_id, POINTS_KEY, "SDK XP", "XP for the SDK check", "active", xp_badge, 110)],
+       "points systems update: updated")
+    eq(issue_summary(updated.issues), [(UNKNOWN_UUID, "error")], "points systems update: issues")
+    eq(client.admin.points.systems.get(xp_id).max_points, 110, "get after update: maxPoints")
+
+    # ---- admin: triggers ----
+    step("admin.points.triggers.create (streak, achievement, time, metric; a bad item)")
+    raw = client.admin.points.triggers.with_raw_response.create(xp_id, request=[
+        CreatePointsTriggerRequestItem(type="streak", points=20, status="active", streak_length=1),
+        CreatePointsTriggerRequestItem(type="achievement", points=25, status="active",
+                                       achievement_id=champion_id),
+        CreatePointsTriggerRequestItem(type="time", points=1, status="active", time_unit="hours",
+                                       time_interval=1),
+        CreatePointsTriggerRequestItem(type="metric", points=1, status="active",
+                                       metric_id=quiz_id, metric_threshold=1),
+        CreatePointsTriggerRequestItem(type="metric", points=0, metric_id=quiz_id,
+                                       metric_threshold=1),
+    ])
+    eq(raw.status_code, 201, "create points triggers: HTTP status")
+    created = raw.data
+    no_extra_fields(created, "CreatePointsTriggersResponse")
+    eq([(i.index, i.severity, i.message) for i in created.issues],
+       [(4, "error", "Points must not be zero")], "create points triggers: issues")
+    streak_trigger, ach_trigger, time_trigger, doomed_trigger = created.created
+    eq((streak_trigger.type, streak_trigger.points, streak_trigger.status,
+        streak_trigger.streak_length, streak_trigger.metric_id, streak_trigger.event_attributes),
+       ("streak", 20, "active", 1, None, None), "created streak trigger")
+    eq((ach_trigger.type, ach_trigger.points, ach_trigger.achievement_id),
+       ("achievement", 25, champion_id), "created achievement trigger")
+    eq((time_trigger.type, time_trigger.time_unit, time_trigger.time_interval),
+       ("time", "hours", 1), "created time trigger (admin spelling hours|days)")
+    eq((doomed_trigger.type, doomed_trigger.metric_threshold, doomed_trigger.event_attributes),
+       ("metric", 1, []), "created metric trigger without filters")
+
+    step("admin.points.triggers.list / get")
+    all_triggers = [uc_trigger, metric_trigger, streak_trigger, ach_trigger, time_trigger,
+                    doomed_trigger]
+    listed = client.admin.points.triggers.list(xp_id)
+    no_extra_fields(listed, "ListPointsTriggersResponse")
+    eq([t.id for t in listed], [t.id for t in all_triggers], "triggers list (creation order)")
+    eq(listed[1], metric_trigger, "triggers list: nested metric trigger == created")
+    got = client.admin.points.triggers.get(xp_id, streak_trigger.id)
+    no_extra_fields(got, "AdminPointsTrigger(get)")
+    eq(got, streak_trigger, "triggers get == created")
+    expect_api_error(404, "admin.points.triggers.get(unknown)",
+                     lambda: client.admin.points.triggers.get(xp_id, UNKNOWN_UUID), NotFoundError)
+    expect_api_error(404, "admin.points.triggers.list(unknown system)",
+                     lambda: client.admin.points.triggers.list(UNKNOWN_UUID), NotFoundError)
+
+    step("admin.points.triggers.update")
+    updated = client.admin.points.triggers.update(xp_id, request=[
+        PatchPointsTriggersRequestItem(id=time_trigger.id, time_interval=2),
+        PatchPointsTriggersRequestItem(id=metric_trigger.id, streak_length=3),
+    ])
+    no_extra_fields(updated, "PatchPointsTriggersResponse")
+    eq([(t.id, t.time_unit, t.time_interval) for t in updated.updated],
+       [(time_trigger.id, "hours", 2)], "triggers update: updated")
+    eq([(i.id, i.severity, i.message) for i in updated.issues],
+       [(metric_trigger.id, "error", "streakLength is only allowed on streak triggers")],
+       "triggers update: issues")
+    eq(client.admin.points.triggers.get(xp_id, metric_trigger.id), metric_trigger,
+       "metric trigger unchanged by the rejected update")
+
+    # ---- admin: levels ----
+    step("admin.points.levels.create / list / get / update / delete")
+    raw = client.admin.points.levels.with_raw_response.create(xp_id, request=[
+        CreatePointsLevelRequestItem(name="Platinum", key="platinum", points=1000),
+        CreatePointsLevelRequestItem(name="Gold again", key="gold", points=300),
+    ])
+    eq(raw.status_code, 201, "create levels: HTTP status")
+    levels = raw.data
+    no_extra_fields(levels, "CreatePointsLevelsResponse")
+    eq([admin_level_tuple(lv)[1:] for lv in levels.created],
+       [("platinum", "Platinum", 1000, "", None)], "create levels: created")
+    eq([(i.index, i.severity, i.message) for i in levels.issues],
+       [(1, "error", "Key already in use by another level")], "create levels: issues")
+    platinum = levels.created[0]
+    listed = client.admin.points.levels.list(xp_id)
+    no_extra_fields(listed, "ListPointsLevelsResponse")
+    eq([lv.key for lv in listed], ["bronze", "silver", "gold", "platinum"],
+       "levels list (creation order)")
+    got = client.admin.points.levels.get(xp_id, platinum.id)
+    no_extra_fields(got, "AdminPointsLevel(get)")
+    eq(got, platinum, "levels get == created")
+    updated = client.admin.points.levels.update(xp_id, request=[
+        PatchPointsLevelsRequestItem(id=platinum.id, name="Platinum!", points=900),
+        PatchPointsLevelsRequestItem(id=UNKNOWN_UUID, name="Nobody"),
+    ])
+    no_extra_fields(updated, "PatchPointsLevelsResponse")
+    eq([admin_level_tuple(lv) for lv in updated.updated],
+       [(platinum.id, "platinum", "Platinum!", 900, "", None)], "levels update: updated")
+    eq(issue_summary(updated.issues), [(UNKNOWN_UUID, "error")], "levels update: issues")
+    deleted = client.admin.points.levels.delete(xp_id, ids=[platinum.id, UNKNOWN_UUID])
+    no_extra_fields(deleted, "DeletePointsLevelsResponse")
+    eq([d.id for d in deleted.deleted], [platinum.id], "levels delete: deleted")
+    eq(issue_summary(deleted.issues), [(UNKNOWN_UUID, "error")], "levels delete: issues")
+    eq([lv.key for lv in client.admin.points.levels.list(xp_id)], ["bronze", "silver", "gold"],
+       "levels list after delete")
+    expect_api_error(404, "admin.points.levels.get(deleted)",
+                     lambda: client.admin.points.levels.get(xp_id, platinum.id), NotFoundError)
+
+    # ---- admin: boosts ----
+    step("admin.points.boosts.create (global, scheduled, user-specific; bad items)")
+    raw = client.admin.points.boosts.with_raw_response.create(xp_id, request=[
+        CreatePointsBoostRequestItem(name="Launch", start=day(-2), multiplier=1.5, rounding="up"),
+        CreatePointsBoostRequestItem(name="Next month", start=day(10), end=day(20), multiplier=2),
+        CreatePointsBoostRequestItem(name="VIP", user_id=POINTS_BOOST_USER, start=day(-2),
+                                     multiplier=1.25, rounding="down"),
+        CreatePointsBoostRequestItem(name="Temporary", start=day(30), multiplier=4),
+        CreatePointsBoostRequestItem(name="Flat", start=day(-2), multiplier=1),
+        CreatePointsBoostRequestItem(name="Ghost", user_id=NO_USER, start=day(-2), multiplier=2),
+    ])
+    eq(raw.status_code, 201, "create boosts: HTTP status")
+    boosts = raw.data
+    no_extra_fields(boosts, "CreatePointsBoostsResponse")
+    eq([admin_boost_tuple(b) for b in boosts.created],
+       [("Launch", "active", day(-2), None, 1.5, "up", None, []),
+        ("Next month", "scheduled", day(10), day(20), 2.0, "down", None, []),
+        ("VIP", "active", day(-2), None, 1.25, "down", POINTS_BOOST_USER, None),
+        ("Temporary", "scheduled", day(30), None, 4.0, "down", None, [])],
+       "create boosts: created (name, status, start, end, multiplier, rounding, userId, "
+       "userAttributes)")
+    eq([(i.index, i.severity, i.message) for i in boosts.issues],
+       [(4, "error", "Multiplier must be greater than 0, less than 100 and not equal to 1"),
+        (5, "error", "User does not exist")], "create boosts: issues")
+    launch, next_month, vip, temporary = boosts.created
+
+    step("admin.points.boosts.list / get / update / delete")
+    listed = client.admin.points.boosts.list(xp_id)
+    no_extra_fields(listed, "ListPointsBoostsResponse")
+    eq([b.id for b in listed], [finished_boost.id, launch.id, next_month.id, vip.id, temporary.id],
+       "boosts list (creation order)")
+    got = client.admin.points.boosts.get(xp_id, vip.id)
+    no_extra_fields(got, "AdminPointsBoost(get)")
+    eq(got, vip, "boosts get == created")
+    updated = client.admin.points.boosts.update(xp_id, request=[
+        PatchPointsBoostsRequestItem(id=next_month.id, name="Next month!", end=day(25)),
+        PatchPointsBoostsRequestItem(id=UNKNOWN_UUID, name="Nobody"),
+    ])
+    no_extra_fields(updated, "PatchPointsBoostsResponse")
+    eq([admin_boost_tuple(b) for b in updated.updated],
+       [("Next month!", "scheduled", day(10), day(25), 2.0, "down", None, [])],
+       "boosts update: updated")
+    eq(issue_summary(updated.issues), [(UNKNOWN_UUID, "error")], "boosts update: issues")
+    deleted = client.admin.points.boosts.delete(xp_id, ids=[temporary.id, UNKNOWN_UUID])
+    no_extra_fields(deleted, "DeletePointsBoostsResponse")
+    eq([d.id for d in deleted.deleted], [temporary.id], "boosts delete: deleted")
+    eq(issue_summary(deleted.issues), [(UNKNOWN_UUID, "error")], "boosts delete: issues")
+    expect_api_error(404, "admin.points.boosts.get(deleted)",
+                     lambda: client.admin.points.boosts.get(xp_id, temporary.id), NotFoundError)
+
+    # ---- events ----
+    # Only the "Launch" boost (x1.5, up) applies to POINTS_USER; "VIP" (x1.25) also to
+    # POINTS_BOOST_USER, with rounding down since the two disagree.
+    launch_only = [launch.id]
+
+    def event(user, value, device, where):
+        raw = client.metrics.with_raw_response.event(
+            POINTS_METRIC_KEY, user=user, value=value, attributes={"device": device})
+        eq(raw.status_code, 201, f"{where}: HTTP status")
+        no_extra_fields(raw.data, f"EventResponse({where})")
+        return raw.data
+
+    def system_fields(p, where):
+        eq((p.id, p.key, p.name, p.description, p.badge_url, p.max_points),
+           (xp_id, POINTS_KEY, "SDK XP", "XP for the SDK check", xp_badge, 110),
+           f"{where}: points system fields")
+
+    step("metrics.event creating a user: user_creation and metric awards, level reached")
+    ev = event(UpsertedUser(id=POINTS_USER, attributes={"plan": "pro"}), 3, "web", "points event #1")
+    ALL_USERS.add(POINTS_USER)
+    eq(list(ev.points), [POINTS_KEY], "points event #1: systems in points")
+    p = ev.points[POINTS_KEY]
+    system_fields(p, "points event #1")
+    # user_creation 10 x1.5 = 15; metric 3 // 2 = 1 multiple of 5 x1.5 = 7.5 -> up 8;
+    # the unfiltered threshold-1 trigger 3 x 1 x1.5 = 4.5 -> up 5.
+    eq((p.total, p.added), (28, 28), "points event #1: (total, added)")
+    eq(award_tuples(p.awards),
+       [(uc_trigger.id, 15, 15, launch_only), (metric_trigger.id, 8, 23, launch_only),
+        (doomed_trigger.id, 5, 28, launch_only)],
+       "points event #1: awards (trigger, awarded, total, boosts)")
+    eq(app_level_tuple(p.level),
+       (bronze.id, "bronze", "Bronze", 10, "First steps", bronze_badge),
+       "points event #1: level (changed from none to bronze)")
+    t = p.awards[1].trigger
+    eq((t.type, t.points, t.status, t.metric_id, t.metric_name, t.metric_threshold,
+        [(f.key, f.value) for f in t.event_attributes or []],
+        t.event_attribute and (t.event_attribute.key, t.event_attribute.value), t.user_attributes,
+        t.streak_length_threshold, t.achievement_id),
+       ("metric", 5, "active", quiz_id, "Quizzes", 2, [("device", "web")], ("device", "web"), [],
+        None, None), "points event #1: metric award's trigger")
+    check(is_aware_datetime(t.created) and is_aware_datetime(t.updated),
+          f"award trigger created/updated: {t.created!r} {t.updated!r}")
+    eq((p.awards[0].trigger.type, p.awards[0].trigger.event_attributes),
+       ("user_creation", None), "points event #1: user_creation award's trigger")
+    eq([app_boost_tuple(b) for b in p.awards[0].boosts],
+       [(launch.id, "Launch", "active", day(-2), None, 1.5, "up")],
+       "points event #1: award boosts")
+
+    step("admin.points.triggers.delete (awards keep naming the trigger)")
+    deleted = client.admin.points.triggers.delete(xp_id, ids=[doomed_trigger.id, UNKNOWN_UUID])
+    no_extra_fields(deleted, "DeletePointsTriggersResponse")
+    eq([d.id for d in deleted.deleted], [doomed_trigger.id], "triggers delete: deleted")
+    eq(issue_summary(deleted.issues), [(UNKNOWN_UUID, "error")], "triggers delete: issues")
+    eq([t.id for t in client.admin.points.triggers.list(xp_id)],
+       [t.id for t in all_triggers[:-1]], "triggers list after delete")
+    expect_api_error(404, "admin.points.triggers.get(deleted)",
+                     lambda: client.admin.points.triggers.get(xp_id, doomed_trigger.id),
+                     NotFoundError)
+
+    step("metrics.event: second multiple of the metric trigger, level unchanged")
+    ev = event(UpsertedUser(id=POINTS_USER), 1, "web", "points event #2")
+    p = ev.points[POINTS_KEY]
+    eq((p.total, p.added, award_tuples(p.awards)),
+       (36, 8, [(metric_trigger.id, 8, 36, launch_only)]), "points event #2: (total, added, awards)")
+    level_unchanged(p, "points event #2")
+
+    step("metrics.event not matching the trigger's event attributes: no points")
+    ev = event(UpsertedUser(id=POINTS_USER), 2, "ios", "points event #3")
+    eq(ev.points, {}, "points event #3 (device ios): points")
+
+    step("metrics.event extending a streak: streak award, level changed")
+    raw = client.metrics.with_raw_response.event(METRIC_KEY, user=UpsertedUser(id=POINTS_USER),
+                                                 value=1)
+    eq(raw.status_code, 201, "streak points event: HTTP status")
+    ev = raw.data
+    no_extra_fields(ev, "EventResponse(streak points)")
+    eq((ev.current_streak.length, ev.current_streak.extended, ev.achievements), (1, True, []),
+       "streak points event: (streak length, extended, achievements)")
+    p = ev.points[POINTS_KEY]
+    # 20 x1.5 = 30.
+    eq((p.total, p.added, award_tuples(p.awards)),
+       (66, 30, [(streak_trigger.id, 30, 66, launch_only)]),
+       "streak points event: (total, added, awards)")
+    eq((p.awards[0].trigger.type, p.awards[0].trigger.streak_length_threshold), ("streak", 1),
+       "streak points event: award trigger (type, streakLengthThreshold)")
+    eq(app_level_tuple(p.level), (silver.id, "silver", "Silver", 50, "", None),
+       "streak points event: level (bronze -> silver)")
+
+    step("achievements.complete: achievement award in points")
+    raw = client.achievements.with_raw_response.complete(POINTS_ACHIEVEMENT_KEY,
+                                                         user=UpsertedUser(id=POINTS_USER))
+    eq(raw.status_code, 201, "points achievement completion: HTTP status")
+    completion = raw.data
+    no_extra_fields(completion, "AchievementCompletionResponse(points)")
+    eq(list(completion.points), [POINTS_KEY], "completion: systems in points")
+    p = completion.points[POINTS_KEY]
+    system_fields(p, "completion")
+    # 25 x1.5 = 37.5 -> up 38.
+    eq((p.total, p.added, award_tuples(p.awards)),
+       (104, 38, [(ach_trigger.id, 38, 104, launch_only)]), "completion: (total, added, awards)")
+    t = p.awards[0].trigger
+    eq((t.type, t.achievement_id, t.achievement_name), ("achievement", champion_id,
+                                                        "Points champion"),
+       "completion: award trigger (type, achievementId, achievementName)")
+    level_unchanged(p, "completion")
+
+    step("metrics.event at maxPoints: the award is clamped")
+    ev = event(UpsertedUser(id=POINTS_USER), 2, "web", "points event #4")
+    p = ev.points[POINTS_KEY]
+    # 8 would pass maxPoints 110: only 6 are awarded.
+    eq((p.total, p.added, award_tuples(p.awards)),
+       (110, 6, [(metric_trigger.id, 6, 110, launch_only)]), "points event #4: (total, added, awards)")
+    level_unchanged(p, "points event #4")
+
+    step("metrics.event with a global and a user-specific boost")
+    ev = event(UpsertedUser(id=POINTS_BOOST_USER), 2, "web", "boosted points event")
+    p = ev.points[POINTS_KEY]
+    # 5 x1.5 x1.25 = 9.375; "up" and "down" disagree -> down 9.
+    eq((p.total, p.added, award_tuples(p.awards)),
+       (9, 9, [(metric_trigger.id, 9, 9, sorted([launch.id, vip.id]))]),
+       "boosted points event: (total, added, awards)")
+    level_unchanged(p, "boosted points event (still below every level)")
+
+    # ---- application reads ----
+    step("points.system (active triggers only, no key)")
+    system = client.points.system(POINTS_KEY)
+    no_extra_fields(system, "PointsSystemResponse")
+    eq((system.id, system.name, system.description, system.badge_url, system.max_points),
+       (xp_id, "SDK XP", "XP for the SDK check", xp_badge, 110),
+       "points.system (id, name, description, badgeUrl, maxPoints)")
+    eq([(t.id, t.type, t.points, t.status) for t in system.triggers],
+       [(uc_trigger.id, "user_creation", 10, "active"), (metric_trigger.id, "metric", 5, "active"),
+        (streak_trigger.id, "streak", 20, "active"), (ach_trigger.id, "achievement", 25, "active"),
+        (time_trigger.id, "time", 1, "active")],
+       "points.system triggers (id, type, points, status)")
+    by_id = {t.id: t for t in system.triggers}
+    eq((by_id[time_trigger.id].time_unit, by_id[time_trigger.id].time_interval), ("hour", 2),
+       "points.system time trigger (application spelling hour|day)")
+    eq((by_id[metric_trigger.id].metric_name, by_id[metric_trigger.id].metric_threshold,
+        [(f.key, f.value) for f in by_id[metric_trigger.id].event_attributes]),
+       ("Quizzes", 2, [("device", "web")]), "points.system metric trigger")
+    for t in system.triggers:
+        check(is_aware_datetime(t.created) and is_aware_datetime(t.updated),
+              f"points.system trigger {t.id}: created/updated")
+
+    step("points.boosts")
+    listed = client.points.boosts(POINTS_KEY)
+    no_extra_fields(listed, "List[PointsBoost]")
+    eq([app_boost_tuple(b) for b in listed],
+       [(launch.id, "Launch", "active", day(-2), None, 1.5, "up"),
+        (next_month.id, "Next month!", "scheduled", day(10), day(25), 2.0, "down")],
+       "points.boosts: global boosts by start, no finished, no user-specific")
+    with_finished = client.points.boosts(POINTS_KEY, include_finished=True)
+    no_extra_fields(with_finished, "List[PointsBoost](includeFinished)")
+    eq([b.id for b in with_finished], [finished_boost.id, launch.id, next_month.id],
+       "points.boosts(include_finished=True)")
+    eq(with_finished[0].status, "finished", "points.boosts: finished boost status")
+
+    step("points.levels / points.level_summary")
+    levels = client.points.levels(POINTS_KEY)
+    no_extra_fields(levels, "List[PointsLevel]")
+    eq([app_level_tuple(lv) for lv in levels],
+       [(bronze.id, "bronze", "Bronze", 10, "First steps", bronze_badge),
+        (silver.id, "silver", "Silver", 50, "", None), (gold.id, "gold", "Gold", 200, "", None)],
+       "points.levels (ascending by points)")
+    level_summary = client.points.level_summary(POINTS_KEY)
+    no_extra_fields(level_summary, "PointsLevelSummaryResponse")
+    eq([(i.level.key, i.users) for i in level_summary], [("bronze", 0), ("silver", 1), ("gold", 0)],
+       "points.level_summary (POINTS_USER at 110 is silver; 9 is below every level)")
+    eq(level_summary[1].level, levels[1], "points.level_summary: level object")
+    expect_api_error(422, "points.level_summary(system without levels)",
+                     lambda: client.points.level_summary(POINTS_PLAIN_KEY),
+                     UnprocessableEntityError)
+
+    step("points.summary")
+    users = len(ALL_USERS)
+
+    def ranges(summary):
+        return [(r.from_, r.to, r.users) for r in summary]
+
+    summary = client.points.summary(POINTS_KEY)
+    no_extra_fields(summary, "PointsSummaryResponse")
+    # Highest total 110 -> ranges of 100 up to 1000; users without points count at 0.
+    expected = [(0, 0, users - 2)] + [(i * 100 + 1, (i + 1) * 100, 0) for i in range(10)]
+    expected[1] = (1, 100, 1)
+    expected[2] = (101, 200, 1)
+    eq(ranges(summary), expected, f"points.summary ({users} users)")
+    pro = client.points.summary(POINTS_KEY, user_attributes="plan:pro")
+    # plan:pro: ACH_USER (no points) and POINTS_USER (110).
+    expected = [(0, 0, 1)] + [(i * 100 + 1, (i + 1) * 100, 0) for i in range(10)]
+    expected[2] = (101, 200, 1)
+    eq(ranges(pro), expected, "points.summary(userAttributes=plan:pro)")
+    eq(ranges(client.points.summary(POINTS_PLAIN_KEY)),
+       [(0, 0, users)] + [(i, i, 0) for i in range(1, 11)],
+       "points.summary of a system nobody has points in (ranges of 1 up to 10)")
+
+    step("users.points")
+    mine = client.users.points(POINTS_USER, POINTS_KEY, awards=3)
+    no_extra_fields(mine, "GetUserPointsResponse(awards=3)")
+    eq((mine.id, mine.key, mine.name, mine.total), (xp_id, POINTS_KEY, "SDK XP", 110),
+       "users.points (id, key, name, total)")
+    eq(app_level_tuple(mine.level), app_level_tuple(levels[1]),
+       "users.points: level")
+    eq(award_tuples(mine.awards),
+       [(metric_trigger.id, 6, 110, launch_only), (ach_trigger.id, 38, 104, launch_only),
+        (streak_trigger.id, 30, 66, launch_only)], "users.points(awards=3): newest first")
+    history = client.users.points(POINTS_USER, POINTS_KEY)
+    no_extra_fields(history, "GetUserPointsResponse(default awards)")
+    eq([(a.trigger.id, a.awarded, a.total) for a in history.awards],
+       [(metric_trigger.id, 6, 110), (ach_trigger.id, 38, 104), (streak_trigger.id, 30, 66),
+        (metric_trigger.id, 8, 36), (doomed_trigger.id, 5, 28), (metric_trigger.id, 8, 23),
+        (uc_trigger.id, 15, 15)], "users.points: whole history newest first")
+    eq(history.awards[4].trigger.status, "archived", "users.points: a deleted trigger is archived")
+    boosted_points = client.users.points(POINTS_BOOST_USER, POINTS_KEY)
+    no_extra_fields(boosted_points, "GetUserPointsResponse(boosted)")
+    eq((boosted_points.total, boosted_points.level, award_tuples(boosted_points.awards)),
+       (9, None, [(metric_trigger.id, 9, 9, sorted([launch.id, vip.id]))]),
+       "users.points(boosted user): (total, level, awards)")
+    nothing = client.users.points(OTHER_USER, POINTS_KEY)
+    no_extra_fields(nothing, "GetUserPointsResponse(no activity)")
+    eq((nothing.total, nothing.level, nothing.awards), (0, None, []),
+       "users.points(user without points)")
+    expect_api_error(422, "users.points(awards=0)",
+                     lambda: client.users.points(POINTS_USER, POINTS_KEY, awards=0),
+                     UnprocessableEntityError)
+    expect_api_error(404, "users.points(no-such-user)",
+                     lambda: client.users.points(NO_USER, POINTS_KEY), NotFoundError)
+
+    step("users.points_boosts")
+    own = client.users.points_boosts(POINTS_BOOST_USER, POINTS_KEY)
+    no_extra_fields(own, "List[PointsBoost](user)")
+    eq(sorted(app_boost_tuple(b) for b in own),
+       sorted([(launch.id, "Launch", "active", day(-2), None, 1.5, "up"),
+               (vip.id, "VIP", "active", day(-2), None, 1.25, "down")]),
+       "users.points_boosts(boosted user): global and own")
+    eq([b.id for b in client.users.points_boosts(POINTS_USER, POINTS_KEY)], [launch.id],
+       "users.points_boosts(points user): global only")
+
+    step("users.points_event_summary (daily)")
+    rows = client.users.points_event_summary(
+        POINTS_USER, POINTS_KEY, aggregation="daily", start_date=day(-6), end_date=day(1))
+    no_extra_fields(rows, "List[UsersPointsEventSummaryResponseItem]")
+    check(len(rows) >= 7, f"points event summary: expected at least 7 daily rows, got {rows!r}")
+    eq((rows[0].date, rows[-1].date), (day(-6), day(1)), "points event summary: first and last dates")
+    eq((rows[-1].total, sum(r.change for r in rows)), (110.0, 110.0),
+       "points event summary: (last total, sum of changes)")
+    expect_api_error(404, "users.points_event_summary(no-such-user)",
+                     lambda: client.users.points_event_summary(
+                         NO_USER, POINTS_KEY, aggregation="daily", start_date=day(-6),
+                         end_date=day(1)), NotFoundError)
+
+    step("unknown points system key -> 404")
+    expect_api_error(404, "points.system(no-such-points)",
+                     lambda: client.points.system("no-such-points"), NotFoundError)
+    expect_api_error(404, "points.boosts(no-such-points)",
+                     lambda: client.points.boosts("no-such-points"), NotFoundError)
+    expect_api_error(404, "users.points(no-such-points)",
+                     lambda: client.users.points(POINTS_USER, "no-such-points"), NotFoundError)
+
+    step("admin.points.systems.delete")
+    deleted = client.admin.points.systems.delete(ids=[coins_id, broken_id, UNKNOWN_UUID])
+    no_extra_fields(deleted, "DeletePointsSystemsResponse")
+    eq([d.id for d in deleted.deleted], [coins_id, broken_id], "points systems delete: deleted")
+    eq(issue_summary(deleted.issues), [(UNKNOWN_UUID, "error")], "points systems delete: issues")
+    expect_api_error(404, "points.system(deleted system)",
+                     lambda: client.points.system(POINTS_PLAIN_KEY), NotFoundError)
+    expect_api_error(404, "admin.points.triggers.list(deleted system)",
+                     lambda: client.admin.points.triggers.list(coins_id), NotFoundError)
+    eq(client.users.points(POINTS_USER, POINTS_KEY).total, 110, "other systems unaffected")
 
 
 def main():

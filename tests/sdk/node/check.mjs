@@ -5,9 +5,10 @@
 // SDK rejects surfaces as a `ParseError` and is reported as a Kudos incompatibility, with the
 // request and the exact JSON Kudos answered.
 //
-// The Node package has no admin metrics/attributes/achievements/settings clients, so the
-// catalog (metric, attributes, streak settings, achievements) is created with plain `fetch`
-// calls to the admin API; everything the SDK offers is then called through the SDK.
+// The Node package has no admin metrics/attributes/achievements/settings/points clients, so
+// the catalog (metric, attributes, streak settings, achievements, points systems) is created
+// with plain `fetch` calls to the admin API; everything the SDK offers is then called through
+// the SDK.
 //
 // Environment:
 //   KUDOS_URL      e.g. http://127.0.0.1:8080 (no trailing /v1)
@@ -35,6 +36,11 @@ const NO_USER = "no-such-user";
 const METRIC_KEY = "lessons";
 const API_ACHIEVEMENT_KEY = "onboarded";
 const WRONG_KEY = "sdkcheck.wrongwrongwrongwrong";
+const POINTS_USER = "node-points-user";
+const POINTS_BOOST_USER = "node-points-boosted";
+const POINTS_KEY = "node-xp";
+const POINTS_METRIC_KEY = "node-quizzes";
+const POINTS_ACHIEVEMENT_KEY = "node-points-champion";
 
 /** Every user the script has created so far (`rarity` is a percentage of all users). */
 const knownUsers = new Set();
@@ -147,9 +153,30 @@ async function expectApiError(status, what, fn, errorClass) {
 // harmless); any other unknown key is most likely a misspelled optional field, which the SDK
 // would silently turn into `undefined`.
 const ACHIEVEMENT_EXTRA = ["eventAttributes", "achievementIds"];
+// Python SDK 1.27 `PointsTrigger` fields the Node `PointsTrigger` (the trigger of an award)
+// lacks, and the `level` and award `boosts` of its points responses.
+const AWARD_TRIGGER_EXTRA = [
+  "status",
+  "metricId",
+  "achievementId",
+  "userAttributes",
+  "eventAttribute",
+  "eventAttributes",
+  "created",
+  "updated",
+];
+/** Extra fields of a points response (`GetUserPointsResponse`/`MetricEventPointsResponse`) at `at`. */
+const pointsExtra = (at) => [
+  `${at}level`,
+  `${at}awards[].boosts`,
+  ...AWARD_TRIGGER_EXTRA.map((k) => `${at}awards[].trigger.${k}`),
+];
 const ALLOWED_EXTRA = {
   User: ["signUpDate"],
-  EventResponse: ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`),
+  EventResponse: [...ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`), ...pointsExtra(`points.${POINTS_KEY}.`)],
+  AchievementCompletionResponse: pointsExtra(`points.${POINTS_KEY}.`),
+  GetUserPointsResponse: pointsExtra(""),
+  PointsSystemResponse: ["triggers[].eventAttributes"],
   MetricResponse: ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`),
   "MetricResponse[]": ACHIEVEMENT_EXTRA.map((k) => `[].achievements[].${k}`),
   StreakResponse: ["extended", "pauses", "streakHistory[].usedPause"],
@@ -212,6 +239,10 @@ const S = {
   "UserAchievementWithStatsResponse[]": serializers.users.achievements.Response,
   CreateStreakFreezesResponse: serializers.CreateStreakFreezesResponse,
   RestoreStreaksResponse: serializers.RestoreStreaksResponse,
+  PointsSystemResponse: serializers.PointsSystemResponse,
+  PointsSummaryResponse: serializers.PointsSummaryResponse,
+  GetUserPointsResponse: serializers.GetUserPointsResponse,
+  "UsersPointsEventSummaryResponseItem[]": serializers.users.pointsEventSummary.Response,
 };
 
 async function strict(typeName, value) {
@@ -943,6 +974,321 @@ async function restoreIssues(client) {
   );
 }
 
+// ---- points ---------------------------------------------------------------------------
+// Own users, metric, achievement and points system, after every other section. The Node SDK
+// has no admin points client, so the catalog is created with `fetch`; it has points.system,
+// points.summary, users.points and users.pointsEventSummary (no boosts, levels or level
+// summary reads), and the `points` of event and completion responses.
+
+/** `[trigger id, awarded, total, sorted boost ids]` of each award; checks the award's shape. */
+function awardTuples(awards) {
+  return awards.map((a) => {
+    check(typeof a.id === "string" && a.id, `award without an id: ${show(a)}`);
+    check(typeof a.date === "string" && !Number.isNaN(Date.parse(a.date)), `award date: ${show(a.date)}`);
+    check(a.trigger && Array.isArray(a.boosts), `award trigger/boosts: ${show(a)}`);
+    return [a.trigger.id, a.awarded, a.total, a.boosts.map((b) => b.id).sort()];
+  });
+}
+
+async function points(client) {
+  const today = utcToday();
+  const day = (n) => ymd(addDays(today, n));
+
+  step("points: users.create (target of a user-specific boost, before any points system)");
+  await strict("User", await sdk(client.users.create({ id: POINTS_BOOST_USER, name: "Boosted User", tz: "UTC" })));
+  knownUsers.add(POINTS_BOOST_USER);
+
+  step("points admin (fetch): metric, achievement, system with nested levels, triggers and boosts");
+  const metric = await admin("POST", "/metrics", [{ name: "Quizzes", key: POINTS_METRIC_KEY }], [201]);
+  eq(metric.issues, [], "create quizzes metric: issues");
+  const quizId = metric.created[0].id;
+  const ach = await admin(
+    "POST",
+    "/achievements",
+    [{ name: "Points champion", trigger: "api", status: "active", key: POINTS_ACHIEVEMENT_KEY }],
+    [201],
+  );
+  eq(ach.issues, [], "create points achievement: issues");
+  const championId = ach.created[0].id;
+  const xpBadge = "https://example.com/node-xp.png";
+  const systems = await admin(
+    "POST",
+    "/points",
+    [
+      {
+        name: "Node XP",
+        key: POINTS_KEY,
+        description: "Points for the Node SDK check",
+        badge: { url: xpBadge },
+        maxPoints: 1000,
+        levels: [
+          { name: "Bronze", key: "bronze", points: 10 },
+          { name: "Silver", key: "silver", points: 50 },
+        ],
+        triggers: [
+          { type: "user_creation", points: 10, status: "active" },
+          {
+            type: "metric",
+            points: 5,
+            status: "active",
+            metricId: quizId,
+            metricThreshold: 2,
+            eventAttributes: [{ attributeId: ctx.deviceId, attributeValue: "web" }],
+          },
+        ],
+        boosts: [{ name: "Launch", start: day(-2), multiplier: 1.5, rounding: "up" }],
+      },
+    ],
+    [201],
+  );
+  eq(systems.issues, [], "create points system: issues");
+  const xp = systems.created[0];
+  eq(
+    [xp.levels.map((l) => l.key), xp.triggers.map((t) => t.type), xp.boosts.map((b) => [b.name, b.status])],
+    [["bronze", "silver"], ["user_creation", "metric"], [["Launch", "active"]]],
+    "created system: nested levels, triggers and boosts",
+  );
+  const [bronze, silver] = xp.levels;
+  const [ucTrigger, metricTrigger] = xp.triggers;
+  const launch = xp.boosts[0];
+
+  step("points admin (fetch): triggers, a user-specific boost, maxPoints");
+  const triggers = await admin(
+    "POST",
+    `/points/${xp.id}/triggers`,
+    [
+      { type: "streak", points: 20, status: "active", streakLength: 1 },
+      { type: "achievement", points: 25, status: "active", achievementId: championId },
+      { type: "time", points: 1, status: "active", timeUnit: "hours", timeInterval: 1 },
+      { type: "metric", points: 0, metricId: quizId, metricThreshold: 1 },
+    ],
+    [201],
+  );
+  eq(
+    triggers.issues.map((i) => [i.index, i.severity, i.message]),
+    [[3, "error", "Points must not be zero"]],
+    "create triggers: issues",
+  );
+  const [streakTrigger, achTrigger, timeTrigger] = triggers.created;
+  const boosts = await admin(
+    "POST",
+    `/points/${xp.id}/boosts`,
+    [{ name: "VIP", userId: POINTS_BOOST_USER, start: day(-2), multiplier: 1.25, rounding: "down" }],
+    [201],
+  );
+  eq(boosts.issues, [], "create user-specific boost: issues");
+  const vip = boosts.created[0];
+  eq([vip.userId, vip.status], [POINTS_BOOST_USER, "active"], "user-specific boost (userId, status)");
+  const patched = await admin("PATCH", "/points", [{ id: xp.id, maxPoints: 100 }]);
+  eq([patched.issues, patched.updated.map((s) => s.maxPoints)], [[], [100]], "update maxPoints");
+
+  const launchOnly = [launch.id];
+  const systemFields = (p, where) =>
+    eq(
+      [p.id, p.key, p.name, p.description, p.badgeUrl, p.maxPoints],
+      [xp.id, POINTS_KEY, "Node XP", "Points for the Node SDK check", xpBadge, 100],
+      `${where}: points system fields`,
+    );
+  const quiz = async (user, value, device) =>
+    strict("EventResponse", await sdk(client.metrics.event(POINTS_METRIC_KEY, { user, value, attributes: { device } })));
+
+  step("metrics.event creating a user: user_creation and metric awards, level reached");
+  let ev = await quiz({ id: POINTS_USER, attributes: { plan: "pro" } }, 3, "web");
+  knownUsers.add(POINTS_USER);
+  eq(Object.keys(ev.points), [POINTS_KEY], "points event #1: systems in points");
+  let p = ev.points[POINTS_KEY];
+  systemFields(p, "points event #1");
+  // user_creation 10 x1.5 = 15; metric 3 / 2 -> 1 multiple of 5 x1.5 = 7.5 -> up 8.
+  eq(
+    [p.total, p.added, awardTuples(p.awards)],
+    [23, 23, [[ucTrigger.id, 15, 15, launchOnly], [metricTrigger.id, 8, 23, launchOnly]]],
+    "points event #1: (total, added, awards)",
+  );
+  eq([p.level?.id, p.level?.key, p.level?.points], [bronze.id, "bronze", 10], "points event #1: level");
+  const t = p.awards[1].trigger;
+  eq(
+    [t.type, t.points, t.metricName, t.metricThreshold],
+    ["metric", 5, "Quizzes", 2],
+    "points event #1: metric award's trigger (type, points, metricName, metricThreshold)",
+  );
+  eq(
+    p.awards[0].boosts.map((b) => [b.name, b.status, b.start, b.multiplier, b.rounding]),
+    [["Launch", "active", day(-2), 1.5, "up"]],
+    "points event #1: award boosts",
+  );
+
+  step("metrics.event not matching the trigger's event attributes: no points");
+  ev = await quiz({ id: POINTS_USER }, 2, "ios");
+  eq(ev.points, {}, "points event (device ios): points");
+
+  step("metrics.event extending a streak: streak award, level changed");
+  ev = await strict("EventResponse", await sdk(client.metrics.event(METRIC_KEY, { user: { id: POINTS_USER }, value: 1 })));
+  // The one-day streak achievement completes too (it is not a points trigger).
+  eq(
+    [ev.currentStreak.length, ev.achievements.map((a) => a.id)],
+    [1, [ctx.streakAch]],
+    "streak points event: (streak length, achievements)",
+  );
+  p = ev.points[POINTS_KEY];
+  eq(
+    [p.total, p.added, awardTuples(p.awards), p.level?.key],
+    [53, 30, [[streakTrigger.id, 30, 53, launchOnly]], "silver"],
+    "streak points event: (total, added, awards, level)",
+  );
+  eq(
+    [p.awards[0].trigger.type, p.awards[0].trigger.streakLengthThreshold],
+    ["streak", 1],
+    "streak award's trigger",
+  );
+
+  step("achievements.complete: achievement award in points");
+  const completion = await strict(
+    "AchievementCompletionResponse",
+    await sdk(client.achievements.complete(POINTS_ACHIEVEMENT_KEY, { user: { id: POINTS_USER } })),
+  );
+  p = completion.points[POINTS_KEY];
+  systemFields(p, "completion");
+  // 25 x1.5 = 37.5 -> up 38.
+  eq(
+    [p.total, p.added, awardTuples(p.awards), "level" in p],
+    [91, 38, [[achTrigger.id, 38, 91, launchOnly]], false],
+    "completion: (total, added, awards, level present)",
+  );
+  eq(
+    [p.awards[0].trigger.type, p.awards[0].trigger.achievementName],
+    ["achievement", "Points champion"],
+    "completion: award trigger",
+  );
+
+  step("metrics.event at maxPoints: the award is clamped");
+  p = (await quiz({ id: POINTS_USER }, 3, "web")).points[POINTS_KEY];
+  // progress 6 -> 2 more multiples: 10 x1.5 = 15, but only 9 fit under maxPoints 100.
+  eq(
+    [p.total, p.added, awardTuples(p.awards), "level" in p],
+    [100, 9, [[metricTrigger.id, 9, 100, launchOnly]], false],
+    "clamped event: (total, added, awards, level present)",
+  );
+
+  step("metrics.event with a global and a user-specific boost");
+  p = (await quiz({ id: POINTS_BOOST_USER }, 2, "web")).points[POINTS_KEY];
+  // 5 x1.5 x1.25 = 9.375; "up" and "down" disagree -> down 9.
+  eq(
+    [p.total, p.added, awardTuples(p.awards), "level" in p],
+    [9, 9, [[metricTrigger.id, 9, 9, [launch.id, vip.id].sort()]], false],
+    "boosted event: (total, added, awards, level present)",
+  );
+
+  step("points.system");
+  const system = await strict("PointsSystemResponse", await sdk(client.points.system(POINTS_KEY)));
+  eq(
+    [system.id, system.name, system.description, system.badgeUrl, system.maxPoints],
+    [xp.id, "Node XP", "Points for the Node SDK check", xpBadge, 100],
+    "points.system (id, name, description, badgeUrl, maxPoints)",
+  );
+  eq(
+    system.triggers.map((x) => [x.id, x.type, x.points, x.status]),
+    [
+      [ucTrigger.id, "user_creation", 10, "active"],
+      [metricTrigger.id, "metric", 5, "active"],
+      [streakTrigger.id, "streak", 20, "active"],
+      [achTrigger.id, "achievement", 25, "active"],
+      [timeTrigger.id, "time", 1, "active"],
+    ],
+    "points.system triggers (id, type, points, status)",
+  );
+  const byId = Object.fromEntries(system.triggers.map((x) => [x.id, x]));
+  eq(
+    [byId[timeTrigger.id].timeUnit, byId[timeTrigger.id].timeInterval, byId[streakTrigger.id].streakLengthThreshold],
+    ["hour", 1, 1],
+    "points.system (time unit and interval, streakLengthThreshold)",
+  );
+  eq(
+    [byId[metricTrigger.id].metricName, byId[metricTrigger.id].metricThreshold, byId[metricTrigger.id].eventAttribute],
+    ["Quizzes", 2, { key: "device", value: "web" }],
+    "points.system metric trigger",
+  );
+  for (const x of system.triggers) check(isDate(x.created) && isDate(x.updated), `trigger ${x.id}: created/updated`);
+
+  step("points.summary");
+  const n = knownUsers.size;
+  const ranges = (summary) => summary.map((r) => [r.from, r.to, r.users]);
+  // Highest total 100 -> ranges of 10 up to 100; users without points count at 0.
+  const tens = (zero, counts) => [[0, 0, zero], ...[...Array(10).keys()].map((i) => [i * 10 + 1, (i + 1) * 10, counts[i] ?? 0])];
+  eq(
+    ranges(await strict("PointsSummaryResponse", await sdk(client.points.summary(POINTS_KEY)))),
+    tens(n - 2, { 0: 1, 9: 1 }),
+    `points.summary (${n} users)`,
+  );
+  // plan:pro: ACH_USER (no points) and POINTS_USER (100).
+  eq(
+    ranges(await sdk(client.points.summary(POINTS_KEY, { userAttributes: "plan:pro" }))),
+    tens(1, { 9: 1 }),
+    "points.summary(userAttributes=plan:pro)",
+  );
+
+  step("users.points");
+  const mine = await strict("GetUserPointsResponse", await sdk(client.users.points(POINTS_USER, POINTS_KEY, { awards: 2 })));
+  eq([mine.id, mine.key, mine.name, mine.total], [xp.id, POINTS_KEY, "Node XP", 100], "users.points (id, key, name, total)");
+  eq([mine.level?.id, mine.level?.key], [silver.id, "silver"], "users.points: level");
+  eq(
+    awardTuples(mine.awards),
+    [[metricTrigger.id, 9, 100, launchOnly], [achTrigger.id, 38, 91, launchOnly]],
+    "users.points(awards=2): newest first",
+  );
+  const history = await strict("GetUserPointsResponse", await sdk(client.users.points(POINTS_USER, POINTS_KEY)));
+  eq(
+    history.awards.map((a) => [a.trigger.id, a.awarded, a.total]),
+    [
+      [metricTrigger.id, 9, 100],
+      [achTrigger.id, 38, 91],
+      [streakTrigger.id, 30, 53],
+      [metricTrigger.id, 8, 23],
+      [ucTrigger.id, 15, 15],
+    ],
+    "users.points: whole history newest first",
+  );
+  const boosted = await strict("GetUserPointsResponse", await sdk(client.users.points(POINTS_BOOST_USER, POINTS_KEY)));
+  eq(
+    [boosted.total, boosted.level, awardTuples(boosted.awards)],
+    [9, null, [[metricTrigger.id, 9, 9, [launch.id, vip.id].sort()]]],
+    "users.points(boosted user): (total, level, awards)",
+  );
+  const nothing = await strict("GetUserPointsResponse", await sdk(client.users.points(OTHER_USER, POINTS_KEY)));
+  eq([nothing.total, nothing.level, nothing.awards], [0, null, []], "users.points(user without points)");
+
+  step("users.pointsEventSummary (daily)");
+  const rows = await strict(
+    "UsersPointsEventSummaryResponseItem[]",
+    await sdk(
+      client.users.pointsEventSummary(POINTS_USER, POINTS_KEY, {
+        aggregation: TrophyApi.UsersPointsEventSummaryRequestAggregation.Daily,
+        startDate: day(-6),
+        endDate: day(1),
+      }),
+    ),
+  );
+  check(rows.length >= 7, `points event summary: expected at least 7 rows, got ${show(rows)}`);
+  eq([rows[0].date, rows.at(-1).date], [day(-6), day(1)], "points event summary: first and last dates");
+  eq(
+    [rows.at(-1).total, rows.reduce((s, r) => s + r.change, 0)],
+    [100, 100],
+    "points event summary: (last total, sum of changes)",
+  );
+
+  step("points errors");
+  const NF = TrophyApi.NotFoundError;
+  await expectApiError(404, "points.system(no-such-points)", () => client.points.system("no-such-points"), NF);
+  await expectApiError(404, "points.summary(no-such-points)", () => client.points.summary("no-such-points"), NF);
+  await expectApiError(404, "users.points(no-such-points)", () => client.users.points(POINTS_USER, "no-such-points"), NF);
+  await expectApiError(404, "users.points(no-such-user)", () => client.users.points(NO_USER, POINTS_KEY), NF);
+  await expectApiError(
+    422,
+    "users.points(awards=0)",
+    () => client.users.points(POINTS_USER, POINTS_KEY, { awards: 0 }),
+    TrophyApi.UnprocessableEntityError,
+  );
+}
+
 async function main() {
   const url = (process.env.KUDOS_URL ?? "").replace(/\/+$/, "");
   const apiKey = process.env.KUDOS_API_KEY ?? "";
@@ -978,6 +1324,7 @@ async function main() {
     ["errors", errors],
     ["admin freeze issues", freezeIssues],
     ["admin restore issues", restoreIssues],
+    ["points", points],
   ];
   const failures = [];
   for (const [name, fn, required] of sections) {
