@@ -192,7 +192,7 @@ pub async fn run(
         users.clone(),
         clock.clone(),
         background.clone(),
-    ));
+    )?);
     let effect_tally = config
         .test_effect_tally
         .then(|| Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())));

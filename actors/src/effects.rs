@@ -177,6 +177,11 @@ pub struct Tally {
     pub metric_delta: f64,
     pub achievements: u64,
     pub streaks_lost: u64,
+    /// Points awards and the sum of their amounts.
+    pub points_awards: u64,
+    pub points_awarded: i64,
+    pub boosts_started: u64,
+    pub boosts_finished: u64,
 }
 
 /// A consumer for tests and diagnostics (`KUDOS_TEST_EFFECT_TALLY=1`): counts every effect
@@ -228,6 +233,12 @@ impl EffectConsumer for EffectTally {
                     event: crate::rules::streak::StreakEvent::Lost { .. },
                     ..
                 } => tally.streaks_lost += 1,
+                Effect::PointsAwarded { award, .. } => {
+                    tally.points_awards += 1;
+                    tally.points_awarded += award.awarded;
+                }
+                Effect::BoostStarted { .. } => tally.boosts_started += 1,
+                Effect::BoostFinished { .. } => tally.boosts_finished += 1,
                 _ => {}
             }
         }

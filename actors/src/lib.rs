@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod achievements;
+pub mod boosts;
 pub mod catalog;
 pub mod clock;
 pub mod effects;

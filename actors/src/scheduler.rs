@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kudos_snapshots::{Commit, DueIndex, DueKind, DueTarget, Scope, Store, StreamKind};
+
+use crate::boosts::BoostClock;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -46,6 +48,8 @@ pub enum Job {
     Backfill(Vec<Uuid>),
     /// Let every user recompute and file its next due instant (freeze auto-earn changed).
     Refile,
+    /// [`Job::Refile`] for these users only (a boost was created for them).
+    RefileUsers(Vec<String>),
 }
 
 impl Job {
@@ -72,6 +76,7 @@ pub struct Scheduler {
     users: UserShards,
     clock: Arc<dyn Clock>,
     background: Background,
+    boosts: BoostClock,
     /// One run at a time: the periodic tick and test-clock moves never interleave.
     running: tokio::sync::Mutex<()>,
 }
@@ -82,15 +87,28 @@ impl Scheduler {
         users: UserShards,
         clock: Arc<dyn Clock>,
         background: Background,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, kudos_snapshots::StoreError> {
+        let boosts = BoostClock::load(
+            store.clone(),
+            users.scope(),
+            users.catalog().clone(),
+            clock.clone(),
+            users.bus().clone(),
+        )?;
+        Ok(Self {
             due: store.due(),
             store,
             users,
             clock,
             background,
+            boosts,
             running: tokio::sync::Mutex::new(()),
-        }
+        })
+    }
+
+    /// The announcer of global and cohort boosts.
+    pub fn boost_clock(&self) -> &BoostClock {
+        &self.boosts
     }
 
     /// Runs the work of one due entry, by kind. Later features add a kind here.
@@ -109,6 +127,13 @@ impl Scheduler {
                     }
                 }
             }
+            DueKind::BoostWindow => match self.boosts.run(at).await {
+                Ok(_) => Handled::Done,
+                Err(e) => {
+                    tracing::warn!(error = %e, "boost announcements failed; retrying in a minute");
+                    Handled::Retry
+                }
+            },
             other => {
                 tracing::warn!(kind = ?other, stream = %target.stream, "no handler for this kind of due work yet; retrying later");
                 Handled::Retry
@@ -202,6 +227,22 @@ impl Scheduler {
         });
     }
 
+    /// Runs a small job (a few listed users) before returning, so its effect is visible to
+    /// the caller's next request; what fails is retried in the background like any job.
+    /// The job's record (written with the change that caused it) is removed when done, and
+    /// resumes it after a crash.
+    pub async fn run_job_now(self: &Arc<Self>, key: String, job: Job) {
+        let shutdown = self.background.shutdown().clone();
+        let report = self.run_job(&job, None, &shutdown).await;
+        if !report.failed.is_empty() || report.incomplete {
+            self.spawn_job(key, job);
+            return;
+        }
+        if let Err(e) = self.store.meta_commit(vec![(key, None)]).await {
+            tracing::warn!(error = %e, "cannot remove a finished job record; it will run again after a restart");
+        }
+    }
+
     /// Resumes the jobs recorded before a restart.
     pub fn resume_jobs(self: &Arc<Self>) -> Result<usize, kudos_snapshots::StoreError> {
         let prefix = format!("{}{JOB_PREFIX}", self.users.scope().meta_prefix());
@@ -232,15 +273,16 @@ impl Scheduler {
                     achievement_id: *achievement_id,
                 })
                 .collect(),
-            Job::Refile => vec![Command::Advance { at: None }],
+            Job::Refile | Job::RefileUsers(_) => vec![Command::Advance { at: None }],
         };
         let mut report = JobReport::default();
         let indexes = self.store.indexes();
         let users: Box<
             dyn Iterator<Item = Result<String, kudos_snapshots::StoreError>> + Send + '_,
-        > = match only {
-            Some(ids) => Box::new(ids.iter().cloned().map(Ok)),
-            None => Box::new(indexes.members(StreamKind::User, self.users.scope())),
+        > = match (only, job) {
+            (Some(ids), _) => Box::new(ids.iter().cloned().map(Ok)),
+            (None, Job::RefileUsers(ids)) => Box::new(ids.iter().cloned().map(Ok)),
+            (None, _) => Box::new(indexes.members(StreamKind::User, self.users.scope())),
         };
         for id in users {
             if shutdown.is_cancelled() {
@@ -340,7 +382,8 @@ mod tests {
             ShardsConfig::default(),
         );
         let background = Background::new(CancellationToken::new());
-        let scheduler = Scheduler::new(store.clone(), users.clone(), clock, background.clone());
+        let scheduler = Scheduler::new(store.clone(), users.clone(), clock, background.clone())
+            .expect("scheduler");
         let event = NewEvent {
             metric_id: metric,
             value: 1.0,

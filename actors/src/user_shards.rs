@@ -205,6 +205,14 @@ impl UserShards {
         StreamId::user(self.scope, user_id)
     }
 
+    pub fn catalog(&self) -> &Arc<CatalogService> {
+        &self.catalog
+    }
+
+    pub fn bus(&self) -> &EffectBus {
+        &self.bus
+    }
+
     pub fn config(&self) -> &ShardsConfig {
         &self.config
     }

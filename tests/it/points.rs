@@ -570,3 +570,90 @@ async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_ac
     clock("2027-03-17T04:30:00Z").await;
     assert_eq!(total("xp").await["total"], before);
 }
+
+/// The effect tally of one stream (`boost-clock`, or a user id), once the consumer has
+/// applied every inbox row (it runs beside the request path).
+async fn tally(s: &TestServer, stream: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = s.get("/admin/v1/test-effect-tally").await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        if r.body["backlog"] == 0 || tokio::time::Instant::now() > deadline {
+            return r.body["users"][stream].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
+    let s = TestServer::start_with_test_clock().await;
+    let clock = |now: &'static str| {
+        let s = &s;
+        async move {
+            let r = s.post("/admin/v1/test-clock", json!({"now": now})).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    clock("2027-06-01T12:00:00Z").await;
+    let xp = create_system(&s, "xp", None).await;
+    s.put("/v1/users/tokyo", json!({"tz": "Asia/Tokyo"})).await;
+    let boosts = format!("/admin/v1/points/{xp}/boosts");
+    let r = s
+        .post(
+            &boosts,
+            json!([
+                {"name": "Global", "start": "2027-06-10", "end": "2027-06-12", "multiplier": 2},
+                {"name": "Past", "start": "2027-05-01", "multiplier": 1.5},
+                {"name": "Mine", "userId": "tokyo", "start": "2027-06-10", "end": "2027-06-10", "multiplier": 3},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Created after its start moment: announced at once (and open-ended: never finished).
+    let shared = tally(&s, "boost-clock").await;
+    assert_eq!(shared["boostsStarted"], 1, "{shared}");
+
+    // 10:00 UTC the day before the start: the global boost starts.
+    clock("2027-06-09T09:59:00Z").await;
+    assert_eq!(tally(&s, "boost-clock").await["boostsStarted"], 1);
+    clock("2027-06-09T10:00:00Z").await;
+    assert_eq!(tally(&s, "boost-clock").await["boostsStarted"], 2);
+    // The user's boost starts at 00:00 Tokyo on its start date (15:00 UTC the day before)
+    // and finishes at 00:00 Tokyo after its end date.
+    clock("2027-06-09T15:00:00Z").await;
+    let mine = tally(&s, "tokyo").await;
+    assert_eq!(
+        (
+            mine["boostsStarted"].clone(),
+            mine["boostsFinished"].clone()
+        ),
+        (json!(1), json!(0)),
+        "{mine}"
+    );
+    clock("2027-06-10T15:00:00Z").await;
+    assert_eq!(tally(&s, "tokyo").await["boostsFinished"], 1);
+    // 13:00 UTC the day after the end: the global boost finishes; nothing repeats after a
+    // restart.
+    clock("2027-06-13T12:59:00Z").await;
+    assert_eq!(tally(&s, "boost-clock").await["boostsFinished"], 0);
+    clock("2027-06-13T13:00:00Z").await;
+    assert_eq!(tally(&s, "boost-clock").await["boostsFinished"], 1);
+    let s = s.restart().await;
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-07-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let shared = tally(&s, "boost-clock").await;
+    assert_eq!(
+        (
+            shared["boostsStarted"].clone(),
+            shared["boostsFinished"].clone()
+        ),
+        (json!(2), json!(1))
+    );
+    assert_eq!(tally(&s, "tokyo").await["boostsStarted"], 1);
+}

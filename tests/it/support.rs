@@ -46,6 +46,8 @@ impl TestServer {
         let mut config = Config::for_data_dir(dir.path());
         config.api_key = Some(KEY.to_string());
         config.test_clock = test_clock;
+        // Test-clock servers also count effects, so tests can see what was announced.
+        config.test_effect_tally = test_clock;
         config.max_body_bytes = 64 * 1024;
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(kudos::run(config, listener, shutdown.clone()));

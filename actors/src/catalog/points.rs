@@ -211,6 +211,8 @@ pub struct PointsCatalog {
     may_block: bool,
     /// Positions in `triggers` of time triggers (every commit asks for the next firing).
     time: Vec<usize>,
+    /// User id → positions in `boosts` of that user's boosts.
+    by_user: HashMap<String, Vec<usize>>,
 }
 
 impl PointsCatalog {
@@ -232,6 +234,7 @@ impl PointsCatalog {
             by_metric: HashMap::new(),
             may_block: false,
             time: Vec::new(),
+            by_user: HashMap::new(),
         };
         out.reindex();
         out
@@ -250,6 +253,12 @@ impl PointsCatalog {
             .triggers
             .iter()
             .any(|t| t.fires() && t.block_if_out_of_points && t.points < 0);
+        self.by_user.clear();
+        for (i, b) in self.boosts.iter().enumerate() {
+            if let Some(user) = &b.user_id {
+                self.by_user.entry(user.clone()).or_default().push(i);
+            }
+        }
         self.by_metric.clear();
         self.time = (0..self.triggers.len())
             .filter(|&i| matches!(self.triggers[i].kind, TriggerKind::Time { .. }))
@@ -515,6 +524,26 @@ impl Catalog {
             .boosts
             .iter()
             .filter(move |b| !b.deleted && b.system_id == system_id)
+    }
+
+    /// Live boosts created for `user_id`, of live systems (indexed).
+    pub fn boosts_for_user(&self, user_id: &str) -> impl Iterator<Item = &PointsBoost> {
+        self.points
+            .by_user
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.points.boosts[i])
+            .filter(|b| !b.deleted && self.points_system(b.system_id).is_some())
+    }
+
+    /// Live global and cohort boosts of live systems (the boost clock announces these).
+    pub fn shared_boosts(&self) -> impl Iterator<Item = &PointsBoost> {
+        self.points
+            .boosts
+            .iter()
+            .filter(|b| !b.deleted && b.user_id.is_none())
+            .filter(|b| self.points_system(b.system_id).is_some())
     }
 
     /// Any boost ever created (awards name the boosts they used).
@@ -1117,6 +1146,7 @@ impl Catalog {
             },
             |cat, b| cat.points.boosts.push(b),
         );
+        self.points.reindex();
         PointsChanges::of(created, issues)
     }
 

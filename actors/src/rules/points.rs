@@ -147,6 +147,70 @@ pub fn due_firings(
     (out, cursor)
 }
 
+/// When a boost is announced as started and finished (SPEC §8.4). Global and cohort
+/// boosts: 10:00 UTC on the day before `start`, 13:00 UTC on the day after `end`.
+/// User-specific boosts (`tz` given): 00:00 local on `start`, 00:00 local on `end + 1`.
+/// `None` for the finish of an open-ended boost.
+pub fn boost_moments(
+    start: NaiveDate,
+    end: Option<NaiveDate>,
+    tz: Option<Tz>,
+) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+    let utc_at = |date: Option<NaiveDate>, hour: u32| {
+        date.and_then(|d| d.and_hms_opt(hour, 0, 0))
+            .map(|t| t.and_utc())
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    };
+    match tz {
+        None => (
+            utc_at(start.checked_sub_days(Days::new(1)), 10),
+            end.map(|e| utc_at(e.checked_add_days(Days::new(1)), 13)),
+        ),
+        Some(tz) => (
+            local_midnight(tz, start),
+            end.and_then(|e| e.checked_add_days(Days::new(1)))
+                .map(|d| local_midnight(tz, d)),
+        ),
+    }
+}
+
+/// How far a boost's announcements have gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BoostPhase {
+    Started,
+    Finished,
+}
+
+/// The announcements of a boost due by `at`, in order, given the last one made.
+pub fn due_announcements(
+    moments: (DateTime<Utc>, Option<DateTime<Utc>>),
+    announced: Option<BoostPhase>,
+    at: DateTime<Utc>,
+) -> Vec<BoostPhase> {
+    let (started, finished) = moments;
+    let mut out = Vec::new();
+    if announced.is_none() && started <= at {
+        out.push(BoostPhase::Started);
+    }
+    let has_started = announced.is_some() || !out.is_empty();
+    if has_started && announced != Some(BoostPhase::Finished) && finished.is_some_and(|f| f <= at) {
+        out.push(BoostPhase::Finished);
+    }
+    out
+}
+
+/// The next announcement instant of a boost after the last one made, if any.
+pub fn next_announcement(
+    moments: (DateTime<Utc>, Option<DateTime<Utc>>),
+    announced: Option<BoostPhase>,
+) -> Option<DateTime<Utc>> {
+    match announced {
+        None => Some(moments.0),
+        Some(BoostPhase::Started) => moments.1,
+        Some(BoostPhase::Finished) => None,
+    }
+}
+
 /// Whether a streak that grew to `length` fires a trigger of `every` (every positive
 /// multiple, SPEC §6.3.2).
 pub fn streak_fires(length: u32, every: u32) -> bool {
@@ -345,6 +409,25 @@ mod tests {
         assert_eq!(
             reset.paid, 3,
             "7h − 1h = 6h: three firings from the new anchor"
+        );
+    }
+
+    #[test]
+    fn boost_announcements_follow_spec_8_4() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+        let (started, finished) = boost_moments(d("2025-06-10"), Some(d("2025-06-12")), None);
+        assert_eq!(started.to_rfc3339(), "2025-06-09T10:00:00+00:00");
+        assert_eq!(
+            finished.expect("end").to_rfc3339(),
+            "2025-06-13T13:00:00+00:00"
+        );
+        let tz: Tz = "Asia/Tokyo".parse().expect("tz");
+        let (s, f) = boost_moments(d("2025-06-10"), Some(d("2025-06-12")), Some(tz));
+        assert_eq!(s.to_rfc3339(), "2025-06-09T15:00:00+00:00");
+        assert_eq!(f.expect("end").to_rfc3339(), "2025-06-12T15:00:00+00:00");
+        assert!(
+            boost_moments(d("2025-06-10"), None, None).1.is_none(),
+            "open-ended"
         );
     }
 

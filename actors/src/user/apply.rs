@@ -98,6 +98,7 @@ impl UserState {
         });
         self.evaluate(catalog, scope, at, &mut out);
         let points = self.evaluate_points(catalog, record, at, &mut out);
+        self.announce_boosts(catalog, at, &mut out);
         (out, points.blocked)
     }
 

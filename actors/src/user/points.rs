@@ -17,6 +17,7 @@ use crate::rules::points::{
     blocks, boosted, clamp_award, combined_rounding, due_firings, in_window, streak_fires,
     time_firing, Accumulator, TimeCursor, MAX_CATCH_UP,
 };
+use crate::rules::points::{boost_moments, due_announcements, next_announcement, BoostPhase};
 use crate::rules::streak::{local_date, StreakEvent};
 use crate::rules::summary::{bucket_of, Buckets};
 
@@ -50,6 +51,8 @@ pub struct PointsBalance {
     pub accumulators: BTreeMap<Uuid, Accumulator>,
     /// Time trigger id → the firings paid to this user.
     pub time: BTreeMap<Uuid, TimeCursor>,
+    /// The user's own boost id → how far its announcements went (SPEC §8.4).
+    pub announced: BTreeMap<Uuid, BoostPhase>,
 }
 
 /// What a record gave the points evaluation to react to.
@@ -98,6 +101,30 @@ impl UserState {
                     .or_default()
                     .accumulators
                     .insert(*trigger_id, *accumulator);
+            }
+            Effect::BoostStarted {
+                boost_id,
+                system_id,
+                user_id: Some(_),
+                ..
+            } => {
+                self.points
+                    .entry(*system_id)
+                    .or_default()
+                    .announced
+                    .insert(*boost_id, BoostPhase::Started);
+            }
+            Effect::BoostFinished {
+                boost_id,
+                system_id,
+                user_id: Some(_),
+                ..
+            } => {
+                self.points
+                    .entry(*system_id)
+                    .or_default()
+                    .announced
+                    .insert(*boost_id, BoostPhase::Finished);
             }
             Effect::PointsTimeProgress {
                 system_id,
@@ -354,6 +381,65 @@ impl UserState {
             .and_then(|b| b.time.get(&t.id))
             .copied()
             .unwrap_or_default()
+    }
+
+    fn announced(&self, b: &PointsBoost) -> Option<BoostPhase> {
+        self.points
+            .get(&b.system_id)
+            .and_then(|p| p.announced.get(&b.id))
+            .copied()
+    }
+
+    /// Announces the user's own boosts whose start or end moment passed by `at` (00:00
+    /// local on `start` and on `end + 1`, SPEC §8.4.2). A boost created after its start is
+    /// announced by the user's next record (the admin API sends one at once).
+    pub(crate) fn announce_boosts(
+        &mut self,
+        catalog: &Catalog,
+        at: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(profile) = &self.profile else {
+            return;
+        };
+        let (user_id, tz) = (profile.id.clone(), profile.time_zone());
+        let mut made = Vec::new();
+        for b in catalog.boosts_for_user(&user_id) {
+            let moments = boost_moments(b.start, b.end, Some(tz));
+            for phase in due_announcements(moments, self.announced(b), at) {
+                let (boost_id, system_id, user_id) = (b.id, b.system_id, Some(user_id.clone()));
+                made.push(match phase {
+                    BoostPhase::Started => Effect::BoostStarted {
+                        boost_id,
+                        system_id,
+                        user_id,
+                        at,
+                    },
+                    BoostPhase::Finished => Effect::BoostFinished {
+                        boost_id,
+                        system_id,
+                        user_id,
+                        at,
+                    },
+                });
+            }
+        }
+        for e in made {
+            self.fold_points(&e);
+            out.push(e);
+        }
+    }
+
+    /// The next announcement of one of the user's own boosts.
+    pub(crate) fn next_boost_announcement(&self, catalog: &Catalog) -> Option<DateTime<Utc>> {
+        let profile = self.profile.as_ref()?;
+        let tz = profile.time_zone();
+        catalog
+            .boosts_for_user(&profile.id)
+            .filter_map(|b| {
+                next_announcement(boost_moments(b.start, b.end, Some(tz)), self.announced(b))
+            })
+            .min()
     }
 
     /// The next instant a time trigger fires for this user (it files a due entry for it).

@@ -58,6 +58,21 @@ pub enum Effect {
         trigger_id: Uuid,
         cursor: crate::rules::points::TimeCursor,
     },
+    /// A boost began (SPEC §8.4): user-specific boosts in the user's stream, global and
+    /// cohort boosts in the boost clock's (`user_id` is then `None`).
+    BoostStarted {
+        boost_id: Uuid,
+        system_id: Uuid,
+        user_id: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// A boost with an end date ended (SPEC §8.4).
+    BoostFinished {
+        boost_id: Uuid,
+        system_id: Uuid,
+        user_id: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// The user's level in a system changed (SPEC §6.5.3).
     PointsLevelChanged {
         user_id: String,
@@ -85,6 +100,8 @@ impl Effect {
                 | Effect::PointsProgress { .. }
                 | Effect::PointsTimeProgress { .. }
                 | Effect::PointsLevelChanged { .. }
+                | Effect::BoostStarted { .. }
+                | Effect::BoostFinished { .. }
         )
     }
 }

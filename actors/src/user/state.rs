@@ -179,10 +179,15 @@ impl UserState {
                         .min()
                         .map(|d| crate::rules::summary::local_midnight(tz, d))
                 });
-        [streak, anniversary_due, self.next_time_firing(catalog)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            streak,
+            anniversary_due,
+            self.next_time_firing(catalog),
+            self.next_boost_announcement(catalog),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

@@ -22,6 +22,10 @@ struct UserTally {
     metric_delta: f64,
     achievements: u64,
     streaks_lost: u64,
+    points_awards: u64,
+    points_awarded: i64,
+    boosts_started: u64,
+    boosts_finished: u64,
 }
 
 #[derive(Serialize)]
@@ -53,6 +57,10 @@ async fn get_tally(State(state): State<AppState>) -> ApiResult<Json<TallyRespons
                     metric_delta: t.metric_delta,
                     achievements: t.achievements,
                     streaks_lost: t.streaks_lost,
+                    points_awards: t.points_awards,
+                    points_awarded: t.points_awarded,
+                    boosts_started: t.boosts_started,
+                    boosts_finished: t.boosts_finished,
                 },
             )
         })

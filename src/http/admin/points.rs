@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use kudos_actors::catalog::points::{CreatedSystem, PointsChanges, PointsTrigger};
+use kudos_actors::catalog::points::{CreatedSystem, PointsBoost, PointsChanges, PointsTrigger};
 use kudos_actors::catalog::{Catalog, Changed};
 use kudos_actors::scheduler::Job;
 use serde_json::{json, Value};
@@ -53,33 +53,54 @@ async fn change<T: Send + 'static>(
     state: &AppState,
     op: impl FnOnce(&mut Catalog) -> PointsChanges<T>,
 ) -> ApiResult<(Vec<T>, Vec<kudos_actors::catalog::Issue>)> {
-    change_refiling(state, |_| false, op).await
+    change_refiling(state, |_| None, op).await
 }
 
-/// [`change`], and when `refile` holds for something applied, a job that has every user
-/// file its next due instant again (an active time trigger is due work for every user),
-/// recorded in the same commit as the change.
+/// [`change`], then the job `refile` asks for (users filing their next due instant again:
+/// an active time trigger is due work for every user, a boost for its user), recorded in
+/// the same commit as the change. Boosts shared by many users are announced by the boost
+/// clock, which files its next instant here too.
 async fn change_refiling<T: Send + 'static>(
     state: &AppState,
-    refile: impl Fn(&T) -> bool,
+    refile: impl Fn(&[T]) -> Option<Job>,
     op: impl FnOnce(&mut Catalog) -> PointsChanges<T>,
 ) -> ApiResult<(Vec<T>, Vec<kudos_actors::catalog::Issue>)> {
     let (out, issues, job) = state
         .catalog
         .update(|cat| {
             let mut r = op(cat);
-            let job = r.out.iter().any(&refile).then(|| {
-                let (key, value) = Job::Refile.record(state.users.scope());
+            let job = refile(&r.out).map(|job| {
+                let (key, value) = job.record(state.users.scope());
                 r.changed.push(Changed::Meta(key.clone(), value));
-                key
+                (key, job)
             });
             ((r.out, r.issues, job), r.changed)
         })
         .await?;
-    if let Some(key) = job {
-        state.scheduler.spawn_job(key, Job::Refile);
+    match job {
+        // A boost's users are few: file their announcements before answering.
+        Some((key, job @ Job::RefileUsers(_))) => state.scheduler.run_job_now(key, job).await,
+        Some((key, job)) => state.scheduler.spawn_job(key, job),
+        None => {}
     }
+    state.scheduler.boost_clock().refile().await?;
     Ok((out, issues))
+}
+
+/// Every user files again when an active time trigger was applied.
+fn refile_for_time(triggers: &[PointsTrigger]) -> Option<Job> {
+    triggers.iter().any(active_time).then_some(Job::Refile)
+}
+
+/// The users of user-specific boosts file again (their announcements are due work).
+fn refile_for_boosts<'a>(boosts: impl IntoIterator<Item = &'a PointsBoost>) -> Option<Job> {
+    let mut users: Vec<String> = boosts
+        .into_iter()
+        .filter_map(|b| b.user_id.clone())
+        .collect();
+    users.sort();
+    users.dedup();
+    (!users.is_empty()).then_some(Job::RefileUsers(users))
 }
 
 /// Whether a trigger is an active time trigger: users must file its firings.
@@ -136,7 +157,17 @@ async fn create_systems(
     let exists = user_exists(&state);
     let (out, problems) = change_refiling(
         &state,
-        |c: &CreatedSystem| c.triggers.iter().flatten().any(active_time),
+        |created: &[CreatedSystem]| {
+            let time = created
+                .iter()
+                .flat_map(|c| c.triggers.iter().flatten())
+                .any(active_time);
+            if time {
+                Some(Job::Refile)
+            } else {
+                refile_for_boosts(created.iter().flat_map(|c| c.boosts.iter().flatten()))
+            }
+        },
         |cat| cat.create_points_systems(items, now, &exists),
     )
     .await?;
@@ -205,7 +236,7 @@ async fn create_triggers(
         .map(parse_trigger_fields)
         .collect();
     let now = state.clock.now();
-    let (out, problems) = change_refiling(&state, active_time, |cat| {
+    let (out, problems) = change_refiling(&state, refile_for_time, |cat| {
         cat.create_points_triggers(system, items, now)
     })
     .await?;
@@ -224,7 +255,7 @@ async fn update_triggers(
         .map(|(i, item)| parse_trigger_patch(i, item))
         .collect();
     let now = state.clock.now();
-    let (out, problems) = change_refiling(&state, active_time, |cat| {
+    let (out, problems) = change_refiling(&state, refile_for_time, |cat| {
         cat.update_points_triggers(system, items, now)
     })
     .await?;
@@ -351,9 +382,11 @@ async fn create_boosts(
         .collect();
     let now = state.clock.now();
     let exists = user_exists(&state);
-    let (out, problems) = change(&state, |cat| {
-        cat.create_points_boosts(system, items, now, &exists)
-    })
+    let (out, problems) = change_refiling(
+        &state,
+        |b: &[PointsBoost]| refile_for_boosts(b),
+        |cat| cat.create_points_boosts(system, items, now, &exists),
+    )
     .await?;
     let day = today(&state);
     Ok(created(
@@ -373,7 +406,12 @@ async fn update_boosts(
         .enumerate()
         .map(|(i, item)| parse_boost_patch(i, item))
         .collect();
-    let (out, problems) = change(&state, |cat| cat.update_points_boosts(system, items)).await?;
+    let (out, problems) = change_refiling(
+        &state,
+        |b: &[PointsBoost]| refile_for_boosts(b),
+        |cat| cat.update_points_boosts(system, items),
+    )
+    .await?;
     let day = today(&state);
     Ok(updated(
         out.iter().map(|b| admin_boost_on(b, day)).collect(),
