@@ -33,7 +33,7 @@ pub async fn catalog_with_metric(
                 })],
                 now,
             );
-            let mut changed = vec![Changed::Metric(m[0].clone())];
+            let mut changed = vec![Changed::of(&m[0])];
             if streak {
                 c.update_streak_settings(StreakSettingsPatch {
                     metrics: Some(vec![(key.into(), 1.0)]),

@@ -9,66 +9,25 @@
 //! return what was applied plus the issues for what was not. Persistence is the job of
 //! [`CatalogService`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, Utc};
 use kudos_snapshots::{Scope, Store, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
+mod attributes;
+mod metrics;
 pub mod points;
+mod streak;
+
+pub use attributes::*;
+pub use metrics::*;
+pub use streak::*;
 
 use crate::achievements::Achievement;
 use crate::rules::keys::{is_valid_key, KEY_RULE};
-use crate::rules::streak::{FreezeConfig, Frequency, Mode};
 use points::{PointsBoost, PointsCatalog, PointsLevel, PointsSystem, PointsTrigger};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnitType {
-    Number,
-    Currency,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metric {
-    pub id: Uuid,
-    pub key: String,
-    pub name: String,
-    pub unit_type: UnitType,
-    pub units: String,
-    pub created: DateTime<Utc>,
-    pub deleted: bool,
-    /// Creation order (lists are in creation order).
-    pub ord: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttributeKind {
-    User,
-    Event,
-}
-
-impl AttributeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttributeKind::User => "user",
-            AttributeKind::Event => "event",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Attribute {
-    pub id: Uuid,
-    pub key: String,
-    pub name: String,
-    pub kind: AttributeKind,
-    pub deleted: bool,
-    pub ord: u64,
-}
 
 /// An item-level problem in a bulk admin request (SPEC §10.1). `index` for creates, `id` for
 /// updates and deletes.
@@ -125,95 +84,9 @@ impl Issue {
     }
 }
 
-/// A validated metric creation request.
-#[derive(Debug, Clone)]
-pub struct NewMetric {
-    pub key: String,
-    pub name: String,
-    pub unit_type: UnitType,
-    pub units: Option<String>,
-}
-
-/// A validated metric update; `None` fields are left alone.
-#[derive(Debug, Clone)]
-pub struct MetricPatch {
-    pub id: String,
-    pub name: Option<String>,
-    pub unit_type: Option<UnitType>,
-    pub units: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewAttribute {
-    pub key: String,
-    pub name: String,
-    pub kind: AttributeKind,
-}
-
 /// An item of a bulk request that failed shape validation at the HTTP edge: it becomes an
 /// issue and the other items still apply.
 pub type Item<T> = Result<T, String>;
-
-/// Org-level streak configuration (SPEC §5.1). Metrics are referenced by id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StreakSettings {
-    pub frequency: Frequency,
-    pub mode: Mode,
-    pub customization_enabled: bool,
-    pub days_off: Vec<u8>,
-    pub metrics: Vec<(Uuid, f64)>,
-    pub freezes: Option<FreezeConfig>,
-}
-
-impl Default for StreakSettings {
-    fn default() -> Self {
-        Self {
-            frequency: Frequency::Daily,
-            mode: Mode::Or,
-            customization_enabled: false,
-            days_off: Vec::new(),
-            metrics: Vec::new(),
-            freezes: None,
-        }
-    }
-}
-
-/// A partial update of [`StreakSettings`] (`PATCH /streaks/settings`); `None` keeps a field.
-#[derive(Debug, Clone, Default)]
-pub struct StreakSettingsPatch {
-    pub frequency: Option<Frequency>,
-    pub mode: Option<Mode>,
-    pub customization_enabled: Option<bool>,
-    pub days_off: Option<Vec<i64>>,
-    /// Metric keys and thresholds; replaces the whole list.
-    pub metrics: Option<Vec<(String, f64)>>,
-    /// `Some(None)` disables freezes; `Some(Some(f))` merges `f` into the current ones.
-    pub freezes: Option<Option<FreezesPatch>>,
-}
-
-/// Freeze settings in a PATCH: provided fields change. `auto_earn_*`: `Some(None)` clears.
-#[derive(Debug, Clone, Default)]
-pub struct FreezesPatch {
-    pub start_count: Option<u32>,
-    pub max_count: Option<u32>,
-    pub auto_earn_interval: Option<Option<u32>>,
-    pub auto_earn_amount: Option<Option<u32>>,
-}
-
-/// Validates weekday numbers (0 = Sunday … 6 = Saturday), deduplicated and sorted.
-pub fn check_days_off(days: &[i64]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for d in days {
-        let day = u8::try_from(*d).ok().filter(|d| *d <= 6).ok_or_else(|| {
-            "daysOff must contain integers from 0 (Sunday) to 6 (Saturday)".to_string()
-        })?;
-        if !out.contains(&day) {
-            out.push(day);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
 
 /// The whole configuration at one instant.
 #[derive(Debug, Clone, Default)]
@@ -233,29 +106,6 @@ pub struct Catalog {
 pub trait Persisted: Serialize {
     const PREFIX: &'static str;
     fn id(&self) -> Uuid;
-    fn ord(&self) -> u64;
-}
-
-/// ISO-4217 codes accepted for `currency` metrics.
-const CURRENCIES: &[&str] = &[
-    "AED", "ARS", "AUD", "BDT", "BGN", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK",
-    "EGP", "EUR", "GBP", "HKD", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KES", "KRW", "MAD",
-    "MXN", "MYR", "NGN", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "RUB",
-    "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "VND", "ZAR",
-];
-
-fn check_units(unit_type: UnitType, units: Option<&str>) -> Result<String, String> {
-    match unit_type {
-        UnitType::Number => Ok(units.unwrap_or("").to_string()),
-        UnitType::Currency => {
-            let code = units.unwrap_or("").to_ascii_uppercase();
-            if CURRENCIES.contains(&code.as_str()) {
-                Ok(code)
-            } else {
-                Err("Units must be a supported ISO 4217 currency code for currency metrics".into())
-            }
-        }
-    }
 }
 
 impl Catalog {
@@ -354,59 +204,6 @@ impl Catalog {
         ord
     }
 
-    /// Live (non-deleted) metrics in creation order.
-    pub fn metrics(&self) -> impl Iterator<Item = &Metric> {
-        self.metrics.iter().filter(|m| !m.deleted)
-    }
-
-    pub fn metric_by_key(&self, key: &str) -> Option<&Metric> {
-        self.metrics().find(|m| m.key == key)
-    }
-
-    pub fn metric(&self, id: Uuid) -> Option<&Metric> {
-        self.metrics().find(|m| m.id == id)
-    }
-
-    pub fn metric_by_id(&self, id: &str) -> Option<&Metric> {
-        let id = Uuid::parse_str(id).ok()?;
-        self.metrics().find(|m| m.id == id)
-    }
-
-    /// Live attributes in creation order.
-    pub fn attributes(&self) -> impl Iterator<Item = &Attribute> {
-        self.attributes.iter().filter(|a| !a.deleted)
-    }
-
-    pub fn attribute_by_id(&self, id: &str) -> Option<&Attribute> {
-        let id = Uuid::parse_str(id).ok()?;
-        self.attributes().find(|a| a.id == id)
-    }
-
-    /// The key of a live attribute.
-    pub fn attribute_key(&self, id: Uuid) -> Option<&str> {
-        self.attributes()
-            .find(|a| a.id == id)
-            .map(|a| a.key.as_str())
-    }
-
-    pub fn attribute(&self, kind: AttributeKind, key: &str) -> Option<&Attribute> {
-        self.attributes().find(|a| a.kind == kind && a.key == key)
-    }
-
-    /// Keys among `keys` that are not live attributes of `kind`, sorted, for the
-    /// "Invalid attribute keys" message (SPEC §1.3.3).
-    pub fn unknown_attribute_keys<'a>(
-        &self,
-        kind: AttributeKind,
-        keys: impl IntoIterator<Item = &'a String>,
-    ) -> Vec<String> {
-        let unknown: BTreeSet<&String> = keys
-            .into_iter()
-            .filter(|k| self.attribute(kind, k).is_none())
-            .collect();
-        unknown.into_iter().cloned().collect()
-    }
-
     /// Bulk create (SPEC §10.1.2): each item is validated and built on its own against the
     /// catalog as it is after the items before it; failures become issues by index.
     fn bulk_create<N, T: Clone>(
@@ -438,206 +235,6 @@ impl Catalog {
             return Err("Name must not be empty".into());
         }
         Ok(())
-    }
-
-    pub fn create_metrics(
-        &mut self,
-        items: Vec<Item<NewMetric>>,
-        now: DateTime<Utc>,
-    ) -> (Vec<Metric>, Vec<Issue>) {
-        self.bulk_create(
-            items,
-            |cat, new| {
-                Self::check_key_and_name(&new.key, &new.name)?;
-                if cat.metric_by_key(&new.key).is_some() {
-                    return Err("Key already in use by another metric".into());
-                }
-                let units = check_units(new.unit_type, new.units.as_deref())?;
-                Ok(Metric {
-                    id: Uuid::new_v4(),
-                    key: new.key,
-                    name: new.name,
-                    unit_type: new.unit_type,
-                    units,
-                    created: now,
-                    deleted: false,
-                    ord: cat.take_ord(),
-                })
-            },
-            |cat, m| cat.metrics.push(m),
-        )
-    }
-
-    pub fn update_metrics(
-        &mut self,
-        items: Vec<Result<MetricPatch, Issue>>,
-    ) -> (Vec<Metric>, Vec<Issue>) {
-        bulk_update(
-            &mut self.metrics,
-            items,
-            |p| &p.id,
-            "Metric",
-            |metric, patch| {
-                if patch.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-                    return Err("Name must not be empty".into());
-                }
-                let unit_type = patch.unit_type.unwrap_or(metric.unit_type);
-                // Without new units the current ones are kept, if still valid for the type.
-                let units_in = patch.units.as_deref().unwrap_or(&metric.units);
-                let units = check_units(unit_type, Some(units_in))?;
-                if let Some(name) = patch.name {
-                    metric.name = name;
-                }
-                metric.unit_type = unit_type;
-                metric.units = units;
-                Ok(())
-            },
-        )
-    }
-
-    pub fn delete_metrics(&mut self, ids: &[String]) -> (Vec<Metric>, Vec<Issue>) {
-        bulk_delete(&mut self.metrics, ids, "Metric")
-    }
-
-    /// Metric keys and thresholds → ids, checking keys exist and are unique and thresholds are
-    /// positive (SPEC §5.1.1, §2.4.2).
-    pub fn streak_metrics(&self, items: &[(String, f64)]) -> Result<Vec<(Uuid, f64)>, String> {
-        let mut out: Vec<(Uuid, f64)> = Vec::new();
-        for (key, threshold) in items {
-            let metric = self
-                .metric_by_key(key)
-                .ok_or_else(|| format!("Metric not found: {key}"))?;
-            if !(threshold.is_finite() && *threshold > 0.0) {
-                return Err(format!("Threshold for {key} must be greater than 0"));
-            }
-            if out.iter().any(|(id, _)| *id == metric.id) {
-                return Err(format!("Metric {key} appears more than once"));
-            }
-            out.push((metric.id, *threshold));
-        }
-        Ok(out)
-    }
-
-    /// Applies a streak settings PATCH, all or nothing; the message is for a 422.
-    pub fn update_streak_settings(
-        &mut self,
-        patch: StreakSettingsPatch,
-    ) -> Result<StreakSettings, String> {
-        let mut next = self.streak.clone();
-        if let Some(f) = patch.frequency {
-            if f != Frequency::Daily {
-                next.days_off.clear();
-            }
-            next.frequency = f;
-        }
-        if let Some(m) = patch.mode {
-            next.mode = m;
-        }
-        if let Some(c) = patch.customization_enabled {
-            next.customization_enabled = c;
-        }
-        if let Some(days) = &patch.days_off {
-            let days = check_days_off(days)?;
-            if !days.is_empty() && next.frequency != Frequency::Daily {
-                return Err("daysOff can only be set for daily streaks".into());
-            }
-            next.days_off = days;
-        }
-        if let Some(items) = &patch.metrics {
-            next.metrics = self.streak_metrics(items)?;
-        }
-        match patch.freezes {
-            None => {}
-            Some(None) => next.freezes = None,
-            Some(Some(fp)) => {
-                let base = next.freezes.clone().unwrap_or(FreezeConfig {
-                    start_count: 0,
-                    max_count: 0,
-                    auto_earn_interval: None,
-                    auto_earn_amount: None,
-                });
-                let merged = FreezeConfig {
-                    start_count: fp.start_count.unwrap_or(base.start_count),
-                    max_count: fp
-                        .max_count
-                        .unwrap_or(base.max_count.max(fp.start_count.unwrap_or(0))),
-                    auto_earn_interval: fp.auto_earn_interval.unwrap_or(base.auto_earn_interval),
-                    auto_earn_amount: fp.auto_earn_amount.unwrap_or(base.auto_earn_amount),
-                };
-                if merged.max_count > 100 {
-                    return Err("freezes.maxCount cannot exceed 100".into());
-                }
-                if merged.max_count < merged.start_count {
-                    return Err("freezes.maxCount must be at least freezes.startCount".into());
-                }
-                match (merged.auto_earn_interval, merged.auto_earn_amount) {
-                    (Some(i), Some(a)) if i >= 1 && a >= 1 => {}
-                    (None, None) => {}
-                    (Some(_), Some(_)) => {
-                        return Err("freezes.autoEarnInterval and autoEarnAmount must be at least 1".into())
-                    }
-                    _ => {
-                        return Err(
-                            "freezes.autoEarnInterval and freezes.autoEarnAmount must both be set or both be null"
-                                .into(),
-                        )
-                    }
-                }
-                next.freezes = Some(merged);
-            }
-        }
-        self.streak = next.clone();
-        Ok(next)
-    }
-
-    pub fn create_attributes(
-        &mut self,
-        items: Vec<Item<NewAttribute>>,
-    ) -> (Vec<Attribute>, Vec<Issue>) {
-        self.bulk_create(
-            items,
-            |cat, new| {
-                Self::check_key_and_name(&new.key, &new.name)?;
-                if cat.attribute(new.kind, &new.key).is_some() {
-                    return Err("Key already in use by another attribute of this type".into());
-                }
-                Ok(Attribute {
-                    id: Uuid::new_v4(),
-                    key: new.key,
-                    name: new.name,
-                    kind: new.kind,
-                    deleted: false,
-                    ord: cat.take_ord(),
-                })
-            },
-            |cat, a| cat.attributes.push(a),
-        )
-    }
-
-    /// Attribute updates: only the name can change (key and type are immutable).
-    pub fn update_attributes(
-        &mut self,
-        items: Vec<Result<(String, Option<String>), Issue>>,
-    ) -> (Vec<Attribute>, Vec<Issue>) {
-        bulk_update(
-            &mut self.attributes,
-            items,
-            |(id, _)| id,
-            "Attribute",
-            |attr, (_, name)| {
-                if let Some(name) = name {
-                    if name.trim().is_empty() {
-                        return Err("Name must not be empty".into());
-                    }
-                    attr.name = name;
-                }
-                Ok(())
-            },
-        )
-    }
-
-    pub fn delete_attributes(&mut self, ids: &[String]) -> (Vec<Attribute>, Vec<Issue>) {
-        bulk_delete(&mut self.attributes, ids, "Attribute")
     }
 }
 
@@ -681,9 +278,6 @@ macro_rules! entity {
     };
 }
 pub(crate) use entity;
-entity!(Metric);
-entity!(Attribute);
-entity!(Achievement);
 
 fn find_live<'a, T: Entity>(list: &'a mut [T], raw_id: &str) -> Option<&'a mut T> {
     let id = Uuid::parse_str(raw_id).ok()?;
@@ -748,10 +342,8 @@ pub(crate) fn bulk_delete<T: Entity>(
 
 /// An entity changed by an admin operation, to be persisted.
 pub enum Changed {
-    Metric(Metric),
-    Attribute(Attribute),
+    /// The org's streak settings (one entry, not a list).
     StreakSettings(StreakSettings),
-    Achievement(Achievement),
     /// Another meta entry written in the same commit (e.g. a background job record).
     Meta(String, Option<serde_json::Value>),
     /// A [`Persisted`] entity: its key after the scope prefix, and its JSON (or why it
@@ -775,21 +367,9 @@ impl Changed {
             v.map(Some).map_err(|e| StoreError::Encode(e.to_string()))
         };
         Ok(match self {
-            Changed::Metric(m) => (
-                format!("{p}{METRIC_PREFIX}{}", m.id),
-                encode(serde_json::to_value(m))?,
-            ),
-            Changed::Attribute(a) => (
-                format!("{p}{ATTRIBUTE_PREFIX}{}", a.id),
-                encode(serde_json::to_value(a))?,
-            ),
             Changed::StreakSettings(st) => (
                 format!("{p}{STREAK_SETTINGS_KEY}"),
                 encode(serde_json::to_value(st))?,
-            ),
-            Changed::Achievement(a) => (
-                format!("{p}{ACHIEVEMENT_PREFIX}{}", a.id),
-                encode(serde_json::to_value(a))?,
             ),
             Changed::Meta(key, value) => (key.clone(), value.clone()),
             Changed::Entity(key, value) => (
@@ -808,11 +388,24 @@ fn load_all<T: Persisted + serde::de::DeserializeOwned>(
     store.meta_scan(&format!("{}{}", scope.meta_prefix(), T::PREFIX))
 }
 
-// Meta keys of catalog entities, after the scope's prefix (`scope/{env}/{tenant}/`).
-const METRIC_PREFIX: &str = "catalog/metric/";
-const ATTRIBUTE_PREFIX: &str = "catalog/attribute/";
-const ACHIEVEMENT_PREFIX: &str = "catalog/achievement/";
+/// The meta key of the streak settings, after the scope's prefix (`scope/{env}/{tenant}/`).
 const STREAK_SETTINGS_KEY: &str = "catalog/streak_settings";
+
+macro_rules! persisted {
+    ($t:ty, $prefix:literal) => {
+        impl $crate::catalog::Persisted for $t {
+            const PREFIX: &'static str = $prefix;
+            fn id(&self) -> uuid::Uuid {
+                self.id
+            }
+        }
+        $crate::catalog::entity!($t);
+    };
+}
+pub(crate) use persisted;
+persisted!(Metric, "catalog/metric/");
+persisted!(Attribute, "catalog/attribute/");
+persisted!(Achievement, "catalog/achievement/");
 
 /// Owns the current catalog: reads are a lock-free-ish `Arc` clone, writes are serialized,
 /// made durable, then published.
@@ -827,11 +420,11 @@ impl CatalogService {
     /// Loads the catalog of `scope`.
     pub fn load(store: Store, scope: Scope) -> Result<Self, StoreError> {
         let p = scope.meta_prefix();
-        let metrics: Vec<Metric> = store.meta_scan(&format!("{p}{METRIC_PREFIX}"))?;
-        let attributes: Vec<Attribute> = store.meta_scan(&format!("{p}{ATTRIBUTE_PREFIX}"))?;
-        let achievements: Vec<Achievement> =
-            store.meta_scan(&format!("{p}{ACHIEVEMENT_PREFIX}"))?;
-        let mut catalog = Catalog::from_parts(metrics, attributes).with_achievements(achievements);
+        let mut catalog = Catalog::from_parts(
+            load_all::<Metric>(&store, scope)?,
+            load_all::<Attribute>(&store, scope)?,
+        )
+        .with_achievements(load_all::<Achievement>(&store, scope)?);
         catalog.points = PointsCatalog::from_parts(
             load_all::<PointsSystem>(&store, scope)?,
             load_all::<PointsTrigger>(&store, scope)?,
@@ -888,6 +481,7 @@ impl CatalogService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
     fn new_metric(key: &str) -> Item<NewMetric> {
         Ok(NewMetric {

@@ -177,20 +177,7 @@ pub fn boost_status(boost: &PointsBoost, today: NaiveDate) -> &'static str {
     }
 }
 
-macro_rules! persisted {
-    ($t:ty, $prefix:literal) => {
-        impl Persisted for $t {
-            const PREFIX: &'static str = $prefix;
-            fn id(&self) -> Uuid {
-                self.id
-            }
-            fn ord(&self) -> u64 {
-                self.ord
-            }
-        }
-        super::entity!($t);
-    };
-}
+use super::persisted;
 persisted!(PointsSystem, "catalog/points_system/");
 persisted!(PointsTrigger, "catalog/points_trigger/");
 persisted!(PointsLevel, "catalog/points_level/");

@@ -44,12 +44,7 @@ async fn apply(
         .catalog
         .update(|cat| {
             let out = change(cat);
-            let mut changed: Vec<Changed> = out
-                .changed
-                .iter()
-                .cloned()
-                .map(Changed::Achievement)
-                .collect();
+            let mut changed: Vec<Changed> = out.changed.iter().map(Changed::of).collect();
             let job = (!out.backfill.is_empty()).then(|| {
                 let job = Job::Backfill(out.backfill.clone());
                 let (key, value) = job.record(state.users.scope());
@@ -99,7 +94,7 @@ async fn delete(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<
         .catalog
         .update(|cat| {
             let (deleted, problems) = cat.delete_achievements(&ids);
-            let changed = deleted.iter().cloned().map(Changed::Achievement).collect();
+            let changed = deleted.iter().map(Changed::of).collect();
             ((deleted, problems), changed)
         })
         .await?;

@@ -46,7 +46,7 @@ async fn create_attributes(
         .catalog
         .update(|cat| {
             let (created, problems) = cat.create_attributes(items);
-            let changed = created.iter().cloned().map(Changed::Attribute).collect();
+            let changed = created.iter().map(Changed::of).collect();
             ((created, problems), changed)
         })
         .await?;
@@ -72,7 +72,7 @@ async fn update_attributes(
         .catalog
         .update(|cat| {
             let (updated, problems) = cat.update_attributes(items);
-            let changed = updated.iter().cloned().map(Changed::Attribute).collect();
+            let changed = updated.iter().map(Changed::of).collect();
             ((updated, problems), changed)
         })
         .await?;
@@ -90,7 +90,7 @@ async fn delete_attributes(
         .catalog
         .update(|cat| {
             let (deleted, problems) = cat.delete_attributes(&ids);
-            let changed = deleted.iter().cloned().map(Changed::Attribute).collect();
+            let changed = deleted.iter().map(Changed::of).collect();
             ((deleted, problems), changed)
         })
         .await?;

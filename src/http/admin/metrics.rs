@@ -69,7 +69,7 @@ async fn create_metrics(
         .catalog
         .update(|cat| {
             let (created, problems) = cat.create_metrics(items, now);
-            let changed = created.iter().cloned().map(Changed::Metric).collect();
+            let changed = created.iter().map(Changed::of).collect();
             ((created, problems), changed)
         })
         .await?;
@@ -100,7 +100,7 @@ async fn update_metrics(
         .catalog
         .update(|cat| {
             let (updated, problems) = cat.update_metrics(items);
-            let changed = updated.iter().cloned().map(Changed::Metric).collect();
+            let changed = updated.iter().map(Changed::of).collect();
             ((updated, problems), changed)
         })
         .await?;
@@ -115,7 +115,7 @@ async fn delete_metrics(State(state): State<AppState>, Ids(ids): Ids) -> ApiResu
         .catalog
         .update(|cat| {
             let (deleted, problems) = cat.delete_metrics(&ids);
-            let changed = deleted.iter().cloned().map(Changed::Metric).collect();
+            let changed = deleted.iter().map(Changed::of).collect();
             ((deleted, problems), changed)
         })
         .await?;
