@@ -32,7 +32,7 @@ pub fn admin_system(s: &PointsSystem) -> Value {
 }
 
 /// `CreatedAdminPointsSystem`: nested lists only when the request had them.
-pub fn created_system(c: &CreatedSystem, today: NaiveDate) -> Value {
+pub fn created_system(c: &CreatedSystem, today: &dyn Fn(&PointsBoost) -> NaiveDate) -> Value {
     let mut v = admin_system(&c.system);
     if let Value::Object(m) = &mut v {
         if let Some(levels) = &c.levels {
@@ -41,7 +41,7 @@ pub fn created_system(c: &CreatedSystem, today: NaiveDate) -> Value {
         if let Some(boosts) = &c.boosts {
             m.insert(
                 "boosts".into(),
-                boosts.iter().map(|b| admin_boost_on(b, today)).collect(),
+                boosts.iter().map(|b| admin_boost_on(b, today(b))).collect(),
             );
         }
         if let Some(triggers) = &c.triggers {

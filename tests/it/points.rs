@@ -631,6 +631,28 @@ async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
         (json!(1), json!(0)),
         "{mine}"
     );
+    // Its status follows the user's date too: already the 10th in Tokyo, still the 9th in
+    // UTC.
+    let listed = s.get(&boosts).await.body;
+    let by_name = |name: &str| {
+        listed
+            .as_array()
+            .expect("boosts")
+            .iter()
+            .find(|b| b["name"] == name)
+            .cloned()
+            .expect("listed")
+    };
+    assert_eq!(by_name("Mine")["status"], "active");
+    assert_eq!(by_name("Global")["status"], "scheduled");
+    let own = s.get("/v1/users/tokyo/points/xp/boosts").await.body;
+    assert!(
+        own.as_array()
+            .expect("boosts")
+            .iter()
+            .any(|b| b["name"] == "Mine" && b["status"] == "active"),
+        "{own}"
+    );
     clock("2027-06-10T15:00:00Z").await;
     assert_eq!(tally(&s, "tokyo").await["boostsFinished"], 1);
     // 13:00 UTC the day after the end: the global boost finishes; nothing repeats after a

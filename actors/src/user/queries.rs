@@ -314,6 +314,8 @@ pub struct PointsView {
     pub level: Option<Uuid>,
     /// Newest first.
     pub awards: Vec<Award>,
+    /// Today in the user's zone (boost statuses are evaluated on it).
+    pub today: NaiveDate,
 }
 
 impl UserQuery for PointsQuery {
@@ -323,7 +325,7 @@ impl UserQuery for PointsQuery {
         user: &UserState,
         _: &UserProfile,
         catalog: &Catalog,
-        _: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> PointsView {
         let balance = user.balance(self.system_id);
         let total = balance.map_or(0, |b| b.total);
@@ -334,6 +336,7 @@ impl UserQuery for PointsQuery {
             awards: balance
                 .map(|b| b.awards.iter().rev().take(self.awards).cloned().collect())
                 .unwrap_or_default(),
+            today: streak::local_date(now, user.time_zone()),
         }
     }
 }
@@ -345,7 +348,8 @@ pub struct ActiveBoostsQuery {
 }
 
 impl UserQuery for ActiveBoostsQuery {
-    type Answer = Vec<crate::catalog::points::PointsBoost>;
+    /// The boosts, and today in the user's zone (their statuses are evaluated on it).
+    type Answer = (Vec<crate::catalog::points::PointsBoost>, NaiveDate);
     fn answer(
         &self,
         user: &UserState,
@@ -353,10 +357,11 @@ impl UserQuery for ActiveBoostsQuery {
         catalog: &Catalog,
         now: DateTime<Utc>,
     ) -> Self::Answer {
-        catalog
+        let boosts = catalog
             .points_boosts(self.system_id)
             .filter(|b| user.boost_applies(catalog, b, now))
             .cloned()
-            .collect()
+            .collect::<Vec<_>>();
+        (boosts, streak::local_date(now, user.time_zone()))
     }
 }

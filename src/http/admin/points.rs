@@ -10,7 +10,9 @@ use chrono::NaiveDate;
 use kudos_actors::catalog::points::{CreatedSystem, PointsBoost, PointsChanges, PointsTrigger};
 use kudos_actors::catalog::{Catalog, Changed};
 use kudos_actors::scheduler::Job;
+use kudos_actors::user::ProfileQuery;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::metrics::{created_status, MAX_BULK};
@@ -24,9 +26,46 @@ use crate::wire::points::{
 };
 use crate::AppState;
 
-/// Admin lists show boost statuses as of today in UTC (SPEC §6.6.3).
-fn today(state: &AppState) -> NaiveDate {
-    state.clock.now().date_naive()
+/// The dates boost statuses are evaluated on (SPEC §6.6.3): today in the user's zone for
+/// user-specific boosts, in UTC for the others.
+struct StatusDays {
+    utc: NaiveDate,
+    users: HashMap<String, NaiveDate>,
+}
+
+impl StatusDays {
+    fn of(&self, b: &PointsBoost) -> NaiveDate {
+        b.user_id
+            .as_ref()
+            .and_then(|u| self.users.get(u).copied())
+            .unwrap_or(self.utc)
+    }
+}
+
+/// The users of user-specific boosts among `boosts`, once each.
+fn boost_users<'a>(boosts: impl IntoIterator<Item = &'a PointsBoost>) -> Vec<String> {
+    let mut users: Vec<String> = boosts
+        .into_iter()
+        .filter_map(|b| b.user_id.clone())
+        .collect();
+    users.sort();
+    users.dedup();
+    users
+}
+
+/// [`StatusDays`] for boosts of `boost_users`, looking each user's zone up once.
+async fn status_days(state: &AppState, boost_users: Vec<String>) -> ApiResult<StatusDays> {
+    let now = state.clock.now();
+    let mut users: HashMap<String, NaiveDate> = HashMap::new();
+    for user in boost_users {
+        if let Some(profile) = state.users.query(&user, ProfileQuery).await? {
+            users.insert(user, now.with_timezone(&profile.time_zone()).date_naive());
+        }
+    }
+    Ok(StatusDays {
+        utc: now.date_naive(),
+        users,
+    })
 }
 
 /// The live system addressed by a sub-resource path, or 404.
@@ -94,12 +133,7 @@ fn refile_for_time(triggers: &[PointsTrigger]) -> Option<Job> {
 
 /// The users of user-specific boosts file again (their announcements are due work).
 fn refile_for_boosts<'a>(boosts: impl IntoIterator<Item = &'a PointsBoost>) -> Option<Job> {
-    let mut users: Vec<String> = boosts
-        .into_iter()
-        .filter_map(|b| b.user_id.clone())
-        .collect();
-    users.sort();
-    users.dedup();
+    let users = boost_users(boosts);
     (!users.is_empty()).then_some(Job::RefileUsers(users))
 }
 
@@ -171,9 +205,15 @@ async fn create_systems(
         |cat| cat.create_points_systems(items, now, &exists),
     )
     .await?;
-    let day = today(&state);
+    let day = status_days(
+        &state,
+        boost_users(out.iter().flat_map(|c| c.boosts.iter().flatten())),
+    )
+    .await?;
     Ok(created(
-        out.iter().map(|c| created_system(c, day)).collect(),
+        out.iter()
+            .map(|c| created_system(c, &|b| day.of(b)))
+            .collect(),
         problems,
     ))
 }
@@ -349,10 +389,13 @@ async fn list_boosts(
 ) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
     let id = system_id(&catalog, &sys)?;
-    let day = today(&state);
-    Ok(Json(paging.apply(
-        catalog.points_boosts(id).map(|b| admin_boost_on(b, day)),
-    )))
+    let page = paging.apply(catalog.points_boosts(id));
+    let day = status_days(&state, boost_users(page.iter().copied())).await?;
+    Ok(Json(
+        page.into_iter()
+            .map(|b| admin_boost_on(b, day.of(b)))
+            .collect(),
+    ))
 }
 
 async fn get_boost(
@@ -364,10 +407,9 @@ async fn get_boost(
     let found = catalog
         .points_boosts(system)
         .find(|b| b.id.to_string() == id)
-        .map(|b| admin_boost_on(b, today(&state)));
-    found
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("Points boost not found"))
+        .ok_or_else(|| ApiError::not_found("Points boost not found"))?;
+    let day = status_days(&state, boost_users([found])).await?;
+    Ok(Json(admin_boost_on(found, day.of(found))))
 }
 
 async fn create_boosts(
@@ -388,9 +430,9 @@ async fn create_boosts(
         |cat| cat.create_points_boosts(system, items, now, &exists),
     )
     .await?;
-    let day = today(&state);
+    let day = status_days(&state, boost_users(&out)).await?;
     Ok(created(
-        out.iter().map(|b| admin_boost_on(b, day)).collect(),
+        out.iter().map(|b| admin_boost_on(b, day.of(b))).collect(),
         problems,
     ))
 }
@@ -412,9 +454,9 @@ async fn update_boosts(
         |cat| cat.update_points_boosts(system, items),
     )
     .await?;
-    let day = today(&state);
+    let day = status_days(&state, boost_users(&out)).await?;
     Ok(updated(
-        out.iter().map(|b| admin_boost_on(b, day)).collect(),
+        out.iter().map(|b| admin_boost_on(b, day.of(b))).collect(),
         problems,
     ))
 }

@@ -96,8 +96,13 @@ async fn send_event(
                 idempotency_key,
             );
             resp.1.achievements = completed_in(&effects, &catalog);
-            resp.1.points =
-                crate::wire::points::points_map(&effects, &catalog, state.clock.now().date_naive());
+            // Boost statuses as of the user's local date of the event.
+            let tz = record.tz.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+            resp.1.points = crate::wire::points::points_map(
+                &effects,
+                &catalog,
+                record.at.with_timezone(&tz).date_naive(),
+            );
             resp
         }
         EventOutcome::Replayed {

@@ -251,7 +251,7 @@ async fn user_points(
         },
     )
     .await?;
-    let today = state.clock.now().date_naive();
+    let today = view.today;
     let mut m = points_response(s);
     m.insert("total".into(), json!(view.total));
     m.insert(
@@ -277,8 +277,7 @@ async fn user_boosts(
 ) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
     let s = system(&catalog, &key)?;
-    let boosts = ask(&state, &id, ActiveBoostsQuery { system_id: s.id }).await?;
-    let today = state.clock.now().date_naive();
+    let (boosts, today) = ask(&state, &id, ActiveBoostsQuery { system_id: s.id }).await?;
     Ok(Json(boosts.iter().map(|b| app_boost(b, today)).collect()))
 }
 
