@@ -58,6 +58,10 @@ enum Cmd {
         /// Distinct users the events are spread over.
         #[arg(long, default_value_t = 10_000)]
         users: usize,
+        /// Then configure points on the metric (two metric triggers, a global boost, three
+        /// levels) and measure again on the same server: the cost of awarding points.
+        #[arg(long)]
+        points: bool,
     },
     /// Load an already running Kudos (the metric must exist) and print the result row.
     Load {
@@ -127,7 +131,15 @@ fn main() -> anyhow::Result<()> {
             warmup,
             connections,
             users,
-        } => rt.block_on(ingest(&kudos_bin, duration, warmup, connections, users)),
+            points,
+        } => rt.block_on(ingest(
+            &kudos_bin,
+            duration,
+            warmup,
+            connections,
+            users,
+            points,
+        )),
         Cmd::Load {
             rate,
             target,
@@ -350,12 +362,49 @@ async fn load(
     })
 }
 
+/// A points system on the load-test metric: every event crosses a threshold of the first
+/// trigger, a global boost applies to every award, and levels are recomputed.
+async fn configure_points(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let metrics: serde_json::Value = client
+        .get(format!("{base}/admin/v1/metrics"))
+        .header("X-API-KEY", KEY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let metric = metrics[0]["id"].as_str().unwrap_or_default().to_string();
+    let r = client
+        .post(format!("{base}/admin/v1/points"))
+        .header("X-API-KEY", KEY)
+        .json(&serde_json::json!([{
+            "name": "XP", "key": "xp",
+            "levels": [
+                {"name": "Bronze", "key": "bronze", "points": 0},
+                {"name": "Silver", "key": "silver", "points": 100},
+                {"name": "Gold", "key": "gold", "points": 1000}
+            ],
+            "boosts": [{"name": "Always", "start": "2000-01-01", "multiplier": 1.5}],
+            "triggers": [
+                {"type": "metric", "points": 10, "metricId": metric, "metricThreshold": 1, "status": "active"},
+                {"type": "metric", "points": 50, "metricId": metric, "metricThreshold": 5, "status": "active"}
+            ]
+        }]))
+        .send()
+        .await?;
+    let body: serde_json::Value = r.json().await?;
+    if body["issues"] != serde_json::json!([]) || body["created"][0]["triggers"][1].is_null() {
+        bail!("could not configure points: {body}");
+    }
+    Ok(())
+}
+
 async fn ingest(
     bin: &Path,
     duration: u64,
     warmup: u64,
     connections: usize,
     users: usize,
+    points: bool,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
 
@@ -417,6 +466,19 @@ async fn ingest(
         "ratio kudos/bare = {:.2}",
         durable.requests as f64 / bare.requests.max(1) as f64
     );
+    if points {
+        configure_points(&client, &base).await?;
+        eprintln!("measuring durable ingest with points for {duration}s...");
+        let with = load(&base, KEY, duration, warmup, connections, users, None).await?;
+        println!(
+            "{}",
+            with.row("kudos with points (2 metric triggers, boost, 3 levels)")
+        );
+        println!(
+            "ratio with points / without = {:.2}",
+            with.requests as f64 / durable.requests.max(1) as f64
+        );
+    }
     Ok(())
 }
 
