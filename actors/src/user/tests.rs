@@ -646,6 +646,11 @@ enum Step {
     TimeTrigger(u32),
     /// The scheduler advances the user to now.
     Advance,
+    /// The org's streak threshold on the metric changes (or streaks go weekly).
+    StreakSettings {
+        threshold: u8,
+        weekly: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -659,12 +664,13 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::DeactivateTrigger),
         1 => (1u32..4).prop_map(Step::TimeTrigger),
         2 => Just(Step::Advance),
+        1 => (1u8..4, any::<bool>()).prop_map(|(threshold, weekly)| Step::StreakSettings { threshold, weekly }),
     ]
 }
 
 proptest! {
-    /// With the catalog changing between commands (triggers, achievements, boosts,
-    /// deactivations), replaying the journal gives the live state: every decision is
+    /// With the catalog changing between commands (points triggers of every kind,
+    /// achievements, boosts, deactivations, streak settings), replaying the journal gives the live state: every decision is
     /// recorded, none is re-evaluated. The total is the sum of the recorded awards and stays
     /// within [0, maxPoints].
     #[test]
@@ -725,6 +731,18 @@ proptest! {
                         ..Default::default()
                     };
                     prop_assert!(cat.create_points_triggers(system, vec![Ok(fields)], now).issues.is_empty());
+                }
+                Step::StreakSettings { threshold, weekly } => {
+                    let patch = crate::catalog::StreakSettingsPatch {
+                        frequency: Some(if *weekly {
+                            crate::rules::streak::Frequency::Weekly
+                        } else {
+                            crate::rules::streak::Frequency::Daily
+                        }),
+                        metrics: Some(vec![("lessons".into(), f64::from(*threshold))]),
+                        ..Default::default()
+                    };
+                    prop_assert!(cat.update_streak_settings(patch).is_ok());
                 }
                 Step::StreakTrigger(n) => {
                     let fields = TriggerFields {
