@@ -135,6 +135,20 @@ pub struct AchievementChanges {
 }
 
 impl Catalog {
+    /// Filters of an update item: the sent list checked, `null` cleared, or `base` kept.
+    pub(crate) fn filters_patch(
+        &self,
+        kind: AttributeKind,
+        sent: &Option<Option<Vec<(String, String)>>>,
+        base: Vec<(Uuid, String)>,
+    ) -> Result<Vec<(Uuid, String)>, String> {
+        match sent {
+            Some(Some(raw)) => self.filters(kind, raw),
+            Some(None) => Ok(Vec::new()),
+            None => Ok(base),
+        }
+    }
+
     /// Attribute filters as `(attribute id, value)`, each naming a live attribute of `kind`.
     pub(crate) fn filters(
         &self,
@@ -188,11 +202,8 @@ impl Catalog {
                 if !(value.is_finite() && value >= 1.0) {
                     return Err("metricValue must be at least 1".into());
                 }
-                let event_filters = match &fields.event_filters {
-                    Some(Some(raw)) => self.filters(AttributeKind::Event, raw)?,
-                    Some(None) => Vec::new(),
-                    None => b_filters,
-                };
+                let event_filters =
+                    self.filters_patch(AttributeKind::Event, &fields.event_filters, b_filters)?;
                 Trigger::Metric {
                     metric_id,
                     value,

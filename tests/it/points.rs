@@ -252,6 +252,12 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
     assert_eq!(list.body, json!([]), "deleted systems are not listed");
 }
 
+/// Moves the test clock to `now`.
+async fn set_clock(s: &TestServer, now: &str) {
+    let r = s.post("/admin/v1/test-clock", json!({"now": now})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
 /// Creates triggers on `system` (active); returns their ids.
 async fn triggers(s: &TestServer, system: &str, items: Value) -> Vec<String> {
     let r = s
@@ -468,15 +474,8 @@ async fn application_reads_of_systems_boosts_levels_and_distributions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_across_dst() {
     let s = TestServer::start_with_test_clock().await;
-    let clock = |now: &'static str| {
-        let s = &s;
-        async move {
-            let r = s.post("/admin/v1/test-clock", json!({"now": now})).await;
-            assert_eq!(r.status, 200, "{:?}", r.body);
-        }
-    };
     // 2027-03-12 12:00 New York (EST, UTC−5); DST starts 2027-03-14 02:00.
-    clock("2027-03-12T17:00:00Z").await;
+    set_clock(&s, "2027-03-12T17:00:00Z").await;
     s.create_metrics(&["lessons"]).await;
     let xp = create_system(&s, "xp", None).await;
     let daily = create_system(&s, "daily", None).await;
@@ -516,7 +515,7 @@ async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_ac
     assert_eq!(total("xp").await["total"], 0, "never retroactive");
 
     // 5 hours later: firings at +2 h and +4 h.
-    clock("2027-03-12T22:00:00Z").await;
+    set_clock(&s, "2027-03-12T22:00:00Z").await;
     // The existing user files the new trigger's firings through a background job; if it
     // runs after the clock move, its evaluation pays the same two firings.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -533,7 +532,7 @@ async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_ac
 
     // Days: counted from the first local midnight after activation (Mar 13 00:00 EST);
     // firings at the local midnights of Mar 14 (EST: 05:00Z), Mar 15 and Mar 16 (EDT: 04:00Z).
-    clock("2027-03-16T04:30:00Z").await;
+    set_clock(&s, "2027-03-16T04:30:00Z").await;
     let d = total("daily").await;
     let awards = d["awards"].as_array().expect("awards");
     let dates: Vec<&str> = awards
@@ -567,7 +566,7 @@ async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_ac
     )
     .await;
     let before = total("xp").await["total"].clone();
-    clock("2027-03-17T04:30:00Z").await;
+    set_clock(&s, "2027-03-17T04:30:00Z").await;
     assert_eq!(total("xp").await["total"], before);
 }
 
@@ -588,14 +587,7 @@ async fn tally(s: &TestServer, stream: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
     let s = TestServer::start_with_test_clock().await;
-    let clock = |now: &'static str| {
-        let s = &s;
-        async move {
-            let r = s.post("/admin/v1/test-clock", json!({"now": now})).await;
-            assert_eq!(r.status, 200, "{:?}", r.body);
-        }
-    };
-    clock("2027-06-01T12:00:00Z").await;
+    set_clock(&s, "2027-06-01T12:00:00Z").await;
     let xp = create_system(&s, "xp", None).await;
     s.put("/v1/users/tokyo", json!({"tz": "Asia/Tokyo"})).await;
     let boosts = format!("/admin/v1/points/{xp}/boosts");
@@ -615,13 +607,13 @@ async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
     assert_eq!(shared["boostsStarted"], 1, "{shared}");
 
     // 10:00 UTC the day before the start: the global boost starts.
-    clock("2027-06-09T09:59:00Z").await;
+    set_clock(&s, "2027-06-09T09:59:00Z").await;
     assert_eq!(tally(&s, "boost-clock").await["boostsStarted"], 1);
-    clock("2027-06-09T10:00:00Z").await;
+    set_clock(&s, "2027-06-09T10:00:00Z").await;
     assert_eq!(tally(&s, "boost-clock").await["boostsStarted"], 2);
     // The user's boost starts at 00:00 Tokyo on its start date (15:00 UTC the day before)
     // and finishes at 00:00 Tokyo after its end date.
-    clock("2027-06-09T15:00:00Z").await;
+    set_clock(&s, "2027-06-09T15:00:00Z").await;
     let mine = tally(&s, "tokyo").await;
     assert_eq!(
         (
@@ -653,13 +645,13 @@ async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
             .any(|b| b["name"] == "Mine" && b["status"] == "active"),
         "{own}"
     );
-    clock("2027-06-10T15:00:00Z").await;
+    set_clock(&s, "2027-06-10T15:00:00Z").await;
     assert_eq!(tally(&s, "tokyo").await["boostsFinished"], 1);
     // 13:00 UTC the day after the end: the global boost finishes; nothing repeats after a
     // restart.
-    clock("2027-06-13T12:59:00Z").await;
+    set_clock(&s, "2027-06-13T12:59:00Z").await;
     assert_eq!(tally(&s, "boost-clock").await["boostsFinished"], 0);
-    clock("2027-06-13T13:00:00Z").await;
+    set_clock(&s, "2027-06-13T13:00:00Z").await;
     assert_eq!(tally(&s, "boost-clock").await["boostsFinished"], 1);
     let s = s.restart().await;
     let r = s

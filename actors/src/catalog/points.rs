@@ -727,11 +727,8 @@ impl Catalog {
                         .ok_or("metricThreshold must be at least 1")?,
                     None => b_threshold.ok_or("metricThreshold is required for metric triggers")?,
                 };
-                let event_filters = match &fields.event_filters {
-                    Some(Some(raw)) => self.filters(AttributeKind::Event, raw)?,
-                    Some(None) => Vec::new(),
-                    None => b_filters,
-                };
+                let event_filters =
+                    self.filters_patch(AttributeKind::Event, &fields.event_filters, b_filters)?;
                 TriggerKind::Metric {
                     metric_id,
                     threshold,
@@ -814,11 +811,11 @@ impl Catalog {
             Some(p) => p,
             None => base.map(|b| b.points).ok_or("Points is required")?,
         };
-        let user_filters = match &fields.user_filters {
-            Some(Some(raw)) => self.filters(AttributeKind::User, raw)?,
-            Some(None) => Vec::new(),
-            None => base.map(|b| b.user_filters.clone()).unwrap_or_default(),
-        };
+        let user_filters = self.filters_patch(
+            AttributeKind::User,
+            &fields.user_filters,
+            base.map(|b| b.user_filters.clone()).unwrap_or_default(),
+        )?;
         let active = fields
             .active
             .unwrap_or_else(|| base.is_some_and(|b| b.active));

@@ -107,24 +107,23 @@ impl UserState {
                 system_id,
                 user_id: Some(_),
                 ..
-            } => {
-                self.points
-                    .entry(*system_id)
-                    .or_default()
-                    .announced
-                    .insert(*boost_id, BoostPhase::Started);
             }
-            Effect::BoostFinished {
+            | Effect::BoostFinished {
                 boost_id,
                 system_id,
                 user_id: Some(_),
                 ..
             } => {
+                let phase = if matches!(effect, Effect::BoostStarted { .. }) {
+                    BoostPhase::Started
+                } else {
+                    BoostPhase::Finished
+                };
                 self.points
                     .entry(*system_id)
                     .or_default()
                     .announced
-                    .insert(*boost_id, BoostPhase::Finished);
+                    .insert(*boost_id, phase);
             }
             Effect::PointsTimeProgress {
                 system_id,
