@@ -23,6 +23,7 @@ pub mod boosts;
 pub mod catalog;
 pub mod clock;
 pub mod effects;
+pub mod leaderboard;
 pub mod rules;
 pub mod scheduler;
 pub mod supervisor;

@@ -1,0 +1,3 @@
+//! Leaderboards (SPEC §7): the order-statistic ranking of a group.
+
+pub mod ranking;
