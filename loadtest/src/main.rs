@@ -9,10 +9,14 @@
 //! - `recovery --kill`: posts N events for U users to the real binary, kills it with SIGKILL
 //!   mid-load, restarts it on the same data dir, and times `/readyz` and first reads.
 //! - `memory`: resident memory per active user with the page cache at a stated size.
+//! - `ranks`: the leaderboard ranking at N participants in process, beside Redis's sorted
+//!   set (ZADD/ZREVRANK/ZREVRANGE) on the same machine in the same run.
 //! - `baseline`: the bare axum server used by `ingest` (not meant to be run by hand).
 //!
 //! The generator shares the machine with the server, so absolute numbers include its cost;
 //! the comparison with the bare route is what makes them meaningful.
+
+mod ranks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -101,6 +105,17 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         connections: usize,
     },
+    /// The leaderboard ranking at N participants, and Redis's sorted set beside it.
+    Ranks {
+        #[arg(long, default_value_t = 1_000_000)]
+        participants: usize,
+        /// Timed operations of each kind.
+        #[arg(long, default_value_t = 200_000)]
+        ops: usize,
+        /// Also measure redis-server (skipped with a message when it is not installed).
+        #[arg(long)]
+        redis: bool,
+    },
     /// Resident memory per active user, with the page cache at a stated size.
     Memory {
         #[arg(long, default_value = "target/release/kudos")]
@@ -174,6 +189,11 @@ fn main() -> anyhow::Result<()> {
             connections,
             passivate,
         } => rt.block_on(memory(&kudos_bin, users, cache_mb, connections, passivate)),
+        Cmd::Ranks {
+            participants,
+            ops,
+            redis,
+        } => ranks::run(participants, ops, redis),
     }
 }
 
