@@ -5,5 +5,6 @@ pub mod achievements;
 pub mod keys;
 pub mod points;
 pub mod profile;
+pub mod runs;
 pub mod streak;
 pub mod summary;
