@@ -5,6 +5,7 @@
 pub mod achievements;
 pub mod admin;
 pub mod events;
+pub mod leaderboards;
 pub mod points;
 pub mod streaks;
 pub mod users;

@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod events;
 mod faults;
+mod leaderboards;
 mod points;
 mod streaks;
 mod support;

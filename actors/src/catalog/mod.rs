@@ -17,6 +17,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 mod attributes;
+pub mod leaderboards;
 mod metrics;
 pub mod points;
 mod streak;
@@ -100,6 +101,7 @@ pub struct Catalog {
     achievements_by_metric: HashMap<Uuid, Vec<usize>>,
     pub streak: StreakSettings,
     points: PointsCatalog,
+    leaderboards: Vec<leaderboards::Leaderboard>,
 }
 
 /// A catalog entity stored as one meta entry, `{scope prefix}{PREFIX}{id}`.
@@ -126,6 +128,7 @@ impl Catalog {
             achievements_by_metric: HashMap::new(),
             streak: StreakSettings::default(),
             points: PointsCatalog::default(),
+            leaderboards: Vec::new(),
         }
     }
 
@@ -431,6 +434,12 @@ impl CatalogService {
             load_all::<PointsLevel>(&store, scope)?,
             load_all::<PointsBoost>(&store, scope)?,
         );
+        let mut boards: Vec<leaderboards::Leaderboard> = load_all(&store, scope)?;
+        boards.sort_by_key(|l| l.ord);
+        if let Some(max) = boards.iter().map(|l| l.ord).max() {
+            catalog.next_ord = catalog.next_ord.max(max + 1);
+        }
+        catalog.leaderboards = boards;
         if let Some(max) = catalog.points.max_ord() {
             catalog.next_ord = catalog.next_ord.max(max + 1);
         }

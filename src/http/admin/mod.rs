@@ -3,6 +3,7 @@
 pub mod achievements;
 pub mod attributes;
 pub mod effect_tally;
+pub mod leaderboards;
 pub mod metrics;
 pub mod points;
 pub mod streaks;
@@ -19,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .merge(streaks::router())
         .merge(achievements::router())
         .merge(points::router())
+        .merge(leaderboards::router())
         .merge(test_clock::router())
         .merge(effect_tally::router())
 }

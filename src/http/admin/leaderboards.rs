@@ -1,0 +1,109 @@
+//! `/admin/v1/leaderboards`: bulk create, update, delete, list and get (SPEC §7.1, §7.5,
+//! §10.3), `maxParticipants` up to 1,000,000 and `tiePolicy` (SPEC §11.5).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use kudos_actors::catalog::leaderboards::LeaderboardChanges;
+use kudos_actors::catalog::{Catalog, Changed};
+use serde_json::{json, Value};
+
+use super::metrics::{created_status, MAX_BULK};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::wire::admin::issues;
+use crate::wire::leaderboards::{
+    admin_leaderboard, parse_leaderboard_patch, parse_new_leaderboard,
+};
+use crate::AppState;
+
+async fn list(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    Json(paging.apply(catalog.leaderboards().map(|l| admin_leaderboard(l, now))))
+}
+
+async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    let found = catalog
+        .leaderboard_by_id(&id)
+        .map(|l| admin_leaderboard(l, state.clock.now()));
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("Leaderboard not found"))
+}
+
+async fn apply(
+    state: &AppState,
+    op: impl FnOnce(&mut Catalog) -> LeaderboardChanges,
+) -> ApiResult<LeaderboardChanges> {
+    Ok(state
+        .catalog
+        .update(|cat| {
+            let out = op(cat);
+            let changed = out.changed.iter().map(Changed::of).collect();
+            (out, changed)
+        })
+        .await?)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .map(parse_new_leaderboard)
+        .collect();
+    let now = state.clock.now();
+    let out = apply(&state, |cat| cat.create_leaderboards(items, now)).await?;
+    let created: Vec<Value> = out
+        .changed
+        .iter()
+        .map(|l| admin_leaderboard(l, now))
+        .collect();
+    Ok((
+        created_status(created.len()),
+        Json(json!({"created": created, "issues": issues(out.issues)})),
+    ))
+}
+
+async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+    let items = bulk_items(&body, MAX_BULK)?
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_leaderboard_patch(i, item))
+        .collect();
+    let now = state.clock.now();
+    let out = apply(&state, |cat| cat.update_leaderboards(items, now)).await?;
+    let updated: Vec<Value> = out
+        .changed
+        .iter()
+        .map(|l| admin_leaderboard(l, now))
+        .collect();
+    Ok(Json(
+        json!({"updated": updated, "issues": issues(out.issues)}),
+    ))
+}
+
+async fn delete(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Value>> {
+    let out = apply(&state, |cat| cat.delete_leaderboards(&ids)).await?;
+    let deleted: Vec<Value> = out
+        .changed
+        .iter()
+        .map(|l| json!({"id": l.id.to_string()}))
+        .collect();
+    Ok(Json(
+        json!({"deleted": deleted, "issues": issues(out.issues)}),
+    ))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/leaderboards",
+            get(list).post(create).patch(update).delete(delete),
+        )
+        .route("/leaderboards/{id}", get(get_one))
+}

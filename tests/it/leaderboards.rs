@@ -1,0 +1,144 @@
+//! Leaderboards through HTTP (SPEC §7): admin CRUD and validation.
+
+use serde_json::{json, Value};
+
+use crate::support::{assert_error, TestServer};
+
+fn messages(body: &Value) -> Vec<(Value, String)> {
+    body["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|i| {
+            (
+                i.get("index").cloned().unwrap_or(i["id"].clone()),
+                i["message"].as_str().expect("message").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_crud_validation_and_editability() {
+    let s = TestServer::start_with_test_clock().await;
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-01-07T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    s.create_attributes(&[("country", "user")]).await;
+    let country = s.get("/admin/v1/attributes").await.body[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([
+                {"name": "Weekly words", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                 "start": "2027-01-03", "runUnit": "day", "runInterval": 7, "maxParticipants": 1000000,
+                 "breakdownAttributes": [country], "startTime": "09:00", "endTime": "17:30",
+                 "status": "active", "tiePolicy": "shared"},
+                {"name": "Streaks", "key": "streaks", "rankBy": "streak", "runUnit": "month", "runInterval": 1},
+                {"name": "Dup", "key": "weekly", "rankBy": "streak"},
+                {"name": "Ghost", "key": "ghost", "rankBy": "metric", "metricId": uuid::Uuid::new_v4()},
+                {"name": "Window", "key": "win", "rankBy": "metric", "metricId": metric, "startTime": "18:00", "endTime": "09:00"},
+                {"name": "Huge", "key": "huge", "rankBy": "streak", "maxParticipants": 1000001},
+                {"name": "Later", "key": "later", "rankBy": "streak", "start": "2027-02-01", "status": "active"},
+                {"name": "Soon", "key": "soon", "rankBy": "streak", "start": "2027-02-01", "status": "scheduled"},
+                {"key": "noname", "rankBy": "streak"},
+                {"name": "Bad type", "key": "bad", "rankBy": "streak", "maxParticipants": "ten"},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let created = r.body["created"].as_array().expect("created");
+    assert_eq!(created.len(), 2, "{:?}", r.body);
+    let weekly = &created[0];
+    assert_eq!(weekly["status"], "active");
+    assert_eq!(weekly["maxParticipants"], 1_000_000);
+    assert_eq!(weekly["startTime"], "09:00");
+    assert_eq!(weekly["runUnit"], "day");
+    assert_eq!(weekly["breakdownAttributes"], json!([country]));
+    assert_eq!(weekly["tiePolicy"], "shared");
+    assert_eq!(weekly["userAttributes"], json!([]));
+    assert!(weekly.get("end").is_none() && weekly.get("description").is_none());
+    let soon = &created[1];
+    assert_eq!(soon["status"], "scheduled");
+    let msgs: Vec<String> = messages(&r.body).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(
+        msgs,
+        vec![
+            "Streak leaderboards cannot repeat (runUnit must be null)",
+            "Key already in use by another leaderboard",
+            "Metric not found by ID",
+            "startTime must be before endTime",
+            "maxParticipants must be between 1 and 1000000",
+            "A leaderboard starting in the future must be scheduled, not active",
+            "Name is required",
+            "maxParticipants must be an integer",
+        ]
+    );
+
+    let id = weekly["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        s.get(&format!("/admin/v1/leaderboards/{id}")).await.body["key"],
+        "weekly"
+    );
+    assert_error(&s.get("/admin/v1/leaderboards/nope").await, 404);
+    assert_eq!(
+        s.get("/admin/v1/leaderboards?limit=1")
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // Active: the key and the ranking cannot change; the name can; finishing ends it today.
+    let r = s
+        .patch(
+            "/admin/v1/leaderboards",
+            json!([{"id": id, "key": "other"}, {"id": id, "name": "Words", "description": "Most words"}]),
+        )
+        .await;
+    assert_eq!(
+        r.body["issues"][0]["message"],
+        "key can only be changed while the leaderboard is inactive"
+    );
+    assert_eq!(r.body["updated"][0]["description"], "Most words");
+    let r = s
+        .patch(
+            "/admin/v1/leaderboards",
+            json!([{"id": id, "status": "finished"}]),
+        )
+        .await;
+    assert_eq!(r.body["updated"][0]["status"], "finished");
+    assert_eq!(r.body["updated"][0]["end"], "2027-01-07");
+    // The scheduled one becomes active at 10:00 UTC on the day before its start.
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-01-31T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let soon_id = soon["id"].as_str().expect("id");
+    assert_eq!(
+        s.get(&format!("/admin/v1/leaderboards/{soon_id}"))
+            .await
+            .body["status"],
+        "active"
+    );
+    let del = s
+        .delete(&format!("/admin/v1/leaderboards?ids={soon_id},nope"))
+        .await;
+    assert_eq!(del.body["deleted"], json!([{"id": soon_id}]));
+    assert_eq!(del.body["issues"][0]["message"], "id must be a valid UUID");
+    let s = s.restart().await;
+    let list = s.get("/admin/v1/leaderboards").await.body;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["name"], "Words");
+}
