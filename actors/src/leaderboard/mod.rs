@@ -1,3 +1,9 @@
-//! Leaderboards (SPEC §7): the order-statistic ranking of a group.
+//! Leaderboards (SPEC §7):
+//! - [`ranking`]: the order-statistic ranking of one group;
+//! - [`placement`]: which board, run and group a user's change counts in (decided in the
+//!   user's actor, recorded as an effect);
+//! - [`board`]: one board's runs and groups, folding placements into rankings.
 
+pub mod board;
+pub mod placement;
 pub mod ranking;
