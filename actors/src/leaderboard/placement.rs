@@ -116,10 +116,10 @@ pub fn placements(
         .filter(|b| b.status_at(at) == LeaderboardStatus::Active)
         .filter_map(|b| {
             let change = matches_source(b, source)?;
-            if b.rank_by != RankBy::Streak {
-                if b.start_time.is_some_and(|s| time < s) || b.end_time.is_some_and(|e| time >= e) {
-                    return None;
-                }
+            let outside_window =
+                b.start_time.is_some_and(|s| time < s) || b.end_time.is_some_and(|e| time >= e);
+            if b.rank_by != RankBy::Streak && outside_window {
+                return None;
             }
             if !participates(b, catalog, user.attributes) {
                 return None;
