@@ -33,6 +33,7 @@ use anyhow::Context;
 use kudos_actors::catalog::CatalogService;
 use kudos_actors::clock::{wall_clock_now, Clock, ManualClock, SystemClock};
 use kudos_actors::effects::{run_consumer, EffectBus, EffectTally, Tally};
+use kudos_actors::leaderboard::standings::{LeaderboardsConsumer, SharedStandings};
 use kudos_actors::scheduler::Scheduler;
 use kudos_actors::supervisor::{RootSupervisor, SupervisorStats};
 use kudos_actors::tasks::Background;
@@ -87,6 +88,8 @@ pub struct Inner {
     pub background: Background,
     /// What the effect tally counted, when `KUDOS_TEST_EFFECT_TALLY=1`.
     pub effect_tally: Option<Arc<std::sync::Mutex<std::collections::HashMap<String, Tally>>>>,
+    /// Every leaderboard's standings, kept by the leaderboards consumer.
+    pub standings: SharedStandings,
     readiness: AtomicU8,
 }
 
@@ -169,7 +172,7 @@ pub async fn run(
         Actor::spawn(None, RootSupervisor, supervisor_stats.clone())
             .await
             .context("cannot start the root supervisor")?;
-    let mut consumers = Vec::new();
+    let mut consumers = vec![ConsumerId::LEADERBOARDS];
     if config.test_effect_tally {
         consumers.push(ConsumerId::TEST_TALLY);
     }
@@ -209,6 +212,7 @@ pub async fn run(
         supervisor_stats,
         background,
         effect_tally,
+        standings: SharedStandings::default(),
         readiness: AtomicU8::new(0),
     }));
     start_background(&state, bus);
@@ -273,6 +277,29 @@ fn start_background(state: &AppState, bus: EffectBus) {
         bg.supervise("idempotency-pruner", move || {
             let (s, t) = (s.clone(), t.clone());
             async move { prune_idempotency(&s, window, t).await }
+        });
+    }
+    {
+        let (store, catalog, standings, t) = (
+            state.store.clone(),
+            state.catalog.clone(),
+            state.standings.clone(),
+            token.clone(),
+        );
+        let bus = bus.clone();
+        bg.supervise("leaderboards", move || {
+            let (store, bus, catalog, standings, t) = (
+                store.clone(),
+                bus.clone(),
+                catalog.clone(),
+                standings.clone(),
+                t.clone(),
+            );
+            async move {
+                let consumer = LeaderboardsConsumer::load(&store, catalog, standings)
+                    .map_err(|e| e.to_string())?;
+                run_consumer(store, bus, consumer, t).await
+            }
         });
     }
     if let Some(view) = &state.effect_tally {

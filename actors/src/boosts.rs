@@ -176,7 +176,12 @@ impl BoostClock {
             inner.state = next_state;
             return Ok(0);
         }
-        c.inbox(self.bus.consumers(), &self.stream, seq, &effects)?;
+        c.inbox(
+            &self.bus.consumers_for(&effects),
+            &self.stream,
+            seq,
+            &effects,
+        )?;
         let snapshot_now = snapshot::due(inner.snapshot_seq, seq);
         if snapshot_now {
             c.snapshot(&self.stream, seq, &next_state)?;

@@ -59,6 +59,25 @@ impl EffectBus {
         &self.consumers
     }
 
+    /// The consumers that need a row for these effects: leaderboards only see records that
+    /// ranked something, so ingest pays for their rows only when boards exist.
+    pub fn consumers_for<'a>(
+        &self,
+        effects: impl IntoIterator<Item = &'a Effect> + Clone,
+    ) -> Vec<ConsumerId> {
+        self.consumers
+            .iter()
+            .copied()
+            .filter(|c| {
+                *c != ConsumerId::LEADERBOARDS
+                    || effects
+                        .clone()
+                        .into_iter()
+                        .any(|e| matches!(e, Effect::Ranked { .. }))
+            })
+            .collect()
+    }
+
     /// Whether anything listens (so a producer can skip building the message).
     pub fn has_subscribers(&self) -> bool {
         self.tx.receiver_count() > 0

@@ -193,3 +193,56 @@ pub fn parse_leaderboard_patch(index: usize, item: &Value) -> Result<Leaderboard
         id,
     })
 }
+
+/// `LeaderboardResponse` (application) with `status` as of `now`: attribute keys, metric
+/// or points system names, configured dates (SPEC §7.6.4–5).
+pub fn app_leaderboard(
+    l: &Leaderboard,
+    catalog: &kudos_actors::catalog::Catalog,
+    now: DateTime<Utc>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(l.id.to_string()));
+    m.insert("name".into(), json!(l.name));
+    m.insert("key".into(), json!(l.key));
+    m.insert("status".into(), json!(l.status_at(now).as_str()));
+    m.insert("rankBy".into(), json!(l.rank_by.name()));
+    let keys: Vec<&str> = l
+        .breakdown
+        .iter()
+        .filter_map(|id| catalog.attribute_key(*id))
+        .collect();
+    m.insert("breakdownAttribute".into(), json!(keys.first()));
+    m.insert("breakdownAttributes".into(), json!(keys));
+    match l.rank_by {
+        RankBy::Metric { metric_id } => {
+            if let Some(metric) = catalog.metric(metric_id) {
+                m.insert("metricKey".into(), json!(metric.key));
+                m.insert("metricName".into(), json!(metric.name));
+            }
+        }
+        RankBy::Points { system_id } => {
+            if let Some(system) = catalog.points_system(system_id) {
+                m.insert("pointsSystemKey".into(), json!(system.key));
+                m.insert("pointsSystemName".into(), json!(system.name));
+            }
+        }
+        RankBy::Streak => {}
+    }
+    m.insert("description".into(), json!(l.description));
+    m.insert("start".into(), json!(l.start.to_string()));
+    m.insert("end".into(), json!(l.end.map(|e| e.to_string())));
+    m.insert("startTime".into(), json!(l.start_time.map(time)));
+    m.insert("endTime".into(), json!(l.end_time.map(time)));
+    m.insert("maxParticipants".into(), json!(l.max_participants));
+    m.insert("runUnit".into(), json!(l.every.map(|e| e.0.as_str())));
+    m.insert("runInterval".into(), json!(l.every.map(|e| e.1)));
+    m.insert(
+        "userAttributes".into(),
+        Value::Array(super::achievements::filters_as_keys(
+            catalog,
+            &l.user_filters,
+        )),
+    );
+    m
+}

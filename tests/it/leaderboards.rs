@@ -142,3 +142,115 @@ async fn admin_crud_validation_and_editability() {
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["name"], "Words");
 }
+
+/// The rankings of `path` once they equal `want` (the leaderboards consumer applies
+/// acknowledged events beside the request path), or what they were at the deadline.
+async fn rankings_settle(s: &TestServer, path: &str, want: &Value) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = s.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+        let got: Vec<Value> = r.body["rankings"]
+            .as_array()
+            .expect("rankings")
+            .iter()
+            .map(|x| json!([x["userId"], x["rank"], x["value"]]))
+            .collect();
+        let got = Value::Array(got);
+        if &got == want || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn words(s: &TestServer, user: &str, value: f64) {
+    let r = s
+        .post(
+            "/v1/metrics/words/event",
+            json!({"user": {"id": user, "name": user.to_uppercase()}, "value": value}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_7_8_example_runs_evictions_and_a_restart() {
+    let s = TestServer::start_with_test_clock().await;
+    // Sunday 2027-01-03, noon UTC.
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-01-03T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-01-03", "runUnit": "day", "runInterval": 7,
+                    "maxParticipants": 2, "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let board = "/v1/leaderboards/weekly";
+    words(&s, "alice", 500.0).await;
+    words(&s, "bob", 300.0).await;
+    let want = json!([["alice", 1, 500], ["bob", 2, 300]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    // Carol at 300 does not exceed the threshold; one more word and Bob is evicted.
+    words(&s, "carol", 300.0).await;
+    words(&s, "carol", 1.0).await;
+    let want = json!([["alice", 1, 500], ["carol", 2, 301]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    let full = s.get(board).await.body;
+    assert_eq!(full["rankings"][0]["userName"], "ALICE");
+    assert_eq!(full["status"], "active");
+    assert_eq!(full["runUnit"], "day");
+    assert_eq!(full["breakdownAttributes"], json!([]));
+    // Around a user, and reads that are refused.
+    let around = rankings_settle(
+        &s,
+        &format!("{board}?userId=carol&offset=-1&limit=1"),
+        &json!([["alice", 1, 500]]),
+    )
+    .await;
+    assert_eq!(around, json!([["alice", 1, 500]]));
+    assert_eq!(
+        s.get(&format!("{board}?limit=3")).await.status,
+        422,
+        "above maxParticipants"
+    );
+    assert_eq!(s.get(&format!("{board}?offset=-1")).await.status, 422);
+    assert_eq!(
+        s.get(&format!("{board}?userAttributes=a:b")).await.status,
+        422
+    );
+    assert_eq!(s.get(&format!("{board}?run=2026-12-01")).await.status, 422);
+    assert_error(&s.get("/v1/leaderboards/nope").await, 404);
+    let list = s.get("/v1/leaderboards").await.body;
+    assert_eq!(list[0]["key"], "weekly");
+
+    // The ranking is rebuilt from its entries after a restart.
+    let s = s.restart().await;
+    let want = json!([["alice", 1, 500], ["carol", 2, 301]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    // Run 1 starts on 2027-01-10: the current run is empty, run 0 stays readable.
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-01-10T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    words(&s, "bob", 5.0).await;
+    let want = json!([["bob", 1, 5]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    let old = json!([["alice", 1, 500], ["carol", 2, 301]]);
+    assert_eq!(
+        rankings_settle(&s, &format!("{board}?run=2027-01-05"), &old).await,
+        old
+    );
+}

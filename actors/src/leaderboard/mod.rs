@@ -7,3 +7,4 @@
 pub mod board;
 pub mod placement;
 pub mod ranking;
+pub mod standings;

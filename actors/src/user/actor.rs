@@ -216,7 +216,8 @@ impl UserActorState {
         // Internal bookkeeping (accumulator moves) is journaled but never delivered.
         let delivered: Vec<&Effect> = effects.iter().filter(|e| !e.is_internal()).collect();
         if !delivered.is_empty() {
-            c.inbox(self.deps.bus.consumers(), &self.stream, seq, &delivered)?;
+            let consumers = self.deps.bus.consumers_for(delivered.iter().copied());
+            c.inbox(&consumers, &self.stream, seq, &delivered)?;
         }
         let entry = Journaled {
             record,

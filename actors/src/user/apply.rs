@@ -99,7 +99,73 @@ impl UserState {
         self.evaluate(catalog, scope, at, &mut out);
         let points = self.evaluate_points(catalog, record, at, &mut out);
         self.announce_boosts(catalog, at, &mut out);
+        self.place_on_leaderboards(catalog, &mut out);
         (out, points.blocked)
+    }
+
+    /// Places what the record changed on the leaderboards that rank it, in the user's zone
+    /// and groups as they are now (one `Ranked` effect per record).
+    fn place_on_leaderboards(&self, catalog: &Catalog, out: &mut Vec<Effect>) {
+        use crate::leaderboard::placement::{placements, Participant, Source};
+        let Some(profile) = &self.profile else {
+            return;
+        };
+        if catalog.leaderboards().next().is_none() {
+            return;
+        }
+        let user = Participant {
+            tz: profile.time_zone(),
+            attributes: &profile.attributes,
+        };
+        let mut at = None;
+        let mut placed = Vec::new();
+        for e in out.iter() {
+            let (source, when) = match e {
+                Effect::MetricTotalChanged {
+                    metric_id,
+                    previous,
+                    total,
+                    at,
+                    ..
+                } => (
+                    Source::Metric {
+                        metric_id: *metric_id,
+                        delta: total - previous,
+                    },
+                    *at,
+                ),
+                Effect::PointsAwarded {
+                    system_id, award, ..
+                } => (
+                    Source::Points {
+                        system_id: *system_id,
+                        awarded: award.awarded,
+                    },
+                    award.at,
+                ),
+                Effect::Streak {
+                    at,
+                    event: StreakEvent::Started { length } | StreakEvent::Extended { length },
+                    ..
+                } => (Source::Streak { length: *length }, *at),
+                Effect::Streak {
+                    at,
+                    event: StreakEvent::Lost { .. },
+                    ..
+                } => (Source::Streak { length: 0 }, *at),
+                _ => continue,
+            };
+            at = Some(at.map_or(when, |a: DateTime<Utc>| a.max(when)));
+            placed.extend(placements(catalog, source, when, &user));
+        }
+        if let (false, Some(at)) = (placed.is_empty(), at) {
+            out.push(Effect::Ranked {
+                user_id: profile.id.clone(),
+                user_name: profile.name.clone(),
+                at,
+                placements: placed,
+            });
+        }
     }
 
     /// Folds one decision (the replay rule for decided effects; live evaluation folds each

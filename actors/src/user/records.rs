@@ -73,6 +73,14 @@ pub enum Effect {
         user_id: Option<String>,
         at: DateTime<Utc>,
     },
+    /// A change that counts on leaderboards, placed in its board, run and group when the
+    /// record was applied (SPEC §7.2.3, §7.4).
+    Ranked {
+        user_id: String,
+        user_name: Option<String>,
+        at: DateTime<Utc>,
+        placements: Vec<crate::leaderboard::placement::Placement>,
+    },
     /// The user's level in a system changed (SPEC §6.5.3).
     PointsLevelChanged {
         user_id: String,
@@ -102,6 +110,7 @@ impl Effect {
                 | Effect::PointsLevelChanged { .. }
                 | Effect::BoostStarted { .. }
                 | Effect::BoostFinished { .. }
+                | Effect::Ranked { .. }
         )
     }
 }

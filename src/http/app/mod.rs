@@ -1,6 +1,7 @@
 //! The application API, served under `/v1`.
 
 pub mod achievements;
+pub mod leaderboards;
 pub mod metrics;
 pub mod points;
 pub mod streaks;
@@ -17,4 +18,5 @@ pub fn router() -> Router<AppState> {
         .merge(streaks::router())
         .merge(achievements::router())
         .merge(points::router())
+        .merge(leaderboards::router())
 }

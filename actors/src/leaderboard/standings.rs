@@ -1,0 +1,187 @@
+//! The standings of every leaderboard, kept by the leaderboards effect consumer: it folds
+//! the `Ranked` effects of acknowledged user records into each board's rankings, exactly
+//! once (the inbox row is removed in the same batch as the entries it changed), and
+//! rebuilds the rankings at start from those entries, never by replaying history.
+//!
+//! Durable state: one consumer-state row per (board, run, group, user) holding the user's
+//! value, reach sequence number and name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kudos_snapshots::{Commit, ConsumerId, Store, StoreError, StreamId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::board::{Board, Entry, GroupKey};
+use crate::catalog::CatalogService;
+use crate::effects::EffectConsumer;
+use crate::user::Effect;
+
+/// One durable entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEntry {
+    pub value: f64,
+    pub reached: u64,
+    pub name: Option<String>,
+}
+
+/// Every board's standings, and the names rankings show.
+#[derive(Default)]
+pub struct Standings {
+    boards: HashMap<Uuid, Board>,
+    names: HashMap<String, String>,
+}
+
+impl Standings {
+    pub fn board(&self, id: Uuid) -> Option<&Board> {
+        self.boards.get(&id)
+    }
+
+    pub fn name(&self, user: &str) -> Option<&str> {
+        self.names.get(user).map(String::as_str)
+    }
+}
+
+/// Shared with the HTTP reads (locked briefly per read or applied batch).
+pub type SharedStandings = Arc<Mutex<Standings>>;
+
+/// The row key: board id, run, the group's values (length-prefixed), then the user id.
+fn row_key(board: Uuid, key: &GroupKey, user: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16 + 8 + 1 + user.len() + 16);
+    k.extend_from_slice(board.as_bytes());
+    k.extend_from_slice(&key.0.to_be_bytes());
+    k.push(u8::try_from(key.1.len()).unwrap_or(u8::MAX));
+    for v in &key.1 {
+        let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
+        k.extend_from_slice(&len.to_be_bytes());
+        k.extend_from_slice(&v.as_bytes()[..usize::from(len)]);
+    }
+    k.extend_from_slice(user.as_bytes());
+    k
+}
+
+fn parse_key(k: &[u8]) -> Option<(Uuid, GroupKey, String)> {
+    let board = Uuid::from_slice(k.get(..16)?).ok()?;
+    let run = u64::from_be_bytes(k.get(16..24)?.try_into().ok()?);
+    let count = *k.get(24)?;
+    let mut at = 25;
+    let mut group = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let len = usize::from(u16::from_be_bytes(k.get(at..at + 2)?.try_into().ok()?));
+        at += 2;
+        group.push(String::from_utf8(k.get(at..at + len)?.to_vec()).ok()?);
+        at += len;
+    }
+    let user = String::from_utf8(k.get(at..)?.to_vec()).ok()?;
+    Some((board, (run, group), user))
+}
+
+/// The leaderboards effect consumer.
+pub struct LeaderboardsConsumer {
+    standings: SharedStandings,
+    catalog: Arc<CatalogService>,
+}
+
+impl LeaderboardsConsumer {
+    /// Rebuilds every board's standings from its durable entries into `standings`.
+    pub fn load(
+        store: &Store,
+        catalog: Arc<CatalogService>,
+        standings: SharedStandings,
+    ) -> Result<Self, StoreError> {
+        let rows: Vec<(Vec<u8>, StoredEntry)> = store.inbox().state(Self::ID)?;
+        let mut fresh = Standings::default();
+        for (k, v) in rows {
+            let Some((board, key, user)) = parse_key(&k) else {
+                tracing::warn!("skipping a leaderboard entry with an unreadable key");
+                continue;
+            };
+            fresh.boards.entry(board).or_default().restore(
+                &key,
+                &user,
+                Entry {
+                    value: v.value,
+                    reached: v.reached,
+                },
+            );
+            if let Some(name) = v.name {
+                fresh.names.insert(user, name);
+            }
+        }
+        *standings.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(Self { standings, catalog })
+    }
+}
+
+impl EffectConsumer for LeaderboardsConsumer {
+    const ID: ConsumerId = ConsumerId::LEADERBOARDS;
+
+    fn apply(
+        &mut self,
+        _stream: &StreamId,
+        _seq: u64,
+        effects: &[Effect],
+        commit: &mut Commit,
+    ) -> Result<(), StoreError> {
+        let catalog = self.catalog.get();
+        let mut standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
+        for e in effects {
+            let Effect::Ranked {
+                user_id,
+                user_name,
+                placements,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            match user_name {
+                Some(n) => {
+                    standings.names.insert(user_id.clone(), n.clone());
+                }
+                None => {
+                    standings.names.remove(user_id);
+                }
+            }
+            for p in placements {
+                // A board deleted since the record was applied no longer ranks anything.
+                let Some(def) = catalog.leaderboard(p.board_id) else {
+                    continue;
+                };
+                let max = usize::try_from(def.max_participants).unwrap_or(usize::MAX);
+                let board = standings.boards.entry(p.board_id).or_default();
+                let (_, writes) =
+                    board.apply(user_id, p.run, &p.group, p.change, max, def.tie_policy);
+                for (key, entry) in writes {
+                    let k = row_key(p.board_id, &key, user_id);
+                    let stored = entry.map(|e| StoredEntry {
+                        value: e.value,
+                        reached: e.reached,
+                        name: user_name.clone(),
+                    });
+                    commit.consumer_state(Self::ID, &k, stored.as_ref())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_keys_round_trip() {
+        let board = Uuid::new_v4();
+        let key: GroupKey = (7, vec!["FR".into(), "pro plan".into()]);
+        let k = row_key(board, &key, "user:42");
+        assert_eq!(parse_key(&k), Some((board, key, "user:42".to_string())));
+        let empty: GroupKey = (0, Vec::new());
+        assert_eq!(
+            parse_key(&row_key(board, &empty, "u")),
+            Some((board, empty, "u".to_string()))
+        );
+    }
+}

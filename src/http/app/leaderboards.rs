@@ -1,0 +1,187 @@
+//! Application leaderboard reads (SPEC §7.6): the list, and one board's rankings by run,
+//! group, offset (absolute or around a user) and limit.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use kudos_actors::catalog::leaderboards::{Leaderboard, LeaderboardStatus};
+use kudos_actors::catalog::Catalog;
+use kudos_actors::rules::runs::Run;
+use serde_json::{json, Value};
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::QueryPairs;
+use crate::wire::leaderboards::app_leaderboard;
+use crate::AppState;
+
+/// `GET /leaderboards?includeFinished=`: every board that is not inactive (SPEC §7.6.1).
+async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Vec<Value>>> {
+    let include_finished = match q.get("includeFinished") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "includeFinished must be true or false",
+            ))
+        }
+    };
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    Ok(Json(
+        catalog
+            .leaderboards()
+            .filter(|l| match l.status_at(now) {
+                LeaderboardStatus::Inactive => false,
+                LeaderboardStatus::Finished => include_finished,
+                _ => true,
+            })
+            .map(|l| Value::Object(app_leaderboard(l, &catalog, now)))
+            .collect(),
+    ))
+}
+
+/// The run a read addresses (SPEC §7.2.4): `run=YYYY-MM-DD` selects the run containing
+/// that date; without it, the run containing today (UTC), or the last one once finished.
+fn selected_run(l: &Leaderboard, q: &QueryPairs, today: NaiveDate) -> ApiResult<Option<Run>> {
+    let schedule = l.schedule();
+    let current = schedule.run_at(today).or_else(|| {
+        l.end
+            .filter(|e| *e < today)
+            .and_then(|e| schedule.run_at(e))
+    });
+    let Some(raw) = q.get("run") else {
+        return Ok(current);
+    };
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ApiError::unprocessable("run must be a date (YYYY-MM-DD)"))?;
+    let run = schedule
+        .run_at(date)
+        .filter(|r| current.is_some_and(|c| r.index <= c.index))
+        .ok_or_else(|| ApiError::unprocessable("run does not match any run of this leaderboard"))?;
+    Ok(Some(run))
+}
+
+/// The group `userAttributes=k:v,…` names: required on boards with breakdowns (a value for
+/// every breakdown attribute), refused on the others (SPEC §7.6.2).
+fn selected_group(l: &Leaderboard, catalog: &Catalog, q: &QueryPairs) -> ApiResult<Vec<String>> {
+    let raw = q.get("userAttributes").filter(|s| !s.is_empty());
+    if l.breakdown.is_empty() {
+        if raw.is_some() {
+            return Err(ApiError::unprocessable(
+                "userAttributes is only valid for leaderboards with breakdown attributes",
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let raw = raw.ok_or_else(|| {
+        ApiError::unprocessable("userAttributes must give a value for every breakdown attribute")
+    })?;
+    let pairs: Vec<(&str, &str)> = raw
+        .split(',')
+        .map(|p| p.split_once(':').ok_or(()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| ApiError::unprocessable("userAttributes must be key:value pairs"))?;
+    l.breakdown
+        .iter()
+        .map(|id| {
+            let key = catalog.attribute_key(*id).unwrap_or_default();
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_string())
+                .ok_or_else(|| {
+                    ApiError::unprocessable(format!(
+                        "userAttributes must give a value for the breakdown attribute {key}"
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn int(q: &QueryPairs, name: &str, default: i64) -> ApiResult<i64> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i64>()
+            .map_err(|_| ApiError::unprocessable(format!("{name} must be an integer"))),
+    }
+}
+
+/// `GET /leaderboards/{key}`: `LeaderboardResponseWithRankings`.
+async fn get_one(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    q: QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    let l = catalog
+        .leaderboard_by_key(&key)
+        .filter(|l| l.status_at(now) != LeaderboardStatus::Inactive)
+        .ok_or_else(|| ApiError::not_found("Leaderboard not found"))?;
+    let max = usize::try_from(l.max_participants).unwrap_or(usize::MAX);
+    // The default page is 10, or the whole board when it is smaller.
+    let limit = int(&q, "limit", i64::try_from(max.min(10)).unwrap_or(10))?;
+    let limit = usize::try_from(limit)
+        .map_err(|_| ApiError::unprocessable("limit must be a non-negative integer"))?;
+    if limit > max {
+        return Err(ApiError::unprocessable(
+            "limit must not exceed the leaderboard's maxParticipants",
+        ));
+    }
+    let offset = int(&q, "offset", 0)?;
+    let user = q.get("userId");
+    if offset < 0 && user.is_none() {
+        return Err(ApiError::unprocessable(
+            "offset may be negative only with userId",
+        ));
+    }
+    let run = selected_run(l, &q, now.date_naive())?;
+    let group = selected_group(l, &catalog, &q)?;
+    let mut body = app_leaderboard(l, &catalog, now);
+    let rankings: Vec<Value> = match (l.status_at(now), run) {
+        (LeaderboardStatus::Scheduled, _) | (_, None) => Vec::new(),
+        (_, Some(run)) => {
+            let standings = state.standings.lock().unwrap_or_else(|e| e.into_inner());
+            let ranking = standings
+                .board(l.id)
+                .and_then(|b| b.group(&(run.index, group)));
+            match ranking {
+                None => Vec::new(),
+                Some(ranking) => {
+                    let start = match user {
+                        None => Some(usize::try_from(offset).unwrap_or(0)),
+                        Some(u) => ranking.rank(u, max, l.tie_policy).map(|_| {
+                            let position = ranking.position(u).unwrap_or(0) as i64;
+                            usize::try_from((position + offset).max(0)).unwrap_or(0)
+                        }),
+                    };
+                    match start {
+                        None => Vec::new(),
+                        Some(start) => ranking
+                            .page(start, limit, max, l.tie_policy)
+                            .into_iter()
+                            .map(|(user, value, rank)| {
+                                json!({
+                                    "userId": user,
+                                    "userName": standings.name(user),
+                                    "rank": rank,
+                                    "value": value.floor() as i64,
+                                })
+                            })
+                            .collect(),
+                    }
+                }
+            }
+        }
+    };
+    body.insert("rankings".into(), Value::Array(rankings));
+    Ok(Json(Value::Object(body)))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/leaderboards", get(list))
+        .route("/leaderboards/{key}", get(get_one))
+}
