@@ -68,13 +68,7 @@ impl EffectBus {
         self.consumers
             .iter()
             .copied()
-            .filter(|c| {
-                *c != ConsumerId::LEADERBOARDS
-                    || effects
-                        .clone()
-                        .into_iter()
-                        .any(|e| matches!(e, Effect::Ranked { .. }))
-            })
+            .filter(|c| wants(*c, effects.clone()))
             .collect()
     }
 
@@ -92,6 +86,15 @@ impl EffectBus {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
+}
+
+/// Whether `consumer` needs to see a record with these effects: leaderboards only records
+/// that ranked something; every other consumer everything.
+pub fn wants<'a>(consumer: ConsumerId, effects: impl IntoIterator<Item = &'a Effect>) -> bool {
+    consumer != ConsumerId::LEADERBOARDS
+        || effects
+            .into_iter()
+            .any(|e| matches!(e, Effect::Ranked { .. }))
 }
 
 /// Something that applies effects exactly once, keeping its own state in consumer rows.
@@ -146,6 +149,10 @@ pub async fn run_consumer<C: EffectConsumer>(
         }
         let mut commit = Commit::new();
         for p in batch {
+            // Records this consumer has no row for (it does not want them).
+            if !wants(C::ID, &p.effects) {
+                continue;
+            }
             if let Some(&upto) = taken.get(&p.stream) {
                 if p.seq <= upto {
                     continue;
@@ -157,7 +164,9 @@ pub async fn run_consumer<C: EffectConsumer>(
                 .map_err(|e| e.to_string())?;
             commit.inbox_done(C::ID, &p.stream, p.seq);
         }
-        store.write(commit).map_err(|e| e.to_string())?;
+        if !commit.is_empty() {
+            store.write(commit).map_err(|e| e.to_string())?;
+        }
     }
 }
 

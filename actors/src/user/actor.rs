@@ -215,10 +215,13 @@ impl UserActorState {
         c.due(&self.due_target, filed, next);
         // Internal bookkeeping (accumulator moves) is journaled but never delivered.
         let delivered: Vec<&Effect> = effects.iter().filter(|e| !e.is_internal()).collect();
+        let consumers = self.deps.bus.consumers_for(delivered.iter().copied());
         if !delivered.is_empty() {
-            let consumers = self.deps.bus.consumers_for(delivered.iter().copied());
             c.inbox(&consumers, &self.stream, seq, &delivered)?;
         }
+        // Published only when a consumer wants it (no copy per event otherwise).
+        let publish = !delivered.is_empty() && !consumers.is_empty();
+        drop(delivered);
         let entry = Journaled {
             record,
             effects,
@@ -241,7 +244,7 @@ impl UserActorState {
             self.snapshot_seq = seq;
         }
         self.dirty = false;
-        if entry.effects.iter().any(|e| !e.is_internal()) && self.deps.bus.has_subscribers() {
+        if publish && self.deps.bus.has_subscribers() {
             self.deps.bus.publish(Published {
                 stream: self.stream.clone(),
                 seq,
