@@ -320,9 +320,8 @@ impl UserShards {
     /// Runs a typed command and returns its typed answer.
     pub async fn ask<A: Ask>(&self, user_id: &str, ask: A) -> Result<A::Reply, UserError> {
         let outcome = self.execute(user_id, ask.into_command()).await?;
-        let described = format!("{outcome:?}");
         A::reply(outcome).ok_or_else(|| {
-            tracing::error!(user = %user_id, outcome = %described, "bug: a command was answered with another command's outcome");
+            tracing::error!(user = %user_id, command = std::any::type_name::<A>(), "bug: a command was answered with another command's outcome");
             UserError::Unavailable
         })
     }
