@@ -80,6 +80,11 @@ impl Inbox {
         Ok(out)
     }
 
+    /// Whether `consumer` still has the row of entry `seq` of `stream` (not applied yet).
+    pub fn has_row(&self, consumer: ConsumerId, stream: &StreamId, seq: u64) -> Result<bool> {
+        Ok(self.tree.contains_key(row_key(consumer, stream, seq))?)
+    }
+
     /// Number of pending rows of `consumer`, counting at most `cap`.
     pub fn backlog(&self, consumer: ConsumerId, cap: usize) -> usize {
         self.tree

@@ -246,3 +246,51 @@ pub fn app_leaderboard(
     );
     m
 }
+
+/// The `leaderboards` map of an event response (SPEC §7.7): one
+/// `MetricEventLeaderboardResponse` per board the event changed, with the run's dates, the
+/// rank after and before (null when not ranked), the threshold after, and the group's
+/// breakdown values.
+pub fn event_leaderboards(
+    outcomes: &[kudos_actors::leaderboard::standings::Outcome],
+    catalog: &kudos_actors::catalog::Catalog,
+    now: DateTime<Utc>,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut out: std::collections::BTreeMap<String, Value> = Default::default();
+    let mut first_previous: std::collections::HashMap<uuid::Uuid, Option<usize>> =
+        Default::default();
+    for o in outcomes {
+        let Some(l) = catalog.leaderboard(o.placement.board_id) else {
+            continue;
+        };
+        let previous = *first_previous
+            .entry(l.id)
+            .or_insert(o.applied.previous_rank);
+        let mut m = app_leaderboard(l, catalog, now);
+        m.remove("status");
+        if let Some(run) = l.schedule().run(o.placement.run) {
+            m.insert("start".into(), json!(run.start.to_string()));
+            m.insert("end".into(), json!(run.end.map(|e| e.to_string())));
+        }
+        m.insert("rank".into(), json!(o.applied.rank));
+        m.insert("previousRank".into(), json!(previous));
+        m.insert(
+            "threshold".into(),
+            json!(o.applied.threshold.floor() as i64),
+        );
+        if !l.breakdown.is_empty() {
+            let values: Vec<Value> = l
+                .breakdown
+                .iter()
+                .zip(&o.placement.group)
+                .map(|(id, v)| json!({"key": catalog.attribute_key(*id), "value": v}))
+                .collect();
+            if let [single] = o.placement.group.as_slice() {
+                m.insert("breakdownAttributeValue".into(), json!(single));
+            }
+            m.insert("breakdownAttributeValues".into(), Value::Array(values));
+        }
+        out.insert(l.key.clone(), Value::Object(m));
+    }
+    out
+}

@@ -164,7 +164,8 @@ async fn rankings_settle(s: &TestServer, path: &str, want: &Value) -> Value {
     }
 }
 
-async fn words(s: &TestServer, user: &str, value: f64) {
+/// Sends `value` words for `user`; returns the event response.
+async fn words(s: &TestServer, user: &str, value: f64) -> Value {
     let r = s
         .post(
             "/v1/metrics/words/event",
@@ -172,6 +173,7 @@ async fn words(s: &TestServer, user: &str, value: f64) {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,9 +202,35 @@ async fn spec_7_8_example_runs_evictions_and_a_restart() {
     words(&s, "bob", 300.0).await;
     let want = json!([["alice", 1, 500], ["bob", 2, 300]]);
     assert_eq!(rankings_settle(&s, board, &want).await, want);
-    // Carol at 300 does not exceed the threshold; one more word and Bob is evicted.
-    words(&s, "carol", 300.0).await;
-    words(&s, "carol", 1.0).await;
+    // Carol at 300 does not exceed the threshold; one more word and Bob is evicted. The
+    // event response shows the board as the event left it (SPEC §7.7).
+    let at_300 = words(&s, "carol", 300.0).await;
+    let entry = &at_300["leaderboards"]["weekly"];
+    assert_eq!(
+        (
+            entry["rank"].clone(),
+            entry["previousRank"].clone(),
+            entry["threshold"].clone()
+        ),
+        (json!(null), json!(null), json!(300)),
+        "{at_300}"
+    );
+    assert_eq!(
+        (entry["start"].clone(), entry["end"].clone()),
+        (json!("2027-01-03"), json!("2027-01-09"))
+    );
+    let at_301 = words(&s, "carol", 1.0).await;
+    let entry = &at_301["leaderboards"]["weekly"];
+    assert_eq!(
+        (
+            entry["rank"].clone(),
+            entry["previousRank"].clone(),
+            entry["threshold"].clone()
+        ),
+        (json!(2), json!(null), json!(301))
+    );
+    let alice = words(&s, "alice", 0.5).await;
+    assert_eq!(alice["leaderboards"]["weekly"]["previousRank"], 1);
     let want = json!([["alice", 1, 500], ["carol", 2, 301]]);
     assert_eq!(rankings_settle(&s, board, &want).await, want);
     let full = s.get(board).await.body;

@@ -6,14 +6,15 @@
 //! Durable state: one consumer-state row per (board, run, group, user) holding the user's
 //! value, reach sequence number and name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use kudos_snapshots::{Commit, ConsumerId, Store, StoreError, StreamId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::board::{Board, Entry, GroupKey};
+use super::board::{Applied, Board, Entry, GroupKey};
+use super::placement::Placement;
 use crate::catalog::CatalogService;
 use crate::effects::EffectConsumer;
 use crate::user::Effect;
@@ -26,11 +27,25 @@ pub struct StoredEntry {
     pub name: Option<String>,
 }
 
+/// What applying one placement did (for the event response).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub placement: Placement,
+    pub applied: Applied,
+}
+
+/// How many recently applied records keep their outcomes for the request that caused them.
+const RECENT: usize = 4096;
+
 /// Every board's standings, and the names rankings show.
 #[derive(Default)]
 pub struct Standings {
     boards: HashMap<Uuid, Board>,
     names: HashMap<String, String>,
+    /// Outcomes of recently applied records, by (stream, seq): whichever of the request
+    /// and the consumer applies a record first, the request reads what it did here.
+    recent: HashMap<(StreamId, u64), Vec<Outcome>>,
+    recent_order: VecDeque<(StreamId, u64)>,
 }
 
 impl Standings {
@@ -41,6 +56,109 @@ impl Standings {
     pub fn name(&self, user: &str) -> Option<&str> {
         self.names.get(user).map(String::as_str)
     }
+
+    /// Folds the `Ranked` effects of entry `seq` of `stream` into the rankings, adding the
+    /// entries it changed to `commit`, unless it was applied already (in memory).
+    pub fn apply_record(
+        &mut self,
+        catalog: &crate::catalog::Catalog,
+        stream: &StreamId,
+        seq: u64,
+        effects: &[Effect],
+        commit: &mut Commit,
+    ) -> Result<(), StoreError> {
+        let id = (stream.clone(), seq);
+        if self.recent.contains_key(&id) {
+            return Ok(());
+        }
+        let mut outcomes = Vec::new();
+        for e in effects {
+            let Effect::Ranked {
+                user_id,
+                user_name,
+                placements,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            match user_name {
+                Some(n) => {
+                    self.names.insert(user_id.clone(), n.clone());
+                }
+                None => {
+                    self.names.remove(user_id);
+                }
+            }
+            for p in placements {
+                // A board deleted since the record was applied no longer ranks anything.
+                let Some(def) = catalog.leaderboard(p.board_id) else {
+                    continue;
+                };
+                let max = usize::try_from(def.max_participants).unwrap_or(usize::MAX);
+                let board = self.boards.entry(p.board_id).or_default();
+                let (applied, writes) =
+                    board.apply(user_id, p.run, &p.group, p.change, max, def.tie_policy);
+                for (key, entry) in writes {
+                    let k = row_key(p.board_id, &key, user_id);
+                    let stored = entry.map(|e| StoredEntry {
+                        value: e.value,
+                        reached: e.reached,
+                        name: user_name.clone(),
+                    });
+                    commit.consumer_state(LeaderboardsConsumer::ID, &k, stored.as_ref())?;
+                }
+                outcomes.push(Outcome {
+                    placement: p.clone(),
+                    applied,
+                });
+            }
+        }
+        self.recent.insert(id.clone(), outcomes);
+        self.recent_order.push_back(id);
+        while self.recent_order.len() > RECENT {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+        Ok(())
+    }
+
+    /// What applying entry `seq` of `stream` did, if it was applied recently.
+    pub fn outcomes(&self, stream: &StreamId, seq: u64) -> Option<&[Outcome]> {
+        self.recent.get(&(stream.clone(), seq)).map(Vec::as_slice)
+    }
+}
+
+/// Applies a just-committed record now, for the request that made it, and returns what it
+/// did on each board. Exactly once with the consumer: both apply under the same lock, and
+/// skip a record already applied (in memory, or removed from the inbox).
+pub fn apply_now(
+    store: &Store,
+    standings: &SharedStandings,
+    catalog: &crate::catalog::Catalog,
+    stream: &StreamId,
+    seq: u64,
+    effects: &[Effect],
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut s = standings.lock().unwrap_or_else(|e| e.into_inner());
+    if s.outcomes(stream, seq).is_none()
+        && store
+            .inbox()
+            .has_row(LeaderboardsConsumer::ID, stream, seq)?
+    {
+        let mut commit = Commit::new();
+        s.apply_record(catalog, stream, seq, effects, &mut commit)?;
+        commit.inbox_done(LeaderboardsConsumer::ID, stream, seq);
+        if let Err(e) = store.write(commit) {
+            // Memory now holds what the disk lacks: the consumer reloads from disk.
+            *s = Standings::default();
+            return Err(e);
+        }
+    }
+    Ok(s.outcomes(stream, seq)
+        .map(<[Outcome]>::to_vec)
+        .unwrap_or_default())
 }
 
 /// Shared with the HTTP reads (locked briefly per read or applied batch).
@@ -119,52 +237,14 @@ impl EffectConsumer for LeaderboardsConsumer {
 
     fn apply(
         &mut self,
-        _stream: &StreamId,
-        _seq: u64,
+        stream: &StreamId,
+        seq: u64,
         effects: &[Effect],
         commit: &mut Commit,
     ) -> Result<(), StoreError> {
         let catalog = self.catalog.get();
         let mut standings = self.standings.lock().unwrap_or_else(|e| e.into_inner());
-        for e in effects {
-            let Effect::Ranked {
-                user_id,
-                user_name,
-                placements,
-                ..
-            } = e
-            else {
-                continue;
-            };
-            match user_name {
-                Some(n) => {
-                    standings.names.insert(user_id.clone(), n.clone());
-                }
-                None => {
-                    standings.names.remove(user_id);
-                }
-            }
-            for p in placements {
-                // A board deleted since the record was applied no longer ranks anything.
-                let Some(def) = catalog.leaderboard(p.board_id) else {
-                    continue;
-                };
-                let max = usize::try_from(def.max_participants).unwrap_or(usize::MAX);
-                let board = standings.boards.entry(p.board_id).or_default();
-                let (_, writes) =
-                    board.apply(user_id, p.run, &p.group, p.change, max, def.tie_policy);
-                for (key, entry) in writes {
-                    let k = row_key(p.board_id, &key, user_id);
-                    let stored = entry.map(|e| StoredEntry {
-                        value: e.value,
-                        reached: e.reached,
-                        name: user_name.clone(),
-                    });
-                    commit.consumer_state(Self::ID, &k, stored.as_ref())?;
-                }
-            }
-        }
-        Ok(())
+        standings.apply_record(&catalog, stream, seq, effects, commit)
     }
 }
 

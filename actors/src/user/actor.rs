@@ -333,6 +333,7 @@ impl UserActorState {
                     )
                 });
                 Outcome::Event(EventOutcome::Recorded {
+                    seq: self.seq,
                     total: state.total(ev.metric_id),
                     streak: streak::view(&state.streak, &ev.streak, now, state.time_zone()),
                     extended,

@@ -165,6 +165,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventOutcome {
     Recorded {
+        /// The journal seq of the record (its effects' inbox rows carry it).
+        seq: u64,
         record: Box<EventRecord>,
         /// What the event caused, in order (achievement completions among them).
         effects: Vec<Effect>,

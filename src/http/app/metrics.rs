@@ -81,6 +81,7 @@ async fn send_event(
     let outcome = record_event(&state, &parsed.user_id, event).await?;
     Ok(match outcome {
         EventOutcome::Recorded {
+            seq,
             record,
             effects,
             total,
@@ -103,6 +104,25 @@ async fn send_event(
                 &catalog,
                 record.at.with_timezone(&tz).date_naive(),
             );
+            // The boards this event changed, applied now so the answer reflects it.
+            if effects
+                .iter()
+                .any(|e| matches!(e, kudos_actors::user::Effect::Ranked { .. }))
+            {
+                let outcomes = kudos_actors::leaderboard::standings::apply_now(
+                    &state.store,
+                    &state.standings,
+                    &catalog,
+                    &state.users.stream(&parsed.user_id),
+                    seq,
+                    &effects,
+                )?;
+                resp.1.leaderboards = crate::wire::leaderboards::event_leaderboards(
+                    &outcomes,
+                    &catalog,
+                    state.clock.now(),
+                );
+            }
             resp
         }
         EventOutcome::Replayed {
