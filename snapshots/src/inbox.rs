@@ -94,6 +94,23 @@ impl Inbox {
             .count()
     }
 
+    /// The state rows of `consumer` whose key starts with `prefix` (keys without it).
+    pub fn state_with_prefix<V: DeserializeOwned>(
+        &self,
+        consumer: ConsumerId,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, V)>> {
+        let mut out = Vec::new();
+        let full = state_key(consumer, prefix);
+        for item in self.tree.scan_prefix(&full) {
+            let (k, v) = item?;
+            let key = k[full.len()..].to_vec();
+            let value = codec::decode(&v, || format!("consumer {} state", consumer.0))?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     /// Every state row of `consumer` (loaded once when the consumer starts).
     pub fn state<V: DeserializeOwned>(&self, consumer: ConsumerId) -> Result<Vec<(Vec<u8>, V)>> {
         let mut out = Vec::new();

@@ -261,6 +261,31 @@ async fn spec_7_8_example_runs_evictions_and_a_restart() {
     let list = s.get("/v1/leaderboards").await.body;
     assert_eq!(list[0]["key"], "weekly");
 
+    // The user's own standing and daily history (two changes on one day: the last wins).
+    let carol = s.get("/v1/users/carol/leaderboards/weekly").await;
+    assert_eq!(carol.status, 200, "{:?}", carol.body);
+    assert_eq!(
+        (carol.body["rank"].clone(), carol.body["value"].clone()),
+        (json!(2), json!(301))
+    );
+    assert_eq!(
+        carol.body["history"],
+        json!([{"date": "2027-01-03", "timestamp": "2027-01-03T00:00:00.000Z",
+                "previousRank": null, "rank": 2, "previousValue": null, "value": 301}])
+    );
+    let bob = s.get("/v1/users/bob/leaderboards/weekly").await.body;
+    assert_eq!(
+        (bob["rank"].clone(), bob["value"].clone()),
+        (json!(null), json!(300)),
+        "evicted, value kept"
+    );
+    assert_error(&s.get("/v1/users/nobody/leaderboards/weekly").await, 404);
+    assert_error(
+        &s.get("/v1/users/carol/leaderboards/weekly?numEvents=101")
+            .await,
+        422,
+    );
+
     // The ranking is rebuilt from its entries after a restart.
     let s = s.restart().await;
     let want = json!([["alice", 1, 500], ["carol", 2, 301]]);
@@ -281,4 +306,15 @@ async fn spec_7_8_example_runs_evictions_and_a_restart() {
         rankings_settle(&s, &format!("{board}?run=2027-01-05"), &old).await,
         old
     );
+    let bob = s.get("/v1/users/bob/leaderboards/weekly").await.body;
+    assert_eq!(
+        (bob["rank"].clone(), bob["value"].clone()),
+        (json!(1), json!(5))
+    );
+    assert_eq!(bob["history"][0]["date"], "2027-01-10");
+    let bob_then = s
+        .get("/v1/users/bob/leaderboards/weekly?run=2027-01-04")
+        .await
+        .body;
+    assert_eq!(bob_then["value"], 300);
 }

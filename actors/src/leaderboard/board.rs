@@ -65,6 +65,11 @@ impl Board {
         self.groups.get(key)
     }
 
+    /// The group `user` is in for `run`, if they have a value there.
+    pub fn group_of(&self, run: u64, user: &str) -> Option<&Vec<String>> {
+        self.member_of.get(&(run, user.to_string()))
+    }
+
     /// Every group of `run`.
     pub fn groups_of(&self, run: u64) -> impl Iterator<Item = (&Vec<String>, &Ranking)> {
         self.groups

@@ -30,6 +30,8 @@ pub struct Placement {
     pub run: u64,
     pub group: Vec<String>,
     pub change: BoardChange,
+    /// The user's local date of the change (the day of the user's history it belongs to).
+    pub date: chrono::NaiveDate,
 }
 
 /// What a user record did that boards rank.
@@ -130,6 +132,7 @@ pub fn placements(
                 run: run.index,
                 group: group_of(b, catalog, user.attributes)?,
                 change,
+                date,
             })
         })
         .collect()

@@ -108,6 +108,16 @@ impl Standings {
                     });
                     commit.consumer_state(LeaderboardsConsumer::ID, &k, stored.as_ref())?;
                 }
+                // The user's end-of-day standing: the last change of the day wins.
+                let day = HistoryRow {
+                    rank: applied.rank.and_then(|r| u32::try_from(r).ok()),
+                    value: applied.value,
+                };
+                commit.consumer_state(
+                    LeaderboardsConsumer::ID,
+                    &history_key(p.board_id, p.run, user_id, p.date),
+                    Some(&day),
+                )?;
                 outcomes.push(Outcome {
                     placement: p.clone(),
                     applied,
@@ -164,9 +174,63 @@ pub fn apply_now(
 /// Shared with the HTTP reads (locked briefly per read or applied batch).
 pub type SharedStandings = Arc<Mutex<Standings>>;
 
-/// The row key: board id, run, the group's values (length-prefixed), then the user id.
+/// Row kinds of the consumer's state.
+const ENTRY: u8 = b'e';
+const HISTORY: u8 = b'h';
+
+/// A user's standing at the end of one of their days in a run (SPEC §7.6.3), as recorded
+/// when their own changes were applied.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub rank: Option<u32>,
+    pub value: f64,
+}
+
+/// The history key: board, run, user (length-prefixed), local date.
+fn history_prefix(board: Uuid, run: u64, user: &str) -> Vec<u8> {
+    let mut k = vec![HISTORY];
+    k.extend_from_slice(board.as_bytes());
+    k.extend_from_slice(&run.to_be_bytes());
+    let len = u16::try_from(user.len()).unwrap_or(u16::MAX);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&user.as_bytes()[..usize::from(len)]);
+    k
+}
+
+fn history_key(board: Uuid, run: u64, user: &str, date: chrono::NaiveDate) -> Vec<u8> {
+    let mut k = history_prefix(board, run, user);
+    k.extend_from_slice(date.format("%Y-%m-%d").to_string().as_bytes());
+    k
+}
+
+/// Up to `n` most recent history rows of `user` in `run`, oldest first.
+pub fn history(
+    store: &Store,
+    board: Uuid,
+    run: u64,
+    user: &str,
+    n: usize,
+) -> Result<Vec<(chrono::NaiveDate, HistoryRow)>, StoreError> {
+    let rows: Vec<(Vec<u8>, HistoryRow)> = store
+        .inbox()
+        .state_with_prefix(LeaderboardsConsumer::ID, &history_prefix(board, run, user))?;
+    let mut out: Vec<(chrono::NaiveDate, HistoryRow)> = rows
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let date = chrono::NaiveDate::parse_from_str(std::str::from_utf8(&k).ok()?, "%Y-%m-%d")
+                .ok()?;
+            Some((date, v))
+        })
+        .collect();
+    let skip = out.len().saturating_sub(n);
+    out.drain(..skip);
+    Ok(out)
+}
+
+/// The row key: kind, board id, run, the group's values (length-prefixed), then the user.
 fn row_key(board: Uuid, key: &GroupKey, user: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(16 + 8 + 1 + user.len() + 16);
+    let mut k = Vec::with_capacity(1 + 16 + 8 + 1 + user.len() + 16);
+    k.push(ENTRY);
     k.extend_from_slice(board.as_bytes());
     k.extend_from_slice(&key.0.to_be_bytes());
     k.push(u8::try_from(key.1.len()).unwrap_or(u8::MAX));
@@ -180,6 +244,7 @@ fn row_key(board: Uuid, key: &GroupKey, user: &str) -> Vec<u8> {
 }
 
 fn parse_key(k: &[u8]) -> Option<(Uuid, GroupKey, String)> {
+    let k = k.strip_prefix(&[ENTRY])?;
     let board = Uuid::from_slice(k.get(..16)?).ok()?;
     let run = u64::from_be_bytes(k.get(16..24)?.try_into().ok()?);
     let count = *k.get(24)?;
@@ -208,10 +273,13 @@ impl LeaderboardsConsumer {
         catalog: Arc<CatalogService>,
         standings: SharedStandings,
     ) -> Result<Self, StoreError> {
-        let rows: Vec<(Vec<u8>, StoredEntry)> = store.inbox().state(Self::ID)?;
+        let rows: Vec<(Vec<u8>, StoredEntry)> =
+            store.inbox().state_with_prefix(Self::ID, &[ENTRY])?;
         let mut fresh = Standings::default();
         for (k, v) in rows {
-            let Some((board, key, user)) = parse_key(&k) else {
+            let mut full = vec![ENTRY];
+            full.extend_from_slice(&k);
+            let Some((board, key, user)) = parse_key(&full) else {
                 tracing::warn!("skipping a leaderboard entry with an unreadable key");
                 continue;
             };

@@ -180,8 +180,77 @@ async fn get_one(
     Ok(Json(Value::Object(body)))
 }
 
+/// `GET /users/{id}/leaderboards/{key}?run=&numEvents=`: the user's rank and value in the
+/// run, and their daily history (SPEC §7.6.3).
+async fn user_standing(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    q: QueryPairs,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    let l = catalog
+        .leaderboard_by_key(&key)
+        .filter(|l| l.status_at(now) != LeaderboardStatus::Inactive)
+        .ok_or_else(|| ApiError::not_found("Leaderboard not found"))?;
+    if !state.users.known(&id)? {
+        return Err(ApiError::not_found("User not found"));
+    }
+    let num_events = usize::try_from(int(&q, "numEvents", 10)?)
+        .ok()
+        .filter(|n| *n <= 100)
+        .ok_or_else(|| ApiError::unprocessable("numEvents must be an integer between 0 and 100"))?;
+    let run = selected_run(l, &q, now.date_naive())?;
+    let max = usize::try_from(l.max_participants).unwrap_or(usize::MAX);
+    let (rank, value) = match run {
+        None => (None, None),
+        Some(run) => {
+            let standings = state.standings.lock().unwrap_or_else(|e| e.into_inner());
+            let ranked = standings.board(l.id).and_then(|b| {
+                let group = b.group_of(run.index, &id)?;
+                let ranking = b.group(&(run.index, group.clone()))?;
+                Some((ranking.rank(&id, max, l.tie_policy), ranking.value(&id)))
+            });
+            ranked.unwrap_or((None, None))
+        }
+    };
+    let rows = match run {
+        Some(run) if num_events > 0 => kudos_actors::leaderboard::standings::history(
+            &state.store,
+            l.id,
+            run.index,
+            &id,
+            num_events,
+        )?,
+        _ => Vec::new(),
+    };
+    let mut previous: Option<kudos_actors::leaderboard::standings::HistoryRow> = None;
+    let history: Vec<Value> = rows
+        .iter()
+        .map(|(date, row)| {
+            let v = json!({
+                "date": date.to_string(),
+                "timestamp": format!("{date}T00:00:00.000Z"),
+                "previousRank": previous.and_then(|p| p.rank),
+                "rank": row.rank,
+                "previousValue": previous.map(|p| p.value.floor() as i64),
+                "value": row.value.floor() as i64,
+            });
+            previous = Some(*row);
+            v
+        })
+        .collect();
+    let mut body = app_leaderboard(l, &catalog, now);
+    body.remove("status");
+    body.insert("rank".into(), json!(rank));
+    body.insert("value".into(), json!(value.map(|v| v.floor() as i64)));
+    body.insert("history".into(), Value::Array(history));
+    Ok(Json(Value::Object(body)))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/leaderboards", get(list))
         .route("/leaderboards/{key}", get(get_one))
+        .route("/users/{id}/leaderboards/{key}", get(user_standing))
 }
