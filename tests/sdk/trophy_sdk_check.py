@@ -28,6 +28,7 @@ from trophy import (
     CreateAchievementRequestItemEventAttributesItem,
     CreateAchievementRequestItemUserAttributesItem,
     CreateAttributeRequestItem,
+    CreateLeaderboardRequestItem,
     CreateMetricRequestItem,
     CreatePointsBoostRequestItem,
     CreatePointsLevelRequestItem,
@@ -49,6 +50,7 @@ from trophy import (
     UnauthorizedError,
     UnprocessableEntityError,
     UpdateAchievementRequestItem,
+    UpdateLeaderboardRequestItem,
     UpdatePointsSystemRequestItem,
     UpdateStreakSettingsFreezes,
     UpsertedUser,
@@ -80,6 +82,15 @@ POINTS_KEY = "sdk-xp"
 POINTS_PLAIN_KEY = "sdk-coins"
 POINTS_METRIC_KEY = "sdk-quizzes"
 POINTS_ACHIEVEMENT_KEY = "points-champion"
+LB_METRIC_KEY = "sdk-laps"
+LB_ALICE = "sdk-lb-alice"
+LB_BOB = "sdk-lb-bob"
+LB_CAROL = "sdk-lb-carol"
+LB_TOP = "sdk-top-two"
+LB_WEEKLY = "sdk-weekly"
+LB_STREAK = "sdk-streakers"
+LB_BY_PLAN = "sdk-by-plan"
+LB_DRAFT = "sdk-draft"
 
 
 class CheckFailed(Exception):
@@ -110,6 +121,8 @@ ALLOWED_EXTRA = {
     "MetricResponse": {"status"},
     # @trophyso/node reads user-scoped admin issues as BulkInsertIssue {userId, level, reason}.
     "AdminIssue": {"level", "reason"},
+    # Kudos extension (docs/leaderboards.md): `first-reached` (Trophy's rule) or `shared`.
+    "AdminLeaderboard": {"tiePolicy"},
 }
 
 
@@ -453,6 +466,8 @@ def run(url, api_key):
     run_fractional_streak_threshold(client)
     # Own users, metric, achievement and points systems: nothing above sees them.
     run_points(client, device_id=device_id)
+    # Own metric, users and leaderboards: nothing above sees them.
+    run_leaderboards(client, plan_id=plan_id)
 
 
 # ---- helpers for the streak and achievement steps ---------------------------------------
@@ -1635,6 +1650,353 @@ def run_points(client, *, device_id):
     expect_api_error(404, "admin.points.triggers.list(deleted system)",
                      lambda: client.admin.points.triggers.list(coins_id), NotFoundError)
     eq(client.users.points(POINTS_USER, POINTS_KEY).total, 110, "other systems unaffected")
+
+
+# ---- leaderboards ----------------------------------------------------------------------
+
+def admin_leaderboard_tuple(lb):
+    """Every field of an AdminLeaderboard but its id, with the `tiePolicy` extension."""
+    return (lb.key, lb.name, lb.description, lb.status, lb.rank_by, lb.metric_id,
+            lb.points_system_id, lb.max_participants, lb.start, lb.end, lb.start_time,
+            lb.end_time, lb.breakdown_attributes, lb.run_unit, lb.run_interval,
+            [(f.attribute_id, f.attribute_value) for f in lb.user_attributes],
+            (lb.model_extra or {}).get("tiePolicy"))
+
+
+def app_leaderboard_tuple(lb):
+    """Every `LeaderboardResponse` field (with `status` where the model has it)."""
+    return (lb.id, lb.key, lb.name, lb.description, getattr(lb, "status", None), lb.rank_by,
+            lb.metric_key, lb.metric_name, lb.points_system_key, lb.points_system_name,
+            lb.breakdown_attribute, lb.breakdown_attributes, lb.start, lb.end, lb.start_time,
+            lb.end_time, lb.max_participants, lb.run_unit, lb.run_interval,
+            [(f.key, f.value) for f in lb.user_attributes])
+
+
+def event_leaderboard_tuple(e):
+    """`(rank, previousRank, threshold, run start, run end, breakdown values)` of a
+    MetricEventLeaderboardResponse."""
+    return (e.rank, e.previous_rank, e.threshold, e.start, e.end,
+            e.breakdown_attribute_value,
+            e.breakdown_attribute_values
+            and [(v.key, v.value) for v in e.breakdown_attribute_values])
+
+
+def rankings_tuple(board):
+    return [(r.user_id, r.user_name, r.rank, r.value) for r in board.rankings]
+
+
+def run_leaderboards(client, *, plan_id):
+    avoid_utc_midnight()
+    today = utc_today()
+
+    def day(n):
+        return ymd(today + dt.timedelta(days=n))
+
+    # ---- admin ----
+    step("leaderboards: admin.metrics.create")
+    created = client.admin.metrics.create(
+        request=[CreateMetricRequestItem(name="Laps", key=LB_METRIC_KEY)])
+    eq(created.issues, [], "create laps metric: issues")
+    laps_id = created.created[0].id
+
+    step("admin.leaderboards.create (metric, repeating, streak, breakdown, inactive; bad items)")
+    raw = client.admin.leaderboards.with_raw_response.create(request=[
+        CreateLeaderboardRequestItem(
+            name="Top two", key=LB_TOP, description="Two places", status="active",
+            rank_by="metric", metric_id=laps_id, max_participants=2, start=day(-1)),
+        CreateLeaderboardRequestItem(
+            name="Weekly laps", key=LB_WEEKLY, status="active", rank_by="metric",
+            metric_id=laps_id, start=day(-8), start_time="00:00", run_unit="day",
+            run_interval=7),
+        CreateLeaderboardRequestItem(name="Streakers", key=LB_STREAK, status="active",
+                                     rank_by="streak"),
+        CreateLeaderboardRequestItem(
+            name="Laps by plan", key=LB_BY_PLAN, status="active", rank_by="metric",
+            metric_id=laps_id, start=day(0), breakdown_attributes=[plan_id]),
+        CreateLeaderboardRequestItem(name="Draft", key=LB_DRAFT, rank_by="metric",
+                                     metric_id=laps_id, end=day(30)),
+        CreateLeaderboardRequestItem(name="Repeating streak", key="sdk-bad-streak",
+                                     rank_by="streak", run_unit="day", run_interval=1),
+        CreateLeaderboardRequestItem(name="Backwards", key="sdk-bad-times", rank_by="metric",
+                                     metric_id=laps_id, start_time="10:00", end_time="09:30"),
+    ])
+    eq(raw.status_code, 201, "create leaderboards: HTTP status")
+    created = raw.data
+    no_extra_fields(created, "CreateLeaderboardsResponse")
+    eq([(i.index, i.severity, i.message) for i in created.issues],
+       [(5, "error", "Streak leaderboards cannot repeat (runUnit must be null)"),
+        (6, "error", "startTime must be before endTime")],
+       "create leaderboards: issues (streak board with runUnit, startTime >= endTime)")
+    eq([lb.key for lb in created.created], [LB_TOP, LB_WEEKLY, LB_STREAK, LB_BY_PLAN, LB_DRAFT],
+       "create leaderboards: created keys")
+    top, weekly, streak, by_plan, draft = created.created
+    for lb in created.created:
+        check(isinstance(lb.id, str) and lb.id, f"created leaderboard id {lb.id!r}")
+    expected_admin = {
+        LB_TOP: (LB_TOP, "Top two", "Two places", "active", "metric", laps_id, None, 2,
+                 day(-1), None, None, None, [], None, None, [], "first-reached"),
+        LB_WEEKLY: (LB_WEEKLY, "Weekly laps", None, "active", "metric", laps_id, None, 1000,
+                    day(-8), None, "00:00", None, [], "day", 7, [], "first-reached"),
+        LB_STREAK: (LB_STREAK, "Streakers", None, "active", "streak", None, None, 1000,
+                    day(0), None, None, None, [], None, None, [], "first-reached"),
+        LB_BY_PLAN: (LB_BY_PLAN, "Laps by plan", None, "active", "metric", laps_id, None, 1000,
+                     day(0), None, None, None, [plan_id], None, None, [], "first-reached"),
+        LB_DRAFT: (LB_DRAFT, "Draft", None, "inactive", "metric", laps_id, None, 1000, day(0),
+                   day(30), None, None, [], None, None, [], "first-reached"),
+    }
+    eq([admin_leaderboard_tuple(lb) for lb in created.created], list(expected_admin.values()),
+       "created leaderboards (every field; status default inactive, start default today, "
+       "maxParticipants default 1000)")
+
+    step("admin.leaderboards.list / get")
+    listed = client.admin.leaderboards.list()
+    no_extra_fields(listed, "ListLeaderboardsResponse")
+    eq([(lb.id, admin_leaderboard_tuple(lb)) for lb in listed],
+       [(lb.id, admin_leaderboard_tuple(lb)) for lb in created.created],
+       "admin.leaderboards.list (creation order)")
+    eq([lb.key for lb in client.admin.leaderboards.list(limit=2, skip=1)], [LB_WEEKLY, LB_STREAK],
+       "admin.leaderboards.list(limit=2, skip=1)")
+    got = client.admin.leaderboards.get(weekly.id)
+    no_extra_fields(got, "AdminLeaderboard")
+    eq((got.id, admin_leaderboard_tuple(got)), (weekly.id, expected_admin[LB_WEEKLY]),
+       "admin.leaderboards.get(weekly)")
+    expect_api_error(404, "admin.leaderboards.get(unknown id)",
+                     lambda: client.admin.leaderboards.get(UNKNOWN_UUID), NotFoundError)
+
+    step("admin.leaderboards.update (name; unknown id and locked field -> issues)")
+    updated = client.admin.leaderboards.update(request=[
+        UpdateLeaderboardRequestItem(id=top.id, name="Top two (renamed)"),
+        UpdateLeaderboardRequestItem(id=UNKNOWN_UUID, name="Nobody"),
+        UpdateLeaderboardRequestItem(id=weekly.id, run_unit="month", run_interval=1),
+    ])
+    no_extra_fields(updated, "UpdateLeaderboardsResponse")
+    expected_admin[LB_TOP] = (LB_TOP, "Top two (renamed)") + expected_admin[LB_TOP][2:]
+    eq([(lb.id, admin_leaderboard_tuple(lb)) for lb in updated.updated],
+       [(top.id, expected_admin[LB_TOP])], "leaderboards update: updated")
+    eq([(i.id, i.severity, i.message) for i in updated.issues],
+       [(UNKNOWN_UUID, "error", "Leaderboard not found by ID"),
+        (weekly.id, "error", "runUnit can only be changed while the leaderboard is inactive")],
+       "leaderboards update: issues")
+    eq(admin_leaderboard_tuple(client.admin.leaderboards.get(weekly.id)),
+       expected_admin[LB_WEEKLY], "weekly unchanged by the refused update")
+
+    # ---- application reads before any activity ----
+    app_common = {
+        LB_TOP: (top.id, LB_TOP, "Top two (renamed)", "Two places", "active", "metric",
+                 LB_METRIC_KEY, "Laps", None, None, None, [], day(-1), None, None, None, 2,
+                 None, None, []),
+        LB_WEEKLY: (weekly.id, LB_WEEKLY, "Weekly laps", None, "active", "metric",
+                    LB_METRIC_KEY, "Laps", None, None, None, [], day(-8), None, "00:00", None,
+                    1000, "day", 7, []),
+        LB_STREAK: (streak.id, LB_STREAK, "Streakers", None, "active", "streak", None, None,
+                    None, None, None, [], day(0), None, None, None, 1000, None, None, []),
+        LB_BY_PLAN: (by_plan.id, LB_BY_PLAN, "Laps by plan", None, "active", "metric",
+                     LB_METRIC_KEY, "Laps", None, None, "plan", ["plan"], day(0), None, None,
+                     None, 1000, None, None, []),
+    }
+
+    step("leaderboards.all_ (inactive boards are left out)")
+    boards = client.leaderboards.all_()
+    no_extra_fields(boards, "List[LeaderboardsAllResponseItem]")
+    eq([app_leaderboard_tuple(lb) for lb in boards], list(app_common.values()),
+       "leaderboards.all_ (every field, creation order)")
+
+    step("leaderboards.get before any activity")
+    empty = client.leaderboards.get(LB_TOP)
+    no_extra_fields(empty, "LeaderboardResponseWithRankings(empty)")
+    eq((app_leaderboard_tuple(empty), empty.rankings), (app_common[LB_TOP], []),
+       "leaderboards.get(top) with nobody ranked")
+
+    # ---- events: SPEC §7.8 eviction on the two-place board ----
+    people = {LB_ALICE: ("Alice", "pro"), LB_BOB: ("Bob", "pro"), LB_CAROL: ("Carol", "free")}
+
+    def event(user_id, value, where):
+        name, plan = people[user_id]
+        raw = client.metrics.with_raw_response.event(
+            LB_METRIC_KEY, value=value,
+            user=UpsertedUser(id=user_id, name=name, tz="UTC", attributes={"plan": plan}))
+        ALL_USERS.add(user_id)
+        eq(raw.status_code, 201, f"{where}: HTTP status")
+        no_extra_fields(raw.data, f"EventResponse({where})")
+        boards = raw.data.leaderboards
+        check(isinstance(boards, dict), f"{where}: leaderboards must be a map, got {boards!r}")
+        for key, entry in boards.items():
+            eq(entry.key, key, f"{where}: leaderboards[{key!r}].key")
+            common = app_common[key]
+            # The entry is a LeaderboardResponse without status, with the run's dates.
+            eq((entry.id, entry.name, entry.description, entry.rank_by, entry.metric_key,
+                entry.metric_name, entry.breakdown_attribute, entry.breakdown_attributes,
+                entry.start_time, entry.end_time, entry.max_participants, entry.run_unit,
+                entry.run_interval, [(f.key, f.value) for f in entry.user_attributes]),
+               (common[0], common[2], common[3], common[5], common[6], common[7], common[10],
+                common[11], common[14], common[15], common[16], common[17], common[18],
+                common[19]),
+               f"{where}: leaderboards[{key!r}] configuration fields")
+        return {k: event_leaderboard_tuple(v) for k, v in boards.items()}
+
+    # Perpetual boards report their configured dates; the weekly board's run 1 is
+    # day(-1)..day(5) (run 0 was day(-8)..day(-2)).
+    week = (day(-1), day(5))
+    pro, free = ("pro", [("plan", "pro")]), ("free", [("plan", "free")])
+
+    step("metrics.event #1 (Alice 10): rank 1 everywhere, threshold 0")
+    eq(event(LB_ALICE, 10, "leaderboard event #1"), {
+        LB_TOP: (1, None, 0, day(-1), None, None, None),
+        LB_WEEKLY: (1, None, 0) + week + (None, None),
+        LB_BY_PLAN: (1, None, 0, day(0), None) + pro,
+    }, "leaderboard event #1: (rank, previousRank, threshold, start, end, breakdown)")
+
+    step("metrics.event #2 (Bob 5): the two-place board is full, threshold 5")
+    eq(event(LB_BOB, 5, "leaderboard event #2"), {
+        LB_TOP: (2, None, 5, day(-1), None, None, None),
+        LB_WEEKLY: (2, None, 0) + week + (None, None),
+        LB_BY_PLAN: (2, None, 0, day(0), None) + pro,
+    }, "leaderboard event #2")
+
+    step("metrics.event #3 (Carol 5 = threshold): not ranked on the full board")
+    eq(event(LB_CAROL, 5, "leaderboard event #3"), {
+        LB_TOP: (None, None, 5, day(-1), None, None, None),
+        LB_WEEKLY: (3, None, 0) + week + (None, None),
+        LB_BY_PLAN: (1, None, 0, day(0), None) + free,
+    }, "leaderboard event #3: equal to the threshold is not enough; ties keep who was first")
+
+    step("metrics.event #4 (Carol +1 = 6 > 5): enters rank 2, Bob is evicted")
+    eq(event(LB_CAROL, 1, "leaderboard event #4"), {
+        LB_TOP: (2, None, 6, day(-1), None, None, None),
+        LB_WEEKLY: (2, 3, 0) + week + (None, None),
+        LB_BY_PLAN: (1, 1, 0, day(0), None) + free,
+    }, "leaderboard event #4")
+
+    def settled(key, expected, what, **params):
+        """`rankings` of `leaderboards.get(key, **params)` once they equal `expected` (other
+        users' reads see rankings applied asynchronously)."""
+        last = []
+
+        def read():
+            board = client.leaderboards.get(key, **params)
+            no_extra_fields(board, f"LeaderboardResponseWithRankings({what})")
+            last[:] = [board]
+            return rankings_tuple(board) == expected
+
+        try:
+            wait_for(what, read, timeout=5.0)
+        except CheckFailed:
+            pass
+        eq(rankings_tuple(last[0]), expected, f"{what}: rankings (userId, userName, rank, value)")
+        return last[0]
+
+    step("leaderboards.get after the eviction")
+    board = settled(LB_TOP, [(LB_ALICE, "Alice", 1, 10), (LB_CAROL, "Carol", 2, 6)],
+                    "leaderboards.get(top)")
+    eq(app_leaderboard_tuple(board), app_common[LB_TOP], "leaderboards.get(top): fields")
+    settled(LB_TOP, [], "leaderboards.get(top, userId=evicted Bob)", user_id=LB_BOB)
+
+    step("metrics.event #5 (Bob +2 = 7 > 6): Bob re-enters at rank 2, Carol is evicted")
+    eq(event(LB_BOB, 2, "leaderboard event #5"), {
+        LB_TOP: (2, None, 7, day(-1), None, None, None),
+        LB_WEEKLY: (2, 3, 0) + week + (None, None),
+        LB_BY_PLAN: (2, 2, 0, day(0), None) + pro,
+    }, "leaderboard event #5")
+
+    step("leaderboards.get (rankings, limit, offset, userId, run, userAttributes)")
+    alice, bob, carol = (LB_ALICE, "Alice", 1, 10), (LB_BOB, "Bob", 2, 7), (LB_CAROL, "Carol", 3, 6)
+    settled(LB_TOP, [alice, bob], "leaderboards.get(top) after re-entry")
+    settled(LB_TOP, [bob], "leaderboards.get(top, limit=1, offset=1)", limit=1, offset=1)
+    settled(LB_TOP, [], "leaderboards.get(top, userId=evicted Carol)", user_id=LB_CAROL)
+    board = settled(LB_WEEKLY, [alice, bob, carol], "leaderboards.get(weekly)")
+    eq(app_leaderboard_tuple(board), app_common[LB_WEEKLY], "leaderboards.get(weekly): fields")
+    settled(LB_WEEKLY, [bob, carol], "leaderboards.get(weekly, userId=Carol, offset=-1, limit=2)",
+            user_id=LB_CAROL, offset=-1, limit=2)
+    settled(LB_WEEKLY, [alice, bob, carol], "leaderboards.get(weekly, run=today)", run=day(0))
+    settled(LB_WEEKLY, [alice, bob, carol], "leaderboards.get(weekly, run=first day of run 1)",
+            run=day(-1))
+    settled(LB_WEEKLY, [], "leaderboards.get(weekly, run=run 0)", run=day(-8))
+    board = settled(LB_BY_PLAN, [(LB_ALICE, "Alice", 1, 10), (LB_BOB, "Bob", 2, 7)],
+                    "leaderboards.get(by-plan, userAttributes=plan:pro)",
+                    user_attributes="plan:pro")
+    eq(app_leaderboard_tuple(board), app_common[LB_BY_PLAN], "leaderboards.get(by-plan): fields")
+    settled(LB_BY_PLAN, [(LB_CAROL, "Carol", 1, 6)],
+            "leaderboards.get(by-plan, userAttributes=plan:free)", user_attributes="plan:free")
+    settled(LB_STREAK, [], "leaderboards.get(streak) (no streak activity since it started)")
+
+    step("metrics.event on the streak metric: the streak board ranks the streak length")
+    raw = client.metrics.with_raw_response.event(METRIC_KEY, user=UpsertedUser(id=LB_ALICE),
+                                                 value=1)
+    no_extra_fields(raw.data, "EventResponse(streak leaderboard)")
+    eq(raw.data.current_streak.length, 1, "streak leaderboard event: currentStreak.length")
+    entries = raw.data.leaderboards
+    eq({k: event_leaderboard_tuple(v) for k, v in entries.items()},
+       {LB_STREAK: (1, None, 0, day(0), None, None, None)},
+       "streak leaderboard event: (rank, previousRank, threshold, start, end, breakdown)")
+    e = entries[LB_STREAK]
+    eq((e.id, e.name, e.rank_by, e.metric_key, e.metric_name, e.breakdown_attributes,
+        e.max_participants, e.run_unit, e.run_interval),
+       (streak.id, "Streakers", "streak", None, None, [], 1000, None, None),
+       "streak leaderboard event: configuration fields")
+    streak_alice = [(LB_ALICE, "Alice", 1, 1)]
+    settled(LB_STREAK, streak_alice, "leaderboards.get(streak)")
+
+    step("leaderboards.get errors")
+    expect_api_error(404, "leaderboards.get(unknown key)",
+                     lambda: client.leaderboards.get("no-such-board"), NotFoundError)
+    expect_api_error(404, "leaderboards.get(inactive board)",
+                     lambda: client.leaderboards.get(LB_DRAFT), NotFoundError)
+    expect_api_error(422, "leaderboards.get(top, limit=3 > maxParticipants 2)",
+                     lambda: client.leaderboards.get(LB_TOP, limit=3), UnprocessableEntityError)
+    expect_api_error(422, "leaderboards.get(weekly, offset=-1 without userId)",
+                     lambda: client.leaderboards.get(LB_WEEKLY, offset=-1),
+                     UnprocessableEntityError)
+    expect_api_error(422, "leaderboards.get(weekly, userAttributes on a board without breakdowns)",
+                     lambda: client.leaderboards.get(LB_WEEKLY, user_attributes="plan:pro"),
+                     UnprocessableEntityError)
+    expect_api_error(422, "leaderboards.get(by-plan without userAttributes)",
+                     lambda: client.leaderboards.get(LB_BY_PLAN), UnprocessableEntityError)
+    expect_api_error(422, "leaderboards.get(weekly, run before the start)",
+                     lambda: client.leaderboards.get(LB_WEEKLY, run=day(-9)),
+                     UnprocessableEntityError)
+    expect_api_error(422, "leaderboards.get(weekly, run after the current run)",
+                     lambda: client.leaderboards.get(LB_WEEKLY, run=day(6)),
+                     UnprocessableEntityError)
+
+    # ---- finishing and deleting ----
+    step("admin.leaderboards.update status finished (ends today)")
+    updated = client.admin.leaderboards.update(
+        request=[UpdateLeaderboardRequestItem(id=streak.id, status="finished")])
+    no_extra_fields(updated, "UpdateLeaderboardsResponse(finish)")
+    eq(updated.issues, [], "finish streak board: issues")
+    expected_admin[LB_STREAK] = (expected_admin[LB_STREAK][:3] + ("finished",)
+                                 + expected_admin[LB_STREAK][4:9] + (day(0),)
+                                 + expected_admin[LB_STREAK][10:])
+    eq([admin_leaderboard_tuple(lb) for lb in updated.updated], [expected_admin[LB_STREAK]],
+       "finish streak board: updated (status finished, end today)")
+    finished = (app_common[LB_STREAK][:4] + ("finished",) + app_common[LB_STREAK][5:13]
+                + (day(0),) + app_common[LB_STREAK][14:])
+    eq([lb.key for lb in client.leaderboards.all_()], [LB_TOP, LB_WEEKLY, LB_BY_PLAN],
+       "leaderboards.all_ leaves finished boards out")
+    boards = client.leaderboards.all_(include_finished=True)
+    no_extra_fields(boards, "List[LeaderboardsAllResponseItem](includeFinished)")
+    eq([app_leaderboard_tuple(lb) for lb in boards],
+       [app_common[LB_TOP], app_common[LB_WEEKLY], finished, app_common[LB_BY_PLAN]],
+       "leaderboards.all_(include_finished=True)")
+    board = client.leaderboards.get(LB_STREAK)
+    no_extra_fields(board, "LeaderboardResponseWithRankings(finished)")
+    eq((app_leaderboard_tuple(board), rankings_tuple(board)), (finished, streak_alice),
+       "leaderboards.get(finished streak board): its last run")
+
+    step("admin.leaderboards.delete")
+    deleted = client.admin.leaderboards.delete(ids=[streak.id, draft.id, UNKNOWN_UUID])
+    no_extra_fields(deleted, "DeleteLeaderboardsResponse")
+    eq([d.id for d in deleted.deleted], [streak.id, draft.id], "leaderboards delete: deleted")
+    eq(issue_summary(deleted.issues), [(UNKNOWN_UUID, "error")], "leaderboards delete: issues")
+    expect_api_error(404, "leaderboards.get(deleted board)",
+                     lambda: client.leaderboards.get(LB_STREAK), NotFoundError)
+    expect_api_error(404, "admin.leaderboards.get(deleted board)",
+                     lambda: client.admin.leaderboards.get(draft.id), NotFoundError)
+    eq([lb.key for lb in client.admin.leaderboards.list()], [LB_TOP, LB_WEEKLY, LB_BY_PLAN],
+       "admin.leaderboards.list after delete")
+    eq([lb.key for lb in client.leaderboards.all_(include_finished=True)],
+       [LB_TOP, LB_WEEKLY, LB_BY_PLAN], "leaderboards.all_ after delete")
+    settled(LB_TOP, [alice, bob], "rankings unaffected by deleting other boards")
 
 
 def main():

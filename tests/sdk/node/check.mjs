@@ -5,10 +5,10 @@
 // SDK rejects surfaces as a `ParseError` and is reported as a Kudos incompatibility, with the
 // request and the exact JSON Kudos answered.
 //
-// The Node package has no admin metrics/attributes/achievements/settings/points clients, so
-// the catalog (metric, attributes, streak settings, achievements, points systems) is created
-// with plain `fetch` calls to the admin API; everything the SDK offers is then called through
-// the SDK.
+// The Node package has no admin metrics/attributes/achievements/settings/points/leaderboards
+// clients, so the catalog (metric, attributes, streak settings, achievements, points systems,
+// leaderboards) is created with plain `fetch` calls to the admin API; everything the SDK
+// offers is then called through the SDK.
 //
 // Environment:
 //   KUDOS_URL      e.g. http://127.0.0.1:8080 (no trailing /v1)
@@ -41,6 +41,16 @@ const POINTS_BOOST_USER = "node-points-boosted";
 const POINTS_KEY = "node-xp";
 const POINTS_METRIC_KEY = "node-quizzes";
 const POINTS_ACHIEVEMENT_KEY = "node-points-champion";
+const LB_METRIC_KEY = "node-laps";
+const LB_ALICE = "node-lb-alice";
+const LB_BOB = "node-lb-bob";
+const LB_CAROL = "node-lb-carol";
+const LB_TOP = "node-top-two";
+const LB_WEEKLY = "node-weekly";
+const LB_STREAK = "node-streakers";
+const LB_BY_PLAN = "node-by-plan";
+const LB_DRAFT = "node-draft";
+const UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000";
 
 /** Every user the script has created so far (`rarity` is a percentage of all users). */
 const knownUsers = new Set();
@@ -171,9 +181,21 @@ const pointsExtra = (at) => [
   `${at}awards[].boosts`,
   ...AWARD_TRIGGER_EXTRA.map((k) => `${at}awards[].trigger.${k}`),
 ];
+// Python SDK 1.27 `LeaderboardResponse` fields the Node `LeaderboardResponse` lacks, and the
+// `breakdownAttributeValues` of its `MetricEventLeaderboardResponse` (event entries).
+const LEADERBOARD_EXTRA = ["breakdownAttributes", "startTime", "endTime", "userAttributes"];
+const eventLeaderboardExtra = [LB_TOP, LB_WEEKLY, LB_STREAK, LB_BY_PLAN].flatMap((key) =>
+  [...LEADERBOARD_EXTRA, "breakdownAttributeValues"].map((k) => `leaderboards.${key}.${k}`),
+);
 const ALLOWED_EXTRA = {
   User: ["signUpDate"],
-  EventResponse: [...ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`), ...pointsExtra(`points.${POINTS_KEY}.`)],
+  EventResponse: [
+    ...ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`),
+    ...pointsExtra(`points.${POINTS_KEY}.`),
+    ...eventLeaderboardExtra,
+  ],
+  "LeaderboardsAllResponseItem[]": LEADERBOARD_EXTRA.map((k) => `[].${k}`),
+  LeaderboardResponseWithRankings: LEADERBOARD_EXTRA,
   AchievementCompletionResponse: pointsExtra(`points.${POINTS_KEY}.`),
   GetUserPointsResponse: pointsExtra(""),
   PointsSystemResponse: ["triggers[].eventAttributes"],
@@ -243,6 +265,8 @@ const S = {
   PointsSummaryResponse: serializers.PointsSummaryResponse,
   GetUserPointsResponse: serializers.GetUserPointsResponse,
   "UsersPointsEventSummaryResponseItem[]": serializers.users.pointsEventSummary.Response,
+  "LeaderboardsAllResponseItem[]": serializers.leaderboards.all.Response,
+  LeaderboardResponseWithRankings: serializers.LeaderboardResponseWithRankings,
 };
 
 async function strict(typeName, value) {
@@ -1289,6 +1313,338 @@ async function points(client) {
   );
 }
 
+// ---- leaderboards ---------------------------------------------------------------------
+
+/** Every field of an admin leaderboard (plain JSON from the admin API) but its id. */
+function adminLeaderboardTuple(lb) {
+  return [
+    lb.key, lb.name, lb.description ?? null, lb.status, lb.rankBy, lb.metricId ?? null, lb.pointsSystemId ?? null,
+    lb.maxParticipants, lb.start, lb.end ?? null, lb.startTime ?? null, lb.endTime ?? null, lb.breakdownAttributes,
+    lb.runUnit ?? null, lb.runInterval ?? null, lb.userAttributes, lb.tiePolicy,
+  ];
+}
+
+/** Every `LeaderboardResponse` field (and `status`); absent and null both read as null. */
+function appLeaderboardTuple(lb) {
+  const n = (v) => v ?? null;
+  return [
+    lb.id, lb.key, lb.name, n(lb.description), n(lb.status), lb.rankBy, n(lb.metricKey), n(lb.metricName),
+    n(lb.pointsSystemKey), n(lb.pointsSystemName), n(lb.breakdownAttribute), lb.breakdownAttributes, lb.start,
+    n(lb.end), n(lb.startTime), n(lb.endTime), lb.maxParticipants, n(lb.runUnit), n(lb.runInterval),
+    lb.userAttributes,
+  ];
+}
+
+const rankingsTuple = (board) => board.rankings.map((r) => [r.userId, r.userName ?? null, r.rank, r.value]);
+
+async function leaderboards(client) {
+  await avoidUtcMidnight();
+  const today = utcToday();
+  const day = (n) => ymd(addDays(today, n));
+
+  step("leaderboards admin (fetch): metric");
+  const metric = await admin("POST", "/metrics", [{ name: "Laps", key: LB_METRIC_KEY }], [201]);
+  eq(metric.issues, [], "create laps metric: issues");
+  const lapsId = metric.created[0].id;
+
+  step("leaderboards admin (fetch): create (metric, repeating, streak, breakdown, inactive; bad items)");
+  const created = await admin(
+    "POST",
+    "/leaderboards",
+    [
+      {
+        name: "Top two",
+        key: LB_TOP,
+        description: "Two places",
+        status: "active",
+        rankBy: "metric",
+        metricId: lapsId,
+        maxParticipants: 2,
+        start: day(-1),
+      },
+      {
+        name: "Weekly laps",
+        key: LB_WEEKLY,
+        status: "active",
+        rankBy: "metric",
+        metricId: lapsId,
+        start: day(-8),
+        startTime: "00:00",
+        runUnit: "day",
+        runInterval: 7,
+      },
+      { name: "Streakers", key: LB_STREAK, status: "active", rankBy: "streak" },
+      {
+        name: "Laps by plan",
+        key: LB_BY_PLAN,
+        status: "active",
+        rankBy: "metric",
+        metricId: lapsId,
+        start: day(0),
+        breakdownAttributes: [ctx.planId],
+      },
+      { name: "Draft", key: LB_DRAFT, rankBy: "metric", metricId: lapsId, end: day(30) },
+      { name: "Repeating streak", key: "node-bad-streak", rankBy: "streak", runUnit: "day", runInterval: 1 },
+      { name: "Backwards", key: "node-bad-times", rankBy: "metric", metricId: lapsId, startTime: "10:00", endTime: "09:30" },
+    ],
+    [201],
+  );
+  eq(
+    created.issues.map((i) => [i.index, i.severity, i.message]),
+    [
+      [5, "error", "Streak leaderboards cannot repeat (runUnit must be null)"],
+      [6, "error", "startTime must be before endTime"],
+    ],
+    "create leaderboards: issues (streak board with runUnit, startTime >= endTime)",
+  );
+  const [top, weekly, streak, byPlan, draft] = created.created;
+  const expectedAdmin = {
+    [LB_TOP]: [LB_TOP, "Top two", "Two places", "active", "metric", lapsId, null, 2, day(-1), null, null, null, [], null, null, [], "first-reached"],
+    [LB_WEEKLY]: [LB_WEEKLY, "Weekly laps", null, "active", "metric", lapsId, null, 1000, day(-8), null, "00:00", null, [], "day", 7, [], "first-reached"],
+    [LB_STREAK]: [LB_STREAK, "Streakers", null, "active", "streak", null, null, 1000, day(0), null, null, null, [], null, null, [], "first-reached"],
+    [LB_BY_PLAN]: [LB_BY_PLAN, "Laps by plan", null, "active", "metric", lapsId, null, 1000, day(0), null, null, null, [ctx.planId], null, null, [], "first-reached"],
+    [LB_DRAFT]: [LB_DRAFT, "Draft", null, "inactive", "metric", lapsId, null, 1000, day(0), day(30), null, null, [], null, null, [], "first-reached"],
+  };
+  eq(created.created.map(adminLeaderboardTuple), Object.values(expectedAdmin), "created leaderboards (every field)");
+
+  step("leaderboards admin (fetch): list / get / update");
+  eq(
+    (await admin("GET", "/leaderboards")).map((lb) => [lb.id, ...adminLeaderboardTuple(lb)]),
+    created.created.map((lb) => [lb.id, ...adminLeaderboardTuple(lb)]),
+    "admin list (creation order)",
+  );
+  eq(adminLeaderboardTuple(await admin("GET", `/leaderboards/${weekly.id}`)), expectedAdmin[LB_WEEKLY], "admin get(weekly)");
+  await admin("GET", `/leaderboards/${UNKNOWN_UUID}`, undefined, [404]);
+  const updated = await admin("PATCH", "/leaderboards", [
+    { id: top.id, name: "Top two (renamed)" },
+    { id: UNKNOWN_UUID, name: "Nobody" },
+    { id: weekly.id, runUnit: "month", runInterval: 1 },
+  ]);
+  expectedAdmin[LB_TOP][1] = "Top two (renamed)";
+  eq(updated.updated.map((lb) => [lb.id, ...adminLeaderboardTuple(lb)]), [[top.id, ...expectedAdmin[LB_TOP]]], "admin update: updated");
+  eq(
+    updated.issues.map((i) => [i.id, i.severity, i.message]),
+    [
+      [UNKNOWN_UUID, "error", "Leaderboard not found by ID"],
+      [weekly.id, "error", "runUnit can only be changed while the leaderboard is inactive"],
+    ],
+    "admin update: issues",
+  );
+
+  // ---- application reads before any activity ----
+  const appCommon = {
+    [LB_TOP]: [top.id, LB_TOP, "Top two (renamed)", "Two places", "active", "metric", LB_METRIC_KEY, "Laps", null, null, null, [], day(-1), null, null, null, 2, null, null, []],
+    [LB_WEEKLY]: [weekly.id, LB_WEEKLY, "Weekly laps", null, "active", "metric", LB_METRIC_KEY, "Laps", null, null, null, [], day(-8), null, "00:00", null, 1000, "day", 7, []],
+    [LB_STREAK]: [streak.id, LB_STREAK, "Streakers", null, "active", "streak", null, null, null, null, null, [], day(0), null, null, null, 1000, null, null, []],
+    [LB_BY_PLAN]: [byPlan.id, LB_BY_PLAN, "Laps by plan", null, "active", "metric", LB_METRIC_KEY, "Laps", null, null, "plan", ["plan"], day(0), null, null, null, 1000, null, null, []],
+  };
+
+  step("leaderboards.all (inactive boards are left out)");
+  const boards = await strict("LeaderboardsAllResponseItem[]", await sdk(client.leaderboards.all()));
+  eq(boards.map(appLeaderboardTuple), Object.values(appCommon), "leaderboards.all (every field, creation order)");
+
+  step("leaderboards.get before any activity");
+  const empty = await strict("LeaderboardResponseWithRankings", await sdk(client.leaderboards.get(LB_TOP)));
+  eq([appLeaderboardTuple(empty), empty.rankings], [appCommon[LB_TOP], []], "leaderboards.get(top) with nobody ranked");
+
+  // ---- events: SPEC §7.8 eviction on the two-place board ----
+  const people = { [LB_ALICE]: ["Alice", "pro"], [LB_BOB]: ["Bob", "pro"], [LB_CAROL]: ["Carol", "free"] };
+  const event = async (userId, value, where) => {
+    const [name, plan] = people[userId];
+    const ev = await strict(
+      "EventResponse",
+      await sdk(client.metrics.event(LB_METRIC_KEY, { user: { id: userId, name, tz: "UTC", attributes: { plan } }, value })),
+    );
+    knownUsers.add(userId);
+    const out = {};
+    for (const [key, e] of Object.entries(ev.leaderboards)) {
+      eq(e.key, key, `${where}: leaderboards[${key}].key`);
+      const c = appCommon[key];
+      // The entry is a LeaderboardResponse without status, with the run's dates.
+      eq(
+        [e.id, e.name, e.description ?? null, e.rankBy, e.metricKey ?? null, e.metricName ?? null, e.breakdownAttribute ?? null,
+          e.breakdownAttributes, e.startTime ?? null, e.endTime ?? null, e.maxParticipants, e.runUnit ?? null,
+          e.runInterval ?? null, e.userAttributes],
+        [c[0], c[2], c[3], c[5], c[6], c[7], c[10], c[11], c[14], c[15], c[16], c[17], c[18], c[19]],
+        `${where}: leaderboards[${key}] configuration fields`,
+      );
+      out[key] = [e.rank ?? null, e.previousRank ?? null, e.threshold, e.start, e.end ?? null,
+        e.breakdownAttributeValue ?? null, e.breakdownAttributeValues ?? null];
+    }
+    return out;
+  };
+  // Perpetual boards report their configured dates; the weekly board's run 1 is
+  // day(-1)..day(5) (run 0 was day(-8)..day(-2)).
+  const week = [day(-1), day(5)];
+  const pro = ["pro", [{ key: "plan", value: "pro" }]];
+  const free = ["free", [{ key: "plan", value: "free" }]];
+  const plain = [null, null];
+
+  step("metrics.event #1 (Alice 10): rank 1 everywhere, threshold 0");
+  eq(
+    await event(LB_ALICE, 10, "leaderboard event #1"),
+    {
+      [LB_TOP]: [1, null, 0, day(-1), null, ...plain],
+      [LB_WEEKLY]: [1, null, 0, ...week, ...plain],
+      [LB_BY_PLAN]: [1, null, 0, day(0), null, ...pro],
+    },
+    "leaderboard event #1: (rank, previousRank, threshold, start, end, breakdown)",
+  );
+
+  step("metrics.event #2 (Bob 5): the two-place board is full, threshold 5");
+  eq(
+    await event(LB_BOB, 5, "leaderboard event #2"),
+    {
+      [LB_TOP]: [2, null, 5, day(-1), null, ...plain],
+      [LB_WEEKLY]: [2, null, 0, ...week, ...plain],
+      [LB_BY_PLAN]: [2, null, 0, day(0), null, ...pro],
+    },
+    "leaderboard event #2",
+  );
+
+  step("metrics.event #3 (Carol 5 = threshold): not ranked on the full board");
+  eq(
+    await event(LB_CAROL, 5, "leaderboard event #3"),
+    {
+      [LB_TOP]: [null, null, 5, day(-1), null, ...plain],
+      [LB_WEEKLY]: [3, null, 0, ...week, ...plain],
+      [LB_BY_PLAN]: [1, null, 0, day(0), null, ...free],
+    },
+    "leaderboard event #3: equal to the threshold is not enough; ties keep who was first",
+  );
+
+  step("metrics.event #4 (Carol +1 = 6 > 5): enters rank 2, Bob is evicted");
+  eq(
+    await event(LB_CAROL, 1, "leaderboard event #4"),
+    {
+      [LB_TOP]: [2, null, 6, day(-1), null, ...plain],
+      [LB_WEEKLY]: [2, 3, 0, ...week, ...plain],
+      [LB_BY_PLAN]: [1, 1, 0, day(0), null, ...free],
+    },
+    "leaderboard event #4",
+  );
+
+  /** `rankings` of `leaderboards.get(key, params)` once they equal `expected` (other users'
+   * reads see rankings applied asynchronously). */
+  const settled = async (key, expected, what, params) => {
+    const deadline = Date.now() + 5000;
+    let board;
+    for (;;) {
+      board = await strict("LeaderboardResponseWithRankings", await sdk(client.leaderboards.get(key, params)));
+      if (isDeepStrictEqual(rankingsTuple(board), expected) || Date.now() >= deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    eq(rankingsTuple(board), expected, `${what}: rankings (userId, userName, rank, value)`);
+    return board;
+  };
+
+  step("leaderboards.get after the eviction");
+  let board = await settled(LB_TOP, [[LB_ALICE, "Alice", 1, 10], [LB_CAROL, "Carol", 2, 6]], "leaderboards.get(top)");
+  eq(appLeaderboardTuple(board), appCommon[LB_TOP], "leaderboards.get(top): fields");
+  await settled(LB_TOP, [], "leaderboards.get(top, userId=evicted Bob)", { userId: LB_BOB });
+
+  step("metrics.event #5 (Bob +2 = 7 > 6): Bob re-enters at rank 2, Carol is evicted");
+  eq(
+    await event(LB_BOB, 2, "leaderboard event #5"),
+    {
+      [LB_TOP]: [2, null, 7, day(-1), null, ...plain],
+      [LB_WEEKLY]: [2, 3, 0, ...week, ...plain],
+      [LB_BY_PLAN]: [2, 2, 0, day(0), null, ...pro],
+    },
+    "leaderboard event #5",
+  );
+
+  step("leaderboards.get (rankings, limit, offset, userId, run, userAttributes)");
+  const alice = [LB_ALICE, "Alice", 1, 10];
+  const bob = [LB_BOB, "Bob", 2, 7];
+  const carol = [LB_CAROL, "Carol", 3, 6];
+  await settled(LB_TOP, [alice, bob], "leaderboards.get(top) after re-entry");
+  await settled(LB_TOP, [bob], "leaderboards.get(top, limit=1, offset=1)", { limit: 1, offset: 1 });
+  await settled(LB_TOP, [], "leaderboards.get(top, userId=evicted Carol)", { userId: LB_CAROL });
+  board = await settled(LB_WEEKLY, [alice, bob, carol], "leaderboards.get(weekly)");
+  eq(appLeaderboardTuple(board), appCommon[LB_WEEKLY], "leaderboards.get(weekly): fields");
+  await settled(LB_WEEKLY, [bob, carol], "leaderboards.get(weekly, userId=Carol, offset=-1, limit=2)", {
+    userId: LB_CAROL,
+    offset: -1,
+    limit: 2,
+  });
+  await settled(LB_WEEKLY, [alice, bob, carol], "leaderboards.get(weekly, run=today)", { run: day(0) });
+  await settled(LB_WEEKLY, [], "leaderboards.get(weekly, run=run 0)", { run: day(-8) });
+  board = await settled(LB_BY_PLAN, [alice, bob], "leaderboards.get(by-plan, userAttributes=plan:pro)", {
+    userAttributes: "plan:pro",
+  });
+  eq(appLeaderboardTuple(board), appCommon[LB_BY_PLAN], "leaderboards.get(by-plan): fields");
+  await settled(LB_BY_PLAN, [[LB_CAROL, "Carol", 1, 6]], "leaderboards.get(by-plan, userAttributes=plan:free)", {
+    userAttributes: "plan:free",
+  });
+  await settled(LB_STREAK, [], "leaderboards.get(streak) (no streak activity since it started)");
+
+  step("metrics.event on the streak metric: the streak board ranks the streak length");
+  const sev = await strict("EventResponse", await sdk(client.metrics.event(METRIC_KEY, { user: { id: LB_ALICE }, value: 1 })));
+  eq(sev.currentStreak.length, 1, "streak leaderboard event: currentStreak.length");
+  eq(Object.keys(sev.leaderboards), [LB_STREAK], "streak leaderboard event: boards");
+  const se = sev.leaderboards[LB_STREAK];
+  eq(
+    [se.rank, se.previousRank ?? null, se.threshold, se.start, se.end ?? null, se.breakdownAttributeValues ?? null],
+    [1, null, 0, day(0), null, null],
+    "streak leaderboard event: (rank, previousRank, threshold, start, end, breakdown)",
+  );
+  eq(
+    [se.id, se.name, se.rankBy, se.metricKey ?? null, se.breakdownAttributes, se.maxParticipants, se.runUnit ?? null],
+    [streak.id, "Streakers", "streak", null, [], 1000, null],
+    "streak leaderboard event: configuration fields",
+  );
+  const streakAlice = [[LB_ALICE, "Alice", 1, 1]];
+  await settled(LB_STREAK, streakAlice, "leaderboards.get(streak)");
+
+  step("leaderboards.get errors");
+  const NF = TrophyApi.NotFoundError;
+  const UE = TrophyApi.UnprocessableEntityError;
+  await expectApiError(404, "leaderboards.get(unknown key)", () => client.leaderboards.get("no-such-board"), NF);
+  await expectApiError(404, "leaderboards.get(inactive board)", () => client.leaderboards.get(LB_DRAFT), NF);
+  await expectApiError(422, "leaderboards.get(top, limit=3 > maxParticipants 2)", () => client.leaderboards.get(LB_TOP, { limit: 3 }), UE);
+  await expectApiError(422, "leaderboards.get(weekly, offset=-1 without userId)", () => client.leaderboards.get(LB_WEEKLY, { offset: -1 }), UE);
+  await expectApiError(
+    422,
+    "leaderboards.get(weekly, userAttributes on a board without breakdowns)",
+    () => client.leaderboards.get(LB_WEEKLY, { userAttributes: "plan:pro" }),
+    UE,
+  );
+  await expectApiError(422, "leaderboards.get(by-plan without userAttributes)", () => client.leaderboards.get(LB_BY_PLAN), UE);
+  await expectApiError(422, "leaderboards.get(weekly, run before the start)", () => client.leaderboards.get(LB_WEEKLY, { run: day(-9) }), UE);
+
+  // ---- finishing and deleting ----
+  step("leaderboards admin (fetch): finish the streak board; leaderboards.all leaves it out");
+  const finishedUpdate = await admin("PATCH", "/leaderboards", [{ id: streak.id, status: "finished" }]);
+  eq(finishedUpdate.issues, [], "finish streak board: issues");
+  const finishedAdmin = [...expectedAdmin[LB_STREAK]];
+  finishedAdmin[3] = "finished";
+  finishedAdmin[9] = day(0);
+  eq(finishedUpdate.updated.map(adminLeaderboardTuple), [finishedAdmin], "finish streak board: (status finished, end today)");
+  const finished = [...appCommon[LB_STREAK]];
+  finished[4] = "finished";
+  finished[13] = day(0);
+  eq(
+    (await strict("LeaderboardsAllResponseItem[]", await sdk(client.leaderboards.all()))).map((lb) => lb.key),
+    [LB_TOP, LB_WEEKLY, LB_BY_PLAN],
+    "leaderboards.all leaves finished boards out",
+  );
+  board = await strict("LeaderboardResponseWithRankings", await sdk(client.leaderboards.get(LB_STREAK)));
+  eq([appLeaderboardTuple(board), rankingsTuple(board)], [finished, streakAlice], "leaderboards.get(finished streak board): its last run");
+
+  step("leaderboards admin (fetch): delete");
+  const deleted = await admin("DELETE", `/leaderboards?ids=${streak.id}&ids=${draft.id}&ids=${UNKNOWN_UUID}`);
+  eq(deleted.deleted, [{ id: streak.id }, { id: draft.id }], "delete leaderboards: deleted");
+  eq(deleted.issues.map((i) => [i.id, i.severity]), [[UNKNOWN_UUID, "error"]], "delete leaderboards: issues");
+  await expectApiError(404, "leaderboards.get(deleted board)", () => client.leaderboards.get(LB_STREAK), NF);
+  eq(
+    (await sdk(client.leaderboards.all())).map((lb) => lb.key),
+    [LB_TOP, LB_WEEKLY, LB_BY_PLAN],
+    "leaderboards.all after delete",
+  );
+  await settled(LB_TOP, [alice, bob], "rankings unaffected by deleting other boards");
+}
+
 async function main() {
   const url = (process.env.KUDOS_URL ?? "").replace(/\/+$/, "");
   const apiKey = process.env.KUDOS_API_KEY ?? "";
@@ -1325,6 +1681,7 @@ async function main() {
     ["admin freeze issues", freezeIssues],
     ["admin restore issues", restoreIssues],
     ["points", points],
+    ["leaderboards", leaderboards],
   ];
   const failures = [];
   for (const [name, fn, required] of sections) {
