@@ -105,6 +105,20 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         connections: usize,
     },
+    /// Leaderboard reads over HTTP (top page, a user's rank) against a bare GET route, on a
+    /// board of N participants loaded through events.
+    Reads {
+        #[arg(long, default_value = "target/release/kudos")]
+        kudos_bin: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        participants: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
     /// The leaderboard ranking at N participants, and Redis's sorted set beside it.
     Ranks {
         #[arg(long, default_value_t = 1_000_000)]
@@ -189,6 +203,19 @@ fn main() -> anyhow::Result<()> {
             connections,
             passivate,
         } => rt.block_on(memory(&kudos_bin, users, cache_mb, connections, passivate)),
+        Cmd::Reads {
+            kudos_bin,
+            participants,
+            duration,
+            warmup,
+            connections,
+        } => rt.block_on(reads(
+            &kudos_bin,
+            participants,
+            duration,
+            warmup,
+            connections,
+        )),
         Cmd::Ranks {
             participants,
             ops,
@@ -211,7 +238,15 @@ async fn baseline(addr: SocketAddr) -> anyhow::Result<()> {
             ),
         )
     }
-    let app = axum::Router::new().route("/v1/metrics/{key}/event", post(echo));
+    async fn page() -> Json<serde_json::Value> {
+        let rankings: Vec<serde_json::Value> = (1..=10)
+            .map(|i| serde_json::json!({"userId": format!("user-{i}"), "userName": null, "rank": i, "value": 1000 - i}))
+            .collect();
+        Json(serde_json::json!({"key": "board", "status": "active", "rankings": rankings}))
+    }
+    let app = axum::Router::new()
+        .route("/v1/metrics/{key}/event", post(echo))
+        .route("/v1/leaderboards/{key}", axum::routing::get(page));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await?;
     Ok(())
@@ -305,6 +340,36 @@ async fn load(
     users: usize,
     rate: Option<f64>,
 ) -> anyhow::Result<Report> {
+    load_with(
+        base,
+        api_key,
+        duration,
+        warmup,
+        connections,
+        users,
+        rate,
+        None,
+    )
+    .await
+}
+
+/// What each request of a load is: a metric event (POST), or a GET of the path a function
+/// gives for a user number.
+type GetPath = Arc<dyn Fn(usize) -> String + Send + Sync>;
+
+/// [`load`] with GETs of `get` instead of events when given (answered 200).
+#[allow(clippy::too_many_arguments)]
+async fn load_with(
+    base: &str,
+    api_key: &str,
+    duration: u64,
+    warmup: u64,
+    connections: usize,
+    users: usize,
+    rate: Option<f64>,
+    get: Option<GetPath>,
+) -> anyhow::Result<Report> {
+    let base: Arc<str> = base.into();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()?;
@@ -316,6 +381,7 @@ async fn load(
     let mut tasks = Vec::new();
     for conn in 0..connections {
         let (client, url, api_key) = (client.clone(), url.clone(), api_key.clone());
+        let (get, base) = (get.clone(), base.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
@@ -338,18 +404,22 @@ async fn load(
                 }
                 let user = (conn * 7919 + i * 31) % users;
                 i += 1;
-                let body = format!("{{\"user\":{{\"id\":\"user-{user}\"}},\"value\":1}}");
                 let sent = scheduled.unwrap_or_else(Instant::now);
-                let ok = match client
-                    .post(&*url)
-                    .header("X-API-KEY", &*api_key)
-                    .header("Content-Type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                {
+                let (request, want) = match &get {
+                    Some(path) => (client.get(format!("{base}{}", path(user))), 200),
+                    None => (
+                        client
+                            .post(&*url)
+                            .header("Content-Type", "application/json")
+                            .body(format!(
+                                "{{\"user\":{{\"id\":\"user-{user}\"}},\"value\":1}}"
+                            )),
+                        201,
+                    ),
+                };
+                let ok = match request.header("X-API-KEY", &*api_key).send().await {
                     Ok(r) => {
-                        let ok = r.status().as_u16() == 201;
+                        let ok = r.status().as_u16() == want;
                         let _ = r.bytes().await;
                         ok
                     }
@@ -380,6 +450,121 @@ async fn load(
         seconds: duration as f64,
         hist,
     })
+}
+
+/// `reads`: the bare GET route first, then Kudos with a board of `participants` users (one
+/// event each), read as a top-10 page and as one user's rank.
+async fn reads(
+    bin: &Path,
+    participants: usize,
+    duration: u64,
+    warmup: u64,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let port = free_port()?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["baseline", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let guard = ChildGuard(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(
+        &client,
+        &format!("{base}/v1/metrics/{METRIC}/event"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let top: GetPath = Arc::new(|_| "/v1/leaderboards/board?limit=10".to_string());
+    eprintln!("measuring the bare GET route for {duration}s...");
+    let bare = load_with(
+        &base,
+        KEY,
+        duration,
+        warmup,
+        connections,
+        participants,
+        None,
+        Some(top.clone()),
+    )
+    .await?;
+    drop(guard);
+
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let _kudos = spawn_kudos(bin, dir.path(), port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(&client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    let metrics: serde_json::Value = client
+        .post(format!("{base}/admin/v1/metrics"))
+        .header("X-API-KEY", KEY)
+        .json(&serde_json::json!([{"name": "Load test", "key": METRIC}]))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let metric = metrics["created"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let r = client
+        .post(format!("{base}/admin/v1/leaderboards"))
+        .header("X-API-KEY", KEY)
+        .json(&serde_json::json!([{"name": "Board", "key": "board", "rankBy": "metric",
+            "metricId": metric, "maxParticipants": 1_000_000, "start": "2000-01-01", "status": "active"}]))
+        .send()
+        .await?;
+    if r.status().as_u16() != 201 {
+        bail!("could not create the leaderboard: {}", r.text().await?);
+    }
+    eprintln!("loading {participants} participants...");
+    let loaded = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    load_events(&base, participants, participants, connections, stop).await?;
+    eprintln!("loaded in {:.1}s", loaded.elapsed().as_secs_f64());
+    eprintln!("measuring the top-10 page for {duration}s...");
+    let page = load_with(
+        &base,
+        KEY,
+        duration,
+        warmup,
+        connections,
+        participants,
+        None,
+        Some(top),
+    )
+    .await?;
+    let rank: GetPath = Arc::new(|u| format!("/v1/users/user-{u}/leaderboards/board?numEvents=0"));
+    eprintln!("measuring a user's rank for {duration}s...");
+    let user = load_with(
+        &base,
+        KEY,
+        duration,
+        warmup,
+        connections,
+        participants,
+        None,
+        Some(rank),
+    )
+    .await?;
+    println!(
+        "participants={participants} connections={connections} duration={duration}s cores={}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| target | requests/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    println!("{}", bare.row("bare axum GET (ceiling)"));
+    println!("{}", page.row("kudos GET /v1/leaderboards/{key}?limit=10"));
+    println!(
+        "{}",
+        user.row("kudos GET /v1/users/{id}/leaderboards/{key}")
+    );
+    println!(
+        "ratio top page/bare = {:.2}, user rank/bare = {:.2}",
+        page.requests as f64 / bare.requests.max(1) as f64,
+        user.requests as f64 / bare.requests.max(1) as f64
+    );
+    Ok(())
 }
 
 /// A points system on the load-test metric: every event crosses a threshold of the first
