@@ -100,6 +100,9 @@ pub fn wants<'a>(consumer: ConsumerId, effects: impl IntoIterator<Item = &'a Eff
 /// Something that applies effects exactly once, keeping its own state in consumer rows.
 pub trait EffectConsumer: Send + 'static {
     const ID: ConsumerId;
+    /// How long to wait after a wake-up for more records, so that one write carries many
+    /// (a consumer whose results are read from memory before they are written can linger).
+    const LINGER: std::time::Duration = std::time::Duration::ZERO;
     /// Applies the effects of entry `seq` of `stream`, adding the state rows it changed to
     /// `commit` (which also removes the inbox row).
     fn apply(
@@ -128,6 +131,12 @@ pub async fn run_consumer<C: EffectConsumer>(
             m = rx.recv() => m,
         };
         let mut batch = Vec::new();
+        if !C::LINGER.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(C::LINGER) => {}
+            }
+        }
         match first {
             Ok(p) => batch.push(p),
             Err(broadcast::error::RecvError::Lagged(missed)) => {

@@ -66,6 +66,10 @@ enum Cmd {
         /// levels) and measure again on the same server: the cost of awarding points.
         #[arg(long)]
         points: bool,
+        /// Then add a leaderboard ranking the metric and measure again (every event moves
+        /// a rank and is answered with it).
+        #[arg(long)]
+        leaderboard: bool,
     },
     /// Load an already running Kudos (the metric must exist) and print the result row.
     Load {
@@ -161,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             connections,
             users,
             points,
+            leaderboard,
         } => rt.block_on(ingest(
             &kudos_bin,
             duration,
@@ -168,6 +173,7 @@ fn main() -> anyhow::Result<()> {
             connections,
             users,
             points,
+            leaderboard,
         )),
         Cmd::Load {
             rate,
@@ -452,6 +458,29 @@ async fn load_with(
     })
 }
 
+/// A leaderboard ranking the load-test metric (1M participants allowed, active).
+async fn create_board(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let metrics: serde_json::Value = client
+        .get(format!("{base}/admin/v1/metrics"))
+        .header("X-API-KEY", KEY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let metric = metrics[0]["id"].as_str().unwrap_or_default().to_string();
+    let r = client
+        .post(format!("{base}/admin/v1/leaderboards"))
+        .header("X-API-KEY", KEY)
+        .json(&serde_json::json!([{"name": "Board", "key": "board", "rankBy": "metric",
+            "metricId": metric, "maxParticipants": 1_000_000, "start": "2000-01-01", "status": "active"}]))
+        .send()
+        .await?;
+    if r.status().as_u16() != 201 {
+        bail!("could not create the leaderboard: {}", r.text().await?);
+    }
+    Ok(())
+}
+
 /// `reads`: the bare GET route first, then Kudos with a board of `participants` users (one
 /// event each), read as a top-10 page and as one user's rank.
 async fn reads(
@@ -495,28 +524,16 @@ async fn reads(
     let _kudos = spawn_kudos(bin, dir.path(), port)?;
     let base = format!("http://127.0.0.1:{port}");
     wait_until(&client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
-    let metrics: serde_json::Value = client
+    let r = client
         .post(format!("{base}/admin/v1/metrics"))
         .header("X-API-KEY", KEY)
         .json(&serde_json::json!([{"name": "Load test", "key": METRIC}]))
         .send()
-        .await?
-        .json()
-        .await?;
-    let metric = metrics["created"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let r = client
-        .post(format!("{base}/admin/v1/leaderboards"))
-        .header("X-API-KEY", KEY)
-        .json(&serde_json::json!([{"name": "Board", "key": "board", "rankBy": "metric",
-            "metricId": metric, "maxParticipants": 1_000_000, "start": "2000-01-01", "status": "active"}]))
-        .send()
         .await?;
     if r.status().as_u16() != 201 {
-        bail!("could not create the leaderboard: {}", r.text().await?);
+        bail!("could not create the metric: {}", r.status());
     }
+    create_board(&client, &base).await?;
     eprintln!("loading {participants} participants...");
     let loaded = Instant::now();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -610,6 +627,7 @@ async fn ingest(
     connections: usize,
     users: usize,
     points: bool,
+    leaderboard: bool,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
 
@@ -681,6 +699,16 @@ async fn ingest(
         );
         println!(
             "ratio with points / without = {:.2}",
+            with.requests as f64 / durable.requests.max(1) as f64
+        );
+    }
+    if leaderboard {
+        create_board(&client, &base).await?;
+        eprintln!("measuring durable ingest with a leaderboard for {duration}s...");
+        let with = load(&base, KEY, duration, warmup, connections, users, None).await?;
+        println!("{}", with.row("kudos with a leaderboard on the metric"));
+        println!(
+            "ratio with a leaderboard / without = {:.2}",
             with.requests as f64 / durable.requests.max(1) as f64
         );
     }

@@ -34,6 +34,13 @@ pub struct Outcome {
     pub applied: Applied,
 }
 
+/// A record applied in memory: what it did, and the rows it changed until the consumer
+/// writes them (with the removal of its inbox row, in one batch).
+struct Recent {
+    outcomes: Vec<Outcome>,
+    unwritten: Option<Commit>,
+}
+
 /// How many recently applied records keep their outcomes for the request that caused them.
 const RECENT: usize = 4096;
 
@@ -44,7 +51,7 @@ pub struct Standings {
     names: HashMap<String, String>,
     /// Outcomes of recently applied records, by (stream, seq): whichever of the request
     /// and the consumer applies a record first, the request reads what it did here.
-    recent: HashMap<(StreamId, u64), Vec<Outcome>>,
+    recent: HashMap<(StreamId, u64), Recent>,
     recent_order: VecDeque<(StreamId, u64)>,
 }
 
@@ -68,9 +75,67 @@ impl Standings {
         commit: &mut Commit,
     ) -> Result<(), StoreError> {
         let id = (stream.clone(), seq);
-        if self.recent.contains_key(&id) {
+        if let Some(recent) = self.recent.get_mut(&id) {
+            // Applied by its request: its rows go out with this batch.
+            if let Some(rows) = recent.unwritten.take() {
+                commit.append(rows);
+            }
             return Ok(());
         }
+        let mut rows = Commit::new();
+        let outcomes = self.fold_record(catalog, effects, &mut rows)?;
+        commit.append(rows);
+        self.remember(id, outcomes, None);
+        Ok(())
+    }
+
+    /// Applies a record in memory for the request that made it; its rows are kept until
+    /// the consumer writes them.
+    fn apply_in_memory(
+        &mut self,
+        catalog: &crate::catalog::Catalog,
+        stream: &StreamId,
+        seq: u64,
+        effects: &[Effect],
+    ) -> Result<(), StoreError> {
+        let mut rows = Commit::new();
+        let outcomes = self.fold_record(catalog, effects, &mut rows)?;
+        self.remember((stream.clone(), seq), outcomes, Some(rows));
+        Ok(())
+    }
+
+    fn remember(&mut self, id: (StreamId, u64), outcomes: Vec<Outcome>, unwritten: Option<Commit>) {
+        self.recent.insert(
+            id.clone(),
+            Recent {
+                outcomes,
+                unwritten,
+            },
+        );
+        self.recent_order.push_back(id);
+        // Forget the oldest outcomes, but never rows the consumer has not written yet: it
+        // would apply their record a second time.
+        while self.recent_order.len() > RECENT {
+            let pending = self
+                .recent_order
+                .front()
+                .and_then(|k| self.recent.get(k))
+                .is_some_and(|r| r.unwritten.is_some());
+            if pending {
+                break;
+            }
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
+
+    fn fold_record(
+        &mut self,
+        catalog: &crate::catalog::Catalog,
+        effects: &[Effect],
+        commit: &mut Commit,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let mut outcomes = Vec::new();
         for e in effects {
             let Effect::Ranked {
@@ -124,25 +189,22 @@ impl Standings {
                 });
             }
         }
-        self.recent.insert(id.clone(), outcomes);
-        self.recent_order.push_back(id);
-        while self.recent_order.len() > RECENT {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
-        }
-        Ok(())
+        Ok(outcomes)
     }
 
     /// What applying entry `seq` of `stream` did, if it was applied recently.
     pub fn outcomes(&self, stream: &StreamId, seq: u64) -> Option<&[Outcome]> {
-        self.recent.get(&(stream.clone(), seq)).map(Vec::as_slice)
+        self.recent
+            .get(&(stream.clone(), seq))
+            .map(|r| r.outcomes.as_slice())
     }
 }
 
-/// Applies a just-committed record now, for the request that made it, and returns what it
-/// did on each board. Exactly once with the consumer: both apply under the same lock, and
-/// skip a record already applied (in memory, or removed from the inbox).
+/// Applies a just-committed record now, in memory, for the request that made it, and
+/// returns what it did on each board. Exactly once with the consumer: both apply under the
+/// same lock and skip a record already applied (in memory, or removed from the inbox). The
+/// rows it changed are written by the consumer with the record's inbox row, in its next
+/// batch; until then a crash loses only memory, and the row is applied again at restart.
 pub fn apply_now(
     store: &Store,
     standings: &SharedStandings,
@@ -157,14 +219,7 @@ pub fn apply_now(
             .inbox()
             .has_row(LeaderboardsConsumer::ID, stream, seq)?
     {
-        let mut commit = Commit::new();
-        s.apply_record(catalog, stream, seq, effects, &mut commit)?;
-        commit.inbox_done(LeaderboardsConsumer::ID, stream, seq);
-        if let Err(e) = store.write(commit) {
-            // Memory now holds what the disk lacks: the consumer reloads from disk.
-            *s = Standings::default();
-            return Err(e);
-        }
+        s.apply_in_memory(catalog, stream, seq, effects)?;
     }
     Ok(s.outcomes(stream, seq)
         .map(<[Outcome]>::to_vec)
@@ -302,6 +357,9 @@ impl LeaderboardsConsumer {
 
 impl EffectConsumer for LeaderboardsConsumer {
     const ID: ConsumerId = ConsumerId::LEADERBOARDS;
+    // Event requests apply their records in memory at once; the consumer makes them
+    // durable in batches.
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
     fn apply(
         &mut self,
