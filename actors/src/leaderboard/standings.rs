@@ -226,6 +226,30 @@ pub fn apply_now(
         .unwrap_or_default())
 }
 
+/// Writes the rows of every record applied in memory but not yet written (with their inbox
+/// rows' removal, in one batch), so a read from disk sees them: a user's history right
+/// after their event.
+pub fn flush(store: &Store, standings: &SharedStandings) -> Result<(), StoreError> {
+    let mut s = standings.lock().unwrap_or_else(|e| e.into_inner());
+    let mut commit = Commit::new();
+    for ((stream, seq), recent) in &mut s.recent {
+        if let Some(rows) = recent.unwritten.take() {
+            commit.append(rows);
+            commit.inbox_done(LeaderboardsConsumer::ID, stream, *seq);
+        }
+    }
+    if commit.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = store.write(commit) {
+        // Memory holds what the disk lacks: start over from the disk (the consumer reloads
+        // when its own write fails too).
+        *s = Standings::default();
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Shared with the HTTP reads (locked briefly per read or applied batch).
 pub type SharedStandings = Arc<Mutex<Standings>>;
 

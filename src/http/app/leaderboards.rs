@@ -214,6 +214,10 @@ async fn user_standing(
             ranked.unwrap_or((None, None))
         }
     };
+    // History is read from disk: write what requests applied in memory first.
+    if num_events > 0 {
+        kudos_actors::leaderboard::standings::flush(&state.store, &state.standings)?;
+    }
     let rows = match run {
         Some(run) if num_events > 0 => kudos_actors::leaderboard::standings::history(
             &state.store,
