@@ -458,6 +458,48 @@ async fn load_with(
     })
 }
 
+/// The bare axum server (`baseline`) on `port`, once it answers.
+async fn start_baseline(
+    client: &reqwest::Client,
+    port: u16,
+) -> anyhow::Result<(ChildGuard, String)> {
+    let child = Command::new(std::env::current_exe()?)
+        .args(["baseline", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let guard = ChildGuard(child);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(
+        client,
+        &format!("{base}/v1/metrics/{METRIC}/event"),
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok((guard, base))
+}
+
+/// The real binary on a fresh data dir, ready, with the load-test metric created.
+async fn start_kudos(
+    client: &reqwest::Client,
+    bin: &Path,
+) -> anyhow::Result<(tempfile::TempDir, ChildGuard, String)> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let kudos = spawn_kudos(bin, dir.path(), port)?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    let r = client
+        .post(format!("{base}/admin/v1/metrics"))
+        .header("X-API-KEY", KEY)
+        .json(&serde_json::json!([{"name": "Load test", "key": METRIC}]))
+        .send()
+        .await?;
+    if r.status().as_u16() != 201 {
+        bail!("could not create the metric: {}", r.status());
+    }
+    Ok((dir, kudos, base))
+}
+
 /// A leaderboard ranking the load-test metric (1M participants allowed, active).
 async fn create_board(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let metrics: serde_json::Value = client
@@ -492,18 +534,7 @@ async fn reads(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let port = free_port()?;
-    let child = Command::new(std::env::current_exe()?)
-        .args(["baseline", "--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let guard = ChildGuard(child);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until(
-        &client,
-        &format!("{base}/v1/metrics/{METRIC}/event"),
-        Duration::from_secs(10),
-    )
-    .await?;
+    let (guard, base) = start_baseline(&client, port).await?;
     let top: GetPath = Arc::new(|_| "/v1/leaderboards/board?limit=10".to_string());
     eprintln!("measuring the bare GET route for {duration}s...");
     let bare = load_with(
@@ -519,20 +550,7 @@ async fn reads(
     .await?;
     drop(guard);
 
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let _kudos = spawn_kudos(bin, dir.path(), port)?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until(&client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
-    let r = client
-        .post(format!("{base}/admin/v1/metrics"))
-        .header("X-API-KEY", KEY)
-        .json(&serde_json::json!([{"name": "Load test", "key": METRIC}]))
-        .send()
-        .await?;
-    if r.status().as_u16() != 201 {
-        bail!("could not create the metric: {}", r.status());
-    }
+    let (_dir, _kudos, base) = start_kudos(&client, bin).await?;
     create_board(&client, &base).await?;
     eprintln!("loading {participants} participants...");
     let loaded = Instant::now();
@@ -632,37 +650,12 @@ async fn ingest(
     let client = reqwest::Client::new();
 
     let port = free_port()?;
-    let exe = std::env::current_exe()?;
-    let child = Command::new(exe)
-        .args(["baseline", "--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let guard = ChildGuard(child);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until(
-        &client,
-        &format!("{base}/v1/metrics/{METRIC}/event"),
-        Duration::from_secs(10),
-    )
-    .await?;
+    let (guard, base) = start_baseline(&client, port).await?;
     eprintln!("measuring the bare axum route for {duration}s...");
     let bare = load(&base, KEY, duration, warmup, connections, users, None).await?;
     drop(guard);
 
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let _kudos = spawn_kudos(bin, dir.path(), port)?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until(&client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
-    let r = client
-        .post(format!("{base}/admin/v1/metrics"))
-        .header("X-API-KEY", KEY)
-        .json(&serde_json::json!([{"name": "Load test", "key": METRIC}]))
-        .send()
-        .await?;
-    if r.status().as_u16() != 201 {
-        bail!("could not create the metric: {}", r.status());
-    }
+    let (_dir, _kudos, base) = start_kudos(&client, bin).await?;
     eprintln!("measuring durable ingest on kudos for {duration}s...");
     let durable = load(&base, KEY, duration, warmup, connections, users, None).await?;
     // p99 at half the saturation rate just measured, on a fixed schedule.
