@@ -1,7 +1,7 @@
 //! Crashes on the commit path: the binary dies at a chosen step of the N-th commit (fail
 //! points), or with `kill -9` mid-load. After the restart, everything derived from the
 //! journal (totals, completion and user counters, due entries, effects delivered to a
-//! consumer) must agree exactly with the records that survived, every acknowledged record
+//! consumer, and a leaderboard's values) must agree exactly with the records that survived, every acknowledged record
 //! must have survived, and re-sending every request with its Idempotency-Key must complete
 //! the work exactly once.
 
@@ -41,7 +41,47 @@ async fn configure(server: &Binary) -> String {
         )
         .await;
     assert!(status == 201 || status == 200, "{body}");
-    body["created"][0]["id"].as_str().expect("id").to_string()
+    let achievement = body["created"][0]["id"].as_str().expect("id").to_string();
+    let (status, body) = server
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Steps", "key": "steps", "rankBy": "metric", "metricId": metric,
+                    "start": "2000-01-01", "status": "active", "maxParticipants": 1000}]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    achievement
+}
+
+/// Every user's leaderboard value equals their total, once the board has applied every
+/// inbox row: each surviving record counted on the board exactly once.
+async fn check_board(server: &Binary, totals: &HashMap<String, f64>) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    for (user, total) in totals {
+        let want = if *total > 0.0 {
+            json!(*total as i64)
+        } else {
+            json!(null)
+        };
+        loop {
+            let (status, body) = server
+                .get(&format!("/v1/users/{user}/leaderboards/steps?numEvents=0"))
+                .await;
+            let got = if status == 404 {
+                json!(null)
+            } else {
+                body["value"].clone()
+            };
+            if got == want {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{user}: leaderboard value {got} != total {want} ({status} {body})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// What the clients sent (keys per user) and which were acknowledged with 201.
@@ -180,6 +220,7 @@ async fn check_derived(server: &Binary, achievement: &str, totals: &HashMap<Stri
         ((completed as f64 / users as f64) * 10_000.0).round() / 100.0
     };
     assert_eq!(a["rarity"], json!(rarity), "user counter (rarity): {a}");
+    check_board(server, totals).await;
     let tally = server.settled_tally().await;
     for (user, total) in totals {
         let t: &Value = &tally["users"][user];

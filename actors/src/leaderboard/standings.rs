@@ -38,8 +38,13 @@ pub struct Outcome {
 /// writes them (with the removal of its inbox row, in one batch).
 struct Recent {
     outcomes: Vec<Outcome>,
-    unwritten: Option<Commit>,
+    unwritten: Option<Vec<Touched>>,
 }
+
+/// A (board, run and group, user, local date) a record changed. Its rows are written from
+/// the standings as they are at write time, not as the record left them: requests may apply
+/// a user's records in another order than their seq, and only the latest state is right.
+type Touched = (Uuid, GroupKey, String, chrono::NaiveDate);
 
 /// How many recently applied records keep their outcomes for the request that caused them.
 const RECENT: usize = 4096;
@@ -77,14 +82,13 @@ impl Standings {
         let id = (stream.clone(), seq);
         if let Some(recent) = self.recent.get_mut(&id) {
             // Applied by its request: its rows go out with this batch.
-            if let Some(rows) = recent.unwritten.take() {
-                commit.append(rows);
+            if let Some(touched) = recent.unwritten.take() {
+                self.write_touched(catalog, &touched, commit)?;
             }
             return Ok(());
         }
-        let mut rows = Commit::new();
-        let outcomes = self.fold_record(catalog, effects, &mut rows)?;
-        commit.append(rows);
+        let (outcomes, touched) = self.fold_record(catalog, effects);
+        self.write_touched(catalog, &touched, commit)?;
         self.remember(id, outcomes, None);
         Ok(())
     }
@@ -98,13 +102,17 @@ impl Standings {
         seq: u64,
         effects: &[Effect],
     ) -> Result<(), StoreError> {
-        let mut rows = Commit::new();
-        let outcomes = self.fold_record(catalog, effects, &mut rows)?;
-        self.remember((stream.clone(), seq), outcomes, Some(rows));
+        let (outcomes, touched) = self.fold_record(catalog, effects);
+        self.remember((stream.clone(), seq), outcomes, Some(touched));
         Ok(())
     }
 
-    fn remember(&mut self, id: (StreamId, u64), outcomes: Vec<Outcome>, unwritten: Option<Commit>) {
+    fn remember(
+        &mut self,
+        id: (StreamId, u64),
+        outcomes: Vec<Outcome>,
+        unwritten: Option<Vec<Touched>>,
+    ) {
         self.recent.insert(
             id.clone(),
             Recent {
@@ -130,13 +138,58 @@ impl Standings {
         }
     }
 
+    /// Writes the current entry (or its removal) and the day's history row of every
+    /// touched (board, group, user, date).
+    fn write_touched(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        touched: &[Touched],
+        commit: &mut Commit,
+    ) -> Result<(), StoreError> {
+        for (board_id, key, user, date) in touched {
+            let ranking = self.boards.get(board_id).and_then(|b| b.group(key));
+            let value = ranking.and_then(|r| r.value(user));
+            let stored = value.map(|v| StoredEntry {
+                value: v,
+                reached: ranking.and_then(|r| r.reached(user)).unwrap_or(0),
+                name: self.names.get(user).cloned(),
+            });
+            commit.consumer_state(
+                LeaderboardsConsumer::ID,
+                &row_key(*board_id, key, user),
+                stored.as_ref(),
+            )?;
+            // The history is the user's standing in the group they are in now.
+            let current = self
+                .boards
+                .get(board_id)
+                .and_then(|b| b.group_of(key.0, user).map(|g| (b, g.clone())))
+                .and_then(|(b, g)| b.group(&(key.0, g)));
+            if let (Some(def), Some(r)) = (catalog.leaderboard(*board_id), current) {
+                let max = usize::try_from(def.max_participants).unwrap_or(usize::MAX);
+                let day = HistoryRow {
+                    rank: r
+                        .rank(user, max, def.tie_policy)
+                        .and_then(|x| u32::try_from(x).ok()),
+                    value: r.value(user).unwrap_or(0.0),
+                };
+                commit.consumer_state(
+                    LeaderboardsConsumer::ID,
+                    &history_key(*board_id, key.0, user, *date),
+                    Some(&day),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     fn fold_record(
         &mut self,
         catalog: &crate::catalog::Catalog,
         effects: &[Effect],
-        commit: &mut Commit,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> (Vec<Outcome>, Vec<Touched>) {
         let mut outcomes = Vec::new();
+        let mut touched = Vec::new();
         for e in effects {
             let Effect::Ranked {
                 user_id,
@@ -164,32 +217,16 @@ impl Standings {
                 let board = self.boards.entry(p.board_id).or_default();
                 let (applied, writes) =
                     board.apply(user_id, p.run, &p.group, p.change, max, def.tie_policy);
-                for (key, entry) in writes {
-                    let k = row_key(p.board_id, &key, user_id);
-                    let stored = entry.map(|e| StoredEntry {
-                        value: e.value,
-                        reached: e.reached,
-                        name: user_name.clone(),
-                    });
-                    commit.consumer_state(LeaderboardsConsumer::ID, &k, stored.as_ref())?;
+                for (key, _) in writes {
+                    touched.push((p.board_id, key, user_id.clone(), p.date));
                 }
-                // The user's end-of-day standing: the last change of the day wins.
-                let day = HistoryRow {
-                    rank: applied.rank.and_then(|r| u32::try_from(r).ok()),
-                    value: applied.value,
-                };
-                commit.consumer_state(
-                    LeaderboardsConsumer::ID,
-                    &history_key(p.board_id, p.run, user_id, p.date),
-                    Some(&day),
-                )?;
                 outcomes.push(Outcome {
                     placement: p.clone(),
                     applied,
                 });
             }
         }
-        Ok(outcomes)
+        (outcomes, touched)
     }
 
     /// What applying entry `seq` of `stream` did, if it was applied recently.
@@ -229,14 +266,22 @@ pub fn apply_now(
 /// Writes the rows of every record applied in memory but not yet written (with their inbox
 /// rows' removal, in one batch), so a read from disk sees them: a user's history right
 /// after their event.
-pub fn flush(store: &Store, standings: &SharedStandings) -> Result<(), StoreError> {
+pub fn flush(
+    store: &Store,
+    standings: &SharedStandings,
+    catalog: &crate::catalog::Catalog,
+) -> Result<(), StoreError> {
     let mut s = standings.lock().unwrap_or_else(|e| e.into_inner());
     let mut commit = Commit::new();
-    for ((stream, seq), recent) in &mut s.recent {
-        if let Some(rows) = recent.unwritten.take() {
-            commit.append(rows);
-            commit.inbox_done(LeaderboardsConsumer::ID, stream, *seq);
+    let mut pending: Vec<((StreamId, u64), Vec<Touched>)> = Vec::new();
+    for (id, recent) in &mut s.recent {
+        if let Some(touched) = recent.unwritten.take() {
+            pending.push((id.clone(), touched));
         }
+    }
+    for ((stream, seq), touched) in &pending {
+        s.write_touched(catalog, touched, &mut commit)?;
+        commit.inbox_done(LeaderboardsConsumer::ID, stream, *seq);
     }
     if commit.is_empty() {
         return Ok(());

@@ -216,7 +216,7 @@ async fn user_standing(
     };
     // History is read from disk: write what requests applied in memory first.
     if num_events > 0 {
-        kudos_actors::leaderboard::standings::flush(&state.store, &state.standings)?;
+        kudos_actors::leaderboard::standings::flush(&state.store, &state.standings, &catalog)?;
     }
     let rows = match run {
         Some(run) if num_events > 0 => kudos_actors::leaderboard::standings::history(
