@@ -116,6 +116,15 @@ async fn admin_crud_validation_and_editability() {
         )
         .await;
     assert_eq!(r.body["updated"][0]["status"], "finished");
+    // A finished board stays readable; a page is at most 1,000 rows whatever the cap.
+    let wide = s
+        .get("/v1/leaderboards/weekly?limit=1001&userAttributes=country:FR")
+        .await;
+    assert_error(&wide, 422);
+    let ok = s
+        .get("/v1/leaderboards/weekly?limit=1000&userAttributes=country:FR")
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
     assert_eq!(r.body["updated"][0]["end"], "2027-01-07");
     // The scheduled one becomes active at 10:00 UTC on the day before its start.
     let r = s

@@ -15,6 +15,9 @@ use crate::http::extract::QueryPairs;
 use crate::wire::leaderboards::app_leaderboard;
 use crate::AppState;
 
+/// The largest page of rankings one read returns (Trophy's whole cap).
+const MAX_PAGE: usize = 1_000;
+
 /// `GET /leaderboards?includeFinished=`: every board that is not inactive (SPEC §7.6.1).
 async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Vec<Value>>> {
     let include_finished = match q.get("includeFinished") {
@@ -125,6 +128,13 @@ async fn get_one(
     let limit = int(&q, "limit", i64::try_from(max.min(10)).unwrap_or(10))?;
     let limit = usize::try_from(limit)
         .map_err(|_| ApiError::unprocessable("limit must be a non-negative integer"))?;
+    // Pages are bounded whatever the board's size: one read never holds the standings for
+    // a million rows.
+    if limit > MAX_PAGE {
+        return Err(ApiError::unprocessable(format!(
+            "limit must be at most {MAX_PAGE}"
+        )));
+    }
     if limit > max {
         return Err(ApiError::unprocessable(
             "limit must not exceed the leaderboard's maxParticipants",
