@@ -33,7 +33,8 @@ use anyhow::Context;
 use kudos_actors::catalog::CatalogService;
 use kudos_actors::clock::{wall_clock_now, Clock, ManualClock, SystemClock};
 use kudos_actors::effects::{run_consumer, EffectBus, EffectTally, Tally};
-use kudos_actors::leaderboard::standings::{LeaderboardsConsumer, SharedStandings};
+use kudos_actors::leaderboard::actor::BoardDeps;
+use kudos_actors::leaderboard::boards::Boards;
 use kudos_actors::scheduler::Scheduler;
 use kudos_actors::supervisor::{RootSupervisor, SupervisorStats};
 use kudos_actors::tasks::Background;
@@ -88,8 +89,8 @@ pub struct Inner {
     pub background: Background,
     /// What the effect tally counted, when `KUDOS_TEST_EFFECT_TALLY=1`.
     pub effect_tally: Option<Arc<std::sync::Mutex<std::collections::HashMap<String, Tally>>>>,
-    /// Every leaderboard's standings, kept by the leaderboards consumer.
-    pub standings: SharedStandings,
+    /// Every leaderboard's actor, and the way records reach them.
+    pub boards: Boards,
     readiness: AtomicU8,
 }
 
@@ -190,9 +191,20 @@ pub async fn run(
         },
     );
     let background = Background::new(shutdown.clone());
+    let boards = Boards::new(
+        BoardDeps {
+            store: store.clone(),
+            scope: Scope::DEFAULT,
+            catalog: catalog.clone(),
+            clock: clock.clone(),
+            bus: bus.clone(),
+        },
+        supervisor.get_cell(),
+    );
     let scheduler = Arc::new(Scheduler::new(
         store.clone(),
         users.clone(),
+        boards.clone(),
         clock.clone(),
         background.clone(),
     )?);
@@ -212,7 +224,7 @@ pub async fn run(
         supervisor_stats,
         background,
         effect_tally,
-        standings: SharedStandings::default(),
+        boards,
         readiness: AtomicU8::new(0),
     }));
     start_background(&state, bus);
@@ -280,25 +292,14 @@ fn start_background(state: &AppState, bus: EffectBus) {
         });
     }
     {
-        let (store, catalog, standings, t) = (
-            state.store.clone(),
-            state.catalog.clone(),
-            state.standings.clone(),
-            token.clone(),
-        );
+        let (store, boards, t) = (state.store.clone(), state.boards.clone(), token.clone());
         let bus = bus.clone();
         bg.supervise("leaderboards", move || {
-            let (store, bus, catalog, standings, t) = (
-                store.clone(),
-                bus.clone(),
-                catalog.clone(),
-                standings.clone(),
-                t.clone(),
-            );
+            let (store, bus, boards, t) = (store.clone(), bus.clone(), boards.clone(), t.clone());
             async move {
-                let consumer = LeaderboardsConsumer::load(&store, catalog, standings)
-                    .map_err(|e| e.to_string())?;
-                run_consumer(store, bus, consumer, t).await
+                // Start from the durable rows, then apply what the inbox still holds.
+                boards.restart().await;
+                run_consumer(store, bus, boards.consumer(), t).await
             }
         });
     }

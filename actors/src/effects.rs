@@ -97,21 +97,26 @@ pub fn wants<'a>(consumer: ConsumerId, effects: impl IntoIterator<Item = &'a Eff
             .any(|e| matches!(e, Effect::Ranked { .. }))
 }
 
+/// One record a consumer is given: entry `seq` of `stream` and its effects.
+pub struct Pending<'a> {
+    pub stream: &'a StreamId,
+    pub seq: u64,
+    pub effects: &'a [Effect],
+}
+
 /// Something that applies effects exactly once, keeping its own state in consumer rows.
 pub trait EffectConsumer: Send + 'static {
     const ID: ConsumerId;
     /// How long to wait after a wake-up for more records, so that one write carries many
     /// (a consumer whose results are read from memory before they are written can linger).
     const LINGER: std::time::Duration = std::time::Duration::ZERO;
-    /// Applies the effects of entry `seq` of `stream`, adding the state rows it changed to
-    /// `commit` (which also removes the inbox row).
-    fn apply(
+    /// Applies a batch of records and writes, as one batch, the state rows they changed and
+    /// the removal of their inbox rows.
+    fn process(
         &mut self,
-        stream: &StreamId,
-        seq: u64,
-        effects: &[Effect],
-        commit: &mut Commit,
-    ) -> Result<(), StoreError>;
+        store: &Store,
+        records: &[Pending<'_>],
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Runs `consumer` until shutdown: catch-up from its rows, then the bus (see module docs).
@@ -124,7 +129,9 @@ pub async fn run_consumer<C: EffectConsumer>(
 ) -> Result<(), String> {
     let mut rx = bus.subscribe();
     let mut taken: HashMap<StreamId, u64> = HashMap::new();
-    catch_up(&store, &mut consumer, &mut taken).map_err(|e| e.to_string())?;
+    catch_up(&store, &mut consumer, &mut taken)
+        .await
+        .map_err(|e| e.to_string())?;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -145,7 +152,9 @@ pub async fn run_consumer<C: EffectConsumer>(
                     missed,
                     "effect consumer lagged; reading its inbox"
                 );
-                catch_up(&store, &mut consumer, &mut taken).map_err(|e| e.to_string())?;
+                catch_up(&store, &mut consumer, &mut taken)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
@@ -156,8 +165,8 @@ pub async fn run_consumer<C: EffectConsumer>(
                 Err(_) => break,
             }
         }
-        let mut commit = Commit::new();
-        for p in batch {
+        let mut records = Vec::with_capacity(batch.len());
+        for p in &batch {
             // Records this consumer has no row for (it does not want them).
             if !wants(C::ID, &p.effects) {
                 continue;
@@ -168,19 +177,23 @@ pub async fn run_consumer<C: EffectConsumer>(
                 }
                 taken.remove(&p.stream);
             }
-            consumer
-                .apply(&p.stream, p.seq, &p.effects, &mut commit)
-                .map_err(|e| e.to_string())?;
-            commit.inbox_done(C::ID, &p.stream, p.seq);
+            records.push(Pending {
+                stream: &p.stream,
+                seq: p.seq,
+                effects: &p.effects,
+            });
         }
-        if !commit.is_empty() {
-            store.write(commit).map_err(|e| e.to_string())?;
+        if !records.is_empty() {
+            consumer
+                .process(&store, &records)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
 }
 
 /// Applies every pending inbox row of `consumer`, in batches.
-fn catch_up<C: EffectConsumer>(
+async fn catch_up<C: EffectConsumer>(
     store: &Store,
     consumer: &mut C,
     taken: &mut HashMap<StreamId, u64>,
@@ -192,15 +205,20 @@ fn catch_up<C: EffectConsumer>(
         if rows.is_empty() {
             return Ok(applied);
         }
-        let mut commit = Commit::new();
+        let records: Vec<Pending<'_>> = rows
+            .iter()
+            .map(|row| Pending {
+                stream: &row.stream,
+                seq: row.seq,
+                effects: &row.payload,
+            })
+            .collect();
+        consumer.process(store, &records).await?;
         for row in &rows {
-            consumer.apply(&row.stream, row.seq, &row.payload, &mut commit)?;
-            commit.inbox_done(C::ID, &row.stream, row.seq);
             let upto = taken.entry(row.stream.clone()).or_default();
             *upto = (*upto).max(row.seq);
         }
         applied += rows.len();
-        store.write(commit)?;
     }
 }
 
@@ -219,6 +237,11 @@ pub struct Tally {
     pub points_awarded: i64,
     pub boosts_started: u64,
     pub boosts_finished: u64,
+    /// Leaderboard effects (counted under the board's streams: `{id}` and `{id}/runs`).
+    pub runs_started: u64,
+    pub runs_finished: u64,
+    pub board_changes: u64,
+    pub rank_changes: u64,
 }
 
 /// A consumer for tests and diagnostics (`KUDOS_TEST_EFFECT_TALLY=1`): counts every effect
@@ -247,10 +270,20 @@ impl EffectTally {
 impl EffectConsumer for EffectTally {
     const ID: ConsumerId = ConsumerId::TEST_TALLY;
 
+    async fn process(&mut self, store: &Store, records: &[Pending<'_>]) -> Result<(), StoreError> {
+        let mut commit = Commit::new();
+        for r in records {
+            self.apply(r.stream, r.effects, &mut commit)?;
+            commit.inbox_done(Self::ID, r.stream, r.seq);
+        }
+        store.write(commit)
+    }
+}
+
+impl EffectTally {
     fn apply(
         &mut self,
         stream: &StreamId,
-        _seq: u64,
         effects: &[Effect],
         commit: &mut Commit,
     ) -> Result<(), StoreError> {
@@ -276,6 +309,10 @@ impl EffectConsumer for EffectTally {
                 }
                 Effect::BoostStarted { .. } => tally.boosts_started += 1,
                 Effect::BoostFinished { .. } => tally.boosts_finished += 1,
+                Effect::LeaderboardStarted { .. } => tally.runs_started += 1,
+                Effect::LeaderboardFinished { .. } => tally.runs_finished += 1,
+                Effect::LeaderboardChanged { .. } => tally.board_changes += 1,
+                Effect::LeaderboardRankChanged { .. } => tally.rank_changes += 1,
                 _ => {}
             }
         }

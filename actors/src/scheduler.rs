@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::leaderboard::boards::Boards;
 use crate::tasks::Background;
 use crate::user::{Command, UserError};
 use crate::user_shards::UserShards;
@@ -74,6 +75,7 @@ pub struct Scheduler {
     due: DueIndex,
     store: Store,
     users: UserShards,
+    boards: Boards,
     clock: Arc<dyn Clock>,
     background: Background,
     boosts: BoostClock,
@@ -85,6 +87,7 @@ impl Scheduler {
     pub fn new(
         store: Store,
         users: UserShards,
+        boards: Boards,
         clock: Arc<dyn Clock>,
         background: Background,
     ) -> Result<Self, kudos_snapshots::StoreError> {
@@ -99,6 +102,7 @@ impl Scheduler {
             due: store.due(),
             store,
             users,
+            boards,
             clock,
             background,
             boosts,
@@ -123,6 +127,19 @@ impl Scheduler {
                     Ok(_) | Err(UserError::NotFound) => Handled::Done,
                     Err(e) => {
                         tracing::warn!(user = %target.stream.id, error = %e, "scheduled evaluation failed; retrying in a minute");
+                        Handled::Retry
+                    }
+                }
+            }
+            DueKind::LeaderboardRunBoundary => {
+                let Some(board) = crate::leaderboard::state::board_of(&target.stream) else {
+                    tracing::warn!(stream = %target.stream, "a run boundary for no board; dropping it");
+                    return Handled::Done;
+                };
+                match self.boards.announce(board, at).await {
+                    Ok(_) => Handled::Done,
+                    Err(e) => {
+                        tracing::warn!(%board, error = %e, "leaderboard run announcements failed; retrying in a minute");
                         Handled::Retry
                     }
                 }
@@ -382,8 +399,24 @@ mod tests {
             ShardsConfig::default(),
         );
         let background = Background::new(CancellationToken::new());
-        let scheduler = Scheduler::new(store.clone(), users.clone(), clock, background.clone())
-            .expect("scheduler");
+        let boards = Boards::new(
+            crate::leaderboard::actor::BoardDeps {
+                store: store.clone(),
+                scope: users.scope(),
+                catalog: catalog.clone(),
+                clock: clock.clone(),
+                bus: users.bus().clone(),
+            },
+            crate::testing::supervisor().await,
+        );
+        let scheduler = Scheduler::new(
+            store.clone(),
+            users.clone(),
+            boards,
+            clock,
+            background.clone(),
+        )
+        .expect("scheduler");
         let event = NewEvent {
             metric_id: metric,
             value: 1.0,

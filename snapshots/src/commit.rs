@@ -42,6 +42,16 @@ impl Commit {
         self.ops.is_empty() && self.counters.is_empty() && self.remove_if_older.is_empty()
     }
 
+    /// Adds everything `other` holds after what this commit holds (later ops on a key win,
+    /// counter deltas add up).
+    pub fn append(&mut self, other: Commit) {
+        self.ops.extend(other.ops);
+        for (k, d) in other.counters {
+            *self.counters.entry(k).or_default() += d;
+        }
+        self.remove_if_older.extend(other.remove_if_older);
+    }
+
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.ops.push((key, Some(value)));
     }

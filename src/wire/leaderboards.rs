@@ -252,7 +252,7 @@ pub fn app_leaderboard(
 /// rank after and before (null when not ranked), the threshold after, and the group's
 /// breakdown values.
 pub fn event_leaderboards(
-    outcomes: &[kudos_actors::leaderboard::standings::Outcome],
+    outcomes: &[kudos_actors::leaderboard::state::Outcome],
     catalog: &kudos_actors::catalog::Catalog,
     now: DateTime<Utc>,
 ) -> std::collections::BTreeMap<String, Value> {

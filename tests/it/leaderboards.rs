@@ -327,3 +327,113 @@ async fn spec_7_8_example_runs_evictions_and_a_restart() {
         .body;
     assert_eq!(bob_then["value"], 300);
 }
+
+/// The effect tally of one stream once every inbox row of the tally was applied.
+async fn tally(s: &TestServer, stream: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = s.get("/admin/v1/test-effect-tally").await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        if r.body["backlog"] == 0 || tokio::time::Instant::now() > deadline {
+            return r.body["users"][stream].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends words and makes the boards write what the event changed (a history read writes
+/// pending rows first), so the effects of each event are counted on their own.
+async fn words_written(s: &TestServer, user: &str, value: f64) {
+    words(s, user, value).await;
+    let r = s
+        .get(&format!("/v1/users/{user}/leaderboards/weekly?numEvents=1"))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
+    let s = TestServer::start_with_test_clock().await;
+    let set = |now: &'static str| {
+        let s = &s;
+        async move {
+            let r = s.post("/admin/v1/test-clock", json!({ "now": now })).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    set("2027-01-03T12:00:00Z").await;
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-01-03", "runUnit": "day", "runInterval": 7,
+                    "maxParticipants": 2, "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["created"][0]["id"].as_str().expect("id").to_string();
+    let runs = format!("{id}/runs");
+    // Activated after run 0's start moment (10:00 UTC the day before): started at once.
+    assert_eq!(tally(&s, &runs).await["runsStarted"], 1);
+
+    // SPEC §7.8: Alice and Bob enter; Carol enters and evicts Bob: four rank changes, and
+    // each event changed the rankings.
+    words_written(&s, "alice", 500.0).await;
+    words_written(&s, "bob", 300.0).await;
+    words_written(&s, "carol", 300.0).await;
+    let t = tally(&s, &id).await;
+    assert_eq!(
+        (t["rankChanges"].clone(), t["boardChanges"].clone()),
+        (json!(2), json!(2)),
+        "{t}"
+    );
+    words_written(&s, "carol", 1.0).await;
+    let t = tally(&s, &id).await;
+    assert_eq!(
+        (t["rankChanges"].clone(), t["boardChanges"].clone()),
+        (json!(4), json!(3)),
+        "{t}"
+    );
+    // Bob's history shows the day he was evicted.
+    let bob = s
+        .get("/v1/users/bob/leaderboards/weekly?numEvents=5")
+        .await
+        .body;
+    assert_eq!(bob["rank"], Value::Null, "{bob}");
+    assert_eq!(bob["history"].as_array().map(Vec::len), Some(1), "{bob}");
+    assert_eq!(bob["history"][0]["rank"], Value::Null, "{bob}");
+
+    // Run 1 (01-10..01-16) starts at 10:00 UTC on 01-09; run 0 finishes at 13:00 UTC on
+    // 01-10, once.
+    set("2027-01-09T09:59:00Z").await;
+    assert_eq!(tally(&s, &runs).await["runsStarted"], 1);
+    set("2027-01-09T10:00:00Z").await;
+    assert_eq!(tally(&s, &runs).await["runsStarted"], 2);
+    set("2027-01-10T12:59:00Z").await;
+    assert_eq!(tally(&s, &runs).await["runsFinished"], 0);
+    set("2027-01-10T13:00:00Z").await;
+    assert_eq!(tally(&s, &runs).await["runsFinished"], 1);
+    set("2027-01-11T13:00:00Z").await;
+    let t = tally(&s, &runs).await;
+    assert_eq!(
+        (t["runsStarted"].clone(), t["runsFinished"].clone()),
+        (json!(2), json!(1))
+    );
+
+    // A manual finish finishes the current run at once, and nothing starts after it.
+    let r = s
+        .patch(
+            "/admin/v1/leaderboards",
+            json!([{"id": id, "status": "finished"}]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(tally(&s, &runs).await["runsFinished"], 2);
+    set("2027-01-20T13:00:00Z").await;
+    let t = tally(&s, &runs).await;
+    assert_eq!(
+        (t["runsStarted"].clone(), t["runsFinished"].clone()),
+        (json!(2), json!(2))
+    );
+}

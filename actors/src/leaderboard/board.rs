@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::placement::BoardChange;
-use super::ranking::{Ranking, TiePolicy};
+use super::ranking::{Moved, Ranking, TiePolicy};
 
 /// A run and breakdown group.
 pub type GroupKey = (u64, Vec<String>);
@@ -26,6 +27,9 @@ pub struct Applied {
     pub evicted: Option<String>,
     /// The reach sequence number given to the user's value.
     pub reached: u64,
+    /// The user's 0-based positions in the group's order before and after (who else moved).
+    #[serde(skip)]
+    pub moved: Moved,
 }
 
 /// A user's durable entry in a group: what the ranking is rebuilt from.
@@ -39,8 +43,9 @@ pub struct Entry {
 #[derive(Default)]
 pub struct Board {
     groups: HashMap<GroupKey, Ranking>,
-    /// Which group each user of a run is in (a user with new attributes moves, §7.4.6).
-    member_of: HashMap<(u64, String), Vec<String>>,
+    /// Which group each user of a run is in (a user with new attributes moves, §7.4.6), and
+    /// their zone (the days of their history when others move them).
+    member_of: HashMap<(u64, String), (Vec<String>, Tz)>,
     /// The last reach sequence number handed out.
     seq: u64,
 }
@@ -51,14 +56,14 @@ impl Board {
     }
 
     /// Restores one durable entry (at start; entries come in any order).
-    pub fn restore(&mut self, key: &GroupKey, user: &str, entry: Entry) {
+    pub fn restore(&mut self, key: &GroupKey, user: &str, entry: Entry, tz: Tz) {
         self.seq = self.seq.max(entry.reached);
         self.groups
             .entry(key.clone())
             .or_default()
             .set(user, entry.value, entry.reached);
         self.member_of
-            .insert((key.0, user.to_string()), key.1.clone());
+            .insert((key.0, user.to_string()), (key.1.clone(), tz));
     }
 
     pub fn group(&self, key: &GroupKey) -> Option<&Ranking> {
@@ -67,7 +72,14 @@ impl Board {
 
     /// The group `user` is in for `run`, if they have a value there.
     pub fn group_of(&self, run: u64, user: &str) -> Option<&Vec<String>> {
-        self.member_of.get(&(run, user.to_string()))
+        self.member_of.get(&(run, user.to_string())).map(|(g, _)| g)
+    }
+
+    /// The zone `user` had at their last change in `run`.
+    pub fn zone_of(&self, run: u64, user: &str) -> Option<Tz> {
+        self.member_of
+            .get(&(run, user.to_string()))
+            .map(|(_, tz)| *tz)
     }
 
     /// Every group of `run`.
@@ -81,9 +93,11 @@ impl Board {
     /// Applies `change` for `user` in `run`/`group` with the board's cut `max`. A user whose
     /// group changed takes their value along (SPEC §7.4.6). Returns what changed, and the
     /// durable entries to write (`None`: remove) keyed by group.
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
         user: &str,
+        tz: Tz,
         run: u64,
         group: &[String],
         change: BoardChange,
@@ -93,7 +107,7 @@ impl Board {
         let mut writes = Vec::new();
         let key: GroupKey = (run, group.to_vec());
         let mut carried = None;
-        if let Some(old) = self.member_of.get(&(run, user.to_string())).cloned() {
+        if let Some((old, _)) = self.member_of.get(&(run, user.to_string())).cloned() {
             if old != group {
                 let old_key = (run, old);
                 if let Some(ranking) = self.groups.get_mut(&old_key) {
@@ -121,7 +135,7 @@ impl Board {
             self.seq += 1;
             self.seq
         };
-        ranking.set(user, value, reached);
+        let moved = ranking.set(user, value, reached);
         let rank = ranking.rank(user, max, tie);
         let evicted = last_before.filter(|last| {
             last != user
@@ -131,7 +145,7 @@ impl Board {
         });
         let threshold = ranking.threshold(max);
         self.member_of
-            .insert((run, user.to_string()), group.to_vec());
+            .insert((run, user.to_string()), (group.to_vec(), tz));
         writes.push((key, (value > 0.0).then_some(Entry { value, reached })));
         (
             Applied {
@@ -142,6 +156,7 @@ impl Board {
                 threshold,
                 evicted,
                 reached,
+                moved,
             },
             writes,
         )
@@ -156,8 +171,9 @@ mod tests {
     fn spec_7_8_step_by_step() {
         let mut b = Board::new();
         let tie = TiePolicy::FirstReached;
-        let add =
-            |b: &mut Board, u: &str, v: f64| b.apply(u, 0, &[], BoardChange::Add(v), 2, tie).0;
+        let add = |b: &mut Board, u: &str, v: f64| {
+            b.apply(u, Tz::UTC, 0, &[], BoardChange::Add(v), 2, tie).0
+        };
         assert_eq!(add(&mut b, "alice", 500.0).rank, Some(1));
         let bob = add(&mut b, "bob", 300.0);
         assert_eq!((bob.rank, bob.threshold), (Some(2), 300.0));
@@ -182,8 +198,8 @@ mod tests {
         let tie = TiePolicy::FirstReached;
         let fr = vec!["FR".to_string()];
         let de = vec!["DE".to_string()];
-        b.apply("u", 0, &fr, BoardChange::Add(10.0), 10, tie);
-        let (moved, writes) = b.apply("u", 0, &de, BoardChange::Add(5.0), 10, tie);
+        b.apply("u", Tz::UTC, 0, &fr, BoardChange::Add(10.0), 10, tie);
+        let (moved, writes) = b.apply("u", Tz::UTC, 0, &de, BoardChange::Add(5.0), 10, tie);
         assert_eq!((moved.previous_value, moved.value), (Some(10.0), 15.0));
         assert_eq!(writes[0], ((0, fr.clone()), None), "left the old group");
         assert!(b.group(&(0, fr)).is_some_and(Ranking::is_empty));
@@ -191,7 +207,7 @@ mod tests {
         let mut restored = Board::new();
         for (key, entry) in writes {
             if let Some(e) = entry {
-                restored.restore(&key, "u", e);
+                restored.restore(&key, "u", e, Tz::UTC);
             }
         }
         let ranking = restored.group(&(0, de)).expect("group");
@@ -199,6 +215,7 @@ mod tests {
         // Values at or below zero leave the ranking.
         let (gone, _) = b.apply(
             "u",
+            Tz::UTC,
             0,
             &["DE".to_string()],
             BoardChange::Add(-15.0),

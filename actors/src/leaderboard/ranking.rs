@@ -103,7 +103,7 @@ impl Interner {
 }
 
 /// What an update did to a user's standing.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Moved {
     /// 0-based positions before and after (`None`: not in the order, value ≤ 0).
     pub before: Option<usize>,
@@ -230,6 +230,15 @@ impl Ranking {
             key,
             reached: 0,
             user: 0,
+        })
+    }
+
+    /// How many users have a value of at least `value`.
+    pub fn count_at_least(&self, value: f64) -> usize {
+        self.set.rank(&Entry {
+            key: desc_key(value),
+            reached: u64::MAX,
+            user: u32::MAX,
         })
     }
 

@@ -162,6 +162,7 @@ impl UserState {
             out.push(Effect::Ranked {
                 user_id: profile.id.clone(),
                 user_name: profile.name.clone(),
+                tz: profile.time_zone().name().to_string(),
                 at,
                 placements: placed,
             });

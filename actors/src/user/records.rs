@@ -10,8 +10,9 @@ use super::*;
 use crate::rules::profile::UserProfile;
 use crate::rules::streak::{Pause, StreakConfig, StreakEvent};
 
-/// Something that happened to a user that other parts of Kudos react to (leaderboards,
-/// webhooks, WebSocket pushes). Journaled with the record that caused it.
+/// Something that happened that other parts of Kudos react to (leaderboards, webhooks,
+/// WebSocket pushes): to a user (journaled with the user's record that caused it), or to a
+/// leaderboard (written by its board with the standings that caused it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Effect {
     UserCreated {
@@ -78,6 +79,9 @@ pub enum Effect {
     Ranked {
         user_id: String,
         user_name: Option<String>,
+        /// The user's time zone at the change (their history days when others displace
+        /// them).
+        tz: String,
         at: DateTime<Utc>,
         placements: Vec<crate::leaderboard::placement::Placement>,
     },
@@ -87,6 +91,45 @@ pub enum Effect {
         system_id: Uuid,
         previous: Option<Uuid>,
         new: Option<Uuid>,
+    },
+    /// A run of a leaderboard started (SPEC §8.3: 10:00 UTC on the day before its start, or
+    /// at once when activated later).
+    LeaderboardStarted {
+        board_id: Uuid,
+        run: u64,
+        at: DateTime<Utc>,
+    },
+    /// A run ended (13:00 UTC on the day after its end, or at once on a manual finish):
+    /// the final top 10 of one breakdown group.
+    LeaderboardFinished {
+        board_id: Uuid,
+        run: u64,
+        group: Vec<String>,
+        top: Vec<crate::leaderboard::Standing>,
+        at: DateTime<Utc>,
+    },
+    /// The rankings or values of a run's group changed: its top 10 afterwards (one per
+    /// group per applied batch; webhooks throttle further, SPEC §8.2).
+    LeaderboardChanged {
+        board_id: Uuid,
+        run: u64,
+        group: Vec<String>,
+        top: Vec<crate::leaderboard::Standing>,
+        at: DateTime<Utc>,
+    },
+    /// A user's rank changed: by their own change, by entering or being evicted, or by
+    /// others passing them (SPEC §8.3). `previous_*` is the standing before the batch.
+    LeaderboardRankChanged {
+        board_id: Uuid,
+        run: u64,
+        group: Vec<String>,
+        user_id: String,
+        user_name: Option<String>,
+        rank: Option<u32>,
+        previous_rank: Option<u32>,
+        value: f64,
+        previous_value: Option<f64>,
+        at: DateTime<Utc>,
     },
 }
 

@@ -26,6 +26,10 @@ struct UserTally {
     points_awarded: i64,
     boosts_started: u64,
     boosts_finished: u64,
+    runs_started: u64,
+    runs_finished: u64,
+    board_changes: u64,
+    rank_changes: u64,
 }
 
 #[derive(Serialize)]
@@ -61,6 +65,10 @@ async fn get_tally(State(state): State<AppState>) -> ApiResult<Json<TallyRespons
                     points_awarded: t.points_awarded,
                     boosts_started: t.boosts_started,
                     boosts_finished: t.boosts_finished,
+                    runs_started: t.runs_started,
+                    runs_finished: t.runs_finished,
+                    board_changes: t.board_changes,
+                    rank_changes: t.rank_changes,
                 },
             )
         })

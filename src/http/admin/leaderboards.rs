@@ -34,18 +34,25 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         .ok_or_else(|| ApiError::not_found("Leaderboard not found"))
 }
 
+/// Applies a catalog change, then lets every changed board make the run announcements now
+/// due (a board activated after its run's start moment announces it at once, a manual
+/// finish finishes the run) and file its next one.
 async fn apply(
     state: &AppState,
     op: impl FnOnce(&mut Catalog) -> LeaderboardChanges,
 ) -> ApiResult<LeaderboardChanges> {
-    Ok(state
+    let out = state
         .catalog
         .update(|cat| {
             let out = op(cat);
             let changed = out.changed.iter().map(Changed::of).collect();
             (out, changed)
         })
-        .await?)
+        .await?;
+    for l in &out.changed {
+        state.boards.announce(l.id, None).await?;
+    }
+    Ok(out)
 }
 
 async fn create(

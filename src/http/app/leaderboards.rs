@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use chrono::NaiveDate;
 use kudos_actors::catalog::leaderboards::{Leaderboard, LeaderboardStatus};
 use kudos_actors::catalog::Catalog;
+use kudos_actors::leaderboard::actor::PageStart;
 use kudos_actors::rules::runs::Run;
 use serde_json::{json, Value};
 
@@ -153,37 +154,27 @@ async fn get_one(
     let rankings: Vec<Value> = match (l.status_at(now), run) {
         (LeaderboardStatus::Scheduled, _) | (_, None) => Vec::new(),
         (_, Some(run)) => {
-            let standings = state.standings.lock().unwrap_or_else(|e| e.into_inner());
-            let ranking = standings
-                .board(l.id)
-                .and_then(|b| b.group(&(run.index, group)));
-            match ranking {
-                None => Vec::new(),
-                Some(ranking) => {
-                    let start = match user {
-                        None => Some(usize::try_from(offset).unwrap_or(0)),
-                        Some(u) => ranking.rank(u, max, l.tie_policy).map(|_| {
-                            let position = ranking.position(u).unwrap_or(0) as i64;
-                            usize::try_from((position + offset).max(0)).unwrap_or(0)
-                        }),
-                    };
-                    match start {
-                        None => Vec::new(),
-                        Some(start) => ranking
-                            .page(start, limit, max, l.tie_policy)
-                            .into_iter()
-                            .map(|(user, value, rank)| {
-                                json!({
-                                    "userId": user,
-                                    "userName": standings.name(user),
-                                    "rank": rank,
-                                    "value": value.floor() as i64,
-                                })
-                            })
-                            .collect(),
-                    }
-                }
-            }
+            let start = match user {
+                None => PageStart::Offset(usize::try_from(offset).unwrap_or(0)),
+                Some(u) => PageStart::AroundUser {
+                    user: u.to_string(),
+                    offset,
+                },
+            };
+            state
+                .boards
+                .page(l.id, (run.index, group), start, limit)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    json!({
+                        "userId": s.user_id,
+                        "userName": s.user_name,
+                        "rank": s.rank,
+                        "value": s.value.floor() as i64,
+                    })
+                })
+                .collect()
         }
     };
     body.insert("rankings".into(), Value::Array(rankings));
@@ -211,22 +202,13 @@ async fn user_standing(
         .filter(|n| *n <= 100)
         .ok_or_else(|| ApiError::unprocessable("numEvents must be an integer between 0 and 100"))?;
     let run = selected_run(l, &q, now.date_naive())?;
-    let max = usize::try_from(l.max_participants).unwrap_or(usize::MAX);
     let (rank, value) = match run {
         None => (None, None),
-        Some(run) => {
-            let standings = state.standings.lock().unwrap_or_else(|e| e.into_inner());
-            let ranked = standings.board(l.id).and_then(|b| {
-                let group = b.group_of(run.index, &id)?;
-                let ranking = b.group(&(run.index, group.clone()))?;
-                Some((ranking.rank(&id, max, l.tie_policy), ranking.value(&id)))
-            });
-            ranked.unwrap_or((None, None))
-        }
+        Some(run) => state.boards.standing(l.id, run.index, &id).await?,
     };
     // History is read from disk: write what requests applied in memory first.
     if num_events > 0 {
-        kudos_actors::leaderboard::standings::flush(&state.store, &state.standings, &catalog)?;
+        state.boards.flush().await?;
     }
     let rows = match run {
         Some(run) if num_events > 0 => kudos_actors::leaderboard::standings::history(

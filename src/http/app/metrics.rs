@@ -109,14 +109,10 @@ async fn send_event(
                 .iter()
                 .any(|e| matches!(e, kudos_actors::user::Effect::Ranked { .. }))
             {
-                let outcomes = kudos_actors::leaderboard::standings::apply_now(
-                    &state.store,
-                    &state.standings,
-                    &catalog,
-                    &state.users.stream(&parsed.user_id),
-                    seq,
-                    &effects,
-                )?;
+                let outcomes = state
+                    .boards
+                    .apply_now(&state.users.stream(&parsed.user_id), seq, &effects)
+                    .await?;
                 resp.1.leaderboards = crate::wire::leaderboards::event_leaderboards(
                     &outcomes,
                     &catalog,

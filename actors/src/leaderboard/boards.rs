@@ -1,0 +1,382 @@
+//! [`Boards`]: the way to every [`LeaderboardActor`], and the leaderboards effect consumer.
+//!
+//! A user record that ranked something has one inbox row for the leaderboards consumer,
+//! whatever the number of boards it touched. Records are applied to their boards through
+//! one lock, in the order they arrive, either by the request that made them (so its answer
+//! reflects them) or by the consumer, whichever comes first; the other finds it applied.
+//! A write then collects, from every board that changed, the rows and effects of everything
+//! applied so far, and removes the inbox rows of exactly those records, in one batch: what
+//! is on disk always reflects whole records, across boards, however requests raced.
+//!
+//! A failed write or a failed board actor resets every board: they are stopped, reloaded
+//! from their durable rows on next use, and the consumer restarts and catches up from the
+//! inbox rows still there.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kudos_snapshots::{Commit, ConsumerId, Store, StoreError, StreamId};
+use ractor::{Actor, ActorCell, ActorRef};
+use uuid::Uuid;
+
+use super::actor::{BoardDeps, BoardMsg, LeaderboardActor, PageStart};
+use super::board::GroupKey;
+use super::state::{BoardRecord, Outcome};
+use super::Standing;
+use crate::effects::{EffectConsumer, Pending};
+use crate::user::Effect;
+
+/// How many applied records keep their outcomes for the request that caused them.
+const RECENT: usize = 4096;
+
+/// An applied record.
+struct Applied {
+    outcomes: Vec<Outcome>,
+    written: bool,
+}
+
+/// What the apply lock guards.
+#[derive(Default)]
+struct Router {
+    applied: HashMap<(StreamId, u64), Applied>,
+    order: VecDeque<(StreamId, u64)>,
+    /// Applied records whose rows are not written yet, in order.
+    unwritten: Vec<(StreamId, u64)>,
+    /// Boards with changes not written yet.
+    dirty: BTreeSet<Uuid>,
+}
+
+struct Inner {
+    deps: BoardDeps,
+    supervisor: ActorCell,
+    actors: tokio::sync::Mutex<HashMap<Uuid, ActorRef<BoardMsg>>>,
+    router: tokio::sync::Mutex<Router>,
+    /// Consumers that get the boards' effects (the leaderboards consumer does not).
+    consumers: Arc<[ConsumerId]>,
+    /// Bumped by every reset, so the consumer knows to restart and catch up.
+    generation: AtomicU64,
+}
+
+/// Errors of board operations.
+fn unavailable(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("leaderboard {what}"))
+}
+
+/// The handle to every board (cheap to clone).
+#[derive(Clone)]
+pub struct Boards {
+    inner: Arc<Inner>,
+}
+
+impl Boards {
+    pub fn new(deps: BoardDeps, supervisor: ActorCell) -> Self {
+        let consumers: Vec<ConsumerId> = deps
+            .bus
+            .consumers()
+            .iter()
+            .copied()
+            .filter(|c| *c != ConsumerId::LEADERBOARDS)
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                deps,
+                supervisor,
+                actors: tokio::sync::Mutex::new(HashMap::new()),
+                router: tokio::sync::Mutex::new(Router::default()),
+                consumers: consumers.into(),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The board's actor, started (and loaded from its rows) if it is not running.
+    async fn actor(&self, id: Uuid) -> Result<ActorRef<BoardMsg>, StoreError> {
+        let mut actors = self.inner.actors.lock().await;
+        if let Some(a) = actors.get(&id) {
+            return Ok(a.clone());
+        }
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            LeaderboardActor,
+            (id, self.inner.deps.clone()),
+            self.inner.supervisor.clone(),
+        )
+        .await
+        .map_err(|e| unavailable(&format!("board {id} could not start: {e}")))?;
+        actors.insert(id, actor.clone());
+        Ok(actor)
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        id: Uuid,
+        build: impl FnOnce(ractor::RpcReplyPort<R>) -> BoardMsg,
+    ) -> Result<R, StoreError> {
+        let actor = self.actor(id).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actor
+            .cast(build(tx.into()))
+            .map_err(|_| unavailable(&format!("board {id} is not running")))?;
+        rx.await
+            .map_err(|_| unavailable(&format!("board {id} stopped while answering")))
+    }
+
+    /// Stops every board (they reload from disk on next use) and forgets what was applied
+    /// in memory; the consumer then restarts and applies the inbox rows again.
+    async fn reset(&self, router: &mut Router) {
+        *router = Router::default();
+        let mut actors = self.inner.actors.lock().await;
+        for (_, a) in actors.drain() {
+            a.stop(Some("reset".into()));
+            let _ = a
+                .get_cell()
+                .wait(Some(std::time::Duration::from_secs(5)))
+                .await;
+        }
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!(
+            "leaderboards reset: boards reload from their rows and the inbox is applied again"
+        );
+    }
+
+    /// Applies a record unless it was applied already (or written and forgotten: its inbox
+    /// row is gone). Returns what it did on each board.
+    async fn apply_locked(
+        &self,
+        router: &mut Router,
+        stream: &StreamId,
+        seq: u64,
+        effects: &[Effect],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let id = (stream.clone(), seq);
+        if let Some(a) = router.applied.get(&id) {
+            return Ok(a.outcomes.clone());
+        }
+        let store = &self.inner.deps.store;
+        if !store
+            .inbox()
+            .has_row(ConsumerId::LEADERBOARDS, stream, seq)?
+        {
+            return Ok(Vec::new());
+        }
+        let mut outcomes = Vec::new();
+        for record in board_records(effects) {
+            let (board, record) = (record.0, Arc::new(record.1));
+            let done = self
+                .call(board, |reply| BoardMsg::Apply { record, reply })
+                .await;
+            match done {
+                Ok(o) => outcomes.extend(o),
+                Err(e) => {
+                    self.reset(router).await;
+                    return Err(e);
+                }
+            }
+            router.dirty.insert(board);
+        }
+        router.applied.insert(
+            id.clone(),
+            Applied {
+                outcomes: outcomes.clone(),
+                written: false,
+            },
+        );
+        router.unwritten.push(id.clone());
+        router.order.push_back(id);
+        // Forget the oldest outcomes, never those of records not written yet.
+        while router.order.len() > RECENT {
+            let written = router
+                .order
+                .front()
+                .and_then(|k| router.applied.get(k))
+                .is_some_and(|a| a.written);
+            if !written {
+                break;
+            }
+            if let Some(old) = router.order.pop_front() {
+                router.applied.remove(&old);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Writes the rows and effects of everything applied and not written, with the removal
+    /// of those records' inbox rows, in one batch; then publishes the effects.
+    async fn write_locked(&self, router: &mut Router) -> Result<(), StoreError> {
+        let mut commit = Commit::new();
+        let mut published = Vec::new();
+        for board in std::mem::take(&mut router.dirty) {
+            let consumers = self.inner.consumers.clone();
+            match self
+                .call(board, |reply| BoardMsg::Write { consumers, reply })
+                .await
+            {
+                Ok(Ok(w)) => {
+                    commit.append(w.commit);
+                    published.extend(w.published);
+                }
+                Ok(Err(e)) | Err(e) => {
+                    self.reset(router).await;
+                    return Err(e);
+                }
+            }
+        }
+        let unwritten = std::mem::take(&mut router.unwritten);
+        for (stream, seq) in &unwritten {
+            commit.inbox_done(ConsumerId::LEADERBOARDS, stream, *seq);
+        }
+        if let Err(e) = self.inner.deps.store.write(commit) {
+            self.reset(router).await;
+            return Err(e);
+        }
+        for id in &unwritten {
+            if let Some(a) = router.applied.get_mut(id) {
+                a.written = true;
+            }
+        }
+        for p in published {
+            self.inner.deps.bus.publish(p);
+        }
+        Ok(())
+    }
+
+    /// Applies a just-committed record now, for the request that made it, and returns what
+    /// it did on each board. Its rows are written with the consumer's next batch; until
+    /// then a crash loses only memory, and the inbox row is applied again at restart.
+    pub async fn apply_now(
+        &self,
+        stream: &StreamId,
+        seq: u64,
+        effects: &[Effect],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let mut router = self.inner.router.lock().await;
+        self.apply_locked(&mut router, stream, seq, effects).await
+    }
+
+    /// Writes every change applied in memory, so a read from disk sees it (a user's history
+    /// right after their event).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let mut router = self.inner.router.lock().await;
+        if router.unwritten.is_empty() && router.dirty.is_empty() {
+            return Ok(());
+        }
+        self.write_locked(&mut router).await
+    }
+
+    /// A page of a run's group.
+    pub async fn page(
+        &self,
+        board: Uuid,
+        key: GroupKey,
+        start: PageStart,
+        limit: usize,
+    ) -> Result<Vec<Standing>, StoreError> {
+        self.call(board, |reply| BoardMsg::Page {
+            key,
+            start,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// A user's rank and value in a run.
+    pub async fn standing(
+        &self,
+        board: Uuid,
+        run: u64,
+        user: &str,
+    ) -> Result<(Option<usize>, Option<f64>), StoreError> {
+        let user = user.to_string();
+        self.call(board, |reply| BoardMsg::Standing { run, user, reply })
+            .await
+    }
+
+    /// Makes the board's run announcements due by `at` (`None`: now) and files the next.
+    pub async fn announce(
+        &self,
+        board: Uuid,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<usize, StoreError> {
+        self.call(board, |reply| BoardMsg::Announce { at, reply })
+            .await?
+    }
+
+    /// The consumer that feeds the boards from the inbox and the bus.
+    pub fn consumer(&self) -> LeaderboardsConsumer {
+        LeaderboardsConsumer {
+            boards: self.clone(),
+            generation: self.inner.generation.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Forgets everything in memory (the consumer's start: it then catches up).
+    pub async fn restart(&self) {
+        let mut router = self.inner.router.lock().await;
+        self.reset(&mut router).await;
+    }
+}
+
+/// Splits a record's `Ranked` effects by board, in order of first appearance.
+fn board_records(effects: &[Effect]) -> Vec<(Uuid, BoardRecord)> {
+    let mut out: Vec<(Uuid, BoardRecord)> = Vec::new();
+    for e in effects {
+        let Effect::Ranked {
+            user_id,
+            user_name,
+            tz,
+            at,
+            placements,
+        } = e
+        else {
+            continue;
+        };
+        let tz = tz.parse().unwrap_or(chrono_tz::UTC);
+        for p in placements {
+            match out.iter_mut().find(|(b, _)| *b == p.board_id) {
+                Some((_, r)) => r.placements.push(p.clone()),
+                None => out.push((
+                    p.board_id,
+                    BoardRecord {
+                        user_id: user_id.clone(),
+                        user_name: user_name.clone(),
+                        tz,
+                        at: *at,
+                        placements: vec![p.clone()],
+                    },
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// The leaderboards effect consumer: applies records (unless their request did) and writes
+/// them in batches.
+pub struct LeaderboardsConsumer {
+    boards: Boards,
+    generation: u64,
+}
+
+impl EffectConsumer for LeaderboardsConsumer {
+    const ID: ConsumerId = ConsumerId::LEADERBOARDS;
+    // Event requests apply their records in memory at once; the consumer makes them
+    // durable in batches.
+    const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+    async fn process(&mut self, _store: &Store, records: &[Pending<'_>]) -> Result<(), StoreError> {
+        let boards = &self.boards;
+        if boards.inner.generation.load(Ordering::SeqCst) != self.generation {
+            return Err(unavailable("boards were reset; catching up again"));
+        }
+        let mut router = boards.inner.router.lock().await;
+        for r in records {
+            boards
+                .apply_locked(&mut router, r.stream, r.seq, r.effects)
+                .await?;
+        }
+        boards.write_locked(&mut router).await
+    }
+}

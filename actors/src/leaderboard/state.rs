@@ -1,0 +1,598 @@
+//! One leaderboard's live state, owned by its `LeaderboardActor`: the rankings of every run
+//! and group (rebuilt from durable entries at start), what was applied since the last write,
+//! and how far its run announcements went.
+//!
+//! Applying a record changes memory only. A write then hands out, as one [`Commit`] part,
+//! the rows of everything applied since the previous write (entries and history rows, taken
+//! from the standings as they are at write time) and the effects those changes caused:
+//! `leaderboard.rank_changed` for every user whose rank differs from the previous write
+//! (own changes, entering, evictions, and users the movers passed), and
+//! `leaderboard.changed` per group with its top 10. The effects go to the consumers'
+//! inboxes in the same batch as the rows, so they are exactly as durable as the standings.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Days, NaiveDate, Timelike, Utc};
+use chrono_tz::Tz;
+use kudos_snapshots::{Commit, ConsumerId, Scope, Store, StoreError, StreamId, StreamKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::board::{Applied, Board, Entry, GroupKey};
+use super::placement::Placement;
+use super::ranking::TiePolicy;
+use super::standings::{self, HistoryRow, StoredEntry, CONSUMER};
+use super::Standing;
+use crate::catalog::leaderboards::{Leaderboard, LeaderboardStatus};
+use crate::effects::Published;
+use crate::rules::runs::Run;
+use crate::user::Effect;
+
+/// Users around a mover whose rank change is tracked, per change: boards up to Trophy's
+/// size of 1,000 are exact; beyond, users more than this many places away from the mover's
+/// old and new positions are not reported as displaced (their rank moved by one).
+pub const DISPLACED_MAX: usize = 1000;
+/// Rows in the top list of `leaderboard.changed` and `leaderboard.finished` (SPEC §8.3).
+pub const TOP: usize = 10;
+/// Finished runs announced per evaluation (catch-up after a long downtime continues at once).
+const FINISH_BATCH: usize = 100;
+
+/// What applying one placement did (for the event response).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub placement: Placement,
+    pub applied: Applied,
+}
+
+/// One user record's changes to one board.
+#[derive(Debug, Clone)]
+pub struct BoardRecord {
+    pub user_id: String,
+    pub user_name: Option<String>,
+    pub tz: Tz,
+    pub at: DateTime<Utc>,
+    /// This board's placements only.
+    pub placements: Vec<Placement>,
+}
+
+/// A user's standing before the changes applied since the last write.
+#[derive(Debug, Clone, Copy)]
+struct Prev {
+    rank: Option<usize>,
+    value: Option<f64>,
+}
+
+/// How far a board's run announcements went (durable, `r` row).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunsState {
+    /// The last sequence number of the board's runs stream.
+    pub seq: u64,
+    /// The first run announced as started (no run before it is announced as finished).
+    pub first: Option<u64>,
+    pub started: Option<u64>,
+    pub finished: Option<u64>,
+    /// The due instant (ms) filed for the next announcement.
+    pub due: Option<i64>,
+}
+
+/// What one write hands out.
+pub struct BoardWrite {
+    pub commit: Commit,
+    pub published: Option<Published>,
+}
+
+/// A board's live state.
+pub struct BoardState {
+    pub id: Uuid,
+    board: Board,
+    names: HashMap<String, String>,
+    /// (run and group, user, local date) changed by users' own records since the last write.
+    touched: Vec<(GroupKey, String, NaiveDate)>,
+    /// Standings before the last write of every user whose rank may have changed since.
+    before: HashMap<GroupKey, HashMap<String, Prev>>,
+    /// Groups whose participants' ranks or values changed since the last write.
+    changed: BTreeSet<GroupKey>,
+    /// The latest instant among the records applied since the last write.
+    last_at: Option<DateTime<Utc>>,
+    /// The last sequence number of the board's effect stream (durable, `s` row).
+    seq: u64,
+    pub runs: RunsState,
+}
+
+/// The stream a board's rank and change effects are written in.
+pub fn effect_stream(scope: Scope, board: Uuid) -> StreamId {
+    StreamId::new(StreamKind::Leaderboard, scope, board.to_string())
+}
+
+/// The stream a board's run announcements are written in (and its due target's stream).
+pub fn runs_stream(scope: Scope, board: Uuid) -> StreamId {
+    StreamId::new(StreamKind::Leaderboard, scope, format!("{board}/runs"))
+}
+
+/// The board a board stream belongs to.
+pub fn board_of(stream: &StreamId) -> Option<Uuid> {
+    stream.id.split('/').next()?.parse().ok()
+}
+
+fn zone(name: &str) -> Tz {
+    name.parse().unwrap_or(chrono_tz::UTC)
+}
+
+fn cut(def: &Leaderboard) -> usize {
+    usize::try_from(def.max_participants).unwrap_or(usize::MAX)
+}
+
+fn rank32(rank: Option<usize>) -> Option<u32> {
+    rank.and_then(|r| u32::try_from(r).ok())
+}
+
+impl BoardState {
+    /// An empty board (no durable rows).
+    pub fn new(id: Uuid) -> Self {
+        Self {
+            id,
+            board: Board::new(),
+            names: HashMap::new(),
+            touched: Vec::new(),
+            before: HashMap::new(),
+            changed: BTreeSet::new(),
+            last_at: None,
+            seq: 0,
+            runs: RunsState::default(),
+        }
+    }
+
+    /// Rebuilds the board from its durable rows.
+    pub fn load(store: &Store, id: Uuid) -> Result<Self, StoreError> {
+        let mut s = Self::new(id);
+        for (key, user, e) in standings::entries(store, id)? {
+            s.board.restore(
+                &key,
+                &user,
+                Entry {
+                    value: e.value,
+                    reached: e.reached,
+                },
+                zone(&e.tz),
+            );
+            if let Some(name) = e.name {
+                s.names.insert(user, name);
+            }
+        }
+        s.seq = standings::read_row(store, &standings::seq_key(id))?.unwrap_or(0);
+        s.runs = standings::read_row(store, &standings::runs_key(id))?.unwrap_or_default();
+        Ok(s)
+    }
+
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    pub fn name(&self, user: &str) -> Option<&str> {
+        self.names.get(user).map(String::as_str)
+    }
+
+    /// Whether anything was applied since the last write.
+    pub fn is_dirty(&self) -> bool {
+        !self.touched.is_empty() || !self.before.is_empty()
+    }
+
+    /// Applies one record's placements in memory (`def`: the board now; `None` when it was
+    /// deleted, which ranks nothing).
+    pub fn apply(&mut self, def: Option<&Leaderboard>, rec: &BoardRecord) -> Vec<Outcome> {
+        let Some(def) = def else {
+            return Vec::new();
+        };
+        match &rec.user_name {
+            Some(n) => {
+                self.names.insert(rec.user_id.clone(), n.clone());
+            }
+            None => {
+                self.names.remove(&rec.user_id);
+            }
+        }
+        self.last_at = Some(self.last_at.map_or(rec.at, |a| a.max(rec.at)));
+        let max = cut(def);
+        let mut outcomes = Vec::with_capacity(rec.placements.len());
+        for p in &rec.placements {
+            let (applied, writes) = self.board.apply(
+                &rec.user_id,
+                rec.tz,
+                p.run,
+                &p.group,
+                p.change,
+                max,
+                def.tie_policy,
+            );
+            for (key, _) in writes {
+                self.touched.push((key, rec.user_id.clone(), p.date));
+            }
+            let key: GroupKey = (p.run, p.group.clone());
+            self.note_displaced(&key, &rec.user_id, &applied, max, def.tie_policy);
+            self.before
+                .entry(key.clone())
+                .or_default()
+                .entry(rec.user_id.clone())
+                .or_insert(Prev {
+                    rank: applied.previous_rank,
+                    value: applied.previous_value,
+                });
+            if applied.previous_rank.is_some() || applied.rank.is_some() {
+                self.changed.insert(key);
+            }
+            outcomes.push(Outcome {
+                placement: p.clone(),
+                applied,
+            });
+        }
+        outcomes
+    }
+
+    /// Remembers the standing before this change of every user the mover passed (or who
+    /// passed the mover's old place), up to [`DISPLACED_MAX`] of them: their position moved
+    /// by one, and with it possibly their rank (SPEC §8.3, "displaced by others").
+    fn note_displaced(
+        &mut self,
+        key: &GroupKey,
+        mover: &str,
+        applied: &Applied,
+        max: usize,
+        tie: TiePolicy,
+    ) {
+        let Some(ranking) = self.board.group(key) else {
+            return;
+        };
+        let last = ranking.len().saturating_sub(1);
+        // Others at positions lo..=hi now were one place lower (shift 1) or higher (-1).
+        let by_position: Option<(usize, usize, i64)> =
+            match (applied.moved.before, applied.moved.after) {
+                (Some(a), Some(b)) if b < a => Some((b + 1, a, 1)),
+                (Some(a), Some(b)) if b > a => Some((a, b - 1, -1)),
+                (None, Some(b)) => Some((b + 1, last, 1)),
+                (Some(a), None) => Some((a, last, -1)),
+                _ => None,
+            };
+        // Shared ranks count the users strictly above: those whose value lies between the
+        // mover's old and new values gained or lost one above them.
+        let (x_old, x_new) = (applied.previous_value, applied.value);
+        let by_value = match tie {
+            TiePolicy::Shared => {
+                let (lo_v, hi_v) = (
+                    x_old.unwrap_or(0.0).min(x_new),
+                    x_old.unwrap_or(0.0).max(x_new),
+                );
+                let (from, to) = (ranking.count_at_least(hi_v), ranking.count_at_least(lo_v));
+                (from < to).then(|| (from, to - 1))
+            }
+            TiePolicy::FirstReached => None,
+        };
+        let (lo, hi) = match (by_position, by_value) {
+            (Some((a, b, _)), Some((c, d))) => (a.min(c), b.max(d)),
+            (Some((a, b, _)), None) => (a, b),
+            (None, Some((c, d))) => (c, d),
+            (None, None) => return,
+        };
+        // Only positions that were or are inside the cut can have changed rank.
+        let hi = hi.min(max).min(lo.saturating_add(DISPLACED_MAX - 1));
+        if lo > hi || lo >= ranking.len() {
+            return;
+        }
+        let seen = self.before.entry(key.clone()).or_default();
+        for (i, (user, value, rank_now)) in ranking
+            .page(lo, hi - lo + 1, max.saturating_add(1), tie)
+            .into_iter()
+            .enumerate()
+        {
+            if user == mover || seen.contains_key(user) {
+                continue;
+            }
+            let position = lo + i;
+            let shift = match by_position {
+                Some((a, b, shift)) if (a..=b).contains(&position) => shift,
+                _ => 0,
+            };
+            let Some(prev_position) = usize::try_from(position as i64 - shift).ok() else {
+                continue;
+            };
+            let rank = (prev_position < max).then(|| match tie {
+                TiePolicy::FirstReached => prev_position + 1,
+                TiePolicy::Shared => {
+                    let was_above = x_old.is_some_and(|v| v > value);
+                    let is_above = x_new > value;
+                    (rank_now + usize::from(was_above)).saturating_sub(usize::from(is_above))
+                }
+            });
+            seen.insert(
+                user.to_string(),
+                Prev {
+                    rank,
+                    value: Some(value),
+                },
+            );
+        }
+    }
+
+    /// The user's standing (rank, value) in `key`.
+    fn standing(
+        &self,
+        key: &GroupKey,
+        user: &str,
+        def: &Leaderboard,
+    ) -> (Option<usize>, Option<f64>) {
+        match self.board.group(key) {
+            Some(r) => (r.rank(user, cut(def), def.tie_policy), r.value(user)),
+            None => (None, None),
+        }
+    }
+
+    /// The top `n` of a group.
+    pub fn top(&self, key: &GroupKey, n: usize, def: &Leaderboard) -> Vec<Standing> {
+        let Some(ranking) = self.board.group(key) else {
+            return Vec::new();
+        };
+        ranking
+            .page(0, n, cut(def), def.tie_policy)
+            .into_iter()
+            .map(|(user, value, rank)| Standing {
+                user_id: user.to_string(),
+                user_name: self.name(user).map(str::to_string),
+                rank: u32::try_from(rank).unwrap_or(u32::MAX),
+                value,
+            })
+            .collect()
+    }
+
+    /// Hands out the rows and effects of everything applied since the last write (see the
+    /// module docs), and forgets it. `consumers`: who gets the effects (none: they are not
+    /// built). The caller writes the commit; if that fails, the board must be reloaded.
+    pub fn write(
+        &mut self,
+        def: Option<&Leaderboard>,
+        scope: Scope,
+        consumers: &[ConsumerId],
+    ) -> Result<BoardWrite, StoreError> {
+        let mut commit = Commit::new();
+        let touched = std::mem::take(&mut self.touched);
+        let before = std::mem::take(&mut self.before);
+        let changed = std::mem::take(&mut self.changed);
+        let at = self.last_at.take();
+        let Some(def) = def else {
+            return Ok(BoardWrite {
+                commit,
+                published: None,
+            });
+        };
+        let mut days: BTreeMap<(u64, String), BTreeSet<NaiveDate>> = BTreeMap::new();
+        let mut seen_rows: BTreeSet<(GroupKey, String)> = BTreeSet::new();
+        for (key, user, date) in touched {
+            days.entry((key.0, user.clone())).or_default().insert(date);
+            if !seen_rows.insert((key.clone(), user.clone())) {
+                continue;
+            }
+            let ranking = self.board.group(&key);
+            let stored = ranking
+                .and_then(|r| r.value(&user))
+                .map(|value| StoredEntry {
+                    value,
+                    reached: ranking.and_then(|r| r.reached(&user)).unwrap_or(0),
+                    name: self.names.get(&user).cloned(),
+                    tz: self
+                        .board
+                        .zone_of(key.0, &user)
+                        .unwrap_or(chrono_tz::UTC)
+                        .name()
+                        .to_string(),
+                });
+            commit.consumer_state(
+                CONSUMER,
+                &standings::row_key(self.id, &key, &user),
+                stored.as_ref(),
+            )?;
+        }
+        let mut effects = Vec::new();
+        for (key, users) in &before {
+            for (user, prev) in users {
+                let (rank, value) = self.standing(key, user, def);
+                if rank == prev.rank {
+                    continue;
+                }
+                // Displaced on a day of theirs without a change of their own: that day's
+                // history row.
+                if let (Some(at), false) = (at, days.contains_key(&(key.0, user.clone()))) {
+                    let tz = self.board.zone_of(key.0, user).unwrap_or(chrono_tz::UTC);
+                    days.entry((key.0, user.clone()))
+                        .or_default()
+                        .insert(at.with_timezone(&tz).date_naive());
+                }
+                if let (false, Some(at)) = (consumers.is_empty(), at) {
+                    effects.push(Effect::LeaderboardRankChanged {
+                        board_id: self.id,
+                        run: key.0,
+                        group: key.1.clone(),
+                        user_id: user.clone(),
+                        user_name: self.names.get(user).cloned(),
+                        rank: rank32(rank),
+                        previous_rank: rank32(prev.rank),
+                        value: value.unwrap_or(0.0),
+                        previous_value: prev.value,
+                        at,
+                    });
+                }
+            }
+        }
+        // The history: each day's row is the user's standing, now, in the group they are in.
+        for ((run, user), dates) in days {
+            let row = self.board.group_of(run, &user).and_then(|g| {
+                let key = (run, g.clone());
+                let (rank, value) = self.standing(&key, &user, def);
+                Some(HistoryRow {
+                    rank: rank32(rank),
+                    value: value?,
+                })
+            });
+            let row = row.unwrap_or(HistoryRow {
+                rank: None,
+                value: 0.0,
+            });
+            for date in dates {
+                commit.consumer_state(
+                    CONSUMER,
+                    &standings::history_key(self.id, run, &user, date),
+                    Some(&row),
+                )?;
+            }
+        }
+        if let (false, Some(at)) = (consumers.is_empty(), at) {
+            for key in changed {
+                effects.push(Effect::LeaderboardChanged {
+                    board_id: self.id,
+                    run: key.0,
+                    top: self.top(&key, TOP, def),
+                    group: key.1,
+                    at,
+                });
+            }
+        }
+        let mut published = None;
+        if !effects.is_empty() {
+            self.seq += 1;
+            let stream = effect_stream(scope, self.id);
+            commit.inbox(consumers, &stream, self.seq, &effects)?;
+            commit.consumer_state(CONSUMER, &standings::seq_key(self.id), Some(&self.seq))?;
+            published = Some(Published {
+                stream,
+                seq: self.seq,
+                effects,
+            });
+        }
+        Ok(BoardWrite { commit, published })
+    }
+
+    /// The announcements due by `at` (SPEC §7.5.2, §8.3) and the instant of the next one,
+    /// as a new [`RunsState`] to commit with them (the caller keeps it once written).
+    pub fn announcements(
+        &self,
+        def: Option<&Leaderboard>,
+        at: DateTime<Utc>,
+    ) -> (Vec<Effect>, RunsState, Option<DateTime<Utc>>) {
+        let mut runs = self.runs;
+        let mut effects = Vec::new();
+        let Some(def) = def else {
+            return (effects, runs, None);
+        };
+        if def.status_at(at) == LeaderboardStatus::Inactive {
+            return (effects, runs, None);
+        }
+        let schedule = def.schedule();
+        let manual = def.status == LeaderboardStatus::Finished;
+        // Started: the newest run whose start moment has come (older ones are skipped).
+        if !manual {
+            let day = at.date_naive() + Days::new(u64::from(at.hour() >= 10));
+            let day = def.end.map_or(day, |e| day.min(e));
+            if let Some(run) = schedule.run_at(day) {
+                if runs.started.is_none_or(|s| s < run.index) {
+                    effects.push(Effect::LeaderboardStarted {
+                        board_id: self.id,
+                        run: run.index,
+                        at,
+                    });
+                    runs.started = Some(run.index);
+                    runs.first.get_or_insert(run.index);
+                }
+            }
+        }
+        // Finished: every run since the first announced one whose finish moment has come.
+        if let Some(first) = runs.first {
+            let last = if manual {
+                def.end.and_then(|e| schedule.run_at(e)).map(|r| r.index)
+            } else {
+                last_finished(&schedule, def.end, at)
+            };
+            let from = runs.finished.map_or(first, |f| f + 1);
+            if let Some(last) = last.filter(|l| *l >= from) {
+                for k in (from..=last).take(FINISH_BATCH) {
+                    let mut groups: Vec<&Vec<String>> = self
+                        .board
+                        .groups_of(k)
+                        .filter(|(_, r)| !r.is_empty())
+                        .map(|(g, _)| g)
+                        .collect();
+                    groups.sort();
+                    if groups.is_empty() {
+                        effects.push(Effect::LeaderboardFinished {
+                            board_id: self.id,
+                            run: k,
+                            group: Vec::new(),
+                            top: Vec::new(),
+                            at,
+                        });
+                    }
+                    for g in groups {
+                        effects.push(Effect::LeaderboardFinished {
+                            board_id: self.id,
+                            run: k,
+                            group: g.clone(),
+                            top: self.top(&(k, g.clone()), TOP, def),
+                            at,
+                        });
+                    }
+                    runs.finished = Some(k);
+                }
+            }
+        }
+        // Next: the following run's start, or the next unfinished run's finish.
+        let next_start = if manual {
+            None
+        } else {
+            schedule
+                .run(runs.started.map_or(0, |s| s + 1))
+                .map(start_moment)
+        };
+        let next_finish = runs
+            .first
+            .and_then(|first| schedule.run(runs.finished.map_or(first, |f| f + 1)))
+            .and_then(finish_moment)
+            .filter(|_| !manual);
+        let next = match (next_start, next_finish) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (effects, runs, next)
+    }
+}
+
+/// When run `run` is announced as started: 10:00 UTC on the day before its start.
+pub fn start_moment(run: Run) -> DateTime<Utc> {
+    let day = run
+        .start
+        .checked_sub_days(Days::new(1))
+        .unwrap_or(run.start);
+    day.and_hms_opt(10, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// When run `run` is finished: 13:00 UTC on the day after its end (never for an open run).
+pub fn finish_moment(run: Run) -> Option<DateTime<Utc>> {
+    let day = run.end?.checked_add_days(Days::new(1))?;
+    Some(day.and_hms_opt(13, 0, 0)?.and_utc())
+}
+
+/// The newest run whose finish moment is at or before `at`.
+fn last_finished(
+    schedule: &crate::rules::runs::Schedule,
+    end: Option<NaiveDate>,
+    at: DateTime<Utc>,
+) -> Option<u64> {
+    // finish_moment(run) <= at  <=>  run.end <= latest
+    let back = 1 + u64::from(at.hour() < 13);
+    let latest = at.date_naive().checked_sub_days(Days::new(back))?;
+    let probe = end.map_or(latest, |e| latest.min(e));
+    let run = schedule.run_at(probe)?;
+    if run.end.is_some_and(|e| e <= latest) {
+        Some(run.index)
+    } else {
+        run.index.checked_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests;
