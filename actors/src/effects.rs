@@ -91,10 +91,7 @@ impl EffectBus {
 /// Whether `consumer` needs to see a record with these effects: leaderboards only records
 /// that ranked something; every other consumer everything.
 pub fn wants<'a>(consumer: ConsumerId, effects: impl IntoIterator<Item = &'a Effect>) -> bool {
-    consumer != ConsumerId::LEADERBOARDS
-        || effects
-            .into_iter()
-            .any(|e| matches!(e, Effect::Ranked { .. }))
+    consumer != ConsumerId::LEADERBOARDS || effects.into_iter().any(Effect::is_ranked)
 }
 
 /// One record a consumer is given: entry `seq` of `stream` and its effects.

@@ -70,6 +70,15 @@ impl Board {
         self.groups.get(key)
     }
 
+    pub fn group_mut(&mut self, key: &GroupKey) -> Option<&mut Ranking> {
+        self.groups.get_mut(key)
+    }
+
+    /// Every group of every run.
+    pub fn groups_mut(&mut self) -> impl Iterator<Item = (&GroupKey, &mut Ranking)> {
+        self.groups.iter_mut()
+    }
+
     /// The group `user` is in for `run`, if they have a value there.
     pub fn group_of(&self, run: u64, user: &str) -> Option<&Vec<String>> {
         self.member_of.get(&(run, user.to_string())).map(|(g, _)| g)

@@ -323,17 +323,28 @@ impl Boards {
 fn board_records(effects: &[Effect]) -> Vec<(Uuid, BoardRecord)> {
     let mut out: Vec<(Uuid, BoardRecord)> = Vec::new();
     for e in effects {
-        let Effect::Ranked {
-            user_id,
-            user_name,
-            tz,
-            at,
-            placements,
-        } = e
-        else {
-            continue;
+        let (user_id, user_name, tz, at, placements) = match e {
+            Effect::Ranked {
+                user_id,
+                user_name,
+                tz,
+                at,
+                placements,
+            } => (
+                user_id,
+                user_name,
+                tz.parse().unwrap_or(chrono_tz::UTC),
+                at,
+                placements,
+            ),
+            Effect::RankedWithoutZone {
+                user_id,
+                user_name,
+                at,
+                placements,
+            } => (user_id, user_name, chrono_tz::UTC, at, placements),
+            _ => continue,
         };
-        let tz = tz.parse().unwrap_or(chrono_tz::UTC);
         for p in placements {
             match out.iter_mut().find(|(b, _)| *b == p.board_id) {
                 Some((_, r)) => r.placements.push(p.clone()),

@@ -121,6 +121,9 @@ pub struct Ranking {
     set: BTreeSet<Entry>,
     /// Per interned user: its current entry, if ranked (value > 0).
     slots: Vec<Option<Entry>>,
+    /// Per interned user: the rank last reported for it (0: none), so a board can tell
+    /// whose rank changed since its last write.
+    reported: Vec<u32>,
     names: Interner,
 }
 
@@ -129,6 +132,7 @@ impl Default for Ranking {
         Self {
             set: BTreeSet::with_maximum_node_size(NODE_SIZE),
             slots: Vec::new(),
+            reported: Vec::new(),
             names: Interner::default(),
         }
     }
@@ -233,6 +237,37 @@ impl Ranking {
         })
     }
 
+    /// The rank last reported for `user` (see [`Ranking::set_reported`]).
+    pub fn reported(&self, user: &str) -> Option<u32> {
+        let id = self.names.find(user)?;
+        self.reported.get(id as usize).copied().filter(|r| *r > 0)
+    }
+
+    /// Records the rank reported for `user` (kept when they leave the order).
+    pub fn set_reported(&mut self, user: &str, rank: Option<u32>) {
+        let idx = self.names.intern(user) as usize;
+        if self.reported.len() <= idx {
+            self.reported.resize(idx + 1, 0);
+        }
+        self.reported[idx] = rank.unwrap_or(0);
+    }
+
+    /// Takes every participant's current rank as reported (after a rebuild from entries).
+    pub fn report_all(&mut self, max: usize, tie: TiePolicy) {
+        let ranked: Vec<(u32, u32)> = self
+            .page(0, max, max, tie)
+            .into_iter()
+            .filter_map(|(user, _, rank)| Some((self.names.find(user)?, u32::try_from(rank).ok()?)))
+            .collect();
+        for (id, rank) in ranked {
+            let idx = id as usize;
+            if self.reported.len() <= idx {
+                self.reported.resize(idx + 1, 0);
+            }
+            self.reported[idx] = rank;
+        }
+    }
+
     /// How many users have a value of at least `value`.
     pub fn count_at_least(&self, value: f64) -> usize {
         self.set.rank(&Entry {
@@ -289,6 +324,7 @@ impl Ranking {
     pub fn heap_bytes(&self) -> usize {
         self.set.len() * std::mem::size_of::<Entry>()
             + self.slots.capacity() * std::mem::size_of::<Option<Entry>>()
+            + self.reported.capacity() * std::mem::size_of::<u32>()
             + self.names.bytes()
     }
 }

@@ -5,6 +5,8 @@
 //!   history;
 //! - `h`: one history row per (board, run, user, local date): the user's end-of-day rank
 //!   and value (SPEC §7.6.3);
+//! - `z`: per (board, user), the user's zone at their last change (a participant without
+//!   one, written before zones were kept, is taken as UTC);
 //! - `s`: per board, the last sequence number of its effect stream;
 //! - `r`: per board, how far its run announcements went.
 
@@ -23,14 +25,32 @@ pub struct StoredEntry {
     pub value: f64,
     pub reached: u64,
     pub name: Option<String>,
-    /// The user's zone at their last change (an IANA name).
-    pub tz: String,
 }
 
 /// Row kinds of the consumer's state.
 const ENTRY: u8 = b'e';
 const HISTORY: u8 = b'h';
 const SEQ: u8 = b's';
+const ZONE: u8 = b'z';
+
+/// The key of a participant's zone row.
+pub fn zone_key(board: Uuid, user: &str) -> Vec<u8> {
+    let mut k = vec![ZONE];
+    k.extend_from_slice(board.as_bytes());
+    k.extend_from_slice(user.as_bytes());
+    k
+}
+
+/// Every participant zone of `board` (user → IANA name).
+pub fn zones(store: &Store, board: Uuid) -> Result<Vec<(String, String)>, StoreError> {
+    let mut prefix = vec![ZONE];
+    prefix.extend_from_slice(board.as_bytes());
+    let rows: Vec<(Vec<u8>, String)> = store.inbox().state_with_prefix(CONSUMER, &prefix)?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+        .collect())
+}
 const RUNS: u8 = b'r';
 
 /// The key of a board's effect-stream sequence row.

@@ -55,11 +55,19 @@ pub struct BoardRecord {
     pub placements: Vec<Placement>,
 }
 
-/// A user's standing before the changes applied since the last write.
-#[derive(Debug, Clone, Copy)]
-struct Prev {
-    rank: Option<usize>,
-    value: Option<f64>,
+/// What changed in one group since the last write: who moved (with their value at the
+/// last write), and the span of positions whose occupant changed.
+#[derive(Debug, Default)]
+struct Dirty {
+    movers: HashMap<String, Option<f64>>,
+    /// Positions (0-based, after each move) whose occupant changed: every user whose
+    /// position changed since the last write is now inside `lo..=hi`.
+    span: Option<(usize, usize)>,
+    /// Moves since the last write (how far past the cut a reported user may have been
+    /// pushed).
+    moves: usize,
+    /// Whether a participant's rank or value changed (`leaderboard.changed`).
+    visible: bool,
 }
 
 /// How far a board's run announcements went (durable, `r` row).
@@ -88,10 +96,13 @@ pub struct BoardState {
     names: HashMap<String, String>,
     /// (run and group, user, local date) changed by users' own records since the last write.
     touched: Vec<(GroupKey, String, NaiveDate)>,
-    /// Standings before the last write of every user whose rank may have changed since.
-    before: HashMap<GroupKey, HashMap<String, Prev>>,
-    /// Groups whose participants' ranks or values changed since the last write.
-    changed: BTreeSet<GroupKey>,
+    /// Participants whose zone is new or changed since the last write.
+    zones: Vec<(String, Tz)>,
+    /// Groups changed since the last write.
+    dirty: BTreeMap<GroupKey, Dirty>,
+    /// Rebuilt from entries: the ranks they give are the last reported ones, taken before
+    /// the first change (which knows the board's cut and tie policy).
+    reports_pending: bool,
     /// The latest instant among the records applied since the last write.
     last_at: Option<DateTime<Utc>>,
     /// The last sequence number of the board's effect stream (durable, `s` row).
@@ -134,8 +145,9 @@ impl BoardState {
             board: Board::new(),
             names: HashMap::new(),
             touched: Vec::new(),
-            before: HashMap::new(),
-            changed: BTreeSet::new(),
+            zones: Vec::new(),
+            dirty: BTreeMap::new(),
+            reports_pending: false,
             last_at: None,
             seq: 0,
             runs: RunsState::default(),
@@ -145,7 +157,9 @@ impl BoardState {
     /// Rebuilds the board from its durable rows.
     pub fn load(store: &Store, id: Uuid) -> Result<Self, StoreError> {
         let mut s = Self::new(id);
+        let zones: HashMap<String, String> = standings::zones(store, id)?.into_iter().collect();
         for (key, user, e) in standings::entries(store, id)? {
+            let tz = zones.get(&user).map_or(chrono_tz::UTC, |z| zone(z));
             s.board.restore(
                 &key,
                 &user,
@@ -153,12 +167,13 @@ impl BoardState {
                     value: e.value,
                     reached: e.reached,
                 },
-                zone(&e.tz),
+                tz,
             );
             if let Some(name) = e.name {
                 s.names.insert(user, name);
             }
         }
+        s.reports_pending = true;
         s.seq = standings::read_row(store, &standings::seq_key(id))?.unwrap_or(0);
         s.runs = standings::read_row(store, &standings::runs_key(id))?.unwrap_or_default();
         Ok(s)
@@ -170,11 +185,6 @@ impl BoardState {
 
     pub fn name(&self, user: &str) -> Option<&str> {
         self.names.get(user).map(String::as_str)
-    }
-
-    /// Whether anything was applied since the last write.
-    pub fn is_dirty(&self) -> bool {
-        !self.touched.is_empty() || !self.before.is_empty()
     }
 
     /// Applies one record's placements in memory (`def`: the board now; `None` when it was
@@ -193,8 +203,16 @@ impl BoardState {
         }
         self.last_at = Some(self.last_at.map_or(rec.at, |a| a.max(rec.at)));
         let max = cut(def);
+        if std::mem::take(&mut self.reports_pending) {
+            for (_, ranking) in self.board.groups_mut() {
+                ranking.report_all(max, def.tie_policy);
+            }
+        }
         let mut outcomes = Vec::with_capacity(rec.placements.len());
         for p in &rec.placements {
+            if self.board.zone_of(p.run, &rec.user_id) != Some(rec.tz) {
+                self.zones.push((rec.user_id.clone(), rec.tz));
+            }
             let (applied, writes) = self.board.apply(
                 &rec.user_id,
                 rec.tz,
@@ -208,17 +226,19 @@ impl BoardState {
                 self.touched.push((key, rec.user_id.clone(), p.date));
             }
             let key: GroupKey = (p.run, p.group.clone());
-            self.note_displaced(&key, &rec.user_id, &applied, max, def.tie_policy);
-            self.before
-                .entry(key.clone())
-                .or_default()
+            let span = self.moved_span(&key, &applied, def.tie_policy);
+            let dirty = self.dirty.entry(key).or_default();
+            dirty
+                .movers
                 .entry(rec.user_id.clone())
-                .or_insert(Prev {
-                    rank: applied.previous_rank,
-                    value: applied.previous_value,
+                .or_insert(applied.previous_value);
+            dirty.moves += 1;
+            dirty.visible |= applied.previous_rank.is_some() || applied.rank.is_some();
+            if let Some((lo, hi)) = span {
+                dirty.span = Some(match dirty.span {
+                    Some((a, b)) => (a.min(lo), b.max(hi)),
+                    None => (lo, hi),
                 });
-            if applied.previous_rank.is_some() || applied.rank.is_some() {
-                self.changed.insert(key);
             }
             outcomes.push(Outcome {
                 placement: p.clone(),
@@ -228,87 +248,36 @@ impl BoardState {
         outcomes
     }
 
-    /// Remembers the standing before this change of every user the mover passed (or who
-    /// passed the mover's old place), up to [`DISPLACED_MAX`] of them: their position moved
-    /// by one, and with it possibly their rank (SPEC §8.3, "displaced by others").
-    fn note_displaced(
-        &mut self,
+    /// The positions whose occupant this change moved: between the mover's old and new
+    /// places (everyone below, when they entered or left), and with shared ranks also the
+    /// users whose value lies between the mover's old and new values (one more or one fewer
+    /// above them).
+    fn moved_span(
+        &self,
         key: &GroupKey,
-        mover: &str,
         applied: &Applied,
-        max: usize,
         tie: TiePolicy,
-    ) {
-        let Some(ranking) = self.board.group(key) else {
-            return;
+    ) -> Option<(usize, usize)> {
+        let ranking = self.board.group(key)?;
+        let last = ranking.len();
+        let by_position = match (applied.moved.before, applied.moved.after) {
+            (Some(a), Some(b)) if a != b => Some((a.min(b), a.max(b))),
+            (None, Some(b)) => Some((b, last)),
+            (Some(a), None) => Some((a, last)),
+            _ => None,
         };
-        let last = ranking.len().saturating_sub(1);
-        // Others at positions lo..=hi now were one place lower (shift 1) or higher (-1).
-        let by_position: Option<(usize, usize, i64)> =
-            match (applied.moved.before, applied.moved.after) {
-                (Some(a), Some(b)) if b < a => Some((b + 1, a, 1)),
-                (Some(a), Some(b)) if b > a => Some((a, b - 1, -1)),
-                (None, Some(b)) => Some((b + 1, last, 1)),
-                (Some(a), None) => Some((a, last, -1)),
-                _ => None,
-            };
-        // Shared ranks count the users strictly above: those whose value lies between the
-        // mover's old and new values gained or lost one above them.
-        let (x_old, x_new) = (applied.previous_value, applied.value);
         let by_value = match tie {
             TiePolicy::Shared => {
-                let (lo_v, hi_v) = (
-                    x_old.unwrap_or(0.0).min(x_new),
-                    x_old.unwrap_or(0.0).max(x_new),
-                );
+                let old = applied.previous_value.unwrap_or(0.0);
+                let (lo_v, hi_v) = (old.min(applied.value), old.max(applied.value));
                 let (from, to) = (ranking.count_at_least(hi_v), ranking.count_at_least(lo_v));
-                (from < to).then(|| (from, to - 1))
+                (from < to).then_some((from, to))
             }
             TiePolicy::FirstReached => None,
         };
-        let (lo, hi) = match (by_position, by_value) {
-            (Some((a, b, _)), Some((c, d))) => (a.min(c), b.max(d)),
-            (Some((a, b, _)), None) => (a, b),
-            (None, Some((c, d))) => (c, d),
-            (None, None) => return,
-        };
-        // Only positions that were or are inside the cut can have changed rank.
-        let hi = hi.min(max).min(lo.saturating_add(DISPLACED_MAX - 1));
-        if lo > hi || lo >= ranking.len() {
-            return;
-        }
-        let seen = self.before.entry(key.clone()).or_default();
-        for (i, (user, value, rank_now)) in ranking
-            .page(lo, hi - lo + 1, max.saturating_add(1), tie)
-            .into_iter()
-            .enumerate()
-        {
-            if user == mover || seen.contains_key(user) {
-                continue;
-            }
-            let position = lo + i;
-            let shift = match by_position {
-                Some((a, b, shift)) if (a..=b).contains(&position) => shift,
-                _ => 0,
-            };
-            let Some(prev_position) = usize::try_from(position as i64 - shift).ok() else {
-                continue;
-            };
-            let rank = (prev_position < max).then(|| match tie {
-                TiePolicy::FirstReached => prev_position + 1,
-                TiePolicy::Shared => {
-                    let was_above = x_old.is_some_and(|v| v > value);
-                    let is_above = x_new > value;
-                    (rank_now + usize::from(was_above)).saturating_sub(usize::from(is_above))
-                }
-            });
-            seen.insert(
-                user.to_string(),
-                Prev {
-                    rank,
-                    value: Some(value),
-                },
-            );
+        match (by_position, by_value) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (one, other) => one.or(other),
         }
     }
 
@@ -353,8 +322,8 @@ impl BoardState {
     ) -> Result<BoardWrite, StoreError> {
         let mut commit = Commit::new();
         let touched = std::mem::take(&mut self.touched);
-        let before = std::mem::take(&mut self.before);
-        let changed = std::mem::take(&mut self.changed);
+        let zones = std::mem::take(&mut self.zones);
+        let dirty = std::mem::take(&mut self.dirty);
         let at = self.last_at.take();
         let Some(def) = def else {
             return Ok(BoardWrite {
@@ -376,12 +345,6 @@ impl BoardState {
                     value,
                     reached: ranking.and_then(|r| r.reached(&user)).unwrap_or(0),
                     name: self.names.get(&user).cloned(),
-                    tz: self
-                        .board
-                        .zone_of(key.0, &user)
-                        .unwrap_or(chrono_tz::UTC)
-                        .name()
-                        .to_string(),
                 });
             commit.consumer_state(
                 CONSUMER,
@@ -389,17 +352,64 @@ impl BoardState {
                 stored.as_ref(),
             )?;
         }
+        for (user, tz) in zones {
+            commit.consumer_state(
+                CONSUMER,
+                &standings::zone_key(self.id, &user),
+                Some(&tz.name().to_string()),
+            )?;
+        }
         let mut effects = Vec::new();
-        for (key, users) in &before {
-            for (user, prev) in users {
-                let (rank, value) = self.standing(key, user, def);
-                if rank == prev.rank {
+        let max = cut(def);
+        let mut changed_groups = Vec::new();
+        for (key, d) in dirty {
+            if d.visible {
+                changed_groups.push(key.clone());
+            }
+            let Some(ranking) = self.board.group(&key) else {
+                continue;
+            };
+            // Whose rank may differ from the one last reported: the movers, and the users
+            // now in the span of moved positions (past the cut by at most one place per
+            // move, and at most DISPLACED_MAX places in all).
+            let mut candidates: Vec<(String, Option<f64>, bool)> = d
+                .movers
+                .into_iter()
+                .map(|(u, prev)| (u, prev, true))
+                .collect();
+            if let Some((lo, hi)) = d.span {
+                let hi = hi
+                    .min(max.saturating_add(d.moves))
+                    .min(lo.saturating_add(DISPLACED_MAX + d.moves));
+                if lo <= hi {
+                    for (user, value, _) in
+                        ranking.page(lo, hi - lo + 1, usize::MAX, def.tie_policy)
+                    {
+                        candidates.push((user.to_string(), Some(value), false));
+                    }
+                }
+            }
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            let mut moved = Vec::new();
+            for (user, previous_value, mover) in &candidates {
+                if !seen.insert(user) {
                     continue;
                 }
+                let rank = rank32(ranking.rank(user, max, def.tie_policy));
+                let previous = ranking.reported(user);
+                if rank != previous {
+                    let value = ranking.value(user).unwrap_or(0.0);
+                    moved.push((user.clone(), rank, previous, value, *previous_value, *mover));
+                }
+            }
+            for (user, rank, previous, value, previous_value, mover) in moved {
+                if let Some(r) = self.board.group_mut(&key) {
+                    r.set_reported(&user, rank);
+                }
                 // Displaced on a day of theirs without a change of their own: that day's
-                // history row.
-                if let (Some(at), false) = (at, days.contains_key(&(key.0, user.clone()))) {
-                    let tz = self.board.zone_of(key.0, user).unwrap_or(chrono_tz::UTC);
+                // history row, in their zone.
+                if let (Some(at), false) = (at, mover) {
+                    let tz = self.board.zone_of(key.0, &user).unwrap_or(chrono_tz::UTC);
                     days.entry((key.0, user.clone()))
                         .or_default()
                         .insert(at.with_timezone(&tz).date_naive());
@@ -409,12 +419,12 @@ impl BoardState {
                         board_id: self.id,
                         run: key.0,
                         group: key.1.clone(),
-                        user_id: user.clone(),
-                        user_name: self.names.get(user).cloned(),
-                        rank: rank32(rank),
-                        previous_rank: rank32(prev.rank),
-                        value: value.unwrap_or(0.0),
-                        previous_value: prev.value,
+                        user_name: self.names.get(&user).cloned(),
+                        user_id: user,
+                        rank,
+                        previous_rank: previous,
+                        value,
+                        previous_value,
                         at,
                     });
                 }
@@ -443,7 +453,7 @@ impl BoardState {
             }
         }
         if let (false, Some(at)) = (consumers.is_empty(), at) {
-            for key in changed {
+            for key in changed_groups {
                 effects.push(Effect::LeaderboardChanged {
                     board_id: self.id,
                     run: key.0,

@@ -74,14 +74,11 @@ pub enum Effect {
         user_id: Option<String>,
         at: DateTime<Utc>,
     },
-    /// A change that counts on leaderboards, placed in its board, run and group when the
-    /// record was applied (SPEC §7.2.3, §7.4).
-    Ranked {
+    /// [`Effect::Ranked`] as recorded before it carried the user's zone: still read from
+    /// older journals (as UTC), never written.
+    RankedWithoutZone {
         user_id: String,
         user_name: Option<String>,
-        /// The user's time zone at the change (their history days when others displace
-        /// them).
-        tz: String,
         at: DateTime<Utc>,
         placements: Vec<crate::leaderboard::placement::Placement>,
     },
@@ -131,9 +128,29 @@ pub enum Effect {
         previous_value: Option<f64>,
         at: DateTime<Utc>,
     },
+    /// A change that counts on leaderboards, placed in its board, run and group when the
+    /// record was applied (SPEC §7.2.3, §7.4). (Appended last: postcard stores the variant's
+    /// index, so older records keep decoding.)
+    Ranked {
+        user_id: String,
+        user_name: Option<String>,
+        /// The user's time zone at the change (their history days when others displace
+        /// them).
+        tz: String,
+        at: DateTime<Utc>,
+        placements: Vec<crate::leaderboard::placement::Placement>,
+    },
 }
 
 impl Effect {
+    /// Whether it places the user on leaderboards.
+    pub fn is_ranked(&self) -> bool {
+        matches!(
+            self,
+            Effect::Ranked { .. } | Effect::RankedWithoutZone { .. }
+        )
+    }
+
     /// Bookkeeping that only replay needs: not delivered to consumers.
     pub fn is_internal(&self) -> bool {
         matches!(
@@ -154,6 +171,7 @@ impl Effect {
                 | Effect::BoostStarted { .. }
                 | Effect::BoostFinished { .. }
                 | Effect::Ranked { .. }
+                | Effect::RankedWithoutZone { .. }
         )
     }
 }

@@ -105,10 +105,7 @@ async fn send_event(
                 record.at.with_timezone(&tz).date_naive(),
             );
             // The boards this event changed, applied now so the answer reflects it.
-            if effects
-                .iter()
-                .any(|e| matches!(e, kudos_actors::user::Effect::Ranked { .. }))
-            {
+            if effects.iter().any(kudos_actors::user::Effect::is_ranked) {
                 let outcomes = state
                     .boards
                     .apply_now(&state.users.stream(&parsed.user_id), seq, &effects)

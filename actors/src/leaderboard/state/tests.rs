@@ -247,7 +247,7 @@ fn displaced_users_get_a_history_row_on_their_own_local_day() {
         ]
     );
     // The rows rebuild the same standings, zone included.
-    let loaded = BoardState::load(&store, d.id).expect("load");
+    let mut loaded = BoardState::load(&store, d.id).expect("load");
     let key: GroupKey = (0, Vec::new());
     let r = loaded.board().group(&key).expect("group");
     assert_eq!(
@@ -260,6 +260,15 @@ fn displaced_users_get_a_history_row_on_their_own_local_day() {
     assert_eq!(
         loaded.board().zone_of(0, "bob"),
         Some(chrono_tz::Asia::Tokyo)
+    );
+    // After a rebuild, the rebuilt ranks count as reported: a move that changes nobody's
+    // rank reports nothing.
+    add(&mut loaded, &d, "alice", 1.0, at(6, 21));
+    assert_eq!(rank_changes(&mut loaded, &d), vec![]);
+    add(&mut loaded, &d, "bob", 20.0, at(6, 22));
+    assert_eq!(
+        rank_changes(&mut loaded, &d),
+        vec![ch("alice", Some(1), Some(2)), ch("bob", Some(2), Some(1))]
     );
 }
 
