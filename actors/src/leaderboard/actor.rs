@@ -38,6 +38,8 @@ pub enum BoardMsg {
     /// Hand out the rows and effects of everything applied since the last write.
     Write {
         consumers: Arc<[ConsumerId]>,
+        /// Also every pending history row of displaced users (a read is waiting for them).
+        all: bool,
         reply: RpcReplyPort<Result<BoardWrite, StoreError>>,
     },
     /// A page of a run's group.
@@ -103,8 +105,12 @@ impl Actor for LeaderboardActor {
             BoardMsg::Apply { record, reply } => {
                 let _ = reply.send(st.board.apply(def, &record));
             }
-            BoardMsg::Write { consumers, reply } => {
-                let _ = reply.send(st.board.write(def, st.deps.scope, &consumers));
+            BoardMsg::Write {
+                consumers,
+                all,
+                reply,
+            } => {
+                let _ = reply.send(st.board.write(def, st.deps.scope, &consumers, all));
             }
             BoardMsg::Page {
                 key,

@@ -39,13 +39,24 @@ pub struct Entry {
     pub reached: u64,
 }
 
+/// A borrowed `(run, user)` key: looks up `member_of` without allocating (it hashes like
+/// the owned tuple).
+#[derive(Hash)]
+struct Member<'a>(u64, &'a str);
+
+impl hashbrown::Equivalent<(u64, String)> for Member<'_> {
+    fn equivalent(&self, key: &(u64, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// The standings of one board.
 #[derive(Default)]
 pub struct Board {
     groups: HashMap<GroupKey, Ranking>,
     /// Which group each user of a run is in (a user with new attributes moves, §7.4.6), and
     /// their zone (the days of their history when others move them).
-    member_of: HashMap<(u64, String), (Vec<String>, Tz)>,
+    member_of: hashbrown::HashMap<(u64, String), (Vec<String>, Tz), std::hash::RandomState>,
     /// The last reach sequence number handed out.
     seq: u64,
 }
@@ -81,14 +92,12 @@ impl Board {
 
     /// The group `user` is in for `run`, if they have a value there.
     pub fn group_of(&self, run: u64, user: &str) -> Option<&Vec<String>> {
-        self.member_of.get(&(run, user.to_string())).map(|(g, _)| g)
+        self.member_of.get(&Member(run, user)).map(|(g, _)| g)
     }
 
     /// The zone `user` had at their last change in `run`.
     pub fn zone_of(&self, run: u64, user: &str) -> Option<Tz> {
-        self.member_of
-            .get(&(run, user.to_string()))
-            .map(|(_, tz)| *tz)
+        self.member_of.get(&Member(run, user)).map(|(_, tz)| *tz)
     }
 
     /// Every group of `run`.
@@ -116,15 +125,19 @@ impl Board {
         let mut writes = Vec::new();
         let key: GroupKey = (run, group.to_vec());
         let mut carried = None;
-        if let Some((old, _)) = self.member_of.get(&(run, user.to_string())).cloned() {
-            if old != group {
-                let old_key = (run, old);
-                if let Some(ranking) = self.groups.get_mut(&old_key) {
-                    carried = ranking.value(user);
-                    ranking.remove(user);
-                }
-                writes.push((old_key, None));
+        let moved_from = self
+            .member_of
+            .get(&Member(run, user))
+            .map(|(g, _)| g)
+            .filter(|g| g.as_slice() != group)
+            .cloned();
+        if let Some(old) = moved_from {
+            let old_key = (run, old);
+            if let Some(ranking) = self.groups.get_mut(&old_key) {
+                carried = ranking.value(user);
+                ranking.remove(user);
             }
+            writes.push((old_key, None));
         }
         let ranking = self.groups.entry(key.clone()).or_default();
         let previous_rank = ranking.rank(user, max, tie);
@@ -153,8 +166,18 @@ impl Board {
                 && ranking.rank(last, max, tie).is_none()
         });
         let threshold = ranking.threshold(max);
-        self.member_of
-            .insert((run, user.to_string()), (group.to_vec(), tz));
+        match self.member_of.get_mut(&Member(run, user)) {
+            Some(m) => {
+                if m.0.as_slice() != group {
+                    m.0 = group.to_vec();
+                }
+                m.1 = tz;
+            }
+            None => {
+                self.member_of
+                    .insert((run, user.to_string()), (group.to_vec(), tz));
+            }
+        }
         writes.push((key, (value > 0.0).then_some(Entry { value, reached })));
         (
             Applied {

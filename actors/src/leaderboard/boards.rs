@@ -53,6 +53,8 @@ struct Inner {
     supervisor: ActorCell,
     actors: tokio::sync::Mutex<HashMap<Uuid, ActorRef<BoardMsg>>>,
     router: tokio::sync::Mutex<Router>,
+    /// Held while a collected batch is written (taken before the apply lock is released).
+    writing: tokio::sync::Mutex<()>,
     /// Consumers that get the boards' effects (the leaderboards consumer does not).
     consumers: Arc<[ConsumerId]>,
     /// Bumped by every reset, so the consumer knows to restart and catch up.
@@ -85,6 +87,7 @@ impl Boards {
                 supervisor,
                 actors: tokio::sync::Mutex::new(HashMap::new()),
                 router: tokio::sync::Mutex::new(Router::default()),
+                writing: tokio::sync::Mutex::new(()),
                 consumers: consumers.into(),
                 generation: AtomicU64::new(0),
             }),
@@ -203,14 +206,32 @@ impl Boards {
     }
 
     /// Writes the rows and effects of everything applied and not written, with the removal
-    /// of those records' inbox rows, in one batch; then publishes the effects.
-    async fn write_locked(&self, router: &mut Router) -> Result<(), StoreError> {
+    /// of those records' inbox rows, in one batch; then publishes the effects. The batch is
+    /// collected under the apply lock and written after it is released (requests go on
+    /// applying meanwhile); batches are written in the order they were collected, and a
+    /// caller that returns has its batch on disk.
+    async fn write(
+        &self,
+        mut router: tokio::sync::MutexGuard<'_, Router>,
+        all: bool,
+    ) -> Result<(), StoreError> {
         let mut commit = Commit::new();
         let mut published = Vec::new();
-        for board in std::mem::take(&mut router.dirty) {
+        let boards: Vec<Uuid> = if all {
+            // Every running board: some may hold displaced users' history rows.
+            router.dirty.clear();
+            self.inner.actors.lock().await.keys().copied().collect()
+        } else {
+            std::mem::take(&mut router.dirty).into_iter().collect()
+        };
+        for board in boards {
             let consumers = self.inner.consumers.clone();
             match self
-                .call(board, |reply| BoardMsg::Write { consumers, reply })
+                .call(board, |reply| BoardMsg::Write {
+                    consumers,
+                    all,
+                    reply,
+                })
                 .await
             {
                 Ok(Ok(w)) => {
@@ -218,23 +239,27 @@ impl Boards {
                     published.extend(w.published);
                 }
                 Ok(Err(e)) | Err(e) => {
-                    self.reset(router).await;
+                    self.reset(&mut router).await;
                     return Err(e);
                 }
             }
         }
         let unwritten = std::mem::take(&mut router.unwritten);
-        for (stream, seq) in &unwritten {
-            commit.inbox_done(ConsumerId::LEADERBOARDS, stream, *seq);
-        }
-        if let Err(e) = self.inner.deps.store.write(commit) {
-            self.reset(router).await;
-            return Err(e);
-        }
         for id in &unwritten {
+            commit.inbox_done(ConsumerId::LEADERBOARDS, &id.0, id.1);
             if let Some(a) = router.applied.get_mut(id) {
                 a.written = true;
             }
+        }
+        let writing = self.inner.writing.lock().await;
+        drop(router);
+        let written = self.inner.deps.store.write(commit);
+        drop(writing);
+        if let Err(e) = written {
+            // Memory is ahead of the disk: start over from the disk.
+            let mut router = self.inner.router.lock().await;
+            self.reset(&mut router).await;
+            return Err(e);
         }
         for p in published {
             self.inner.deps.bus.publish(p);
@@ -258,11 +283,8 @@ impl Boards {
     /// Writes every change applied in memory, so a read from disk sees it (a user's history
     /// right after their event).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let mut router = self.inner.router.lock().await;
-        if router.unwritten.is_empty() && router.dirty.is_empty() {
-            return Ok(());
-        }
-        self.write_locked(&mut router).await
+        let router = self.inner.router.lock().await;
+        self.write(router, true).await
     }
 
     /// A page of a run's group.
@@ -388,6 +410,6 @@ impl EffectConsumer for LeaderboardsConsumer {
                 .apply_locked(&mut router, r.stream, r.seq, r.effects)
                 .await?;
         }
-        boards.write_locked(&mut router).await
+        boards.write(router, false).await
     }
 }

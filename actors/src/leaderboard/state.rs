@@ -34,6 +34,11 @@ use crate::user::Effect;
 pub const DISPLACED_MAX: usize = 1000;
 /// Rows in the top list of `leaderboard.changed` and `leaderboard.finished` (SPEC §8.3).
 pub const TOP: usize = 10;
+/// How often the history rows of users displaced by others (not by their own change) are
+/// written by the consumer's batches; a history read writes them at once. Dense boards
+/// displace hundreds of users per event: writing each one's row in every batch cost more
+/// than the rest of the write.
+const DISPLACED_HISTORY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Finished runs announced per evaluation (catch-up after a long downtime continues at once).
 const FINISH_BATCH: usize = 100;
 
@@ -100,6 +105,9 @@ pub struct BoardState {
     zones: Vec<(String, Tz)>,
     /// Groups changed since the last write.
     dirty: BTreeMap<GroupKey, Dirty>,
+    /// Days on which users were displaced by others, whose history rows are not written yet.
+    displaced_days: BTreeMap<(u64, String), BTreeSet<NaiveDate>>,
+    displaced_written: Option<std::time::Instant>,
     /// Rebuilt from entries: the ranks they give are the last reported ones, taken before
     /// the first change (which knows the board's cut and tie policy).
     reports_pending: bool,
@@ -148,6 +156,8 @@ impl BoardState {
             zones: Vec::new(),
             dirty: BTreeMap::new(),
             reports_pending: false,
+            displaced_days: BTreeMap::new(),
+            displaced_written: None,
             last_at: None,
             seq: 0,
             runs: RunsState::default(),
@@ -313,12 +323,15 @@ impl BoardState {
 
     /// Hands out the rows and effects of everything applied since the last write (see the
     /// module docs), and forgets it. `consumers`: who gets the effects (none: they are not
-    /// built). The caller writes the commit; if that fails, the board must be reloaded.
+    /// built). `all`: also the history rows of displaced users (else at most every
+    /// [`DISPLACED_HISTORY_EVERY`]). The caller writes the commit; if that fails, the board
+    /// must be reloaded.
     pub fn write(
         &mut self,
         def: Option<&Leaderboard>,
         scope: Scope,
         consumers: &[ConsumerId],
+        all: bool,
     ) -> Result<BoardWrite, StoreError> {
         let mut commit = Commit::new();
         let touched = std::mem::take(&mut self.touched);
@@ -410,7 +423,8 @@ impl BoardState {
                 // history row, in their zone.
                 if let (Some(at), false) = (at, mover) {
                     let tz = self.board.zone_of(key.0, &user).unwrap_or(chrono_tz::UTC);
-                    days.entry((key.0, user.clone()))
+                    self.displaced_days
+                        .entry((key.0, user.clone()))
                         .or_default()
                         .insert(at.with_timezone(&tz).date_naive());
                 }
@@ -428,6 +442,15 @@ impl BoardState {
                         at,
                     });
                 }
+            }
+        }
+        let due = self
+            .displaced_written
+            .is_none_or(|t| t.elapsed() >= DISPLACED_HISTORY_EVERY);
+        if all || due {
+            self.displaced_written = Some(std::time::Instant::now());
+            for (k, dates) in std::mem::take(&mut self.displaced_days) {
+                days.entry(k).or_default().extend(dates);
             }
         }
         // The history: each day's row is the user's standing, now, in the group they are in.

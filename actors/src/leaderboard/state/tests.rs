@@ -61,7 +61,7 @@ fn add(s: &mut BoardState, def: &Leaderboard, user: &str, v: f64, when: DateTime
 /// (user, previous rank, rank) of every rank change a write hands out, sorted.
 fn rank_changes(s: &mut BoardState, def: &Leaderboard) -> Vec<(String, Option<u32>, Option<u32>)> {
     let w = s
-        .write(Some(def), Scope::DEFAULT, &[ConsumerId::TEST_TALLY])
+        .write(Some(def), Scope::DEFAULT, &[ConsumerId::TEST_TALLY], true)
         .expect("write");
     let mut out: Vec<_> = w
         .published
@@ -228,11 +228,19 @@ fn displaced_users_get_a_history_row_on_their_own_local_day() {
         },
     );
     store
-        .write(s.write(Some(&d), Scope::DEFAULT, &[]).expect("w").commit)
+        .write(
+            s.write(Some(&d), Scope::DEFAULT, &[], true)
+                .expect("w")
+                .commit,
+        )
         .expect("write");
     add(&mut s, &d, "alice", 30.0, at(6, 20));
     store
-        .write(s.write(Some(&d), Scope::DEFAULT, &[]).expect("w").commit)
+        .write(
+            s.write(Some(&d), Scope::DEFAULT, &[], true)
+                .expect("w")
+                .commit,
+        )
         .expect("write");
     let h = standings::history(&store, d.id, 0, "bob", 10).expect("history");
     let days: Vec<(String, Option<u32>)> = h
