@@ -131,6 +131,8 @@ pub struct Gauges {
     pub storage_healthy: bool,
     /// Inbox rows the effect tally has not applied (capped), when it runs.
     pub effect_backlog: Option<usize>,
+    /// Background jobs recorded and not finished (backfills, re-filing, board seeding).
+    pub jobs: usize,
 }
 
 /// The whole `/metrics` body.
@@ -211,6 +213,12 @@ pub fn render(counters: &OpsCounters, g: &Gauges) -> String {
         "Users ever created.",
         g.users.to_string(),
     );
+    single(
+        "kudos_background_jobs",
+        "gauge",
+        "Background jobs that visit every user, recorded and not finished yet.",
+        g.jobs.to_string(),
+    );
     out
 }
 
@@ -250,6 +258,7 @@ mod tests {
             fsync_failures: 0,
             storage_healthy: true,
             effect_backlog: None,
+            jobs: 0,
         };
         let text = render(&c, &g);
         assert!(text.contains("kudos_http_requests_total{method=\"POST\",route=\"/v1/metrics/{key}/event\",status=\"201\"} 2"));

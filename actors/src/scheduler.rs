@@ -51,6 +51,12 @@ pub enum Job {
     Refile,
     /// [`Job::Refile`] for these users only (a boost was created for them).
     RefileUsers(Vec<String>),
+    /// Place every user's activity from before `until` on a board activated then (SPEC
+    /// §7.5.3).
+    SeedBoard {
+        board_id: Uuid,
+        until: DateTime<Utc>,
+    },
 }
 
 impl Job {
@@ -291,6 +297,10 @@ impl Scheduler {
                 })
                 .collect(),
             Job::Refile | Job::RefileUsers(_) => vec![Command::Advance { at: None }],
+            Job::SeedBoard { board_id, until } => vec![Command::SeedBoard {
+                board_id: *board_id,
+                until: *until,
+            }],
         };
         let mut report = JobReport::default();
         let indexes = self.store.indexes();

@@ -118,6 +118,14 @@ async fn prometheus(State(state): State<AppState>) -> Response {
             .unwrap_or(0),
         fsync_failures: durability.failure_count(),
         storage_healthy: state.store.healthy(),
+        jobs: state
+            .store
+            .meta_keys(&format!(
+                "{}{}",
+                state.users.scope().meta_prefix(),
+                kudos_actors::scheduler::JOB_PREFIX
+            ))
+            .map_or(0, |k| k.len()),
         effect_backlog: state.effect_tally.as_ref().map(|_| {
             state
                 .store

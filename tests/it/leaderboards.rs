@@ -437,3 +437,74 @@ async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
         (json!(2), json!(2))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_before_activation_counts_once_in_its_run() {
+    let s = TestServer::start_with_test_clock().await;
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-02-28T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    // Before the board exists: Alice writes on Feb 28 (before the run) and Mar 1; Bob on
+    // Mar 1.
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-02-28T12:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    words(&s, "alice", 1000.0).await;
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-03-01T08:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    words(&s, "alice", 40.0).await;
+    words(&s, "bob", 50.0).await;
+    let r = s
+        .post(
+            "/admin/v1/test-clock",
+            json!({"now": "2027-03-01T09:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "March", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-03-01", "runUnit": "month", "runInterval": 1,
+                    "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["created"][0]["id"].as_str().expect("id").to_string();
+    let board = "/v1/leaderboards/weekly";
+    let want = json!([["bob", 1, 50], ["alice", 2, 40]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    // Live activity adds to the seeded values.
+    words(&s, "alice", 20.0).await;
+    let want = json!([["alice", 1, 60], ["bob", 2, 50]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    // Paused and activated again: nobody is seeded a second time.
+    for status in ["inactive", "active"] {
+        let r = s
+            .patch(
+                "/admin/v1/leaderboards",
+                json!([{"id": id, "status": status}]),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // Once the second job visited everyone, nothing moved.
+    s.jobs_done().await;
+    words(&s, "bob", 1.0).await;
+    let want = json!([["alice", 1, 60], ["bob", 2, 51]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+}

@@ -175,6 +175,30 @@ impl TestServer {
         }
     }
 
+    /// Waits until no background job is recorded (`kudos_background_jobs` 0 in `/metrics`).
+    pub async fn jobs_done(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = self
+                .client
+                .get(format!("{}/metrics", self.base))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("body");
+            if text.lines().any(|l| l == "kudos_background_jobs 0") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "background jobs did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Creates metrics by key and returns their ids.
     pub async fn create_metrics(&self, keys: &[&str]) -> Vec<String> {
         let items: Vec<Value> = keys

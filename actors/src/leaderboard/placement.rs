@@ -138,6 +138,82 @@ pub fn placements(
         .collect()
 }
 
+/// What a board seeded at its activation ranks the user by.
+pub enum SeedSource<'a> {
+    /// Value changes per quarter-hour (a metric's or a points system's).
+    Buckets(&'a crate::rules::summary::Buckets),
+    /// The current streak length.
+    Streak(u32),
+}
+
+/// The placements of a user's activity from before `until` (a board's activation) on
+/// `board` (SPEC §7.5.3): per run, the sum of the quarter-hours before the one holding
+/// `until` whose local date falls in the run and whose local start is inside the board's
+/// window; for a streak board, the current length. Activity later than that quarter-hour's
+/// start was placed when it happened.
+pub fn seed(
+    board: &Leaderboard,
+    catalog: &Catalog,
+    user: &Participant<'_>,
+    source: SeedSource<'_>,
+    until: DateTime<Utc>,
+) -> Vec<Placement> {
+    if !participates(board, catalog, user.attributes) {
+        return Vec::new();
+    }
+    let Some(group) = group_of(board, catalog, user.attributes) else {
+        return Vec::new();
+    };
+    let schedule = board.schedule();
+    match source {
+        SeedSource::Streak(length) => {
+            let date = until.with_timezone(&user.tz).date_naive();
+            match schedule.run_at(date) {
+                Some(run) if length > 0 => vec![Placement {
+                    board_id: board.id,
+                    run: run.index,
+                    group,
+                    change: BoardChange::Set(f64::from(length)),
+                    date,
+                }],
+                _ => Vec::new(),
+            }
+        }
+        SeedSource::Buckets(buckets) => {
+            use crate::rules::summary::{bucket_of, BUCKET_SECS};
+            let mut runs: BTreeMap<u64, (f64, chrono::NaiveDate)> = BTreeMap::new();
+            for (&bucket, &value) in buckets.range(..bucket_of(until)) {
+                let Some(start) = DateTime::<Utc>::from_timestamp(bucket * BUCKET_SECS, 0) else {
+                    continue;
+                };
+                let local = start.with_timezone(&user.tz);
+                let (date, time) = (local.date_naive(), local.time());
+                let outside = board.start_time.is_some_and(|s| time < s)
+                    || board.end_time.is_some_and(|e| time >= e);
+                if outside {
+                    continue;
+                }
+                let Some(run) = schedule.run_at(date) else {
+                    continue;
+                };
+                let slot = runs.entry(run.index).or_insert((0.0, date));
+                slot.0 += value;
+                slot.1 = slot.1.max(date);
+            }
+            runs.into_iter()
+                .filter(|(_, (sum, _))| *sum != 0.0)
+                .map(|(run, (sum, date))| Placement {
+                    board_id: board.id,
+                    run,
+                    group: group.clone(),
+                    change: BoardChange::Add(sum),
+                    date,
+                })
+                .collect()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +269,67 @@ mod tests {
         );
         assert!(out.issues.is_empty(), "{:?}", out.issues);
         (cat, m[0].id)
+    }
+
+    #[test]
+    fn seeding_sums_the_history_per_run_inside_the_window_before_activation() {
+        use crate::rules::summary::{bucket_of, Buckets};
+        let (cat, _) = setup();
+        let board = cat.leaderboard_by_key("weekly").expect("board").clone();
+        let attrs: BTreeMap<String, String> = [("country", "FR"), ("plan", "pro")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let user = Participant {
+            tz: chrono_tz::Asia::Tokyo,
+            attributes: &attrs,
+        };
+        let t = |d, h, m| {
+            Utc.with_ymd_and_hms(2025, 1, d, h, m, 0)
+                .single()
+                .expect("t")
+        };
+        let mut buckets = Buckets::new();
+        // Tokyo is UTC+9. Jan 4 23:00 UTC = Jan 5 08:00 local: before the 09:00 window.
+        buckets.insert(bucket_of(t(4, 23, 0)), 100.0);
+        // Jan 5 01:00 UTC = 10:00 local (run 0) and Jan 12 00:30 UTC = Jan 12 09:30 (run 1).
+        buckets.insert(bucket_of(t(5, 1, 0)), 5.0);
+        buckets.insert(bucket_of(t(12, 0, 30)), 7.0);
+        // In the activation's own quarter-hour: placed live, not seeded.
+        buckets.insert(bucket_of(t(12, 3, 5)), 1000.0);
+        let got = seed(
+            &board,
+            &cat,
+            &user,
+            SeedSource::Buckets(&buckets),
+            t(12, 3, 10),
+        );
+        let runs: Vec<(u64, BoardChange, String)> = got
+            .iter()
+            .map(|p| (p.run, p.change, p.date.to_string()))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                (0, BoardChange::Add(5.0), "2025-01-05".to_string()),
+                (1, BoardChange::Add(7.0), "2025-01-12".to_string())
+            ]
+        );
+        assert!(got.iter().all(|p| p.group == vec!["FR".to_string()]));
+        // Not a participant (plan filter): nothing.
+        let free: BTreeMap<String, String> = [("country".to_string(), "FR".to_string())].into();
+        let outsider = Participant {
+            tz: chrono_tz::UTC,
+            attributes: &free,
+        };
+        assert!(seed(
+            &board,
+            &cat,
+            &outsider,
+            SeedSource::Buckets(&buckets),
+            t(12, 3, 10)
+        )
+        .is_empty());
     }
 
     #[test]

@@ -122,6 +122,19 @@ impl UserActorState {
             _ => &[],
         };
         let mut seen = SeenKeys::new();
+        if let Command::SeedBoard { board_id, .. } = command {
+            if let Some((_, value)) = self
+                .deps
+                .store
+                .indexes()
+                .idempotency(&self.stream, &idempotency_slot(*board_id, SEED_KEY))?
+            {
+                seen.insert(
+                    (*board_id, SEED_KEY.to_string()),
+                    Uuid::from_slice(&value).unwrap_or_default(),
+                );
+            }
+        }
         for ev in events {
             let Some(key) = &ev.idempotency_key else {
                 continue;
@@ -198,6 +211,16 @@ impl UserActorState {
         match &record {
             UserRecord::PauseAdded { pause, .. } => {
                 c.owner(scope, &pause.id.to_string(), &self.stream);
+            }
+            UserRecord::BoardSeeded { board_id, .. } => {
+                // Seeded once per board, forever: a job that runs again skips this user.
+                c.idempotency(
+                    &self.stream,
+                    &idempotency_slot(*board_id, SEED_KEY),
+                    Uuid::nil().as_bytes(),
+                    now.timestamp_millis(),
+                    false,
+                );
             }
             UserRecord::Event(ev) => {
                 if let Some(key) = &ev.idempotency_key {
@@ -351,7 +374,9 @@ impl UserActorState {
                 Outcome::Restored(Some(state.streak_view(catalog, now).length))
             }
             (Command::ResetStreak, _) => Outcome::Reset,
-            (Command::Advance { .. } | Command::Backfill { .. }, _) => Outcome::Advanced,
+            (Command::Advance { .. } | Command::Backfill { .. } | Command::SeedBoard { .. }, _) => {
+                Outcome::Advanced
+            }
             (
                 Command::CompleteAchievement { .. },
                 UserRecord::ApiCompleted {

@@ -100,7 +100,53 @@ impl UserState {
         let points = self.evaluate_points(catalog, record, at, &mut out);
         self.announce_boosts(catalog, at, &mut out);
         self.place_on_leaderboards(catalog, &mut out);
+        if let UserRecord::BoardSeeded {
+            board_id, until, ..
+        } = record
+        {
+            self.seed_board(catalog, *board_id, *until, &mut out);
+        }
         (out, points.blocked)
+    }
+
+    /// Places the user's activity from before `until` on a board activated then, from the
+    /// quarter-hour history kept per metric and points system (SPEC §7.5.3).
+    fn seed_board(
+        &self,
+        catalog: &Catalog,
+        board_id: Uuid,
+        until: DateTime<Utc>,
+        out: &mut Vec<Effect>,
+    ) {
+        use crate::catalog::leaderboards::RankBy;
+        use crate::leaderboard::placement::{seed, Participant, SeedSource};
+        let (Some(profile), Some(board)) = (&self.profile, catalog.leaderboard(board_id)) else {
+            return;
+        };
+        let user = Participant {
+            tz: profile.time_zone(),
+            attributes: &profile.attributes,
+        };
+        let empty = Default::default();
+        let source = match board.rank_by {
+            RankBy::Metric { metric_id } => {
+                SeedSource::Buckets(self.metrics.get(&metric_id).map_or(&empty, |m| &m.buckets))
+            }
+            RankBy::Points { system_id } => {
+                SeedSource::Buckets(self.points.get(&system_id).map_or(&empty, |p| &p.buckets))
+            }
+            RankBy::Streak => SeedSource::Streak(self.streak_view(catalog, until).length),
+        };
+        let placements = seed(board, catalog, &user, source, until);
+        if !placements.is_empty() {
+            out.push(Effect::Ranked {
+                user_id: profile.id.clone(),
+                user_name: profile.name.clone(),
+                tz: user.tz.name().to_string(),
+                at: until,
+                placements,
+            });
+        }
     }
 
     /// Places what the record changed on the leaderboards that rank it, in the user's zone
@@ -455,7 +501,7 @@ impl UserState {
                     silent: false,
                 });
             }
-            UserRecord::Backfill { .. } => {}
+            UserRecord::Backfill { .. } | UserRecord::BoardSeeded { .. } => {}
         }
         out
     }

@@ -134,6 +134,12 @@ pub enum Command {
     Backfill {
         achievement_id: Uuid,
     },
+    /// Place the user's activity from before `until` (a board's activation) on that board,
+    /// once per board (SPEC §7.5.3).
+    SeedBoard {
+        board_id: Uuid,
+        until: DateTime<Utc>,
+    },
 }
 
 /// What a command produced, for the caller.

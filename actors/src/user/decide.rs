@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::achievements::AchievementStatus;
+use crate::catalog::leaderboards::LeaderboardStatus;
 use crate::catalog::{check_days_off, AttributeKind, Catalog};
 use crate::rules::profile::{apply_write, UserProfile};
 use crate::rules::streak::{self, local_date, Pause, StreakConfig};
@@ -16,6 +17,9 @@ use crate::rules::summary::bucket_of;
 /// they produced (SPEC §1.5). The actor looks them up before deciding; they are stored as
 /// their own rows, not in the state every snapshot rewrites.
 pub type SeenKeys = HashMap<(Uuid, String), Uuid>;
+
+/// The idempotency key (under the board's id) that marks a user as seeded on a board.
+pub const SEED_KEY: &str = "leaderboard-seed";
 
 /// The index slot of an idempotency key: the metric id's 16 bytes, then the key.
 pub fn idempotency_slot(metric_id: Uuid, key: &str) -> Vec<u8> {
@@ -222,6 +226,23 @@ pub fn decide(
             }
             UserRecord::Backfill {
                 achievement_id: *achievement_id,
+                at: ctx.now,
+            }
+        }
+        Command::SeedBoard { board_id, until } => {
+            let active = ctx
+                .catalog
+                .leaderboard(*board_id)
+                .is_some_and(|b| b.status_at(ctx.now) != LeaderboardStatus::Inactive);
+            if state.profile.is_none()
+                || !active
+                || ctx.seen.contains_key(&(*board_id, SEED_KEY.to_string()))
+            {
+                return Ok(Decision::Answer(Outcome::Advanced));
+            }
+            UserRecord::BoardSeeded {
+                board_id: *board_id,
+                until: *until,
                 at: ctx.now,
             }
         }

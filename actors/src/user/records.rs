@@ -244,6 +244,13 @@ pub enum UserRecord {
         achievement_id: Uuid,
         at: DateTime<Utc>,
     },
+    /// The user's activity before `until` was placed on a board activated then (SPEC
+    /// §7.5.3); the placements are its recorded `Ranked` effect.
+    BoardSeeded {
+        board_id: Uuid,
+        until: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// One journal entry of a user stream: the record and the effects it had when it was
@@ -281,7 +288,8 @@ impl UserRecord {
             | UserRecord::StreakRestored { at, .. }
             | UserRecord::StreakReset { at, .. }
             | UserRecord::ApiCompleted { at, .. }
-            | UserRecord::Backfill { at, .. } => Some(*at),
+            | UserRecord::Backfill { at, .. }
+            | UserRecord::BoardSeeded { at, .. } => Some(*at),
             _ => None,
         }
     }

@@ -5,8 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use kudos_actors::catalog::leaderboards::LeaderboardChanges;
+use kudos_actors::catalog::leaderboards::{LeaderboardChanges, LeaderboardStatus};
 use kudos_actors::catalog::{Catalog, Changed};
+use kudos_actors::scheduler::Job;
 use serde_json::{json, Value};
 
 use super::metrics::{created_status, MAX_BULK};
@@ -37,18 +38,54 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 /// Applies a catalog change, then lets every changed board make the run announcements now
 /// due (a board activated after its run's start moment announces it at once, a manual
 /// finish finishes the run) and file its next one.
+///
+/// A board activated for the first time (created active or scheduled, or leaving
+/// `inactive`) also gets the activity from before that moment (SPEC §7.5.3): a background
+/// job, recorded in the same commit as the change, has every user place it once.
 async fn apply(
     state: &AppState,
     op: impl FnOnce(&mut Catalog) -> LeaderboardChanges,
 ) -> ApiResult<LeaderboardChanges> {
-    let out = state
+    let now = state.clock.now();
+    let scope = state.users.scope();
+    let (out, jobs) = state
         .catalog
         .update(|cat| {
+            let inactive = |c: &Catalog, id| {
+                c.leaderboard(id).is_none_or(
+                    |l: &kudos_actors::catalog::leaderboards::Leaderboard| {
+                        l.status_at(now) == LeaderboardStatus::Inactive
+                    },
+                )
+            };
+            let before: Vec<_> = cat
+                .leaderboards()
+                .map(|l| (l.id, l.status_at(now) == LeaderboardStatus::Inactive))
+                .collect();
             let out = op(cat);
-            let changed = out.changed.iter().map(Changed::of).collect();
-            (out, changed)
+            let mut changed: Vec<Changed> = out.changed.iter().map(Changed::of).collect();
+            let mut jobs = Vec::new();
+            for l in &out.changed {
+                let was_inactive = before
+                    .iter()
+                    .find(|(id, _)| *id == l.id)
+                    .is_none_or(|(_, inactive)| *inactive);
+                if was_inactive && !inactive(cat, l.id) {
+                    let job = Job::SeedBoard {
+                        board_id: l.id,
+                        until: now,
+                    };
+                    let (key, value) = job.record(scope);
+                    changed.push(Changed::Meta(key.clone(), value));
+                    jobs.push((key, job));
+                }
+            }
+            ((out, jobs), changed)
         })
         .await?;
+    for (key, job) in jobs {
+        state.scheduler.spawn_job(key, job);
+    }
     for l in &out.changed {
         state.boards.announce(l.id, None).await?;
     }
