@@ -508,3 +508,65 @@ async fn activity_before_activation_counts_once_in_its_run() {
     let want = json!([["alice", 1, 60], ["bob", 2, 51]]);
     assert_eq!(rankings_settle(&s, board, &want).await, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_roll_over_at_each_users_local_midnight() {
+    let s = TestServer::start_with_test_clock().await;
+    let set = |now: &'static str| {
+        let s = &s;
+        async move {
+            let r = s.post("/admin/v1/test-clock", json!({ "now": now })).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    set("2027-01-05T12:00:00Z").await;
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Daily", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-01-01", "runUnit": "day", "runInterval": 1,
+                    "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for (user, tz) in [("tokyo", "Asia/Tokyo"), ("la", "America/Los_Angeles")] {
+        let r = s
+            .put(&format!("/v1/users/{user}"), json!({ "tz": tz }))
+            .await;
+        assert!(r.status == 200 || r.status == 201, "{:?}", r.body);
+    }
+    // 16:00 UTC on Jan 5: already Jan 6 in Tokyo (01:00), still Jan 5 in Los Angeles (08:00).
+    set("2027-01-05T16:00:00Z").await;
+    let tokyo = words(&s, "tokyo", 10.0).await;
+    let la = words(&s, "la", 20.0).await;
+    assert_eq!(
+        tokyo["leaderboards"]["weekly"]["start"], "2027-01-06",
+        "{tokyo}"
+    );
+    assert_eq!(la["leaderboards"]["weekly"]["start"], "2027-01-05", "{la}");
+    let board = "/v1/leaderboards/weekly";
+    // Today (UTC) is Jan 5: the current run holds Los Angeles only, and Tokyo's run is
+    // not readable yet (after the current run, SPEC §7.2.4).
+    let want = json!([["la", 1, 20]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    assert_eq!(s.get(&format!("{board}?run=2027-01-06")).await.status, 422);
+    set("2027-01-06T01:00:00Z").await;
+    let want = json!([["tokyo", 1, 10]]);
+    assert_eq!(rankings_settle(&s, board, &want).await, want);
+    let want = json!([["la", 1, 20]]);
+    assert_eq!(
+        rankings_settle(&s, &format!("{board}?run=2027-01-05"), &want).await,
+        want
+    );
+    let mine = s
+        .get("/v1/users/la/leaderboards/weekly?run=2027-01-05&numEvents=3")
+        .await
+        .body;
+    assert_eq!(
+        (mine["rank"].clone(), mine["value"].clone()),
+        (json!(1), json!(20)),
+        "{mine}"
+    );
+    assert_eq!(mine["history"][0]["date"], "2027-01-05", "{mine}");
+}
