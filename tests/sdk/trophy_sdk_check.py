@@ -1917,7 +1917,12 @@ def run_leaderboards(client, *, plan_id):
     eq(app_leaderboard_tuple(board), app_common[LB_BY_PLAN], "leaderboards.get(by-plan): fields")
     settled(LB_BY_PLAN, [(LB_CAROL, "Carol", 1, 6)],
             "leaderboards.get(by-plan, userAttributes=plan:free)", user_attributes="plan:free")
-    settled(LB_STREAK, [], "leaderboards.get(streak) (no streak activity since it started)")
+    # Users whose streak was running when the board was activated are on it from the start
+    # (SPEC 7.5.3), ties in the order they were placed.
+    streak_seeded = [(ACH_USER, None, 1, 1), (POINTS_USER, None, 2, 1),
+                     (STREAK_USER, None, 3, 1)]
+    settled(LB_STREAK, streak_seeded,
+            "leaderboards.get(streak) (current streaks placed at activation)")
 
     step("metrics.event on the streak metric: the streak board ranks the streak length")
     raw = client.metrics.with_raw_response.event(METRIC_KEY, user=UpsertedUser(id=LB_ALICE),
@@ -1926,14 +1931,14 @@ def run_leaderboards(client, *, plan_id):
     eq(raw.data.current_streak.length, 1, "streak leaderboard event: currentStreak.length")
     entries = raw.data.leaderboards
     eq({k: event_leaderboard_tuple(v) for k, v in entries.items()},
-       {LB_STREAK: (1, None, 0, day(0), None, None, None)},
+       {LB_STREAK: (4, None, 0, day(0), None, None, None)},
        "streak leaderboard event: (rank, previousRank, threshold, start, end, breakdown)")
     e = entries[LB_STREAK]
     eq((e.id, e.name, e.rank_by, e.metric_key, e.metric_name, e.breakdown_attributes,
         e.max_participants, e.run_unit, e.run_interval),
        (streak.id, "Streakers", "streak", None, None, [], 1000, None, None),
        "streak leaderboard event: configuration fields")
-    streak_alice = [(LB_ALICE, "Alice", 1, 1)]
+    streak_alice = streak_seeded + [(LB_ALICE, "Alice", 4, 1)]
     settled(LB_STREAK, streak_alice, "leaderboards.get(streak)")
 
     step("leaderboards.get errors")

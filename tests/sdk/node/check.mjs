@@ -1577,7 +1577,15 @@ async function leaderboards(client) {
   await settled(LB_BY_PLAN, [[LB_CAROL, "Carol", 1, 6]], "leaderboards.get(by-plan, userAttributes=plan:free)", {
     userAttributes: "plan:free",
   });
-  await settled(LB_STREAK, [], "leaderboards.get(streak) (no streak activity since it started)");
+  // Users whose streak was running when the board was activated are on it from the start
+  // (SPEC 7.5.3), ties in the order they were placed.
+  const streakSeeded = [
+    [USER, "Node User Renamed", 1, 1],
+    [ACH_USER, null, 2, 1],
+    [POINTS_USER, null, 3, 1],
+    [STREAK_USER, null, 4, 1],
+  ];
+  await settled(LB_STREAK, streakSeeded, "leaderboards.get(streak) (current streaks placed at activation)");
 
   step("metrics.event on the streak metric: the streak board ranks the streak length");
   const sev = await strict("EventResponse", await sdk(client.metrics.event(METRIC_KEY, { user: { id: LB_ALICE }, value: 1 })));
@@ -1586,7 +1594,7 @@ async function leaderboards(client) {
   const se = sev.leaderboards[LB_STREAK];
   eq(
     [se.rank, se.previousRank ?? null, se.threshold, se.start, se.end ?? null, se.breakdownAttributeValues ?? null],
-    [1, null, 0, day(0), null, null],
+    [5, null, 0, day(0), null, null],
     "streak leaderboard event: (rank, previousRank, threshold, start, end, breakdown)",
   );
   eq(
@@ -1594,7 +1602,7 @@ async function leaderboards(client) {
     [streak.id, "Streakers", "streak", null, [], 1000, null],
     "streak leaderboard event: configuration fields",
   );
-  const streakAlice = [[LB_ALICE, "Alice", 1, 1]];
+  const streakAlice = [...streakSeeded, [LB_ALICE, "Alice", 5, 1]];
   await settled(LB_STREAK, streakAlice, "leaderboards.get(streak)");
 
   step("leaderboards.get errors");
