@@ -328,19 +328,6 @@ async fn spec_7_8_example_runs_evictions_and_a_restart() {
     assert_eq!(bob_then["value"], 300);
 }
 
-/// The effect tally of one stream once every inbox row of the tally was applied.
-async fn tally(s: &TestServer, stream: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r = s.get("/admin/v1/test-effect-tally").await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        if r.body["backlog"] == 0 || tokio::time::Instant::now() > deadline {
-            return r.body["users"][stream].clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 /// Sends words and makes the boards write what the event changed (a history read writes
 /// pending rows first), so the effects of each event are counted on their own.
 async fn words_written(s: &TestServer, user: &str, value: f64) {
@@ -354,14 +341,7 @@ async fn words_written(s: &TestServer, user: &str, value: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
     let s = TestServer::start_with_test_clock().await;
-    let set = |now: &'static str| {
-        let s = &s;
-        async move {
-            let r = s.post("/admin/v1/test-clock", json!({ "now": now })).await;
-            assert_eq!(r.status, 200, "{:?}", r.body);
-        }
-    };
-    set("2027-01-03T12:00:00Z").await;
+    s.set_clock("2027-01-03T12:00:00Z").await;
     let metric = s.create_metrics(&["words"]).await.remove(0);
     let r = s
         .post(
@@ -375,21 +355,21 @@ async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
     let id = r.body["created"][0]["id"].as_str().expect("id").to_string();
     let runs = format!("{id}/runs");
     // Activated after run 0's start moment (10:00 UTC the day before): started at once.
-    assert_eq!(tally(&s, &runs).await["runsStarted"], 1);
+    assert_eq!(s.tally(&runs).await["runsStarted"], 1);
 
     // SPEC §7.8: Alice and Bob enter; Carol enters and evicts Bob: four rank changes, and
     // each event changed the rankings.
     words_written(&s, "alice", 500.0).await;
     words_written(&s, "bob", 300.0).await;
     words_written(&s, "carol", 300.0).await;
-    let t = tally(&s, &id).await;
+    let t = s.tally(&id).await;
     assert_eq!(
         (t["rankChanges"].clone(), t["boardChanges"].clone()),
         (json!(2), json!(2)),
         "{t}"
     );
     words_written(&s, "carol", 1.0).await;
-    let t = tally(&s, &id).await;
+    let t = s.tally(&id).await;
     assert_eq!(
         (t["rankChanges"].clone(), t["boardChanges"].clone()),
         (json!(4), json!(3)),
@@ -406,16 +386,16 @@ async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
 
     // Run 1 (01-10..01-16) starts at 10:00 UTC on 01-09; run 0 finishes at 13:00 UTC on
     // 01-10, once.
-    set("2027-01-09T09:59:00Z").await;
-    assert_eq!(tally(&s, &runs).await["runsStarted"], 1);
-    set("2027-01-09T10:00:00Z").await;
-    assert_eq!(tally(&s, &runs).await["runsStarted"], 2);
-    set("2027-01-10T12:59:00Z").await;
-    assert_eq!(tally(&s, &runs).await["runsFinished"], 0);
-    set("2027-01-10T13:00:00Z").await;
-    assert_eq!(tally(&s, &runs).await["runsFinished"], 1);
-    set("2027-01-11T13:00:00Z").await;
-    let t = tally(&s, &runs).await;
+    s.set_clock("2027-01-09T09:59:00Z").await;
+    assert_eq!(s.tally(&runs).await["runsStarted"], 1);
+    s.set_clock("2027-01-09T10:00:00Z").await;
+    assert_eq!(s.tally(&runs).await["runsStarted"], 2);
+    s.set_clock("2027-01-10T12:59:00Z").await;
+    assert_eq!(s.tally(&runs).await["runsFinished"], 0);
+    s.set_clock("2027-01-10T13:00:00Z").await;
+    assert_eq!(s.tally(&runs).await["runsFinished"], 1);
+    s.set_clock("2027-01-11T13:00:00Z").await;
+    let t = s.tally(&runs).await;
     assert_eq!(
         (t["runsStarted"].clone(), t["runsFinished"].clone()),
         (json!(2), json!(1))
@@ -429,9 +409,9 @@ async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(tally(&s, &runs).await["runsFinished"], 2);
-    set("2027-01-20T13:00:00Z").await;
-    let t = tally(&s, &runs).await;
+    assert_eq!(s.tally(&runs).await["runsFinished"], 2);
+    s.set_clock("2027-01-20T13:00:00Z").await;
+    let t = s.tally(&runs).await;
     assert_eq!(
         (t["runsStarted"].clone(), t["runsFinished"].clone()),
         (json!(2), json!(2))
@@ -512,14 +492,7 @@ async fn activity_before_activation_counts_once_in_its_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_roll_over_at_each_users_local_midnight() {
     let s = TestServer::start_with_test_clock().await;
-    let set = |now: &'static str| {
-        let s = &s;
-        async move {
-            let r = s.post("/admin/v1/test-clock", json!({ "now": now })).await;
-            assert_eq!(r.status, 200, "{:?}", r.body);
-        }
-    };
-    set("2027-01-05T12:00:00Z").await;
+    s.set_clock("2027-01-05T12:00:00Z").await;
     let metric = s.create_metrics(&["words"]).await.remove(0);
     let r = s
         .post(
@@ -537,7 +510,7 @@ async fn runs_roll_over_at_each_users_local_midnight() {
         assert!(r.status == 200 || r.status == 201, "{:?}", r.body);
     }
     // 16:00 UTC on Jan 5: already Jan 6 in Tokyo (01:00), still Jan 5 in Los Angeles (08:00).
-    set("2027-01-05T16:00:00Z").await;
+    s.set_clock("2027-01-05T16:00:00Z").await;
     let tokyo = words(&s, "tokyo", 10.0).await;
     let la = words(&s, "la", 20.0).await;
     assert_eq!(
@@ -551,7 +524,7 @@ async fn runs_roll_over_at_each_users_local_midnight() {
     let want = json!([["la", 1, 20]]);
     assert_eq!(rankings_settle(&s, board, &want).await, want);
     assert_eq!(s.get(&format!("{board}?run=2027-01-06")).await.status, 422);
-    set("2027-01-06T01:00:00Z").await;
+    s.set_clock("2027-01-06T01:00:00Z").await;
     let want = json!([["tokyo", 1, 10]]);
     assert_eq!(rankings_settle(&s, board, &want).await, want);
     let want = json!([["la", 1, 20]]);

@@ -252,12 +252,6 @@ async fn admin_crud_for_systems_triggers_levels_and_boosts() {
     assert_eq!(list.body, json!([]), "deleted systems are not listed");
 }
 
-/// Moves the test clock to `now`.
-async fn set_clock(s: &TestServer, now: &str) {
-    let r = s.post("/admin/v1/test-clock", json!({"now": now})).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-}
-
 /// Creates triggers on `system` (active); returns their ids.
 async fn triggers(s: &TestServer, system: &str, items: Value) -> Vec<String> {
     let r = s
@@ -475,7 +469,7 @@ async fn application_reads_of_systems_boosts_levels_and_distributions() {
 async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_across_dst() {
     let s = TestServer::start_with_test_clock().await;
     // 2027-03-12 12:00 New York (EST, UTC−5); DST starts 2027-03-14 02:00.
-    set_clock(&s, "2027-03-12T17:00:00Z").await;
+    s.set_clock("2027-03-12T17:00:00Z").await;
     s.create_metrics(&["lessons"]).await;
     let xp = create_system(&s, "xp", None).await;
     let daily = create_system(&s, "daily", None).await;
@@ -515,7 +509,7 @@ async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_ac
     assert_eq!(total("xp").await["total"], 0, "never retroactive");
 
     // 5 hours later: firings at +2 h and +4 h.
-    set_clock(&s, "2027-03-12T22:00:00Z").await;
+    s.set_clock("2027-03-12T22:00:00Z").await;
     // The existing user files the new trigger's firings through a background job; if it
     // runs after the clock move, its evaluation pays the same two firings.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -532,7 +526,7 @@ async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_ac
 
     // Days: counted from the first local midnight after activation (Mar 13 00:00 EST);
     // firings at the local midnights of Mar 14 (EST: 05:00Z), Mar 15 and Mar 16 (EDT: 04:00Z).
-    set_clock(&s, "2027-03-16T04:30:00Z").await;
+    s.set_clock("2027-03-16T04:30:00Z").await;
     let d = total("daily").await;
     let awards = d["awards"].as_array().expect("awards");
     let dates: Vec<&str> = awards
@@ -566,28 +560,14 @@ async fn time_triggers_fire_on_the_clock_and_boost_windows_follow_local_dates_ac
     )
     .await;
     let before = total("xp").await["total"].clone();
-    set_clock(&s, "2027-03-17T04:30:00Z").await;
+    s.set_clock("2027-03-17T04:30:00Z").await;
     assert_eq!(total("xp").await["total"], before);
-}
-
-/// The effect tally of one stream (`boost-clock`, or a user id), once the consumer has
-/// applied every inbox row (it runs beside the request path).
-async fn tally(s: &TestServer, stream: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r = s.get("/admin/v1/test-effect-tally").await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        if r.body["backlog"] == 0 || tokio::time::Instant::now() > deadline {
-            return r.body["users"][stream].clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
     let s = TestServer::start_with_test_clock().await;
-    set_clock(&s, "2027-06-01T12:00:00Z").await;
+    s.set_clock("2027-06-01T12:00:00Z").await;
     let xp = create_system(&s, "xp", None).await;
     s.put("/v1/users/tokyo", json!({"tz": "Asia/Tokyo"})).await;
     let boosts = format!("/admin/v1/points/{xp}/boosts");
@@ -603,18 +583,18 @@ async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     // Created after its start moment: announced at once (and open-ended: never finished).
-    let shared = tally(&s, "boost-clock").await;
+    let shared = s.tally("boost-clock").await;
     assert_eq!(shared["boostsStarted"], 1, "{shared}");
 
     // 10:00 UTC the day before the start: the global boost starts.
-    set_clock(&s, "2027-06-09T09:59:00Z").await;
-    assert_eq!(tally(&s, "boost-clock").await["boostsStarted"], 1);
-    set_clock(&s, "2027-06-09T10:00:00Z").await;
-    assert_eq!(tally(&s, "boost-clock").await["boostsStarted"], 2);
+    s.set_clock("2027-06-09T09:59:00Z").await;
+    assert_eq!(s.tally("boost-clock").await["boostsStarted"], 1);
+    s.set_clock("2027-06-09T10:00:00Z").await;
+    assert_eq!(s.tally("boost-clock").await["boostsStarted"], 2);
     // The user's boost starts at 00:00 Tokyo on its start date (15:00 UTC the day before)
     // and finishes at 00:00 Tokyo after its end date.
-    set_clock(&s, "2027-06-09T15:00:00Z").await;
-    let mine = tally(&s, "tokyo").await;
+    s.set_clock("2027-06-09T15:00:00Z").await;
+    let mine = s.tally("tokyo").await;
     assert_eq!(
         (
             mine["boostsStarted"].clone(),
@@ -645,14 +625,14 @@ async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
             .any(|b| b["name"] == "Mine" && b["status"] == "active"),
         "{own}"
     );
-    set_clock(&s, "2027-06-10T15:00:00Z").await;
-    assert_eq!(tally(&s, "tokyo").await["boostsFinished"], 1);
+    s.set_clock("2027-06-10T15:00:00Z").await;
+    assert_eq!(s.tally("tokyo").await["boostsFinished"], 1);
     // 13:00 UTC the day after the end: the global boost finishes; nothing repeats after a
     // restart.
-    set_clock(&s, "2027-06-13T12:59:00Z").await;
-    assert_eq!(tally(&s, "boost-clock").await["boostsFinished"], 0);
-    set_clock(&s, "2027-06-13T13:00:00Z").await;
-    assert_eq!(tally(&s, "boost-clock").await["boostsFinished"], 1);
+    s.set_clock("2027-06-13T12:59:00Z").await;
+    assert_eq!(s.tally("boost-clock").await["boostsFinished"], 0);
+    s.set_clock("2027-06-13T13:00:00Z").await;
+    assert_eq!(s.tally("boost-clock").await["boostsFinished"], 1);
     let s = s.restart().await;
     let r = s
         .post(
@@ -661,7 +641,7 @@ async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
         )
         .await;
     assert_eq!(r.status, 200);
-    let shared = tally(&s, "boost-clock").await;
+    let shared = s.tally("boost-clock").await;
     assert_eq!(
         (
             shared["boostsStarted"].clone(),
@@ -669,5 +649,5 @@ async fn boosts_are_announced_at_the_spec_moments_exactly_once() {
         ),
         (json!(2), json!(1))
     );
-    assert_eq!(tally(&s, "tokyo").await["boostsStarted"], 1);
+    assert_eq!(s.tally("tokyo").await["boostsStarted"], 1);
 }

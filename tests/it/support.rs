@@ -175,6 +175,28 @@ impl TestServer {
         }
     }
 
+    /// Moves the test clock to `now`.
+    pub async fn set_clock(&self, now: &str) {
+        let r = self
+            .post("/admin/v1/test-clock", serde_json::json!({ "now": now }))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+
+    /// The effect tally of one stream (a user id, `boost-clock`, a board id or
+    /// `{board id}/runs`), once the tally has applied every inbox row it has.
+    pub async fn tally(&self, stream: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let r = self.get("/admin/v1/test-effect-tally").await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            if r.body["backlog"] == 0 || tokio::time::Instant::now() > deadline {
+                return r.body["users"][stream].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until no background job is recorded (`kudos_background_jobs` 0 in `/metrics`).
     pub async fn jobs_done(&self) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);

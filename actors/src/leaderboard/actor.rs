@@ -164,19 +164,10 @@ fn page(
             })
         }
     };
-    let Some(start) = start else {
-        return Vec::new();
-    };
-    ranking
-        .page(start, limit, max, def.tie_policy)
-        .into_iter()
-        .map(|(user, value, rank)| Standing {
-            user_id: user.to_string(),
-            user_name: board.name(user).map(str::to_string),
-            rank: u32::try_from(rank).unwrap_or(u32::MAX),
-            value,
-        })
-        .collect()
+    match start {
+        Some(start) => board.page(key, start, limit, def),
+        None => Vec::new(),
+    }
 }
 
 /// Commits the announcements due by `at` with the next due instant, then publishes them.

@@ -306,11 +306,22 @@ impl BoardState {
 
     /// The top `n` of a group.
     pub fn top(&self, key: &GroupKey, n: usize, def: &Leaderboard) -> Vec<Standing> {
+        self.page(key, 0, n, def)
+    }
+
+    /// The participants of a group at positions `offset..offset+limit`.
+    pub fn page(
+        &self,
+        key: &GroupKey,
+        offset: usize,
+        limit: usize,
+        def: &Leaderboard,
+    ) -> Vec<Standing> {
         let Some(ranking) = self.board.group(key) else {
             return Vec::new();
         };
         ranking
-            .page(0, n, cut(def), def.tie_policy)
+            .page(offset, limit, cut(def), def.tie_policy)
             .into_iter()
             .map(|(user, value, rank)| Standing {
                 user_id: user.to_string(),
