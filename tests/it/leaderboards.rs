@@ -21,13 +21,7 @@ fn messages(body: &Value) -> Vec<(Value, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_crud_validation_and_editability() {
     let s = TestServer::start_with_test_clock().await;
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-01-07T12:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    s.set_clock("2027-01-07T12:00:00Z").await;
     let metric = s.create_metrics(&["words"]).await.remove(0);
     s.create_attributes(&[("country", "user")]).await;
     let country = s.get("/admin/v1/attributes").await.body[0]["id"]
@@ -127,13 +121,7 @@ async fn admin_crud_validation_and_editability() {
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     assert_eq!(r.body["updated"][0]["end"], "2027-01-07");
     // The scheduled one becomes active at 10:00 UTC on the day before its start.
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-01-31T10:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    s.set_clock("2027-01-31T10:00:00Z").await;
     let soon_id = soon["id"].as_str().expect("id");
     assert_eq!(
         s.get(&format!("/admin/v1/leaderboards/{soon_id}"))
@@ -173,6 +161,22 @@ async fn rankings_settle(s: &TestServer, path: &str, want: &Value) -> Value {
     }
 }
 
+/// The board of SPEC §7.8 (weekly from Sunday 2027-01-03, two places, ranking `words`);
+/// returns its id.
+async fn spec_7_8_board(s: &TestServer) -> String {
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-01-03", "runUnit": "day", "runInterval": 7,
+                    "maxParticipants": 2, "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["created"][0]["id"].as_str().expect("id").to_string()
+}
+
 /// Sends `value` words for `user`; returns the event response.
 async fn words(s: &TestServer, user: &str, value: f64) -> Value {
     let r = s
@@ -189,23 +193,8 @@ async fn words(s: &TestServer, user: &str, value: f64) -> Value {
 async fn spec_7_8_example_runs_evictions_and_a_restart() {
     let s = TestServer::start_with_test_clock().await;
     // Sunday 2027-01-03, noon UTC.
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-01-03T12:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200);
-    let metric = s.create_metrics(&["words"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/leaderboards",
-            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
-                    "start": "2027-01-03", "runUnit": "day", "runInterval": 7,
-                    "maxParticipants": 2, "status": "active"}]),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    s.set_clock("2027-01-03T12:00:00Z").await;
+    spec_7_8_board(&s).await;
     let board = "/v1/leaderboards/weekly";
     words(&s, "alice", 500.0).await;
     words(&s, "bob", 300.0).await;
@@ -300,13 +289,7 @@ async fn spec_7_8_example_runs_evictions_and_a_restart() {
     let want = json!([["alice", 1, 500], ["carol", 2, 301]]);
     assert_eq!(rankings_settle(&s, board, &want).await, want);
     // Run 1 starts on 2027-01-10: the current run is empty, run 0 stays readable.
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-01-10T12:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    s.set_clock("2027-01-10T12:00:00Z").await;
     words(&s, "bob", 5.0).await;
     let want = json!([["bob", 1, 5]]);
     assert_eq!(rankings_settle(&s, board, &want).await, want);
@@ -342,17 +325,7 @@ async fn words_written(s: &TestServer, user: &str, value: f64) {
 async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
     let s = TestServer::start_with_test_clock().await;
     s.set_clock("2027-01-03T12:00:00Z").await;
-    let metric = s.create_metrics(&["words"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/leaderboards",
-            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
-                    "start": "2027-01-03", "runUnit": "day", "runInterval": 7,
-                    "maxParticipants": 2, "status": "active"}]),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    let id = r.body["created"][0]["id"].as_str().expect("id").to_string();
+    let id = spec_7_8_board(&s).await;
     let runs = format!("{id}/runs");
     // Activated after run 0's start moment (10:00 UTC the day before): started at once.
     assert_eq!(s.tally(&runs).await["runsStarted"], 1);
@@ -421,40 +394,16 @@ async fn runs_start_and_finish_on_the_clock_and_rank_changes_are_effects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_before_activation_counts_once_in_its_run() {
     let s = TestServer::start_with_test_clock().await;
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-02-28T11:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    s.set_clock("2027-02-28T11:00:00Z").await;
     let metric = s.create_metrics(&["words"]).await.remove(0);
     // Before the board exists: Alice writes on Feb 28 (before the run) and Mar 1; Bob on
     // Mar 1.
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-02-28T12:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.set_clock("2027-02-28T12:00:00Z").await;
     words(&s, "alice", 1000.0).await;
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-03-01T08:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    s.set_clock("2027-03-01T08:00:00Z").await;
     words(&s, "alice", 40.0).await;
     words(&s, "bob", 50.0).await;
-    let r = s
-        .post(
-            "/admin/v1/test-clock",
-            json!({"now": "2027-03-01T09:00:00Z"}),
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    s.set_clock("2027-03-01T09:00:00Z").await;
     let r = s
         .post(
             "/admin/v1/leaderboards",
