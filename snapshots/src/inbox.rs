@@ -80,6 +80,32 @@ impl Inbox {
         Ok(out)
     }
 
+    /// The pending rows of `consumer` for entries of `stream` before `seq`, in seq order.
+    pub fn earlier<P: DeserializeOwned>(
+        &self,
+        consumer: ConsumerId,
+        stream: &StreamId,
+        seq: u64,
+    ) -> Result<Vec<InboxRow<P>>> {
+        let mut out = Vec::new();
+        for item in self
+            .tree
+            .range(row_key(consumer, stream, 0)..row_key(consumer, stream, seq))
+        {
+            let (k, v) = item?;
+            let Some(earlier) = keys::trailing_seq(&k) else {
+                continue;
+            };
+            let payload = codec::decode(&v, || format!("inbox row {stream}#{earlier}"))?;
+            out.push(InboxRow {
+                stream: stream.clone(),
+                seq: earlier,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether `consumer` still has the row of entry `seq` of `stream` (not applied yet).
     pub fn has_row(&self, consumer: ConsumerId, stream: &StreamId, seq: u64) -> Result<bool> {
         Ok(self.tree.contains_key(row_key(consumer, stream, seq))?)

@@ -85,6 +85,10 @@ pub struct Leaderboard {
     pub created: DateTime<Utc>,
     pub deleted: bool,
     pub ord: u64,
+    /// When the board first left `inactive` (its activity before then is placed once by a
+    /// seeding job, SPEC §7.5.3). Absent in boards stored before it was kept.
+    #[serde(default)]
+    pub activated: Option<DateTime<Utc>>,
 }
 
 persisted!(Leaderboard, "catalog/leaderboard/");
@@ -160,6 +164,20 @@ impl Catalog {
     /// Live leaderboards in creation order.
     pub fn leaderboards(&self) -> impl Iterator<Item = &Leaderboard> {
         self.leaderboards.iter().filter(|l| !l.deleted)
+    }
+
+    /// Records `now` as the first activation of board `id` if it is not inactive at `now`
+    /// and was never activated; returns the board when it was.
+    pub fn mark_activated(&mut self, id: Uuid, now: DateTime<Utc>) -> Option<Leaderboard> {
+        let l = self
+            .leaderboards
+            .iter_mut()
+            .find(|l| l.id == id && !l.deleted)?;
+        if l.activated.is_some() || l.status_at(now) == LeaderboardStatus::Inactive {
+            return None;
+        }
+        l.activated = Some(now);
+        Some(l.clone())
     }
 
     pub fn leaderboard(&self, id: Uuid) -> Option<&Leaderboard> {
@@ -385,6 +403,7 @@ impl Catalog {
             created: base.map_or(now, |b| b.created),
             deleted: false,
             ord: base.map_or(0, |b| b.ord),
+            activated: base.and_then(|b| b.activated),
         })
     }
 

@@ -30,6 +30,9 @@ pub struct Applied {
     /// The user's 0-based positions in the group's order before and after (who else moved).
     #[serde(skip)]
     pub moved: Moved,
+    /// The group the user left for this one (new attributes), and their position there.
+    #[serde(skip)]
+    pub left: Option<(Vec<String>, usize)>,
 }
 
 /// A user's durable entry in a group: what the ranking is rebuilt from.
@@ -131,11 +134,14 @@ impl Board {
             .map(|(g, _)| g)
             .filter(|g| g.as_slice() != group)
             .cloned();
+        let mut left = None;
         if let Some(old) = moved_from {
             let old_key = (run, old);
             if let Some(ranking) = self.groups.get_mut(&old_key) {
                 carried = ranking.value(user);
-                ranking.remove(user);
+                if let Some(position) = ranking.remove(user) {
+                    left = Some((old_key.1.clone(), position));
+                }
             }
             writes.push((old_key, None));
         }
@@ -189,6 +195,7 @@ impl Board {
                 evicted,
                 reached,
                 moved,
+                left,
             },
             writes,
         )

@@ -129,6 +129,8 @@ impl Boards {
     /// Stops every board (they reload from disk on next use) and forgets what was applied
     /// in memory; the consumer then restarts and applies the inbox rows again.
     async fn reset(&self, router: &mut Router) {
+        // After any batch in flight: a board reloaded before it lands would miss it.
+        let _writing = self.inner.writing.lock().await;
         *router = Router::default();
         let mut actors = self.inner.actors.lock().await;
         for (_, a) in actors.drain() {
@@ -145,8 +147,31 @@ impl Boards {
     }
 
     /// Applies a record unless it was applied already (or written and forgotten: its inbox
-    /// row is gone). Returns what it did on each board.
+    /// row is gone), after any earlier record of the same stream still pending: requests of
+    /// one user may finish out of order, and a streak board's value is set, not added, so
+    /// the order matters. Returns what it did on each board.
     async fn apply_locked(
+        &self,
+        router: &mut Router,
+        stream: &StreamId,
+        seq: u64,
+        effects: &[Effect],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        if !router.applied.contains_key(&(stream.clone(), seq)) {
+            let earlier = self.inner.deps.store.inbox().earlier::<Vec<Effect>>(
+                ConsumerId::LEADERBOARDS,
+                stream,
+                seq,
+            )?;
+            for row in earlier {
+                self.apply_one(router, stream, row.seq, &row.payload)
+                    .await?;
+            }
+        }
+        self.apply_one(router, stream, seq, effects).await
+    }
+
+    async fn apply_one(
         &self,
         router: &mut Router,
         stream: &StreamId,
@@ -209,23 +234,22 @@ impl Boards {
     /// of those records' inbox rows, in one batch; then publishes the effects. The batch is
     /// collected under the apply lock and written after it is released (requests go on
     /// applying meanwhile); batches are written in the order they were collected, and a
-    /// caller that returns has its batch on disk.
+    /// caller that returns has its batch on disk. `read`: a board a history read waits for
+    /// (its displaced users' history rows are written too).
     async fn write(
         &self,
         mut router: tokio::sync::MutexGuard<'_, Router>,
-        all: bool,
+        read: Option<Uuid>,
     ) -> Result<(), StoreError> {
         let mut commit = Commit::new();
         let mut published = Vec::new();
-        let boards: Vec<Uuid> = if all {
-            // Every running board: some may hold displaced users' history rows.
-            router.dirty.clear();
-            self.inner.actors.lock().await.keys().copied().collect()
-        } else {
-            std::mem::take(&mut router.dirty).into_iter().collect()
-        };
+        let mut boards: Vec<Uuid> = std::mem::take(&mut router.dirty).into_iter().collect();
+        if let Some(b) = read.filter(|b| !boards.contains(b)) {
+            boards.push(b);
+        }
         for board in boards {
             let consumers = self.inner.consumers.clone();
+            let all = read == Some(board);
             match self
                 .call(board, |reply| BoardMsg::Write {
                     consumers,
@@ -247,15 +271,18 @@ impl Boards {
         let unwritten = std::mem::take(&mut router.unwritten);
         for id in &unwritten {
             commit.inbox_done(ConsumerId::LEADERBOARDS, &id.0, id.1);
-            if let Some(a) = router.applied.get_mut(id) {
-                a.written = true;
-            }
         }
+        let generation = self.inner.generation.load(Ordering::SeqCst);
         let writing = self.inner.writing.lock().await;
         drop(router);
-        let written = self.inner.deps.store.write(commit);
-        drop(writing);
-        if let Err(e) = written {
+        // A batch collected before a failed write reflects memory the disk never got: drop
+        // it (the reset that follows applies its records again from their inbox rows).
+        if self.inner.generation.load(Ordering::SeqCst) != generation {
+            return Err(unavailable("batch dropped: boards are being reset"));
+        }
+        if let Err(e) = self.inner.deps.store.write(commit) {
+            self.inner.generation.fetch_add(1, Ordering::SeqCst);
+            drop(writing);
             // Memory is ahead of the disk: start over from the disk.
             let mut router = self.inner.router.lock().await;
             self.reset(&mut router).await;
@@ -263,6 +290,15 @@ impl Boards {
         }
         for p in published {
             self.inner.deps.bus.publish(p);
+        }
+        drop(writing);
+        // Only now may their outcomes be forgotten (a late request then finds the inbox row
+        // gone instead of applying the record again).
+        let mut router = self.inner.router.lock().await;
+        for id in &unwritten {
+            if let Some(a) = router.applied.get_mut(id) {
+                a.written = true;
+            }
         }
         Ok(())
     }
@@ -280,11 +316,11 @@ impl Boards {
         self.apply_locked(&mut router, stream, seq, effects).await
     }
 
-    /// Writes every change applied in memory, so a read from disk sees it (a user's history
-    /// right after their event).
-    pub async fn flush(&self) -> Result<(), StoreError> {
+    /// Writes every change applied in memory, with `board`'s pending history rows, so a
+    /// read from disk sees them (a user's history right after their event).
+    pub async fn flush(&self, board: Uuid) -> Result<(), StoreError> {
         let router = self.inner.router.lock().await;
-        self.write(router, true).await
+        self.write(router, Some(board)).await
     }
 
     /// A page of a run's group.
@@ -295,13 +331,23 @@ impl Boards {
         start: PageStart,
         limit: usize,
     ) -> Result<Vec<Standing>, StoreError> {
-        self.call(board, |reply| BoardMsg::Page {
-            key,
-            start,
-            limit,
-            reply,
-        })
-        .await
+        let read = self
+            .call(board, |reply| BoardMsg::Page {
+                key,
+                start,
+                limit,
+                reply,
+            })
+            .await;
+        self.reset_on_failure(read).await
+    }
+
+    /// A board that failed lost what it applied in memory: reset every board.
+    async fn reset_on_failure<R>(&self, r: Result<R, StoreError>) -> Result<R, StoreError> {
+        if r.is_err() {
+            self.restart().await;
+        }
+        r
     }
 
     /// A user's rank and value in a run.
@@ -312,8 +358,10 @@ impl Boards {
         user: &str,
     ) -> Result<(Option<usize>, Option<f64>), StoreError> {
         let user = user.to_string();
-        self.call(board, |reply| BoardMsg::Standing { run, user, reply })
-            .await
+        let read = self
+            .call(board, |reply| BoardMsg::Standing { run, user, reply })
+            .await;
+        self.reset_on_failure(read).await
     }
 
     /// Makes the board's run announcements due by `at` (`None`: now) and files the next.
@@ -322,8 +370,10 @@ impl Boards {
         board: Uuid,
         at: Option<DateTime<Utc>>,
     ) -> Result<usize, StoreError> {
-        self.call(board, |reply| BoardMsg::Announce { at, reply })
-            .await?
+        let done = self
+            .call(board, |reply| BoardMsg::Announce { at, reply })
+            .await;
+        self.reset_on_failure(done).await?
     }
 
     /// The consumer that feeds the boards from the inbox and the bus.
@@ -410,6 +460,6 @@ impl EffectConsumer for LeaderboardsConsumer {
                 .apply_locked(&mut router, r.stream, r.seq, r.effects)
                 .await?;
         }
-        boards.write(router, false).await
+        boards.write(router, None).await
     }
 }

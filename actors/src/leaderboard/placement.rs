@@ -149,8 +149,9 @@ pub enum SeedSource<'a> {
 /// The placements of a user's activity from before `until` (a board's activation) on
 /// `board` (SPEC §7.5.3): per run, the sum of the quarter-hours before the one holding
 /// `until` whose local date falls in the run and whose local start is inside the board's
-/// window; for a streak board, the current length. Activity later than that quarter-hour's
-/// start was placed when it happened.
+/// window; for a streak board, the current length. The quarter-hour holding `until` is
+/// left out: it may hold activity placed live after the activation, and the history cannot
+/// tell the two apart, so activity in it from before the activation is not counted.
 pub fn seed(
     board: &Leaderboard,
     catalog: &Catalog,

@@ -235,6 +235,22 @@ impl BoardState {
             for (key, _) in writes {
                 self.touched.push((key, rec.user_id.clone(), p.date));
             }
+            // Left another group (new attributes): everyone below moved up one there.
+            if let Some((old_group, position)) = &applied.left {
+                let old_key: GroupKey = (p.run, old_group.clone());
+                let len = self.board.group(&old_key).map_or(0, |r| r.len());
+                let dirty = self.dirty.entry(old_key).or_default();
+                dirty
+                    .movers
+                    .entry(rec.user_id.clone())
+                    .or_insert(applied.previous_value);
+                dirty.moves += 1;
+                dirty.visible |= *position < max;
+                dirty.span = Some(match dirty.span {
+                    Some((a, b)) => (a.min(*position), b.max(len)),
+                    None => (*position, len),
+                });
+            }
             let key: GroupKey = (p.run, p.group.clone());
             let span = self.moved_span(&key, &applied, def.tie_policy);
             let dirty = self.dirty.entry(key).or_default();
@@ -546,14 +562,21 @@ impl BoardState {
             }
         }
         // Finished: every run since the first announced one whose finish moment has come.
+        let mut catching_up = false;
         if let Some(first) = runs.first {
             let last = if manual {
-                def.end.and_then(|e| schedule.run_at(e)).map(|r| r.index)
+                // The run holding the end, or a later one already announced as started.
+                let by_end = def.end.and_then(|e| schedule.run_at(e)).map(|r| r.index);
+                match (by_end, runs.started) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                }
             } else {
                 last_finished(&schedule, def.end, at)
             };
             let from = runs.finished.map_or(first, |f| f + 1);
             if let Some(last) = last.filter(|l| *l >= from) {
+                catching_up = last - from >= FINISH_BATCH as u64;
                 for k in (from..=last).take(FINISH_BATCH) {
                     let mut groups: Vec<&Vec<String>> = self
                         .board
@@ -592,11 +615,15 @@ impl BoardState {
                 .run(runs.started.map_or(0, |s| s + 1))
                 .map(start_moment)
         };
-        let next_finish = runs
-            .first
-            .and_then(|first| schedule.run(runs.finished.map_or(first, |f| f + 1)))
-            .and_then(finish_moment)
-            .filter(|_| !manual);
+        let next_finish = if catching_up {
+            // More runs to finish than one evaluation announces: go on at once.
+            Some(at)
+        } else {
+            runs.first
+                .and_then(|first| schedule.run(runs.finished.map_or(first, |f| f + 1)))
+                .and_then(finish_moment)
+                .filter(|_| !manual)
+        };
         let next = match (next_start, next_finish) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use kudos_actors::catalog::leaderboards::{LeaderboardChanges, LeaderboardStatus};
+use kudos_actors::catalog::leaderboards::LeaderboardChanges;
 use kudos_actors::catalog::{Catalog, Changed};
 use kudos_actors::scheduler::Job;
 use serde_json::{json, Value};
@@ -40,8 +40,9 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 /// finish finishes the run) and file its next one.
 ///
 /// A board activated for the first time (created active or scheduled, or leaving
-/// `inactive`) also gets the activity from before that moment (SPEC §7.5.3): a background
-/// job, recorded in the same commit as the change, has every user place it once.
+/// `inactive` for the first time) also gets the activity from before that moment (SPEC
+/// §7.5.3): a background job, recorded in the same commit as the change, has every user
+/// place it once.
 async fn apply(
     state: &AppState,
     op: impl FnOnce(&mut Catalog) -> LeaderboardChanges,
@@ -51,26 +52,14 @@ async fn apply(
     let (out, jobs) = state
         .catalog
         .update(|cat| {
-            let inactive = |c: &Catalog, id| {
-                c.leaderboard(id).is_none_or(
-                    |l: &kudos_actors::catalog::leaderboards::Leaderboard| {
-                        l.status_at(now) == LeaderboardStatus::Inactive
-                    },
-                )
-            };
-            let before: Vec<_> = cat
-                .leaderboards()
-                .map(|l| (l.id, l.status_at(now) == LeaderboardStatus::Inactive))
-                .collect();
             let out = op(cat);
             let mut changed: Vec<Changed> = out.changed.iter().map(Changed::of).collect();
             let mut jobs = Vec::new();
             for l in &out.changed {
-                let was_inactive = before
-                    .iter()
-                    .find(|(id, _)| *id == l.id)
-                    .is_none_or(|(_, inactive)| *inactive);
-                if was_inactive && !inactive(cat, l.id) {
+                // The first activation only: a board paused and activated again was tracking
+                // live before its pause.
+                if let Some(marked) = cat.mark_activated(l.id, now) {
+                    changed.push(Changed::of(&marked));
                     let job = Job::SeedBoard {
                         board_id: l.id,
                         until: now,

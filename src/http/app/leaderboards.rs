@@ -208,7 +208,7 @@ async fn user_standing(
     };
     // History is read from disk: write what requests applied in memory first.
     if num_events > 0 {
-        state.boards.flush().await?;
+        state.boards.flush(l.id).await?;
     }
     let rows = match run {
         Some(run) if num_events > 0 => kudos_actors::leaderboard::standings::history(

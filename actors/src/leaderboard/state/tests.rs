@@ -30,6 +30,7 @@ fn def(max: u32, tie: TiePolicy) -> Leaderboard {
             .expect("t"),
         deleted: false,
         ord: 1,
+        activated: None,
     }
 }
 
@@ -344,4 +345,94 @@ fn a_board_activated_late_starts_its_current_run_at_once_and_a_manual_finish_fin
     d.status = LeaderboardStatus::Inactive;
     let (e, _, next) = BoardState::new(d.id).announcements(Some(&d), at(21, 8));
     assert!(e.is_empty() && next.is_none());
+}
+
+#[test]
+fn a_user_moving_to_another_group_moves_everyone_below_up_in_the_old_one() {
+    let d = def(10, TiePolicy::FirstReached);
+    let mut s = BoardState::new(d.id);
+    let place = |s: &mut BoardState, user: &str, group: &str, v: f64| {
+        s.apply(
+            Some(&d),
+            &BoardRecord {
+                user_id: user.into(),
+                user_name: None,
+                tz: chrono_tz::UTC,
+                at: at(6, 9),
+                placements: vec![Placement {
+                    board_id: d.id,
+                    run: 0,
+                    group: vec![group.to_string()],
+                    change: BoardChange::Add(v),
+                    date: at(6, 9).date_naive(),
+                }],
+            },
+        );
+    };
+    for (u, v) in [("a", 50.0), ("b", 40.0), ("c", 30.0)] {
+        place(&mut s, u, "FR", v);
+    }
+    rank_changes(&mut s, &d);
+    place(&mut s, "a", "DE", 0.0);
+    let w = s
+        .write(Some(&d), Scope::DEFAULT, &[ConsumerId::TEST_TALLY], true)
+        .expect("write");
+    type Change = (Vec<String>, String, Option<u32>, Option<u32>);
+    let mut got: Vec<Change> = Vec::new();
+    let mut changed: Vec<Vec<String>> = Vec::new();
+    for e in w.published.map(|p| p.effects).unwrap_or_default() {
+        match e {
+            Effect::LeaderboardRankChanged {
+                group,
+                user_id,
+                previous_rank,
+                rank,
+                ..
+            } => got.push((group, user_id, previous_rank, rank)),
+            Effect::LeaderboardChanged { group, .. } => changed.push(group),
+            _ => {}
+        }
+    }
+    got.sort();
+    let g = |x: &str| vec![x.to_string()];
+    assert_eq!(
+        got,
+        vec![
+            (g("DE"), "a".into(), None, Some(1)),
+            (g("FR"), "a".into(), Some(1), None),
+            (g("FR"), "b".into(), Some(2), Some(1)),
+            (g("FR"), "c".into(), Some(3), Some(2)),
+        ]
+    );
+    changed.sort();
+    assert_eq!(changed, vec![g("DE"), g("FR")]);
+}
+
+#[test]
+fn a_manual_finish_after_the_next_run_was_announced_finishes_that_run_too() {
+    let mut d = def(2, TiePolicy::FirstReached);
+    let mut s = BoardState::new(d.id);
+    let (_, runs, _) = s.announcements(Some(&d), at(20, 8));
+    s.runs = runs;
+    // Run 3 (Jan 26..Feb 1) is announced at 10:00 UTC on Jan 25.
+    let (e, runs, _) = s.announcements(Some(&d), at(25, 10));
+    assert!(matches!(
+        e.as_slice(),
+        [Effect::LeaderboardStarted { run: 3, .. }]
+    ));
+    s.runs = runs;
+    // Finished by hand that afternoon: the end (Jan 25) is in run 2, but run 3 was
+    // announced, so both are finished.
+    d.status = LeaderboardStatus::Finished;
+    d.end = NaiveDate::from_ymd_opt(2025, 1, 25);
+    let (e, _, next) = s.announcements(Some(&d), at(25, 14));
+    let finished: Vec<u64> = e
+        .iter()
+        .filter_map(|e| match e {
+            Effect::LeaderboardFinished { run, .. } => Some(*run),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, vec![2, 3]);
+    assert_eq!(next, None);
 }
