@@ -520,7 +520,41 @@ async fn create_board(client: &reqwest::Client, base: &str) -> anyhow::Result<()
     if r.status().as_u16() != 201 {
         bail!("could not create the leaderboard: {}", r.text().await?);
     }
-    Ok(())
+    wait_for_jobs(client, base).await
+}
+
+/// Waits until the server runs no background job (`kudos_background_jobs 0`): activating a
+/// board seeds it with every user's earlier activity, which must not overlap a measurement.
+/// A server without the gauge (an older build) is not waited for.
+async fn wait_for_jobs(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let running = text
+            .lines()
+            .find_map(|l| l.strip_prefix("kudos_background_jobs "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match running {
+            None | Some(0) => {
+                if running.is_some() {
+                    eprintln!(
+                        "background jobs done in {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(());
+            }
+            Some(_) if started.elapsed() > Duration::from_secs(600) => {
+                bail!("background jobs still running after 600s")
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// `reads`: the bare GET route first, then Kudos with a board of `participants` users (one

@@ -30,10 +30,10 @@ pub enum PageStart {
 
 /// Messages of [`LeaderboardActor`].
 pub enum BoardMsg {
-    /// Apply one record's placements in memory; answers what each did.
+    /// Apply records' placements in memory, in order; answers what each did.
     Apply {
-        record: Arc<BoardRecord>,
-        reply: RpcReplyPort<Vec<Outcome>>,
+        records: Vec<Arc<BoardRecord>>,
+        reply: RpcReplyPort<Vec<Vec<Outcome>>>,
     },
     /// Hand out the rows and effects of everything applied since the last write.
     Write {
@@ -102,8 +102,9 @@ impl Actor for LeaderboardActor {
         let catalog = st.deps.catalog.get();
         let def = catalog.leaderboard(st.board.id);
         match msg {
-            BoardMsg::Apply { record, reply } => {
-                let _ = reply.send(st.board.apply(def, &record));
+            BoardMsg::Apply { records, reply } => {
+                let done = records.iter().map(|r| st.board.apply(def, r)).collect();
+                let _ = reply.send(done);
             }
             BoardMsg::Write {
                 consumers,

@@ -37,6 +37,19 @@ struct Applied {
     written: bool,
 }
 
+/// One board's share of a batch: (record index, its placements there), in order.
+type BoardBatch = Vec<(usize, Arc<BoardRecord>)>;
+
+/// A request's record waiting to be applied.
+struct Queued {
+    stream: StreamId,
+    /// Earlier records of the same stream still pending when the request looked.
+    earlier: Vec<(u64, Vec<Effect>)>,
+    seq: u64,
+    effects: Vec<Effect>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Outcome>, StoreError>>,
+}
+
 /// What the apply lock guards.
 #[derive(Default)]
 struct Router {
@@ -53,6 +66,8 @@ struct Inner {
     supervisor: ActorCell,
     actors: tokio::sync::Mutex<HashMap<Uuid, ActorRef<BoardMsg>>>,
     router: tokio::sync::Mutex<Router>,
+    /// Requests' records waiting for whoever holds `router` next.
+    queue: std::sync::Mutex<Vec<Queued>>,
     /// Held while a collected batch is written (taken before the apply lock is released).
     writing: tokio::sync::Mutex<()>,
     /// Consumers that get the boards' effects (the leaderboards consumer does not).
@@ -87,6 +102,7 @@ impl Boards {
                 supervisor,
                 actors: tokio::sync::Mutex::new(HashMap::new()),
                 router: tokio::sync::Mutex::new(Router::default()),
+                queue: std::sync::Mutex::new(Vec::new()),
                 writing: tokio::sync::Mutex::new(()),
                 consumers: consumers.into(),
                 generation: AtomicU64::new(0),
@@ -146,57 +162,60 @@ impl Boards {
         );
     }
 
-    /// Applies a record unless it was applied already (or written and forgotten: its inbox
-    /// row is gone), after any earlier record of the same stream still pending: requests of
-    /// one user may finish out of order, and a streak board's value is set, not added, so
-    /// the order matters. Returns what it did on each board.
+    /// Applies records in order, each unless it was applied already (or written and
+    /// forgotten: its inbox row is gone), with one message per board for the whole batch.
+    /// Returns what each did on each board.
     async fn apply_locked(
         &self,
         router: &mut Router,
-        stream: &StreamId,
-        seq: u64,
-        effects: &[Effect],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        if !router.applied.contains_key(&(stream.clone(), seq)) {
-            let earlier = self.inner.deps.store.inbox().earlier::<Vec<Effect>>(
-                ConsumerId::LEADERBOARDS,
-                stream,
-                seq,
-            )?;
-            for row in earlier {
-                self.apply_one(router, stream, row.seq, &row.payload)
-                    .await?;
+        records: &[Pending<'_>],
+    ) -> Result<Vec<Vec<Outcome>>, StoreError> {
+        let inbox = self.inner.deps.store.inbox();
+        let mut out: Vec<Option<Vec<Outcome>>> = vec![None; records.len()];
+        // Per board, in order: (record index, its placements there).
+        let mut per_board: Vec<(Uuid, BoardBatch)> = Vec::new();
+        let mut fresh: Vec<usize> = Vec::new();
+        let mut seen: std::collections::HashSet<(&StreamId, u64)> = Default::default();
+        for (i, r) in records.iter().enumerate() {
+            let id = (r.stream.clone(), r.seq);
+            if let Some(a) = router.applied.get(&id) {
+                out[i] = Some(a.outcomes.clone());
+                continue;
+            }
+            if !seen.insert((r.stream, r.seq)) {
+                // Twice in one batch (one request's own record, another's earlier one): it
+                // gets the first one's outcomes below.
+                continue;
+            }
+            if !inbox.has_row(ConsumerId::LEADERBOARDS, r.stream, r.seq)? {
+                out[i] = Some(Vec::new());
+                continue;
+            }
+            fresh.push(i);
+            for (board, record) in board_records(r.effects) {
+                let record = Arc::new(record);
+                match per_board.iter_mut().find(|(b, _)| *b == board) {
+                    Some((_, list)) => list.push((i, record)),
+                    None => per_board.push((board, vec![(i, record)])),
+                }
             }
         }
-        self.apply_one(router, stream, seq, effects).await
-    }
-
-    async fn apply_one(
-        &self,
-        router: &mut Router,
-        stream: &StreamId,
-        seq: u64,
-        effects: &[Effect],
-    ) -> Result<Vec<Outcome>, StoreError> {
-        let id = (stream.clone(), seq);
-        if let Some(a) = router.applied.get(&id) {
-            return Ok(a.outcomes.clone());
-        }
-        let store = &self.inner.deps.store;
-        if !store
-            .inbox()
-            .has_row(ConsumerId::LEADERBOARDS, stream, seq)?
-        {
-            return Ok(Vec::new());
-        }
-        let mut outcomes = Vec::new();
-        for record in board_records(effects) {
-            let (board, record) = (record.0, Arc::new(record.1));
+        // Outcomes per record in the order of its boards.
+        let mut by_record: Vec<Vec<(usize, Vec<Outcome>)>> = vec![Vec::new(); records.len()];
+        for (rank, (board, list)) in per_board.into_iter().enumerate() {
+            let records_here: Vec<Arc<BoardRecord>> = list.iter().map(|(_, r)| r.clone()).collect();
             let done = self
-                .call(board, |reply| BoardMsg::Apply { record, reply })
+                .call(board, |reply| BoardMsg::Apply {
+                    records: records_here,
+                    reply,
+                })
                 .await;
             match done {
-                Ok(o) => outcomes.extend(o),
+                Ok(outcomes) => {
+                    for ((i, _), o) in list.iter().zip(outcomes) {
+                        by_record[*i].push((rank, o));
+                    }
+                }
                 Err(e) => {
                     self.reset(router).await;
                     return Err(e);
@@ -204,15 +223,22 @@ impl Boards {
             }
             router.dirty.insert(board);
         }
-        router.applied.insert(
-            id.clone(),
-            Applied {
-                outcomes: outcomes.clone(),
-                written: false,
-            },
-        );
-        router.unwritten.push(id.clone());
-        router.order.push_back(id);
+        for i in fresh {
+            let mut parts = std::mem::take(&mut by_record[i]);
+            parts.sort_by_key(|(rank, _)| *rank);
+            let outcomes: Vec<Outcome> = parts.into_iter().flat_map(|(_, o)| o).collect();
+            let id = (records[i].stream.clone(), records[i].seq);
+            router.applied.insert(
+                id.clone(),
+                Applied {
+                    outcomes: outcomes.clone(),
+                    written: false,
+                },
+            );
+            router.unwritten.push(id.clone());
+            router.order.push_back(id);
+            out[i] = Some(outcomes);
+        }
         // Forget the oldest outcomes, never those of records not written yet.
         while router.order.len() > RECENT {
             let written = router
@@ -227,7 +253,19 @@ impl Boards {
                 router.applied.remove(&old);
             }
         }
-        Ok(outcomes)
+        Ok(out
+            .into_iter()
+            .zip(records)
+            .map(|(o, r)| {
+                o.or_else(|| {
+                    router
+                        .applied
+                        .get(&(r.stream.clone(), r.seq))
+                        .map(|a| a.outcomes.clone())
+                })
+                .unwrap_or_default()
+            })
+            .collect())
     }
 
     /// Writes the rows and effects of everything applied and not written, with the removal
@@ -306,14 +344,86 @@ impl Boards {
     /// Applies a just-committed record now, for the request that made it, and returns what
     /// it did on each board. Its rows are written with the consumer's next batch; until
     /// then a crash loses only memory, and the inbox row is applied again at restart.
+    ///
+    /// Requests of one user may finish out of order, and a streak board's value is set, not
+    /// added, so any earlier record of the same user still pending is applied first. (The
+    /// consumer gets each user's records in order: from the bus in commit order, from the
+    /// inbox in seq order.) The earlier rows are looked up before taking the lock; one
+    /// applied or written meanwhile is found applied, or its row gone.
+    ///
+    /// Requests queue their records; whichever takes the lock applies every queued record in
+    /// one pass (one message per board), and answers the others, so concurrent events do
+    /// not each pay a lock hand-off and an actor round trip.
     pub async fn apply_now(
         &self,
         stream: &StreamId,
         seq: u64,
         effects: &[Effect],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut router = self.inner.router.lock().await;
-        self.apply_locked(&mut router, stream, seq, effects).await
+        let earlier = self.inner.deps.store.inbox().earlier::<Vec<Effect>>(
+            ConsumerId::LEADERBOARDS,
+            stream,
+            seq,
+        )?;
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued {
+                stream: stream.clone(),
+                earlier: earlier.into_iter().map(|r| (r.seq, r.payload)).collect(),
+                seq,
+                effects: effects.to_vec(),
+                reply: tx,
+            });
+        tokio::select! {
+            biased;
+            answered = &mut rx => {
+                return answered.unwrap_or_else(|_| Err(unavailable("apply was dropped")));
+            }
+            mut router = self.inner.router.lock() => {
+                self.drain(&mut router).await;
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(unavailable("apply was dropped")))
+    }
+
+    /// Applies every queued request's record (after its earlier pending ones) and answers
+    /// each.
+    async fn drain(&self, router: &mut Router) {
+        let queued =
+            std::mem::take(&mut *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        if queued.is_empty() {
+            return;
+        }
+        let mut records: Vec<Pending<'_>> = Vec::new();
+        let mut answer_at: Vec<usize> = Vec::with_capacity(queued.len());
+        for q in &queued {
+            for (seq, effects) in &q.earlier {
+                records.push(Pending {
+                    stream: &q.stream,
+                    seq: *seq,
+                    effects,
+                });
+            }
+            answer_at.push(records.len());
+            records.push(Pending {
+                stream: &q.stream,
+                seq: q.seq,
+                effects: &q.effects,
+            });
+        }
+        let applied = self.apply_locked(router, &records).await;
+        drop(records);
+        for (q, at) in queued.into_iter().zip(answer_at) {
+            let answer = match &applied {
+                Ok(all) => Ok(all.get(at).cloned().unwrap_or_default()),
+                Err(e) => Err(unavailable(&e.to_string())),
+            };
+            let _ = q.reply.send(answer);
+        }
     }
 
     /// Writes every change applied in memory, with `board`'s pending history rows, so a
@@ -455,11 +565,9 @@ impl EffectConsumer for LeaderboardsConsumer {
             return Err(unavailable("boards were reset; catching up again"));
         }
         let mut router = boards.inner.router.lock().await;
-        for r in records {
-            boards
-                .apply_locked(&mut router, r.stream, r.seq, r.effects)
-                .await?;
-        }
+        // Requests waiting behind this batch are applied with it.
+        boards.drain(&mut router).await;
+        boards.apply_locked(&mut router, records).await?;
         boards.write(router, None).await
     }
 }

@@ -412,34 +412,34 @@ impl BoardState {
             // Whose rank may differ from the one last reported: the movers, and the users
             // now in the span of moved positions (past the cut by at most one place per
             // move, and at most DISPLACED_MAX places in all).
-            let mut candidates: Vec<(String, Option<f64>, bool)> = d
-                .movers
-                .into_iter()
-                .map(|(u, prev)| (u, prev, true))
-                .collect();
+            let mut moved = Vec::new();
+            for (user, previous_value) in &d.movers {
+                let rank = rank32(ranking.rank(user, max, def.tie_policy));
+                let previous = ranking.reported(user);
+                if rank != previous {
+                    let value = ranking.value(user).unwrap_or(0.0);
+                    moved.push((user.clone(), rank, previous, value, *previous_value, true));
+                }
+            }
             if let Some((lo, hi)) = d.span {
                 let hi = hi
                     .min(max.saturating_add(d.moves))
                     .min(lo.saturating_add(DISPLACED_MAX + d.moves));
                 if lo <= hi {
-                    for (user, value, _) in
-                        ranking.page(lo, hi - lo + 1, usize::MAX, def.tie_policy)
+                    // Ranks come with the page (no lookup per user); only users whose rank
+                    // changed are copied out.
+                    for (i, (user, value, rank_now)) in ranking
+                        .page(lo, hi - lo + 1, usize::MAX, def.tie_policy)
+                        .into_iter()
+                        .enumerate()
                     {
-                        candidates.push((user.to_string(), Some(value), false));
+                        let rank = rank32((lo + i < max).then_some(rank_now));
+                        if rank == ranking.reported(user) || d.movers.contains_key(user) {
+                            continue;
+                        }
+                        let previous = ranking.reported(user);
+                        moved.push((user.to_string(), rank, previous, value, Some(value), false));
                     }
-                }
-            }
-            let mut seen: BTreeSet<&str> = BTreeSet::new();
-            let mut moved = Vec::new();
-            for (user, previous_value, mover) in &candidates {
-                if !seen.insert(user) {
-                    continue;
-                }
-                let rank = rank32(ranking.rank(user, max, def.tie_policy));
-                let previous = ranking.reported(user);
-                if rank != previous {
-                    let value = ranking.value(user).unwrap_or(0.0);
-                    moved.push((user.clone(), rank, previous, value, *previous_value, *mover));
                 }
             }
             for (user, rank, previous, value, previous_value, mover) in moved {
