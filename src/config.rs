@@ -96,6 +96,11 @@ pub struct Config {
     #[arg(long, env = "KUDOS_TEST_EFFECT_TALLY", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub test_effect_tally: bool,
 
+    /// `1` lets webhook endpoints point at loopback, private, link-local and other
+    /// non-public addresses (the SSRF guard is on by default; SPEC §11.3.1).
+    #[arg(long, env = "KUDOS_WEBHOOK_ALLOW_PRIVATE", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,

@@ -9,6 +9,7 @@ pub mod leaderboards;
 pub mod points;
 pub mod streaks;
 pub mod users;
+pub mod webhooks;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};

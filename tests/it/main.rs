@@ -15,3 +15,4 @@ mod streaks;
 mod support;
 mod test_clock;
 mod users;
+mod webhooks;

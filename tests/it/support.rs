@@ -48,6 +48,8 @@ impl TestServer {
         config.test_clock = test_clock;
         // Test-clock servers also count effects, so tests can see what was announced.
         config.test_effect_tally = test_clock;
+        // ... and may send webhooks to loopback receivers; plain servers keep the SSRF guard.
+        config.webhook_allow_private = test_clock;
         config.max_body_bytes = 64 * 1024;
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(kudos::run(config, listener, shutdown.clone()));

@@ -1,5 +1,5 @@
-//! Configuration: metrics, attributes, achievements, streak settings and points (later
-//! leaderboards and webhook endpoints), one module per entity family ([`points`]; the
+//! Configuration: metrics, attributes, achievements, streak settings, points, leaderboards
+//! and webhook endpoints, one module per entity family ([`points`]; the
 //! achievement rules in [`crate::achievements`]). Every entity is persisted the same way: a
 //! [`Persisted`] type is one JSON meta entry under its prefix, written by [`Changed::of`]. The catalog is an immutable value behind an `Arc`; an admin change builds a new
 //! catalog, makes it durable and swaps it in, so the event hot path reads configuration with
@@ -21,6 +21,7 @@ pub mod leaderboards;
 mod metrics;
 pub mod points;
 mod streak;
+pub mod webhooks;
 
 pub use attributes::*;
 pub use metrics::*;
@@ -102,6 +103,7 @@ pub struct Catalog {
     pub streak: StreakSettings,
     points: PointsCatalog,
     leaderboards: Vec<leaderboards::Leaderboard>,
+    webhooks: Vec<webhooks::Webhook>,
 }
 
 /// A catalog entity stored as one meta entry, `{scope prefix}{PREFIX}{id}`.
@@ -129,6 +131,7 @@ impl Catalog {
             streak: StreakSettings::default(),
             points: PointsCatalog::default(),
             leaderboards: Vec::new(),
+            webhooks: Vec::new(),
         }
     }
 
@@ -440,6 +443,12 @@ impl CatalogService {
             catalog.next_ord = catalog.next_ord.max(max + 1);
         }
         catalog.leaderboards = boards;
+        let mut hooks: Vec<webhooks::Webhook> = load_all(&store, scope)?;
+        hooks.sort_by_key(|w| w.ord);
+        if let Some(max) = hooks.iter().map(|w| w.ord).max() {
+            catalog.next_ord = catalog.next_ord.max(max + 1);
+        }
+        catalog.webhooks = hooks;
         if let Some(max) = catalog.points.max_ord() {
             catalog.next_ord = catalog.next_ord.max(max + 1);
         }

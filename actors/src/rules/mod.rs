@@ -6,5 +6,6 @@ pub mod keys;
 pub mod points;
 pub mod profile;
 pub mod runs;
+pub mod ssrf;
 pub mod streak;
 pub mod summary;

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod points;
 pub mod streaks;
 pub mod test_clock;
+pub mod webhooks;
 
 use axum::Router;
 
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(achievements::router())
         .merge(points::router())
         .merge(leaderboards::router())
+        .merge(webhooks::router())
         .merge(test_clock::router())
         .merge(effect_tally::router())
 }

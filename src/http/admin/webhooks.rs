@@ -1,0 +1,161 @@
+//! `/admin/v1/webhooks` (SPEC §11.3): webhook endpoints in the bulk conventions of §10.1,
+//! and secret rotation. With the SSRF guard on (unless `KUDOS_WEBHOOK_ALLOW_PRIVATE=1`), a
+//! URL whose host resolves to a non-public address is refused here, per item.
+
+use std::net::IpAddr;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kudos_actors::catalog::webhooks::{check_url, WebhookChanges, WebhookFields, WebhookPatch};
+use kudos_actors::catalog::{Catalog, Changed, Issue, Item};
+use kudos_actors::rules::ssrf::is_public;
+use serde_json::{json, Value};
+
+use super::metrics::{created_status, MAX_BULK};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::wire::admin::issues;
+use crate::wire::webhooks::{parse_new_webhook, parse_webhook_patch, webhook};
+use crate::AppState;
+
+/// Why a destination is refused: its host does not resolve, or resolves (in any of its
+/// addresses) to a non-public one. The dispatcher checks the address it dials again.
+pub async fn check_destination(raw: &str) -> Result<(), String> {
+    let url = check_url(raw)?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addresses: Vec<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+        Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+        Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|_| "URL host does not resolve".to_string())?
+            .map(|a| a.ip())
+            .collect(),
+        None => return Err("URL must have a host".into()),
+    };
+    if addresses.is_empty() {
+        return Err("URL host does not resolve".into());
+    }
+    if addresses.iter().any(|ip| !is_public(*ip)) {
+        return Err("URL resolves to a private address".into());
+    }
+    Ok(())
+}
+
+/// Applies the SSRF guard to an item's URL, when it has one and the guard is on.
+async fn guarded(state: &AppState, url: Option<&str>) -> Result<(), String> {
+    match url {
+        Some(u) if !state.config.webhook_allow_private => check_destination(u).await,
+        _ => Ok(()),
+    }
+}
+
+async fn apply(
+    state: &AppState,
+    op: impl FnOnce(&mut Catalog) -> WebhookChanges,
+) -> ApiResult<WebhookChanges> {
+    Ok(state
+        .catalog
+        .update(|cat| {
+            let out = op(cat);
+            let changed = out.changed.iter().map(Changed::of).collect();
+            (out, changed)
+        })
+        .await?)
+}
+
+async fn list(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
+    let catalog = state.catalog.get();
+    Json(paging.apply(catalog.webhooks().map(|w| webhook(w, false))))
+}
+
+async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.get();
+    catalog
+        .webhook_by_id(&id)
+        .map(|w| Json(webhook(w, true)))
+        .ok_or_else(|| ApiError::not_found("Webhook not found"))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut items: Vec<Item<WebhookFields>> = Vec::new();
+    for raw in bulk_items(&body, MAX_BULK)? {
+        let item = parse_new_webhook(raw);
+        items.push(match item {
+            Ok(f) => guarded(&state, f.url.as_deref()).await.map(|()| f),
+            Err(e) => Err(e),
+        });
+    }
+    let now = state.clock.now();
+    let out = apply(&state, |cat| cat.create_webhooks(items, now)).await?;
+    let created: Vec<Value> = out.changed.iter().map(|w| webhook(w, true)).collect();
+    Ok((
+        created_status(created.len()),
+        Json(json!({"created": created, "issues": issues(out.issues)})),
+    ))
+}
+
+async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+    let mut items: Vec<Result<WebhookPatch, Issue>> = Vec::new();
+    for (i, raw) in bulk_items(&body, MAX_BULK)?.iter().enumerate() {
+        let item = match parse_webhook_patch(i, raw) {
+            Ok(p) => match guarded(&state, p.fields.url.as_deref()).await {
+                Ok(()) => Ok(p),
+                Err(m) => Err(Issue::for_id(&p.id, m)),
+            },
+            Err(issue) => Err(issue),
+        };
+        items.push(item);
+    }
+    let now = state.clock.now();
+    let out = apply(&state, |cat| cat.update_webhooks(items, now)).await?;
+    let updated: Vec<Value> = out.changed.iter().map(|w| webhook(w, false)).collect();
+    Ok(Json(
+        json!({"updated": updated, "issues": issues(out.issues)}),
+    ))
+}
+
+async fn delete(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Value>> {
+    let out = apply(&state, |cat| cat.delete_webhooks(&ids)).await?;
+    let deleted: Vec<Value> = out
+        .changed
+        .iter()
+        .map(|w| json!({"id": w.id.to_string()}))
+        .collect();
+    Ok(Json(
+        json!({"deleted": deleted, "issues": issues(out.issues)}),
+    ))
+}
+
+/// `POST /webhooks/{id}/rotate-secret` → `{secret}`; the previous secret still signs for
+/// 24 hours (SPEC §11.3.4).
+async fn rotate(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("Webhook not found"))?;
+    let now = state.clock.now();
+    let rotated = state
+        .catalog
+        .update(|cat| {
+            let w = cat.rotate_webhook_secret(id, now);
+            let changed = w.iter().map(Changed::of).collect();
+            (w, changed)
+        })
+        .await?;
+    rotated
+        .map(|w| Json(json!({"secret": w.secret})))
+        .ok_or_else(|| ApiError::not_found("Webhook not found"))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/webhooks",
+            get(list).post(create).patch(update).delete(delete),
+        )
+        .route("/webhooks/{id}", get(get_one))
+        .route("/webhooks/{id}/rotate-secret", post(rotate))
+}
