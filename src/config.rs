@@ -101,6 +101,10 @@ pub struct Config {
     #[arg(long, env = "KUDOS_WEBHOOK_ALLOW_PRIVATE", default_value = "0", value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
 
+    /// How long one webhook attempt may take before it counts as failed (SPEC §8.1.3).
+    #[arg(long, env = "KUDOS_WEBHOOK_TIMEOUT_SECS", default_value_t = 60)]
+    pub webhook_timeout_secs: u64,
+
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,

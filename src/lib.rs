@@ -22,6 +22,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod ops;
+pub mod webhooks;
 pub mod wire;
 
 use std::ops::Deref;
@@ -91,6 +92,8 @@ pub struct Inner {
     pub effect_tally: Option<Arc<std::sync::Mutex<std::collections::HashMap<String, Tally>>>>,
     /// Every leaderboard's actor, and the way records reach them.
     pub boards: Boards,
+    /// Sends webhook attempts (signed, SSRF-guarded).
+    pub webhook_sender: webhooks::send::Sender,
     readiness: AtomicU8,
 }
 
@@ -208,6 +211,11 @@ pub async fn run(
         clock.clone(),
         background.clone(),
     )?);
+    let webhook_sender = webhooks::send::Sender::new(
+        Duration::from_secs(config.webhook_timeout_secs),
+        config.webhook_allow_private,
+    )
+    .context("cannot build the webhook HTTP client")?;
     let effect_tally = config
         .test_effect_tally
         .then(|| Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())));
@@ -225,6 +233,7 @@ pub async fn run(
         background,
         effect_tally,
         boards,
+        webhook_sender,
         readiness: AtomicU8::new(0),
     }));
     start_background(&state, bus);

@@ -242,3 +242,252 @@ async fn the_ssrf_guard_refuses_non_public_destinations() {
         vec![(json!(id), "URL resolves to a private address".to_string())]
     );
 }
+
+/// A loopback webhook receiver: records every request and answers with `status`.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+#[derive(Clone, Debug)]
+struct Captured {
+    method: String,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        use axum::extract::State;
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
+            std::sync::Arc<std::sync::atomic::AtomicU16>,
+        );
+        async fn record(
+            State((got, status)): State<Shared>,
+            method: axum::http::Method,
+            headers: axum::http::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> (axum::http::StatusCode, &'static str) {
+            got.lock().expect("lock").push(Captured {
+                method: method.to_string(),
+                headers,
+                body: body.to_vec(),
+            });
+            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            (
+                axum::http::StatusCode::from_u16(code).expect("status"),
+                "received",
+            )
+        }
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state((got.clone(), status.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, got, status }
+    }
+
+    fn requests(&self) -> Vec<Captured> {
+        self.got.lock().expect("lock").clone()
+    }
+}
+
+fn header(c: &Captured, name: &str) -> String {
+    c.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Both signatures, computed here from the secret (not with the server's signing code).
+fn check_signatures(c: &Captured, secret: &str) {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(&c.body);
+    assert_eq!(
+        header(c, "x-trophy-signature"),
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()),
+        "X-Trophy-Signature over the raw body with the secret's UTF-8 bytes"
+    );
+    check_standard_signature(c, secret);
+}
+
+/// `webhook-signature` holds `v1,` + HMAC-SHA256 over `{id}.{timestamp}.{body}`, keyed with
+/// the base64-decoded secret.
+fn check_standard_signature(c: &Captured, secret: &str) {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(secret.strip_prefix("whsec_").expect("whsec_"))
+        .expect("base64 secret");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    mac.update(
+        format!(
+            "{}.{}.",
+            header(c, "webhook-id"),
+            header(c, "webhook-timestamp")
+        )
+        .as_bytes(),
+    );
+    mac.update(&c.body);
+    let want = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    assert!(
+        header(c, "webhook-signature").split(' ').any(|s| s == want),
+        "webhook-signature {} lacks {want}",
+        header(c, "webhook-signature")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sends_are_signed_both_ways_and_report_the_attempt() {
+    let s = TestServer::start_with_test_clock().await;
+    let receiver = Receiver::start().await;
+    let r = s
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "Beta tester", "trigger": "api", "key": "beta"}]),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let r = s
+        .post(
+            "/admin/v1/webhooks",
+            json!([
+                {"url": receiver.url, "headers": {"Authorization": "Bearer abc"}},
+                {"url": receiver.url, "method": "PUT", "payloadFormat": "envelope"},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let plain = r.body["created"][0].clone();
+    let enveloped = r.body["created"][1].clone();
+    let (id, secret) = (
+        plain["id"].as_str().expect("id").to_string(),
+        plain["secret"].as_str().expect("secret").to_string(),
+    );
+
+    let r = s
+        .post(&format!("/admin/v1/webhooks/{id}/test"), json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        (
+            r.body["statusCode"].clone(),
+            r.body["error"].clone(),
+            r.body["responseBody"].clone()
+        ),
+        (json!(200), Value::Null, json!("received")),
+        "{:?}",
+        r.body
+    );
+    let got = receiver.requests();
+    assert_eq!(got.len(), 1);
+    let c = &got[0];
+    assert_eq!(c.method, "POST");
+    assert_eq!(header(c, "content-type"), "application/json");
+    assert!(header(c, "user-agent").starts_with("Kudos-Webhooks/"));
+    assert_eq!(header(c, "authorization"), "Bearer abc");
+    assert_eq!(header(c, "x-trophy-event-type"), "achievement.completed");
+    let event_id = r.body["eventId"].as_str().expect("eventId");
+    assert_eq!(header(c, "x-trophy-event-id"), event_id);
+    assert_eq!(header(c, "webhook-id"), event_id);
+    check_signatures(c, &secret);
+    let body: Value = serde_json::from_slice(&c.body).expect("json body");
+    assert_eq!(body["type"], "achievement.completed");
+    assert_eq!(body["user"]["id"], "example-user");
+    assert_eq!(body["user"]["subscribeToEmails"], true);
+    assert_eq!(body["achievement"]["key"], "beta");
+    assert!(body["achievement"]["achievedAt"].is_string(), "{body}");
+
+    // A PUT endpoint with the envelope; a failing receiver is reported, not retried.
+    receiver
+        .status
+        .store(500, std::sync::atomic::Ordering::SeqCst);
+    let eid = enveloped["id"].as_str().expect("id");
+    let r = s
+        .post(
+            &format!("/admin/v1/webhooks/{eid}/test"),
+            json!({"type": "streak.lost"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["statusCode"].clone(),
+            r.body["error"].clone()
+        ),
+        (200, json!(500), json!("HTTP 500")),
+        "{:?}",
+        r.body
+    );
+    let got = receiver.requests();
+    assert_eq!(got.len(), 2);
+    let c = &got[1];
+    assert_eq!(c.method, "PUT");
+    check_signatures(c, enveloped["secret"].as_str().expect("secret"));
+    let body: Value = serde_json::from_slice(&c.body).expect("json body");
+    assert_eq!(
+        (
+            body["type"].clone(),
+            body["data"]["type"].clone(),
+            body["data"]["length"].clone()
+        ),
+        (json!("streak.lost"), json!("streak.lost"), json!(7))
+    );
+    assert_eq!(body["meta"]["webhook_url"], json!(receiver.url));
+    assert_eq!(body["id"], r.body["eventId"]);
+
+    // After a rotation both secrets sign for 24 hours.
+    let rotated = s
+        .post(&format!("/admin/v1/webhooks/{id}/rotate-secret"), json!({}))
+        .await
+        .body["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    receiver
+        .status
+        .store(204, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .post(&format!("/admin/v1/webhooks/{id}/test"), json!({}))
+        .await;
+    assert_eq!(r.body["statusCode"], 204, "{:?}", r.body);
+    let got = receiver.requests();
+    let c = &got[2];
+    check_signatures(c, &rotated);
+    check_standard_signature(c, &secret);
+    assert_eq!(header(c, "webhook-signature").split(' ').count(), 2);
+
+    // Errors: unknown type, unknown endpoint, bad body.
+    let r = s
+        .post(
+            &format!("/admin/v1/webhooks/{id}/test"),
+            json!({"type": "nope"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"].clone()),
+        (422, json!("Unknown event type: nope"))
+    );
+    let r = s
+        .post(
+            &format!("/admin/v1/webhooks/{}/test", uuid::Uuid::new_v4()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = s
+        .post(&format!("/admin/v1/webhooks/{id}/test"), json!({"type": 3}))
+        .await;
+    assert_eq!(r.status, 400);
+}

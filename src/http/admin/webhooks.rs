@@ -150,6 +150,56 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
         .ok_or_else(|| ApiError::not_found("Webhook not found"))
 }
 
+/// `POST /webhooks/{id}/test` with `{type}` (default `achievement.completed`): sends an
+/// example payload of that type now, signed like any delivery, outside the retry
+/// machinery, and answers with the attempt (SPEC §11.3.5).
+async fn test_send(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let event_type = if body.iter().all(u8::is_ascii_whitespace) {
+        "achievement.completed".to_string()
+    } else {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("Malformed JSON: {e}")))?;
+        match v.get("type") {
+            None | Some(Value::Null) => "achievement.completed".to_string(),
+            Some(Value::String(t)) => t.clone(),
+            Some(_) => return Err(ApiError::bad_request("type must be a string")),
+        }
+    };
+    let catalog = state.catalog.get();
+    let w = catalog
+        .webhook_by_id(&id)
+        .ok_or_else(|| ApiError::not_found("Webhook not found"))?;
+    let now = state.clock.now();
+    let payload = crate::webhooks::payloads::example(&event_type, &catalog, now)
+        .map_err(ApiError::unprocessable)?;
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let bytes = crate::webhooks::payloads::body(w, &event_id, &event_type, payload, now, 1);
+    let delivery = crate::webhooks::send::Delivery {
+        url: &w.url,
+        method: w.method,
+        headers: &w.headers,
+        secrets: w.signing_secrets(now),
+        event_id: &event_id,
+        event_type: &event_type,
+        body: &bytes,
+    };
+    let attempt = state.webhook_sender.attempt(&delivery, now).await;
+    tracing::info!(webhook = %w.id, event_type, status = ?attempt.status_code, error = ?attempt.error, "test webhook sent");
+    Ok(Json(json!({
+        "eventId": event_id,
+        "type": event_type,
+        "at": crate::wire::ts(attempt.at),
+        "statusCode": attempt.status_code,
+        "error": attempt.error,
+        "durationMs": attempt.duration_ms,
+        "responseBody": attempt.response_body,
+    })))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -158,4 +208,5 @@ pub fn router() -> Router<AppState> {
         )
         .route("/webhooks/{id}", get(get_one))
         .route("/webhooks/{id}/rotate-secret", post(rotate))
+        .route("/webhooks/{id}/test", post(test_send))
 }
