@@ -158,7 +158,7 @@ pub fn parse_new_metric(item: &Value) -> Item<NewMetric> {
 }
 
 /// The `id` of update item `index`; an item without one is reported by its index.
-fn item_id(index: usize, item: &Value) -> Result<String, Issue> {
+pub(crate) fn item_id(index: usize, item: &Value) -> Result<String, Issue> {
     match item.get("id") {
         Some(Value::String(s)) => Ok(s.clone()),
         _ => Err(Issue::at_index(

@@ -179,15 +179,7 @@ pub fn parse_new_leaderboard(item: &Value) -> Item<LeaderboardFields> {
 
 /// An `UpdateLeaderboardRequestItem`.
 pub fn parse_leaderboard_patch(index: usize, item: &Value) -> Result<LeaderboardPatch, Issue> {
-    let id = match item.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        _ => {
-            return Err(Issue::at_index(
-                index,
-                "id is required and must be a string",
-            ))
-        }
-    };
+    let id = super::admin::item_id(index, item)?;
     Ok(LeaderboardPatch {
         fields: fields(item).map_err(|m| Issue::for_id(&id, m))?,
         id,

@@ -80,15 +80,7 @@ pub fn parse_new_webhook(item: &Value) -> Item<WebhookFields> {
 
 /// An update item (`{id, ...fields}`).
 pub fn parse_webhook_patch(index: usize, item: &Value) -> Result<WebhookPatch, Issue> {
-    let id = match item.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        _ => {
-            return Err(Issue::at_index(
-                index,
-                "id is required and must be a string",
-            ))
-        }
-    };
+    let id = super::admin::item_id(index, item)?;
     Ok(WebhookPatch {
         fields: fields(item).map_err(|m| Issue::for_id(&id, m))?,
         id,

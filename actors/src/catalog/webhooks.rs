@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{bulk_delete, persisted, Catalog, Issue, Item};
+use super::{bulk_delete, bulk_update, persisted, Catalog, Issue, Item};
 
 /// Every event type (SPEC §8.3) and what it means.
 pub const EVENT_TYPES: [(&str, &str); 18] = [
@@ -366,33 +366,17 @@ impl Catalog {
         items: Vec<Result<WebhookPatch, Issue>>,
         now: DateTime<Utc>,
     ) -> WebhookChanges {
-        let mut out = WebhookChanges::default();
-        for item in items {
-            let patch = match item {
-                Ok(p) => p,
-                Err(issue) => {
-                    out.issues.push(issue);
-                    continue;
-                }
-            };
-            let Some(pos) = Uuid::parse_str(&patch.id)
-                .ok()
-                .and_then(|id| self.webhooks.iter().position(|w| w.id == id && !w.deleted))
-            else {
-                out.issues
-                    .push(Issue::for_id(&patch.id, "Webhook not found by ID"));
-                continue;
-            };
-            let base = self.webhooks[pos].clone();
-            match Self::build_webhook(patch.fields, Some(&base), now) {
-                Ok(w) => {
-                    self.webhooks[pos] = w.clone();
-                    out.changed.push(w);
-                }
-                Err(message) => out.issues.push(Issue::for_id(&patch.id, message)),
-            }
-        }
-        out
+        let (changed, issues) = bulk_update(
+            &mut self.webhooks,
+            items,
+            |p| &p.id,
+            "Webhook",
+            |w, patch| {
+                *w = Self::build_webhook(patch.fields, Some(w), now)?;
+                Ok(())
+            },
+        );
+        WebhookChanges { changed, issues }
     }
 
     pub fn delete_webhooks(&mut self, ids: &[String]) -> WebhookChanges {
