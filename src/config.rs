@@ -102,7 +102,7 @@ pub struct Config {
     pub webhook_allow_private: bool,
 
     /// How long one webhook attempt may take before it counts as failed (SPEC §8.1.3).
-    #[arg(long, env = "KUDOS_WEBHOOK_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "KUDOS_WEBHOOK_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub webhook_timeout_secs: u64,
 
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).

@@ -72,8 +72,8 @@ impl Resolve for GuardedResolver {
             if addrs.is_empty() {
                 return Err(format!("{host} does not resolve").into());
             }
-            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-                return Err(format!("{host} resolves to a private address ({})", bad.ip()).into());
+            if addrs.iter().any(|a| !is_public(a.ip())) {
+                return Err(format!("{host} resolves to a private address").into());
             }
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
@@ -90,9 +90,12 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+        // No proxy from the environment: a proxy would resolve the target itself, out of
+        // the guard's sight.
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .user_agent(user_agent());
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
@@ -103,9 +106,11 @@ impl Sender {
         })
     }
 
-    /// The signed headers of an attempt at `now`, then the endpoint's own.
-    pub fn headers(d: &Delivery<'_>, now: DateTime<Utc>) -> Result<HeaderMap, String> {
-        let timestamp = now.timestamp();
+    /// The signed headers of an attempt, then the endpoint's own. `wall`: the wall clock,
+    /// even under the test clock (SPEC §11.2.1), so receivers' verifiers, which refuse
+    /// timestamps far from their own clock, accept it.
+    pub fn headers(d: &Delivery<'_>, wall: DateTime<Utc>) -> Result<HeaderMap, String> {
+        let timestamp = wall.timestamp();
         let mut h = HeaderMap::new();
         let mut put = |name: &str, value: String| -> Result<(), String> {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -132,7 +137,8 @@ impl Sender {
         Ok(h)
     }
 
-    /// One attempt, stamped `now` (the Clock's time; its duration is measured for real).
+    /// One attempt, recorded at `now` (the Clock's time); its duration is measured for real
+    /// and `webhook-timestamp` is the wall clock.
     pub async fn attempt(&self, d: &Delivery<'_>, now: DateTime<Utc>) -> Attempt {
         let started = Instant::now();
         let failed = |error: String| Attempt {
@@ -158,7 +164,7 @@ impl Sender {
                 return failed("URL resolves to a private address".into());
             }
         }
-        let headers = match Self::headers(d, now) {
+        let headers = match Self::headers(d, kudos_actors::clock::wall_clock_now()) {
             Ok(h) => h,
             Err(e) => return failed(e),
         };
@@ -191,7 +197,15 @@ impl Sender {
                     .get("webhook-delivery")
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.eq_ignore_ascii_case("abort-message"));
-                let body = resp.bytes().await.unwrap_or_default();
+                // Only the excerpt is read: a receiver streaming a huge body is cut off.
+                let mut resp = resp;
+                let mut body: Vec<u8> = Vec::new();
+                while body.len() < RESPONSE_EXCERPT {
+                    match resp.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
                 let cut = body.len().min(RESPONSE_EXCERPT);
                 Attempt {
                     at: now,

@@ -41,6 +41,9 @@ async fn endpoints_crud_validation_and_rotation() {
                 {"url": 7},
                 {"name": "no url"},
                 {"url": "https://user:pw@example.com/"},
+                {"url": "https://example.com/", "events": ["*", "bogus"]},
+                {"url": "https://example.com/", "headers": {"X-A": "1", "x-a": "2"}},
+                {"url": "https://example.com/", "headers": {"Transfer-Encoding": "gzip"}},
             ]),
         )
         .await;
@@ -97,6 +100,12 @@ async fn endpoints_crud_validation_and_rotation() {
             (json!(7), "url must be a string".to_string()),
             (json!(8), "url is required".to_string()),
             (json!(9), "URL must not contain credentials".to_string()),
+            (json!(10), "Unknown event type: bogus".to_string()),
+            (json!(11), "Header x-a is given twice".to_string()),
+            (
+                json!(12),
+                "Header Transfer-Encoding is reserved".to_string()
+            ),
         ]
     );
     let id = a["id"].as_str().expect("id").to_string();
@@ -467,6 +476,24 @@ async fn test_sends_are_signed_both_ways_and_report_the_attempt() {
     check_signatures(c, &rotated);
     check_standard_signature(c, &secret);
     assert_eq!(header(c, "webhook-signature").split(' ').count(), 2);
+
+    // Under a test clock moved a day ahead, webhook-timestamp stays on the wall clock, so
+    // receivers' verifiers (which refuse timestamps far from their own clock) accept it.
+    s.set_clock("2099-01-01T00:00:00Z").await;
+    s.post(&format!("/admin/v1/webhooks/{id}/test"), json!({}))
+        .await;
+    let got = receiver.requests();
+    let sent: i64 = header(&got[3], "webhook-timestamp")
+        .parse()
+        .expect("seconds");
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    assert!(
+        (sent - wall).abs() < 300,
+        "webhook-timestamp {sent} vs wall clock {wall}"
+    );
 
     // Errors: unknown type, unknown endpoint, bad body.
     let r = s

@@ -63,10 +63,20 @@ pub const EVENT_TYPES: [(&str, &str); 18] = [
     ),
 ];
 
-/// Request headers Kudos sets itself: an endpoint's custom headers may not use them.
-pub const RESERVED_HEADERS: [&str; 10] = [
+/// Request headers Kudos sets itself, and hop-by-hop headers that would change how the
+/// body is framed: an endpoint's custom headers may not use them.
+pub const RESERVED_HEADERS: [&str; 19] = [
     "content-type",
     "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
     "user-agent",
     "host",
     "x-trophy-signature",
@@ -77,9 +87,13 @@ pub const RESERVED_HEADERS: [&str; 10] = [
     "webhook-signature",
 ];
 
-/// Custom headers per endpoint, and the longest value.
+/// Custom headers per endpoint, the longest name and value, the longest URL, name and
+/// description.
 pub const MAX_HEADERS: usize = 20;
+pub const MAX_HEADER_NAME: usize = 128;
 pub const MAX_HEADER_VALUE: usize = 1024;
+pub const MAX_URL: usize = 2048;
+pub const MAX_TEXT: usize = 1000;
 /// How long a rotated-out secret still signs (SPEC §11.3.4).
 pub const SECRET_OVERLAP_HOURS: i64 = 24;
 
@@ -212,6 +226,9 @@ pub struct WebhookChanges {
 
 /// A URL deliveries may go to: absolute `http` or `https` with a host, no credentials.
 pub fn check_url(raw: &str) -> Result<url::Url, String> {
+    if raw.len() > MAX_URL {
+        return Err(format!("URL must be at most {MAX_URL} characters"));
+    }
     let url = url::Url::parse(raw).map_err(|_| "URL must be an absolute http or https URL")?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("URL must use http or https".into());
@@ -229,17 +246,17 @@ fn check_events(events: Vec<String>) -> Result<Vec<String>, String> {
     if events.is_empty() {
         return Err("events must not be empty (use [\"*\"] for every type)".into());
     }
-    if events.iter().any(|e| e == "*") {
-        return Ok(vec!["*".to_string()]);
-    }
     let mut out: Vec<String> = Vec::new();
     for e in events {
-        if !EVENT_TYPES.iter().any(|(t, _)| *t == e) {
+        if e != "*" && !EVENT_TYPES.iter().any(|(t, _)| *t == e) {
             return Err(format!("Unknown event type: {e}"));
         }
         if !out.contains(&e) {
             out.push(e);
         }
+    }
+    if out.iter().any(|e| e == "*") {
+        return Ok(vec!["*".to_string()]);
     }
     Ok(out)
 }
@@ -249,10 +266,16 @@ fn check_headers(headers: BTreeMap<String, String>) -> Result<BTreeMap<String, S
         return Err(format!("At most {MAX_HEADERS} custom headers are allowed"));
     }
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut seen: Vec<String> = Vec::new();
     for (name, value) in &headers {
-        if name.is_empty() || !name.chars().all(token) {
+        if name.is_empty() || name.len() > MAX_HEADER_NAME || !name.chars().all(token) {
             return Err(format!("Invalid header name: {name}"));
         }
+        let lower = name.to_ascii_lowercase();
+        if seen.contains(&lower) {
+            return Err(format!("Header {name} is given twice"));
+        }
+        seen.push(lower);
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(format!("Header {name} is reserved"));
         }
@@ -320,6 +343,14 @@ impl Catalog {
             Some("envelope") => PayloadFormat::Envelope,
             Some(_) => return Err("payloadFormat must be trophy or envelope".into()),
         };
+        for (what, v) in [("name", &f.name), ("description", &f.description)] {
+            if v.as_ref()
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.len() > MAX_TEXT)
+            {
+                return Err(format!("{what} must be at most {MAX_TEXT} characters"));
+            }
+        }
         let text = |v: Option<Option<String>>, old: Option<&Option<String>>| match v {
             Some(v) => v.filter(|s| !s.trim().is_empty()),
             None => old.cloned().flatten(),

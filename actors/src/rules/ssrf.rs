@@ -3,7 +3,8 @@
 //! private, link-local (which holds the cloud metadata service, 169.254.169.254),
 //! carrier-grade NAT, multicast, documentation, benchmarking and reserved ranges are not.
 //! IPv6 forms that carry an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible,
-//! NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are judged by the IPv4 address they carry.
+//! NAT64 `64:ff9b::/96` and its local-use `64:ff9b:1::/48`, IPv4-translated `::ffff:0:0/96`,
+//! 6to4 `2002::/16`) are judged by the IPv4 address they carry.
 //! Ranges come from `ipnet`, not hand-written masks. Decimal and octal IPv4 spellings
 //! (`http://2130706433/`, `http://0177.0.0.1/`) are normalized by the URL parser before
 //! they get here; names are judged by every address they resolve to.
@@ -53,10 +54,13 @@ static BLOCKED_V6: LazyLock<Vec<Ipv6Net>> = LazyLock::new(|| {
     .collect()
 });
 
-static NAT64: LazyLock<Ipv6Net> = LazyLock::new(|| {
-    "64:ff9b::/96"
-        .parse()
-        .unwrap_or_else(|_| Ipv6Net::default())
+/// Prefixes whose last 32 bits are an IPv4 address: NAT64 (RFC 6052), local-use NAT64
+/// (RFC 8215) and IPv4-translated (SIIT, `::ffff:0:0/96`).
+static V4_IN_LAST_32: LazyLock<Vec<Ipv6Net>> = LazyLock::new(|| {
+    ["64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96"]
+        .iter()
+        .filter_map(|r| r.parse().ok())
+        .collect()
 });
 static SIX_TO_FOUR: LazyLock<Ipv6Net> =
     LazyLock::new(|| "2002::/16".parse().unwrap_or_else(|_| Ipv6Net::default()));
@@ -87,7 +91,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if o[..12].iter().all(|b| *b == 0) && u32::from(last) > 1 {
         return Some(last);
     }
-    if NAT64.contains(&ip) {
+    if V4_IN_LAST_32.iter().any(|net| net.contains(&ip)) {
         return Some(last);
     }
     if SIX_TO_FOUR.contains(&ip) {
@@ -131,6 +135,8 @@ mod tests {
             "::127.0.0.1",
             "64:ff9b::7f00:1",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "::ffff:0:7f00:1",
             "2002:7f00:1::",
             "2001:db8::1",
         ] {

@@ -20,6 +20,9 @@ use crate::wire::admin::issues;
 use crate::wire::webhooks::{parse_new_webhook, parse_webhook_patch, webhook};
 use crate::AppState;
 
+/// How long one name may take to resolve when an endpoint is created or updated.
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a destination is refused: its host does not resolve, or resolves (in any of its
 /// addresses) to a non-public one. The dispatcher checks the address it dials again.
 pub async fn check_destination(raw: &str) -> Result<(), String> {
@@ -28,11 +31,13 @@ pub async fn check_destination(raw: &str) -> Result<(), String> {
     let addresses: Vec<IpAddr> = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
         Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-        Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
-            .await
-            .map_err(|_| "URL host does not resolve".to_string())?
-            .map(|a| a.ip())
-            .collect(),
+        Some(url::Host::Domain(name)) => {
+            match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((name, port))).await {
+                Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
+                Ok(Err(_)) => return Err("URL host does not resolve".into()),
+                Err(_) => return Err("URL host did not resolve in time".into()),
+            }
+        }
         None => return Err("URL must have a host".into()),
     };
     if addresses.is_empty() {
