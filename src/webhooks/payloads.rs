@@ -7,7 +7,13 @@ use kudos_actors::catalog::Catalog;
 use kudos_actors::rules::profile::UserProfile;
 use serde_json::{json, Value};
 
+use kudos_actors::catalog::leaderboards::Leaderboard;
+use kudos_actors::leaderboard::Standing;
+use kudos_actors::rules::streak::{Frequency, StreakView};
+
 use crate::wire::achievements::user_achievement;
+use crate::wire::leaderboards::app_leaderboard;
+use crate::wire::streaks::BaseStreak;
 use crate::wire::users::User;
 
 /// `achievement.completed`: the full user and the completed achievement.
@@ -50,6 +56,70 @@ pub fn freeze_earned(user: &UserProfile, catalog: &Catalog, earned: u32, after: 
         "user": User::from_profile(user, catalog),
         "earned": earned,
         "freezes": after,
+    })
+}
+
+/// `streak.started` or `streak.extended`: the user and the streak as it is now.
+pub fn streak_grew(
+    event_type: &str,
+    user: &UserProfile,
+    catalog: &Catalog,
+    streak: &StreakView,
+) -> Value {
+    json!({
+        "type": event_type,
+        "user": User::from_profile(user, catalog),
+        "streak": BaseStreak::from(streak),
+    })
+}
+
+/// `leaderboard.started`, `leaderboard.changed` or `leaderboard.finished`: the board
+/// (configured dates, `status` when emitted) with the rankings of one group (SPEC §8.3.1).
+pub fn leaderboard_rankings(
+    event_type: &str,
+    board: &Leaderboard,
+    catalog: &Catalog,
+    rankings: &[Standing],
+    now: DateTime<Utc>,
+) -> Value {
+    let mut m = app_leaderboard(board, catalog, now);
+    let rows: Vec<Value> = rankings
+        .iter()
+        .map(|r| {
+            json!({
+                "userId": r.user_id,
+                "userName": r.user_name,
+                "rank": r.rank,
+                "value": r.value.floor() as i64,
+            })
+        })
+        .collect();
+    m.insert("rankings".into(), Value::Array(rows));
+    json!({"type": event_type, "leaderboard": Value::Object(m)})
+}
+
+/// `leaderboard.rank_changed`: the user and `WebhookUserLeaderboardResponse`.
+pub fn rank_changed(
+    user: &UserProfile,
+    board: &Leaderboard,
+    catalog: &Catalog,
+    (rank, value): (Option<u32>, Option<f64>),
+    (previous_rank, previous_value): (Option<u32>, Option<f64>),
+    now: DateTime<Utc>,
+) -> Value {
+    let mut m = app_leaderboard(board, catalog, now);
+    m.remove("status");
+    m.insert("rank".into(), json!(rank));
+    m.insert("value".into(), json!(value.map(|v| v.floor() as i64)));
+    m.insert("previousRank".into(), json!(previous_rank));
+    m.insert(
+        "previousValue".into(),
+        json!(previous_value.map(|v| v.floor() as i64)),
+    );
+    json!({
+        "type": "leaderboard.rank_changed",
+        "user": User::from_profile(user, catalog),
+        "leaderboard": Value::Object(m),
     })
 }
 
@@ -110,6 +180,53 @@ pub fn example(event_type: &str, catalog: &Catalog, now: DateTime<Utc>) -> Resul
                 "A test achievement.completed needs an achievement: create one first".to_string()
             }),
         "streak.lost" => Ok(streak_lost(&user, catalog, 7)),
+        "streak.started" | "streak.extended" => {
+            let today = now.date_naive();
+            let length = if event_type == "streak.started" { 1 } else { 8 };
+            let streak = StreakView {
+                length,
+                frequency: Frequency::Daily,
+                started: today.checked_sub_days(chrono::Days::new(u64::from(length) - 1)),
+                period_start: Some(today),
+                period_end: Some(today),
+                expires: today.checked_add_days(chrono::Days::new(1)),
+                extended: Some(now),
+                freezes: None,
+                max_freezes: None,
+                auto_earn: None,
+            };
+            Ok(streak_grew(event_type, &user, catalog, &streak))
+        }
+        "leaderboard.started"
+        | "leaderboard.changed"
+        | "leaderboard.finished"
+        | "leaderboard.rank_changed" => {
+            let board = catalog.leaderboards().next().ok_or_else(|| {
+                format!("A test {event_type} needs a leaderboard: create one first")
+            })?;
+            let top = |n: u32| -> Vec<Standing> {
+                (1..=n)
+                    .map(|rank| Standing {
+                        user_id: format!("example-user-{rank}"),
+                        user_name: Some(format!("Example User {rank}")),
+                        rank,
+                        value: f64::from(100 - rank * 7),
+                    })
+                    .collect()
+            };
+            Ok(match event_type {
+                "leaderboard.started" => leaderboard_rankings(event_type, board, catalog, &[], now),
+                "leaderboard.rank_changed" => rank_changed(
+                    &user,
+                    board,
+                    catalog,
+                    (Some(2), Some(86.0)),
+                    (Some(3), Some(79.0)),
+                    now,
+                ),
+                _ => leaderboard_rankings(event_type, board, catalog, &top(10), now),
+            })
+        }
         "streak.freeze_consumed" => Ok(freeze_consumed(&user, catalog, 1, 2)),
         "streak.freeze_earned" => Ok(freeze_earned(&user, catalog, 1, 3)),
         other

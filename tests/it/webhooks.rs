@@ -518,3 +518,100 @@ async fn test_sends_are_signed_both_ways_and_report_the_attempt() {
         .await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sends_cover_streak_and_leaderboard_payload_shapes() {
+    let s = TestServer::start_with_test_clock().await;
+    let receiver = Receiver::start().await;
+    let r = s
+        .post("/admin/v1/webhooks", json!([{"url": receiver.url}]))
+        .await;
+    let id = r.body["created"][0]["id"].as_str().expect("id").to_string();
+    let send = |t: &'static str| {
+        let (s, id) = (&s, id.clone());
+        async move {
+            s.post(
+                &format!("/admin/v1/webhooks/{id}/test"),
+                json!({ "type": t }),
+            )
+            .await
+        }
+    };
+    // Leaderboard types need a board to show.
+    let r = send("leaderboard.finished").await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "runUnit": "day", "runInterval": 7, "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    for t in [
+        "streak.started",
+        "streak.extended",
+        "leaderboard.started",
+        "leaderboard.finished",
+        "leaderboard.rank_changed",
+    ] {
+        let r = send(t).await;
+        assert_eq!(
+            (r.status, r.body["statusCode"].clone()),
+            (200, json!(200)),
+            "{t}: {:?}",
+            r.body
+        );
+    }
+    let bodies: Vec<Value> = receiver
+        .requests()
+        .iter()
+        .map(|c| serde_json::from_slice(&c.body).expect("json"))
+        .collect();
+    let streak = &bodies[0]["streak"];
+    assert_eq!(
+        (streak["length"].clone(), streak["frequency"].clone()),
+        (json!(1), json!("daily"))
+    );
+    for field in ["started", "periodStart", "periodEnd", "expires"] {
+        assert!(streak[field].is_string(), "{field}: {streak}");
+    }
+    assert_eq!(bodies[1]["streak"]["length"], 8);
+    assert_eq!(bodies[1]["user"]["id"], "example-user");
+    let started = &bodies[2]["leaderboard"];
+    assert_eq!(
+        (
+            started["key"].clone(),
+            started["status"].clone(),
+            started["rankings"].clone()
+        ),
+        (json!("weekly"), json!("active"), json!([]))
+    );
+    let finished = &bodies[3]["leaderboard"];
+    assert_eq!(finished["rankings"].as_array().map(Vec::len), Some(10));
+    let first = &finished["rankings"][0];
+    assert_eq!(
+        (
+            first["rank"].clone(),
+            first["userId"].is_string(),
+            first["value"].is_i64()
+        ),
+        (json!(1), true, true)
+    );
+    let ranked = &bodies[4];
+    assert_eq!(ranked["type"], "leaderboard.rank_changed");
+    let l = &ranked["leaderboard"];
+    assert_eq!(
+        (
+            l["rank"].clone(),
+            l["previousRank"].clone(),
+            l["value"].clone(),
+            l["previousValue"].clone()
+        ),
+        (json!(2), json!(3), json!(86), json!(79))
+    );
+    assert!(l.get("status").is_none(), "{l}");
+    assert_eq!(l["runUnit"], "day");
+}
