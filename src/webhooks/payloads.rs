@@ -123,6 +123,97 @@ pub fn rank_changed(
     })
 }
 
+/// `points.boost_started` / `points.boost_finished`: `PointsBoostWebhookPayload` (SPEC
+/// §8.3.2) with the emission instant.
+pub fn boost(
+    event_type: &str,
+    b: &kudos_actors::catalog::points::PointsBoost,
+    system: &kudos_actors::catalog::points::PointsSystem,
+    at: DateTime<Utc>,
+) -> Value {
+    let status = if event_type == "points.boost_started" {
+        "active"
+    } else {
+        "finished"
+    };
+    json!({
+        "type": event_type,
+        "timestamp": crate::wire::ts(at),
+        "boost": {
+            "id": b.id.to_string(),
+            "name": b.name,
+            "status": status,
+            "userId": b.user_id,
+            "pointsSystemId": system.id.to_string(),
+            "pointsSystemKey": system.key,
+            "pointsSystemName": system.name,
+            "start": b.start.to_string(),
+            "end": b.end.map(|e| e.to_string()),
+            "multiplier": b.multiplier,
+            "rounding": b.rounding.as_str(),
+        },
+    })
+}
+
+/// `points.level_changed`: the system with the user's total, and the levels before and
+/// after.
+pub fn level_changed(
+    user: &UserProfile,
+    catalog: &Catalog,
+    system: &kudos_actors::catalog::points::PointsSystem,
+    total: i64,
+    previous: Option<&kudos_actors::catalog::points::PointsLevel>,
+    new: Option<&kudos_actors::catalog::points::PointsLevel>,
+) -> Value {
+    let mut points = crate::wire::points::points_response(system);
+    points.insert("total".into(), json!(total));
+    json!({
+        "type": "points.level_changed",
+        "user": User::from_profile(user, catalog),
+        "points": Value::Object(points),
+        "previousLevel": previous.map(crate::wire::points::app_level),
+        "newLevel": new.map(crate::wire::points::app_level),
+    })
+}
+
+/// `points.changed`: `MetricEventPointsResponse` of the awards since the last delivery
+/// (`level` only when it changed).
+pub fn points_changed(
+    user: &UserProfile,
+    catalog: &Catalog,
+    system: &kudos_actors::catalog::points::PointsSystem,
+    awards: &[kudos_actors::user::Award],
+    level: Option<Option<&kudos_actors::catalog::points::PointsLevel>>,
+    today: chrono::NaiveDate,
+) -> Value {
+    let mut points = crate::wire::points::points_response(system);
+    points.insert("total".into(), json!(awards.last().map_or(0, |a| a.total)));
+    points.insert(
+        "added".into(),
+        json!(awards.iter().map(|a| a.awarded).sum::<i64>()),
+    );
+    points.insert(
+        "awards".into(),
+        Value::Array(
+            awards
+                .iter()
+                .map(|a| crate::wire::points::app_award(a, catalog, today))
+                .collect(),
+        ),
+    );
+    if let Some(level) = level {
+        points.insert(
+            "level".into(),
+            json!(level.map(crate::wire::points::app_level)),
+        );
+    }
+    json!({
+        "type": "points.changed",
+        "user": User::from_profile(user, catalog),
+        "points": Value::Object(points),
+    })
+}
+
 /// The bytes sent for `payload` to endpoint `w` (the envelope of SPEC §11.3.7 around it
 /// when the endpoint asks for one; `attempt` counts from 1).
 pub fn body(
@@ -196,6 +287,53 @@ pub fn example(event_type: &str, catalog: &Catalog, now: DateTime<Utc>) -> Resul
                 auto_earn: None,
             };
             Ok(streak_grew(event_type, &user, catalog, &streak))
+        }
+        "points.changed"
+        | "points.level_changed"
+        | "points.boost_started"
+        | "points.boost_finished" => {
+            let system = catalog.points_systems().next().ok_or_else(|| {
+                format!("A test {event_type} needs a points system: create one first")
+            })?;
+            let levels = catalog.points_levels(system.id);
+            match event_type {
+                "points.changed" => {
+                    let trigger = catalog.points_triggers(system.id).next().ok_or_else(|| {
+                        "A test points.changed needs a trigger on the system: create one first"
+                            .to_string()
+                    })?;
+                    let award = kudos_actors::user::Award {
+                        id: uuid::Uuid::new_v4(),
+                        trigger_id: trigger.id,
+                        awarded: trigger.points,
+                        total: 120 + trigger.points,
+                        at: now,
+                        boosts: Vec::new(),
+                    };
+                    Ok(points_changed(
+                        &user,
+                        catalog,
+                        system,
+                        &[award],
+                        levels.first().map(|l| Some(*l)),
+                        now.date_naive(),
+                    ))
+                }
+                "points.level_changed" => Ok(level_changed(
+                    &user,
+                    catalog,
+                    system,
+                    levels.get(1).map_or(150, |l| l.points),
+                    levels.first().copied(),
+                    levels.get(1).or(levels.first()).copied(),
+                )),
+                _ => {
+                    let b = catalog.points_boosts(system.id).next().ok_or_else(|| {
+                        format!("A test {event_type} needs a boost on the system: create one first")
+                    })?;
+                    Ok(boost(event_type, b, system, now))
+                }
+            }
         }
         "leaderboard.started"
         | "leaderboard.changed"

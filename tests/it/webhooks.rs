@@ -520,7 +520,7 @@ async fn test_sends_are_signed_both_ways_and_report_the_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn test_sends_cover_streak_and_leaderboard_payload_shapes() {
+async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
     let s = TestServer::start_with_test_clock().await;
     let receiver = Receiver::start().await;
     let r = s
@@ -614,4 +614,74 @@ async fn test_sends_cover_streak_and_leaderboard_payload_shapes() {
     );
     assert!(l.get("status").is_none(), "{l}");
     assert_eq!(l["runUnit"], "day");
+
+    // Points types, from the org's first system.
+    let r = s
+        .post(
+            "/admin/v1/points",
+            json!([{"name": "XP", "key": "xp",
+                    "levels": [{"name": "Bronze", "key": "bronze", "points": 0},
+                               {"name": "Silver", "key": "silver", "points": 100}],
+                    "triggers": [{"type": "metric", "points": 10, "metricId": metric, "metricThreshold": 1}],
+                    "boosts": [{"name": "Double", "start": "2030-01-01", "end": "2030-01-07", "multiplier": 2}]}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for t in [
+        "points.changed",
+        "points.level_changed",
+        "points.boost_started",
+        "points.boost_finished",
+    ] {
+        let r = send(t).await;
+        assert_eq!(
+            (r.status, r.body["statusCode"].clone()),
+            (200, json!(200)),
+            "{t}: {:?}",
+            r.body
+        );
+    }
+    let bodies: Vec<Value> = receiver
+        .requests()
+        .iter()
+        .skip(5)
+        .map(|c| serde_json::from_slice(&c.body).expect("json"))
+        .collect();
+    let changed = &bodies[0]["points"];
+    assert_eq!(
+        (
+            changed["key"].clone(),
+            changed["added"].clone(),
+            changed["total"].clone()
+        ),
+        (json!("xp"), json!(10), json!(130))
+    );
+    assert_eq!(changed["awards"][0]["trigger"]["type"], "metric");
+    assert_eq!(changed["level"]["key"], "bronze");
+    let level = &bodies[1];
+    assert_eq!(
+        (
+            level["previousLevel"]["key"].clone(),
+            level["newLevel"]["key"].clone(),
+            level["points"]["total"].clone()
+        ),
+        (json!("bronze"), json!("silver"), json!(100))
+    );
+    let (started, finished) = (&bodies[2], &bodies[3]);
+    assert!(started["timestamp"].is_string());
+    assert_eq!(
+        (
+            started["boost"]["status"].clone(),
+            finished["boost"]["status"].clone()
+        ),
+        (json!("active"), json!("finished"))
+    );
+    assert_eq!(
+        (
+            started["boost"]["pointsSystemKey"].clone(),
+            started["boost"]["multiplier"].clone(),
+            started["boost"]["userId"].clone()
+        ),
+        (json!("xp"), json!(2.0), Value::Null)
+    );
 }
