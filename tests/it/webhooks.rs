@@ -615,6 +615,19 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
     assert!(l.get("status").is_none(), "{l}");
     assert_eq!(l["runUnit"], "day");
 
+    // The event-type list has all 18, with examples where the catalog allows one.
+    let types = s.get("/admin/v1/webhooks/event-types").await.body;
+    let list = types.as_array().expect("types");
+    assert_eq!(list.len(), 18, "{types}");
+    let by_type = |t: &str| list.iter().find(|x| x["type"] == t).cloned().expect("type");
+    assert_eq!(
+        by_type("leaderboard.finished")["example"]["leaderboard"]["key"],
+        "weekly"
+    );
+    assert!(by_type("points.changed")["example"].is_null());
+    assert!(by_type("points.changed")["exampleUnavailable"].is_string());
+    assert!(by_type("streak.lost")["description"].is_string());
+
     // Points types, from the org's first system.
     let r = s
         .post(

@@ -205,12 +205,39 @@ async fn test_send(
     })))
 }
 
+/// `GET /webhooks/event-types`: every event type of SPEC §8.3 with its description and an
+/// example payload built from this organization's configuration (`null` where one cannot be
+/// built yet, with `exampleUnavailable` saying why).
+async fn event_types(State(state): State<AppState>) -> Json<Vec<Value>> {
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    Json(
+        kudos_actors::catalog::webhooks::EVENT_TYPES
+            .iter()
+            .map(
+                |(t, description)| match crate::webhooks::payloads::example(t, &catalog, now) {
+                    Ok(example) => {
+                        json!({"type": t, "description": description, "example": example})
+                    }
+                    Err(why) => json!({
+                        "type": t,
+                        "description": description,
+                        "example": null,
+                        "exampleUnavailable": why,
+                    }),
+                },
+            )
+            .collect(),
+    )
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/webhooks",
             get(list).post(create).patch(update).delete(delete),
         )
+        .route("/webhooks/event-types", get(event_types))
         .route("/webhooks/{id}", get(get_one))
         .route("/webhooks/{id}/rotate-secret", post(rotate))
         .route("/webhooks/{id}/test", post(test_send))
