@@ -286,3 +286,81 @@ async fn kill_9_mid_load_delivers_every_effect_of_every_acknowledged_record_once
     let server = Binary::start(dir.path(), &ENV).await;
     check_recovered(&server, &achievement, &sent).await;
 }
+
+/// Moves the binary's test clock.
+async fn set(server: &Binary, now: &str) {
+    let (status, body) = server
+        .post("/admin/v1/test-clock", json!({ "now": now }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Run announcements are one fsynced commit each, with their progress: a `kill -9` after
+/// them neither loses nor repeats one, and the scheduler goes on from where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaderboard_run_announcements_survive_kill_9_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Binary::start(dir.path(), &ENV).await;
+    set(&server, "2027-01-03T12:00:00Z").await;
+    let (status, body) = server
+        .post(
+            "/admin/v1/metrics",
+            json!([{"name": "Words", "key": "words"}]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let metric = body["created"][0]["id"].as_str().expect("id").to_string();
+    let (status, body) = server
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-01-03", "runUnit": "day", "runInterval": 7,
+                    "maxParticipants": 2, "status": "active"}]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let runs = format!("{}/runs", body["created"][0]["id"].as_str().expect("id"));
+    for (user, value) in [("alice", 500), ("bob", 300)] {
+        let (status, body) = server
+            .post(
+                "/v1/metrics/words/event",
+                json!({"user": {"id": user}, "value": value}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    set(&server, "2027-01-09T10:00:00Z").await;
+    let counted = |t: &Value| {
+        (
+            t["users"][&runs]["runsStarted"].clone(),
+            t["users"][&runs]["runsFinished"].clone(),
+        )
+    };
+    assert_eq!(counted(&server.settled_tally().await), (json!(2), json!(0)));
+
+    server.kill9();
+    server.wait_exit().await;
+    let mut server = Binary::start(dir.path(), &ENV).await;
+    assert_eq!(counted(&server.settled_tally().await), (json!(2), json!(0)));
+    set(&server, "2027-01-10T13:00:00Z").await;
+    assert_eq!(counted(&server.settled_tally().await), (json!(2), json!(1)));
+    // Run 0's final standings are still there to read.
+    let (_, board) = server.get("/v1/leaderboards/weekly?run=2027-01-03").await;
+    let ranked: Vec<Value> = board["rankings"]
+        .as_array()
+        .expect("rankings")
+        .iter()
+        .map(|r| json!([r["userId"], r["rank"]]))
+        .collect();
+    assert_eq!(
+        ranked,
+        vec![json!(["alice", 1]), json!(["bob", 2])],
+        "{board}"
+    );
+
+    server.kill9();
+    server.wait_exit().await;
+    let server = Binary::start(dir.path(), &ENV).await;
+    set(&server, "2027-01-11T12:00:00Z").await;
+    assert_eq!(counted(&server.settled_tally().await), (json!(2), json!(1)));
+}
