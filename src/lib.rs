@@ -176,7 +176,7 @@ pub async fn run(
         Actor::spawn(None, RootSupervisor, supervisor_stats.clone())
             .await
             .context("cannot start the root supervisor")?;
-    let mut consumers = vec![ConsumerId::LEADERBOARDS];
+    let mut consumers = vec![ConsumerId::LEADERBOARDS, ConsumerId::WEBHOOKS];
     if config.test_effect_tally {
         consumers.push(ConsumerId::TEST_TALLY);
     }
@@ -310,6 +310,43 @@ fn start_background(state: &AppState, bus: EffectBus) {
                 boards.restart().await;
                 run_consumer(store, bus, boards.consumer(), t).await
             }
+        });
+    }
+    {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (store, catalog, users, clock, t) = (
+            state.store.clone(),
+            state.catalog.clone(),
+            state.users.clone(),
+            state.clock.clone(),
+            token.clone(),
+        );
+        let (bus2, wake2) = (bus.clone(), wake.clone());
+        bg.supervise("webhook-outbox", move || {
+            let consumer = webhooks::dispatch::WebhookConsumer {
+                catalog: catalog.clone(),
+                users: users.clone(),
+                clock: clock.clone(),
+                wake: wake2.clone(),
+            };
+            run_consumer(store.clone(), bus2.clone(), consumer, t.clone())
+        });
+        let (store, catalog, clock, sender, t) = (
+            state.store.clone(),
+            state.catalog.clone(),
+            state.clock.clone(),
+            state.webhook_sender.clone(),
+            token.clone(),
+        );
+        bg.supervise("webhook-sender", move || {
+            webhooks::dispatch::run_sender(
+                store.clone(),
+                catalog.clone(),
+                clock.clone(),
+                sender.clone(),
+                wake.clone(),
+                t.clone(),
+            )
         });
     }
     if let Some(view) = &state.effect_tally {

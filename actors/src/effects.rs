@@ -89,9 +89,15 @@ impl EffectBus {
 }
 
 /// Whether `consumer` needs to see a record with these effects: leaderboards only records
-/// that ranked something; every other consumer everything.
+/// that ranked something, webhooks only records with an event they deliver; every other
+/// consumer everything.
 pub fn wants<'a>(consumer: ConsumerId, effects: impl IntoIterator<Item = &'a Effect>) -> bool {
-    consumer != ConsumerId::LEADERBOARDS || effects.into_iter().any(Effect::is_ranked)
+    let mut effects = effects.into_iter();
+    match consumer {
+        ConsumerId::LEADERBOARDS => effects.any(Effect::is_ranked),
+        ConsumerId::WEBHOOKS => effects.any(|e| e.webhook_type().is_some()),
+        _ => true,
+    }
 }
 
 /// One record a consumer is given: entry `seq` of `stream` and its effects.

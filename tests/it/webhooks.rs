@@ -701,3 +701,95 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
         (json!("xp"), json!(2.0), Value::Null)
     );
 }
+
+/// Waits until the receiver has at least `n` requests.
+async fn received(receiver: &Receiver, n: usize) -> Vec<Captured> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got = receiver.requests();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} deliveries arrived",
+            got.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_delivered_signed_and_retried_on_the_clock_with_the_same_id_and_body() {
+    let s = TestServer::start_with_test_clock().await;
+    s.set_clock("2027-05-01T12:00:00Z").await;
+    let receiver = Receiver::start().await;
+    let r = s
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "Beta tester", "trigger": "api", "key": "beta", "status": "active"}]),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let r = s
+        .post(
+            "/admin/v1/webhooks",
+            json!([
+                {"url": receiver.url, "events": ["achievement.completed"]},
+                {"url": receiver.url, "events": ["streak.lost"]},
+                {"url": receiver.url, "status": "inactive"},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let secret = r.body["created"][0]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    // The receiver fails the first attempt.
+    receiver
+        .status
+        .store(500, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .post(
+            "/v1/achievements/beta/complete",
+            json!({"user": {"id": "ada", "name": "Ada"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let got = received(&receiver, 1).await;
+    let first = got[0].clone();
+    assert_eq!(
+        header(&first, "x-trophy-event-type"),
+        "achievement.completed"
+    );
+    check_signatures(&first, &secret);
+    let body: Value = serde_json::from_slice(&first.body).expect("json");
+    assert_eq!(
+        (
+            body["user"]["id"].clone(),
+            body["user"]["name"].clone(),
+            body["achievement"]["key"].clone()
+        ),
+        (json!("ada"), json!("Ada"), json!("beta"))
+    );
+    // Only the endpoint subscribed to the type got it (the inactive one gets nothing).
+    assert_eq!(receiver.requests().len(), 1);
+
+    // The retry is due one minute later, on the clock; it carries the same id and body.
+    receiver
+        .status
+        .store(200, std::sync::atomic::Ordering::SeqCst);
+    s.set_clock("2027-05-01T12:00:59Z").await;
+    assert_eq!(receiver.requests().len(), 1, "not before its minute");
+    s.set_clock("2027-05-01T12:01:01Z").await;
+    let got = received(&receiver, 2).await;
+    let retry = &got[1];
+    assert_eq!(header(retry, "webhook-id"), header(&first, "webhook-id"));
+    assert_eq!(retry.body, first.body, "the same body on every retry");
+    check_signatures(retry, &secret);
+    // Delivered: nothing more comes.
+    s.set_clock("2027-05-01T12:10:00Z").await;
+    tokio::task::yield_now().await;
+    assert_eq!(receiver.requests().len(), 2);
+}

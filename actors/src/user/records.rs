@@ -143,6 +143,22 @@ pub enum Effect {
 }
 
 impl Effect {
+    /// The webhook event type it is delivered as (SPEC §8.3), for the types the dispatcher
+    /// sends today.
+    pub fn webhook_type(&self) -> Option<&'static str> {
+        Some(match self {
+            Effect::AchievementCompleted { silent: false, .. } => "achievement.completed",
+            Effect::Streak { event, .. } => match event {
+                StreakEvent::Started { .. } => "streak.started",
+                StreakEvent::Extended { .. } => "streak.extended",
+                StreakEvent::Lost { .. } => "streak.lost",
+                StreakEvent::FreezeConsumed { .. } => "streak.freeze_consumed",
+                StreakEvent::FreezeEarned { .. } => "streak.freeze_earned",
+            },
+            _ => return None,
+        })
+    }
+
     /// Whether it places the user on leaderboards.
     pub fn is_ranked(&self) -> bool {
         matches!(

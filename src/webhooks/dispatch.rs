@@ -1,0 +1,372 @@
+//! The webhook dispatcher: the durable outbox and the sender.
+//!
+//! - **Outbox.** [`WebhookConsumer`] is the `WEBHOOKS` effect consumer. For each record's
+//!   effects it renders each event's payload once (with the user as they are now) and
+//!   writes one delivery row per subscribed active endpoint, with a pending entry, in the
+//!   same batch that removes the record's inbox row. So every acknowledged effect becomes
+//!   its deliveries exactly once, across crashes.
+//! - **Sender.** [`run_sender`] attempts pending deliveries whose time has come, on the
+//!   Clock (so retries follow the test clock), with at most [`PER_ENDPOINT`] attempts in
+//!   flight per endpoint. A failure is retried after 1, 2 and 4 minutes (SPEC §8.1.4), then
+//!   marked failed. Attempts are recorded on the delivery row; a crash before the record
+//!   only repeats an attempt (at least once), with the same event id and body.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kudos_actors::catalog::webhooks::Webhook;
+use kudos_actors::catalog::{Catalog, CatalogService};
+use kudos_actors::clock::Clock;
+use kudos_actors::effects::{EffectConsumer, Pending};
+use kudos_actors::rules::streak::StreakEvent;
+use kudos_actors::user::{Effect, ProfileQuery, StreakViewQuery};
+use kudos_actors::user_shards::UserShards;
+use kudos_snapshots::{Commit, ConsumerId, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::payloads;
+use super::send::{Attempt, Delivery, Sender};
+
+/// Attempts in flight per endpoint.
+pub const PER_ENDPOINT: usize = 4;
+/// Minutes to wait after each failed attempt (SPEC §8.1.4: up to 3 retries).
+pub const RETRY_MINUTES: [i64; 3] = [1, 2, 4];
+/// How often the sender looks for due deliveries when nothing woke it.
+const POLL: Duration = Duration::from_millis(200);
+
+const DELIVERY: u8 = b'd';
+const QUEUED: u8 = b'q';
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRow {
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub response_body: String,
+}
+
+/// One event for one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub endpoint: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The payload JSON (the envelope, if any, is added per attempt).
+    pub payload: Vec<u8>,
+    pub created: DateTime<Utc>,
+    pub status: DeliveryStatus,
+    pub attempts: Vec<AttemptRow>,
+    pub next_attempt: Option<DateTime<Utc>>,
+}
+
+fn delivery_key(endpoint: Uuid, created: DateTime<Utc>, id: Uuid) -> Vec<u8> {
+    let mut k = vec![DELIVERY];
+    k.extend_from_slice(endpoint.as_bytes());
+    k.extend_from_slice(&created.timestamp_millis().to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The queue entry of a pending delivery: due instant first, so a scan stops at the first
+/// one not due; its value is the delivery's key.
+fn queued_key(due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
+    let mut k = vec![QUEUED];
+    k.extend_from_slice(&due.timestamp_millis().to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// An event to deliver: its type and payload, rendered once.
+struct Event {
+    event_type: &'static str,
+    payload: serde_json::Value,
+}
+
+/// The `WEBHOOKS` effect consumer.
+pub struct WebhookConsumer {
+    pub catalog: Arc<CatalogService>,
+    pub users: UserShards,
+    pub clock: Arc<dyn Clock>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl WebhookConsumer {
+    /// Renders the events of one record that some endpoint wants.
+    async fn events(&self, catalog: &Catalog, effects: &[Effect]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for e in effects {
+            let Some(t) = e.webhook_type() else {
+                continue;
+            };
+            if !catalog.webhooks().any(|w| w.wants(t)) {
+                continue;
+            }
+            let user_id = match e {
+                Effect::AchievementCompleted { user_id, .. } | Effect::Streak { user_id, .. } => {
+                    user_id
+                }
+                _ => continue,
+            };
+            // The full user at emission (SPEC §8.1.7).
+            let Ok(Some(user)) = self.users.query(user_id, ProfileQuery).await else {
+                tracing::warn!(user = %user_id, event_type = t, "webhook event for a user that cannot be read; skipped");
+                continue;
+            };
+            let payload = match e {
+                Effect::AchievementCompleted {
+                    achievement_id, at, ..
+                } => match catalog.achievement(*achievement_id) {
+                    Some(a) => payloads::achievement_completed(&user, a, catalog, *at),
+                    None => continue,
+                },
+                Effect::Streak { event, .. } => match event {
+                    StreakEvent::Started { .. } | StreakEvent::Extended { .. } => {
+                        let Ok(Some(view)) = self.users.query(user_id, StreakViewQuery).await
+                        else {
+                            continue;
+                        };
+                        payloads::streak_grew(t, &user, catalog, &view)
+                    }
+                    StreakEvent::Lost { length } => payloads::streak_lost(&user, catalog, *length),
+                    StreakEvent::FreezeConsumed { consumed, freezes } => {
+                        payloads::freeze_consumed(&user, catalog, *consumed, *freezes)
+                    }
+                    StreakEvent::FreezeEarned { earned, freezes } => {
+                        payloads::freeze_earned(&user, catalog, *earned, *freezes)
+                    }
+                },
+                _ => continue,
+            };
+            out.push(Event {
+                event_type: t,
+                payload,
+            });
+        }
+        out
+    }
+}
+
+impl EffectConsumer for WebhookConsumer {
+    const ID: ConsumerId = ConsumerId::WEBHOOKS;
+
+    async fn process(&mut self, store: &Store, records: &[Pending<'_>]) -> Result<(), StoreError> {
+        let catalog = self.catalog.get();
+        let now = self.clock.now();
+        let mut commit = Commit::new();
+        let mut queued = 0usize;
+        for r in records {
+            for event in self.events(&catalog, r.effects).await {
+                let event_id = Uuid::new_v4();
+                let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
+                for w in catalog.webhooks().filter(|w| w.wants(event.event_type)) {
+                    let row = DeliveryRow {
+                        id: Uuid::new_v4(),
+                        endpoint: w.id,
+                        event_id,
+                        event_type: event.event_type.to_string(),
+                        payload: payload.clone(),
+                        created: now,
+                        status: DeliveryStatus::Pending,
+                        attempts: Vec::new(),
+                        next_attempt: Some(now),
+                    };
+                    let key = delivery_key(w.id, now, row.id);
+                    commit.consumer_state(Self::ID, &key, Some(&row))?;
+                    commit.consumer_state(Self::ID, &queued_key(now, row.id), Some(&key))?;
+                    queued += 1;
+                }
+            }
+            commit.inbox_done(Self::ID, r.stream, r.seq);
+        }
+        store.write(commit)?;
+        if queued > 0 {
+            tracing::debug!(queued, "webhook deliveries queued");
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Sends due deliveries until shutdown (see the module docs).
+pub async fn run_sender(
+    store: Store,
+    catalog: Arc<CatalogService>,
+    clock: Arc<dyn Clock>,
+    sender: Sender,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    loop {
+        let due = due_deliveries(&store, clock.now()).map_err(|e| e.to_string())?;
+        if due.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            continue;
+        }
+        let catalog_now = catalog.get();
+        // Per endpoint, at most PER_ENDPOINT at once; endpoints in parallel.
+        let mut per_endpoint: HashMap<Uuid, Vec<Due>> = HashMap::new();
+        for d in due {
+            per_endpoint.entry(d.2.endpoint).or_default().push(d);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (endpoint, mut list) in per_endpoint {
+            list.truncate(PER_ENDPOINT);
+            let hook = catalog_now.webhook(endpoint).cloned();
+            for (qkey, dkey, row) in list {
+                let (store, sender, clock, hook) =
+                    (store.clone(), sender.clone(), clock.clone(), hook.clone());
+                tasks.spawn(async move {
+                    attempt(&store, &sender, &*clock, hook, qkey, dkey, row).await
+                });
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) = done {
+                return Err(e.to_string());
+            }
+        }
+    }
+}
+
+/// A due delivery: its queue key, its row's key, and the row.
+type Due = (Vec<u8>, Vec<u8>, DeliveryRow);
+
+/// Pending deliveries due at `now`, oldest due first.
+fn due_deliveries(store: &Store, now: DateTime<Utc>) -> Result<Vec<Due>, StoreError> {
+    let inbox = store.inbox();
+    let queued: Vec<(Vec<u8>, Vec<u8>)> =
+        inbox.state_with_prefix(ConsumerId::WEBHOOKS, &[QUEUED])?;
+    let mut out = Vec::new();
+    for (rest, dkey) in queued {
+        let Some(due) = rest
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes)
+        else {
+            continue;
+        };
+        if due > now.timestamp_millis() || out.len() >= 256 {
+            break;
+        }
+        let rows: Vec<(Vec<u8>, DeliveryRow)> =
+            inbox.state_with_prefix(ConsumerId::WEBHOOKS, &dkey)?;
+        if let Some((_, row)) = rows.into_iter().find(|(k, _)| k.is_empty()) {
+            let mut qkey = vec![QUEUED];
+            qkey.extend_from_slice(&rest);
+            out.push((qkey, dkey, row));
+        }
+    }
+    Ok(out)
+}
+
+/// One attempt of one delivery, and its record: succeeded, retried later, or failed.
+async fn attempt(
+    store: &Store,
+    sender: &Sender,
+    clock: &dyn Clock,
+    hook: Option<Webhook>,
+    qkey: Vec<u8>,
+    dkey: Vec<u8>,
+    mut row: DeliveryRow,
+) -> Result<(), StoreError> {
+    let now = clock.now();
+    let mut commit = Commit::new();
+    commit.consumer_state::<Vec<u8>>(ConsumerId::WEBHOOKS, &qkey, None)?;
+    let Some(hook) = hook else {
+        // The endpoint was deleted: nothing more to send.
+        row.status = DeliveryStatus::Failed;
+        row.next_attempt = None;
+        commit.consumer_state(ConsumerId::WEBHOOKS, &dkey, Some(&row))?;
+        return store.write(commit);
+    };
+    if hook.status != kudos_actors::catalog::webhooks::WebhookStatus::Active {
+        // Inactive endpoints receive nothing; the delivery waits (SPEC §11.3.3).
+        let later = now + chrono::Duration::minutes(1);
+        row.next_attempt = Some(later);
+        commit.consumer_state(
+            ConsumerId::WEBHOOKS,
+            &queued_key(later, row.id),
+            Some(&dkey),
+        )?;
+        commit.consumer_state(ConsumerId::WEBHOOKS, &dkey, Some(&row))?;
+        return store.write(commit);
+    }
+    let number = u32::try_from(row.attempts.len() + 1).unwrap_or(u32::MAX);
+    let payload: serde_json::Value = serde_json::from_slice(&row.payload).unwrap_or_default();
+    let event_id = row.event_id.to_string();
+    let body = payloads::body(
+        &hook,
+        &event_id,
+        &row.event_type,
+        payload,
+        row.created,
+        number,
+    );
+    let done: Attempt = sender
+        .attempt(
+            &Delivery {
+                url: &hook.url,
+                method: hook.method,
+                headers: &hook.headers,
+                secrets: hook.signing_secrets(now),
+                event_id: &event_id,
+                event_type: &row.event_type,
+                body: &body,
+            },
+            now,
+        )
+        .await;
+    let ok = done.succeeded();
+    row.attempts.push(AttemptRow {
+        at: done.at,
+        status_code: done.status_code,
+        error: done.error.clone(),
+        duration_ms: done.duration_ms,
+        response_body: done.response_body.clone(),
+    });
+    let retries_used = row.attempts.len() - 1;
+    if ok {
+        row.status = DeliveryStatus::Succeeded;
+        row.next_attempt = None;
+    } else if done.abort || retries_used >= RETRY_MINUTES.len() {
+        row.status = DeliveryStatus::Failed;
+        row.next_attempt = None;
+    } else {
+        let wait = chrono::Duration::minutes(RETRY_MINUTES[retries_used]);
+        let later = now + wait;
+        row.next_attempt = Some(later);
+        commit.consumer_state(
+            ConsumerId::WEBHOOKS,
+            &queued_key(later, row.id),
+            Some(&dkey),
+        )?;
+    }
+    tracing::info!(
+        webhook = %hook.id,
+        event_type = %row.event_type,
+        attempt = number,
+        status = ?done.status_code,
+        error = ?done.error,
+        "webhook attempt"
+    );
+    commit.consumer_state(ConsumerId::WEBHOOKS, &dkey, Some(&row))?;
+    store.write(commit)
+}
