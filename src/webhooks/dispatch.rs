@@ -90,6 +90,21 @@ fn queued_key(due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
     k
 }
 
+/// The id of the `index`th delivered event of entry `seq` of `stream`: derived, not drawn,
+/// so an outbox batch applied again after a crash gives its events the same ids.
+fn event_id(stream: &kudos_snapshots::StreamId, seq: u64, index: usize) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"kudos-webhook-event/");
+    h.update(stream.to_string().as_bytes());
+    h.update(seq.to_be_bytes());
+    h.update((index as u64).to_be_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// An event to deliver: its type and payload, rendered once.
 struct Event {
     event_type: &'static str,
@@ -169,8 +184,13 @@ impl EffectConsumer for WebhookConsumer {
         let mut commit = Commit::new();
         let mut queued = 0usize;
         for r in records {
-            for event in self.events(&catalog, r.effects).await {
-                let event_id = Uuid::new_v4();
+            for (index, event) in self
+                .events(&catalog, r.effects)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                let event_id = event_id(r.stream, r.seq, index);
                 let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
                 for w in catalog.webhooks().filter(|w| w.wants(event.event_type)) {
                     let row = DeliveryRow {
@@ -192,7 +212,9 @@ impl EffectConsumer for WebhookConsumer {
             }
             commit.inbox_done(Self::ID, r.stream, r.seq);
         }
-        store.write(commit)?;
+        // Durable before any attempt: an attempt is never made for a delivery a crash could
+        // forget.
+        store.commit(commit).await?;
         if queued > 0 {
             tracing::debug!(queued, "webhook deliveries queued");
             self.wake.notify_one();

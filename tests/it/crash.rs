@@ -364,3 +364,57 @@ async fn leaderboard_run_announcements_survive_kill_9_exactly_once() {
     set(&server, "2027-01-11T12:00:00Z").await;
     assert_eq!(counted(&server.settled_tally().await), (json!(2), json!(1)));
 }
+
+/// Deliveries pending when the server is killed are delivered after the restart, with the
+/// same event id and body (at least once, SPEC §8.1.5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_webhook_deliveries_survive_kill_9_with_the_same_id() {
+    use crate::webhooks::{header, received, Receiver};
+    let receiver = Receiver::start().await;
+    receiver
+        .status
+        .store(503, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("KUDOS_TEST_CLOCK", "1"),
+        ("KUDOS_WEBHOOK_ALLOW_PRIVATE", "1"),
+    ];
+    let mut server = Binary::start(dir.path(), &env).await;
+    set(&server, "2027-05-01T12:00:00Z").await;
+    let (status, body) = server
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "Beta", "trigger": "api", "key": "beta", "status": "active"}]),
+        )
+        .await;
+    assert!(status == 201 || status == 200, "{body}");
+    let (status, body) = server
+        .post(
+            "/admin/v1/webhooks",
+            json!([{"url": receiver.url, "events": ["achievement.completed"]}]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .post(
+            "/v1/achievements/beta/complete",
+            json!({"user": {"id": "ada"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // The first attempt fails; the delivery is pending when the server dies.
+    let first = received(&receiver, 1).await[0].clone();
+    server.kill9();
+    server.wait_exit().await;
+
+    receiver
+        .status
+        .store(200, std::sync::atomic::Ordering::SeqCst);
+    let server = Binary::start(dir.path(), &env).await;
+    set(&server, "2027-05-01T12:05:00Z").await;
+    let got = received(&receiver, 2).await;
+    let retry = got.last().expect("retry");
+    assert_eq!(header(retry, "webhook-id"), header(&first, "webhook-id"));
+    assert_eq!(retry.body, first.body);
+    drop(server);
+}

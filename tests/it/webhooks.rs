@@ -253,21 +253,21 @@ async fn the_ssrf_guard_refuses_non_public_destinations() {
 }
 
 /// A loopback webhook receiver: records every request and answers with `status`.
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     got: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
-    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
 }
 
 #[derive(Clone, Debug)]
-struct Captured {
-    method: String,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
+pub struct Captured {
+    pub method: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         use axum::extract::State;
         type Shared = (
             std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
@@ -303,12 +303,12 @@ impl Receiver {
         Self { url, got, status }
     }
 
-    fn requests(&self) -> Vec<Captured> {
+    pub fn requests(&self) -> Vec<Captured> {
         self.got.lock().expect("lock").clone()
     }
 }
 
-fn header(c: &Captured, name: &str) -> String {
+pub fn header(c: &Captured, name: &str) -> String {
     c.headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -703,7 +703,7 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
 }
 
 /// Waits until the receiver has at least `n` requests.
-async fn received(receiver: &Receiver, n: usize) -> Vec<Captured> {
+pub async fn received(receiver: &Receiver, n: usize) -> Vec<Captured> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let got = receiver.requests();
