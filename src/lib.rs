@@ -236,6 +236,7 @@ pub async fn run(
         webhook_sender,
         readiness: AtomicU8::new(0),
     }));
+    webhooks::dispatch::refresh_live(&state);
     start_background(&state, bus);
     start(&state);
 

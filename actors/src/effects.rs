@@ -43,6 +43,8 @@ pub struct Published {
 pub struct EffectBus {
     tx: broadcast::Sender<Arc<Published>>,
     consumers: Arc<[ConsumerId]>,
+    /// Whether any webhook endpoint is active: without one, records get no webhook rows.
+    webhooks_live: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EffectBus {
@@ -51,6 +53,7 @@ impl EffectBus {
         Self {
             tx: broadcast::Sender::new(BUS_CAPACITY),
             consumers: consumers.into(),
+            webhooks_live: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -60,16 +63,28 @@ impl EffectBus {
     }
 
     /// The consumers that need a row for these effects: leaderboards only see records that
-    /// ranked something, so ingest pays for their rows only when boards exist.
+    /// ranked something, so ingest pays for their rows only when boards exist; webhooks
+    /// only records with a delivered event, while an endpoint is active.
     pub fn consumers_for<'a>(
         &self,
         effects: impl IntoIterator<Item = &'a Effect> + Clone,
     ) -> Vec<ConsumerId> {
+        let live = self
+            .webhooks_live
+            .load(std::sync::atomic::Ordering::Acquire);
         self.consumers
             .iter()
             .copied()
+            .filter(|c| *c != ConsumerId::WEBHOOKS || live)
             .filter(|c| wants(*c, effects.clone()))
             .collect()
+    }
+
+    /// Says whether any webhook endpoint is active (after every endpoint change, and at
+    /// start).
+    pub fn set_webhooks_live(&self, live: bool) {
+        self.webhooks_live
+            .store(live, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether anything listens (so a producer can skip building the message).

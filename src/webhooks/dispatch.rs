@@ -223,6 +223,17 @@ impl EffectConsumer for WebhookConsumer {
     }
 }
 
+/// Tells the effect bus whether any endpoint is active, so records get webhook inbox rows
+/// only then (records with no endpoint to go to cost ingest nothing).
+pub fn refresh_live(state: &crate::AppState) {
+    let live = state
+        .catalog
+        .get()
+        .webhooks()
+        .any(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active);
+    state.users.bus().set_webhooks_live(live);
+}
+
 /// Sends due deliveries until shutdown (see the module docs).
 pub async fn run_sender(
     store: Store,

@@ -61,14 +61,16 @@ async fn apply(
     state: &AppState,
     op: impl FnOnce(&mut Catalog) -> WebhookChanges,
 ) -> ApiResult<WebhookChanges> {
-    Ok(state
+    let out = state
         .catalog
         .update(|cat| {
             let out = op(cat);
             let changed = out.changed.iter().map(Changed::of).collect();
             (out, changed)
         })
-        .await?)
+        .await?;
+    crate::webhooks::dispatch::refresh_live(state);
+    Ok(out)
 }
 
 async fn list(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
