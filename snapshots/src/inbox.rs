@@ -80,6 +80,24 @@ impl Inbox {
         Ok(out)
     }
 
+    /// Like [`Inbox::state_with_prefix`], but at most the first `limit` rows in key order.
+    pub fn state_with_prefix_first<V: DeserializeOwned>(
+        &self,
+        consumer: ConsumerId,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, V)>> {
+        let mut out = Vec::new();
+        let full = state_key(consumer, prefix);
+        for item in self.tree.scan_prefix(&full).take(limit) {
+            let (k, v) = item?;
+            let key = k[full.len()..].to_vec();
+            let value = codec::decode(&v, || format!("consumer {} state", consumer.0))?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
     /// The pending rows of `consumer` for entries of `stream` before `seq`, in seq order.
     pub fn earlier<P: DeserializeOwned>(
         &self,

@@ -81,12 +81,18 @@ fn delivery_key(endpoint: Uuid, created: DateTime<Utc>, id: Uuid) -> Vec<u8> {
     k
 }
 
-/// The queue entry of a pending delivery: due instant first, so a scan stops at the first
-/// one not due; its value is the delivery's key.
-fn queued_key(due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
-    let mut k = vec![QUEUED];
+/// The queue entry of a pending delivery: per endpoint, due instant first, so an
+/// endpoint's scan stops at its first entry not due; its value is the delivery's key.
+fn queued_key(endpoint: Uuid, due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
+    let mut k = queue_prefix(endpoint);
     k.extend_from_slice(&due.timestamp_millis().to_be_bytes());
     k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn queue_prefix(endpoint: Uuid) -> Vec<u8> {
+    let mut k = vec![QUEUED];
+    k.extend_from_slice(endpoint.as_bytes());
     k
 }
 
@@ -206,7 +212,7 @@ impl EffectConsumer for WebhookConsumer {
                     };
                     let key = delivery_key(w.id, now, row.id);
                     commit.consumer_state(Self::ID, &key, Some(&row))?;
-                    commit.consumer_state(Self::ID, &queued_key(now, row.id), Some(&key))?;
+                    commit.consumer_state(Self::ID, &queued_key(w.id, now, row.id), Some(&key))?;
                     queued += 1;
                 }
             }
@@ -234,7 +240,8 @@ pub fn refresh_live(state: &crate::AppState) {
     state.users.bus().set_webhooks_live(live);
 }
 
-/// Sends due deliveries until shutdown (see the module docs).
+/// Sends due deliveries until shutdown (see the module docs): one task per endpoint with
+/// due deliveries, so a slow or hanging endpoint holds up only its own.
 pub async fn run_sender(
     store: Store,
     catalog: Arc<CatalogService>,
@@ -243,38 +250,62 @@ pub async fn run_sender(
     wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
+    let mut running: HashMap<Uuid, tokio::task::JoinHandle<Result<(), StoreError>>> =
+        HashMap::new();
     loop {
-        let due = due_deliveries(&store, clock.now()).map_err(|e| e.to_string())?;
-        if due.is_empty() {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
-            continue;
-        }
-        let catalog_now = catalog.get();
-        // Per endpoint, at most PER_ENDPOINT at once; endpoints in parallel.
-        let mut per_endpoint: HashMap<Uuid, Vec<Due>> = HashMap::new();
-        for d in due {
-            per_endpoint.entry(d.2.endpoint).or_default().push(d);
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (endpoint, mut list) in per_endpoint {
-            list.truncate(PER_ENDPOINT);
-            let hook = catalog_now.webhook(endpoint).cloned();
-            for (qkey, dkey, row) in list {
-                let (store, sender, clock, hook) =
-                    (store.clone(), sender.clone(), clock.clone(), hook.clone());
-                tasks.spawn(async move {
-                    attempt(&store, &sender, &*clock, hook, qkey, dkey, row).await
-                });
+        // Endpoints whose task ended: a storage failure stops the sender (it is restarted).
+        let finished: Vec<Uuid> = running
+            .iter()
+            .filter(|(_, h)| h.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in finished {
+            if let Some(h) = running.remove(&id) {
+                if let Ok(Err(e)) = h.await {
+                    return Err(e.to_string());
+                }
             }
         }
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Err(e)) = done {
-                return Err(e.to_string());
+        let now = clock.now();
+        for hook in catalog.get().webhooks() {
+            if running.contains_key(&hook.id) {
+                continue;
             }
+            let due = due_deliveries(&store, hook.id, now).map_err(|e| e.to_string())?;
+            if due.is_empty() {
+                continue;
+            }
+            let (store, sender, clock, hook) =
+                (store.clone(), sender.clone(), clock.clone(), hook.clone());
+            running.insert(
+                hook.id,
+                tokio::spawn(async move {
+                    let mut attempts = tokio::task::JoinSet::new();
+                    for (qkey, dkey, row) in due {
+                        let (store, sender, clock, hook) =
+                            (store.clone(), sender.clone(), clock.clone(), hook.clone());
+                        attempts.spawn(async move {
+                            attempt(&store, &sender, &*clock, Some(hook), qkey, dkey, row).await
+                        });
+                    }
+                    while let Some(done) = attempts.join_next().await {
+                        if let Ok(Err(e)) = done {
+                            return Err(e);
+                        }
+                    }
+                    Ok(())
+                }),
+            );
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                for (_, h) in running.drain() {
+                    h.abort();
+                }
+                return Ok(());
+            }
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
         }
     }
 }
@@ -282,11 +313,17 @@ pub async fn run_sender(
 /// A due delivery: its queue key, its row's key, and the row.
 type Due = (Vec<u8>, Vec<u8>, DeliveryRow);
 
-/// Pending deliveries due at `now`, oldest due first.
-fn due_deliveries(store: &Store, now: DateTime<Utc>) -> Result<Vec<Due>, StoreError> {
+/// Up to [`PER_ENDPOINT`] pending deliveries of `endpoint` due at `now`, oldest due first
+/// (the scan reads no further than that).
+fn due_deliveries(
+    store: &Store,
+    endpoint: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<Due>, StoreError> {
     let inbox = store.inbox();
+    let prefix = queue_prefix(endpoint);
     let queued: Vec<(Vec<u8>, Vec<u8>)> =
-        inbox.state_with_prefix(ConsumerId::WEBHOOKS, &[QUEUED])?;
+        inbox.state_with_prefix_first(ConsumerId::WEBHOOKS, &prefix, PER_ENDPOINT)?;
     let mut out = Vec::new();
     for (rest, dkey) in queued {
         let Some(due) = rest
@@ -296,13 +333,13 @@ fn due_deliveries(store: &Store, now: DateTime<Utc>) -> Result<Vec<Due>, StoreEr
         else {
             continue;
         };
-        if due > now.timestamp_millis() || out.len() >= 256 {
+        if due > now.timestamp_millis() {
             break;
         }
         let rows: Vec<(Vec<u8>, DeliveryRow)> =
             inbox.state_with_prefix(ConsumerId::WEBHOOKS, &dkey)?;
         if let Some((_, row)) = rows.into_iter().find(|(k, _)| k.is_empty()) {
-            let mut qkey = vec![QUEUED];
+            let mut qkey = prefix.clone();
             qkey.extend_from_slice(&rest);
             out.push((qkey, dkey, row));
         }
@@ -336,7 +373,7 @@ async fn attempt(
         row.next_attempt = Some(later);
         commit.consumer_state(
             ConsumerId::WEBHOOKS,
-            &queued_key(later, row.id),
+            &queued_key(row.endpoint, later, row.id),
             Some(&dkey),
         )?;
         commit.consumer_state(ConsumerId::WEBHOOKS, &dkey, Some(&row))?;
@@ -388,7 +425,7 @@ async fn attempt(
         row.next_attempt = Some(later);
         commit.consumer_state(
             ConsumerId::WEBHOOKS,
-            &queued_key(later, row.id),
+            &queued_key(row.endpoint, later, row.id),
             Some(&dkey),
         )?;
     }

@@ -257,6 +257,8 @@ pub struct Receiver {
     pub url: String,
     got: std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
     pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    /// Milliseconds to wait before answering (a slow or hanging endpoint).
+    pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone, Debug)]
@@ -272,9 +274,10 @@ impl Receiver {
         type Shared = (
             std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
             std::sync::Arc<std::sync::atomic::AtomicU16>,
+            std::sync::Arc<std::sync::atomic::AtomicU64>,
         );
         async fn record(
-            State((got, status)): State<Shared>,
+            State((got, status, delay)): State<Shared>,
             method: axum::http::Method,
             headers: axum::http::HeaderMap,
             body: axum::body::Bytes,
@@ -284,6 +287,10 @@ impl Receiver {
                 headers,
                 body: body.to_vec(),
             });
+            let wait = delay.load(std::sync::atomic::Ordering::SeqCst);
+            if wait > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
             let code = status.load(std::sync::atomic::Ordering::SeqCst);
             (
                 axum::http::StatusCode::from_u16(code).expect("status"),
@@ -292,15 +299,23 @@ impl Receiver {
         }
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state((got.clone(), status.clone()));
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let app = axum::Router::new().fallback(record).with_state((
+            got.clone(),
+            status.clone(),
+            delay_ms.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, got, status }
+        Self {
+            url,
+            got,
+            status,
+            delay_ms,
+        }
     }
 
     pub fn requests(&self) -> Vec<Captured> {
@@ -792,4 +807,46 @@ async fn events_are_delivered_signed_and_retried_on_the_clock_with_the_same_id_a
     s.set_clock("2027-05-01T12:10:00Z").await;
     tokio::task::yield_now().await;
     assert_eq!(receiver.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_does_not_hold_up_another() {
+    let s = TestServer::start_with_test_clock().await;
+    let (hanging, healthy) = (Receiver::start().await, Receiver::start().await);
+    // Far longer than the test: only the attempt's own timeout would end it.
+    hanging
+        .delay_ms
+        .store(600_000, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "One", "trigger": "api", "key": "one", "status": "active"},
+                   {"name": "Two", "trigger": "api", "key": "two", "status": "active"}]),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let r = s
+        .post(
+            "/admin/v1/webhooks",
+            json!([{"url": hanging.url}, {"url": healthy.url}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for key in ["one", "two"] {
+        let r = s
+            .post(
+                &format!("/v1/achievements/{key}/complete"),
+                json!({"user": {"id": "ada"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        // The healthy endpoint gets each event while the hanging one still holds the first.
+        let n = if key == "one" { 1 } else { 2 };
+        received(&healthy, n).await;
+    }
+    assert_eq!(
+        received(&hanging, 1).await.len(),
+        1,
+        "the hanging endpoint is still on its first"
+    );
 }
