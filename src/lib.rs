@@ -339,10 +339,12 @@ fn start_background(state: &AppState, bus: EffectBus) {
             state.webhook_sender.clone(),
             token.clone(),
         );
+        let bus3 = bus.clone();
         bg.supervise("webhook-sender", move || {
             webhooks::dispatch::run_sender(
                 store.clone(),
                 catalog.clone(),
+                bus3.clone(),
                 clock.clone(),
                 sender.clone(),
                 wake.clone(),

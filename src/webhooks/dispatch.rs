@@ -245,6 +245,7 @@ pub fn refresh_live(state: &crate::AppState) {
 pub async fn run_sender(
     store: Store,
     catalog: Arc<CatalogService>,
+    bus: kudos_actors::effects::EffectBus,
     clock: Arc<dyn Clock>,
     sender: Sender,
     wake: Arc<tokio::sync::Notify>,
@@ -275,17 +276,40 @@ pub async fn run_sender(
             if due.is_empty() {
                 continue;
             }
-            let (store, sender, clock, hook) =
-                (store.clone(), sender.clone(), clock.clone(), hook.clone());
+            let (store, sender, clock, hook, catalog, bus) = (
+                store.clone(),
+                sender.clone(),
+                clock.clone(),
+                hook.clone(),
+                catalog.clone(),
+                bus.clone(),
+            );
             running.insert(
                 hook.id,
                 tokio::spawn(async move {
                     let mut attempts = tokio::task::JoinSet::new();
                     for (qkey, dkey, row) in due {
-                        let (store, sender, clock, hook) =
-                            (store.clone(), sender.clone(), clock.clone(), hook.clone());
+                        let (store, sender, clock, hook, catalog, bus) = (
+                            store.clone(),
+                            sender.clone(),
+                            clock.clone(),
+                            hook.clone(),
+                            catalog.clone(),
+                            bus.clone(),
+                        );
                         attempts.spawn(async move {
-                            attempt(&store, &sender, &*clock, Some(hook), qkey, dkey, row).await
+                            attempt(
+                                &store,
+                                &catalog,
+                                &bus,
+                                &sender,
+                                &*clock,
+                                Some(hook),
+                                qkey,
+                                dkey,
+                                row,
+                            )
+                            .await
                         });
                     }
                     while let Some(done) = attempts.join_next().await {
@@ -348,8 +372,11 @@ fn due_deliveries(
 }
 
 /// One attempt of one delivery, and its record: succeeded, retried later, or failed.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     store: &Store,
+    catalog: &CatalogService,
+    bus: &kudos_actors::effects::EffectBus,
     sender: &Sender,
     clock: &dyn Clock,
     hook: Option<Webhook>,
@@ -416,12 +443,44 @@ async fn attempt(
     if ok {
         row.status = DeliveryStatus::Succeeded;
         row.next_attempt = None;
+    } else if done.status_code == Some(410) {
+        // The receiver is gone: the endpoint is disabled, this delivery waits with the
+        // others until it is activated again.
+        if let Some(w) = catalog
+            .update(|cat| {
+                let w = cat.disable_webhook(hook.id, "410 Gone", now);
+                let changed = w.iter().map(kudos_actors::catalog::Changed::of).collect();
+                (w, changed)
+            })
+            .await?
+        {
+            tracing::warn!(webhook = %w.id, url = %w.url, "endpoint answered 410 Gone; set inactive");
+            bus.set_webhooks_live(
+                catalog
+                    .get()
+                    .webhooks()
+                    .any(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active),
+            );
+        }
+        let later = now + chrono::Duration::minutes(1);
+        row.next_attempt = Some(later);
+        commit.consumer_state(
+            ConsumerId::WEBHOOKS,
+            &queued_key(row.endpoint, later, row.id),
+            Some(&dkey),
+        )?;
     } else if done.abort || retries_used >= RETRY_MINUTES.len() {
         row.status = DeliveryStatus::Failed;
         row.next_attempt = None;
     } else {
-        let wait = chrono::Duration::minutes(RETRY_MINUTES[retries_used]);
-        let later = now + wait;
+        // The schedule's wait, or the receiver's Retry-After clamped between it and twice it.
+        let scheduled = RETRY_MINUTES[retries_used] * 60;
+        let secs = done.retry_after.map_or(scheduled, |asked| {
+            i64::try_from(asked)
+                .unwrap_or(i64::MAX)
+                .clamp(scheduled, scheduled * 2)
+        });
+        let later = now + chrono::Duration::seconds(secs);
         row.next_attempt = Some(later);
         commit.consumer_state(
             ConsumerId::WEBHOOKS,

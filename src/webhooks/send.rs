@@ -191,7 +191,7 @@ impl Sender {
                     .then(|| resp.headers().get("retry-after"))
                     .flatten()
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                    .and_then(retry_after_secs);
                 let abort = resp
                     .headers()
                     .get("webhook-delivery")
@@ -221,6 +221,18 @@ impl Sender {
     }
 }
 
+/// `Retry-After` in seconds: a number of seconds, or an HTTP date (counted from the wall
+/// clock, the receiver's frame).
+fn retry_after_secs(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = DateTime::parse_from_rfc2822(raw).ok()?.with_timezone(&Utc);
+    let secs = (at - kudos_actors::clock::wall_clock_now()).num_seconds();
+    Some(u64::try_from(secs).unwrap_or(0))
+}
+
 /// An error's chain, one line ("error sending request: ...: connection refused").
 fn describe(e: &reqwest::Error) -> String {
     let mut out = if e.is_timeout() {
@@ -235,4 +247,24 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after_secs(" 120 "), Some(120));
+        let later = kudos_actors::clock::wall_clock_now() + chrono::Duration::seconds(300);
+        let http_date = later.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let got = retry_after_secs(&http_date).expect("date");
+        assert!((298..=300).contains(&got), "{got}");
+        assert_eq!(
+            retry_after_secs("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(0),
+            "in the past"
+        );
+        assert_eq!(retry_after_secs("soon"), None);
+    }
 }

@@ -259,6 +259,8 @@ pub struct Receiver {
     pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
     /// Milliseconds to wait before answering (a slow or hanging endpoint).
     pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Headers added to every answer.
+    pub answer_headers: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -275,13 +277,14 @@ impl Receiver {
             std::sync::Arc<std::sync::Mutex<Vec<Captured>>>,
             std::sync::Arc<std::sync::atomic::AtomicU16>,
             std::sync::Arc<std::sync::atomic::AtomicU64>,
+            std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
         );
         async fn record(
-            State((got, status, delay)): State<Shared>,
+            State((got, status, delay, extra)): State<Shared>,
             method: axum::http::Method,
             headers: axum::http::HeaderMap,
             body: axum::body::Bytes,
-        ) -> (axum::http::StatusCode, &'static str) {
+        ) -> (axum::http::StatusCode, axum::http::HeaderMap, &'static str) {
             got.lock().expect("lock").push(Captured {
                 method: method.to_string(),
                 headers,
@@ -292,18 +295,28 @@ impl Receiver {
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
             }
             let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            let mut headers = axum::http::HeaderMap::new();
+            for (k, v) in extra.lock().expect("lock").iter() {
+                headers.insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    axum::http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
             (
                 axum::http::StatusCode::from_u16(code).expect("status"),
+                headers,
                 "received",
             )
         }
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let answer_headers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let app = axum::Router::new().fallback(record).with_state((
             got.clone(),
             status.clone(),
             delay_ms.clone(),
+            answer_headers.clone(),
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -315,6 +328,7 @@ impl Receiver {
             got,
             status,
             delay_ms,
+            answer_headers,
         }
     }
 
@@ -849,4 +863,62 @@ async fn a_hanging_endpoint_does_not_hold_up_another() {
         1,
         "the hanging endpoint is still on its first"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_within_the_clamp_and_410_disables_the_endpoint() {
+    let s = TestServer::start_with_test_clock().await;
+    s.set_clock("2027-05-01T12:00:00Z").await;
+    let (busy, gone) = (Receiver::start().await, Receiver::start().await);
+    busy.status.store(429, std::sync::atomic::Ordering::SeqCst);
+    busy.answer_headers
+        .lock()
+        .expect("lock")
+        .push(("Retry-After".into(), "600".into()));
+    gone.status.store(410, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "One", "trigger": "api", "key": "one", "status": "active"}]),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let r = s
+        .post(
+            "/admin/v1/webhooks",
+            json!([{"url": busy.url}, {"url": gone.url}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let gone_id = r.body["created"][1]["id"].as_str().expect("id").to_string();
+    let r = s
+        .post(
+            "/v1/achievements/one/complete",
+            json!({"user": {"id": "ada"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    received(&busy, 1).await;
+    received(&gone, 1).await;
+
+    // 410: the endpoint is set inactive with the reason.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let w = s.get(&format!("/admin/v1/webhooks/{gone_id}")).await.body;
+        if w["status"] == "inactive" {
+            assert_eq!(w["disabledReason"], "410 Gone");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{w}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // 429 with Retry-After 600: the first retry waits twice the scheduled minute, not ten.
+    busy.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    s.set_clock("2027-05-01T12:01:30Z").await;
+    assert_eq!(busy.requests().len(), 1, "not after one minute");
+    s.set_clock("2027-05-01T12:02:01Z").await;
+    received(&busy, 2).await;
+    // The disabled endpoint gets nothing more.
+    s.set_clock("2027-05-01T12:30:00Z").await;
+    assert_eq!(gone.requests().len(), 1);
 }

@@ -415,6 +415,24 @@ impl Catalog {
         WebhookChanges { changed, issues }
     }
 
+    /// Sets endpoint `id` inactive because its receiver said so (a `410 Gone`), keeping its
+    /// pending deliveries (SPEC §11.3.9).
+    pub fn disable_webhook(
+        &mut self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Webhook> {
+        let w = self
+            .webhooks
+            .iter_mut()
+            .find(|w| w.id == id && !w.deleted && w.status == WebhookStatus::Active)?;
+        w.status = WebhookStatus::Inactive;
+        w.disabled_reason = Some(reason.to_string());
+        w.updated = now;
+        Some(w.clone())
+    }
+
     /// Gives endpoint `id` a new secret; the old one still signs for 24 hours.
     pub fn rotate_webhook_secret(&mut self, id: Uuid, now: DateTime<Utc>) -> Option<Webhook> {
         let w = self
