@@ -94,6 +94,8 @@ pub struct Inner {
     pub boards: Boards,
     /// Sends webhook attempts (signed, SSRF-guarded).
     pub webhook_sender: webhooks::send::Sender,
+    /// Wakes the webhook sender (deliveries queued or resent).
+    pub webhook_wake: Arc<tokio::sync::Notify>,
     readiness: AtomicU8,
 }
 
@@ -234,6 +236,7 @@ pub async fn run(
         effect_tally,
         boards,
         webhook_sender,
+        webhook_wake: Arc::new(tokio::sync::Notify::new()),
         readiness: AtomicU8::new(0),
     }));
     webhooks::dispatch::refresh_live(&state);
@@ -314,7 +317,7 @@ fn start_background(state: &AppState, bus: EffectBus) {
         });
     }
     {
-        let wake = Arc::new(tokio::sync::Notify::new());
+        let wake = state.webhook_wake.clone();
         let (store, catalog, users, clock, t) = (
             state.store.clone(),
             state.catalog.clone(),

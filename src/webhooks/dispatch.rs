@@ -111,6 +111,55 @@ fn event_id(stream: &kudos_snapshots::StreamId, seq: u64, index: usize) -> Uuid 
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The deliveries of `endpoint`, newest first.
+pub fn deliveries(store: &Store, endpoint: Uuid) -> Result<Vec<DeliveryRow>, StoreError> {
+    let mut prefix = vec![DELIVERY];
+    prefix.extend_from_slice(endpoint.as_bytes());
+    let rows: Vec<(Vec<u8>, DeliveryRow)> = store
+        .inbox()
+        .state_with_prefix(ConsumerId::WEBHOOKS, &prefix)?;
+    Ok(rows.into_iter().rev().map(|(_, r)| r).collect())
+}
+
+/// Queues one new attempt of delivery `id` of `endpoint` now, with the same event id and
+/// body (SPEC §11.3.8). `false` if there is no such delivery.
+pub async fn resend(
+    store: &Store,
+    endpoint: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+    wake: &tokio::sync::Notify,
+) -> Result<bool, StoreError> {
+    let Some(mut row) = deliveries(store, endpoint)?
+        .into_iter()
+        .find(|r| r.id == id)
+    else {
+        return Ok(false);
+    };
+    let key = delivery_key(endpoint, row.created, row.id);
+    if let Some(old) = row.next_attempt {
+        let mut c = Commit::new();
+        c.consumer_state::<Vec<u8>>(
+            ConsumerId::WEBHOOKS,
+            &queued_key(endpoint, old, row.id),
+            None,
+        )?;
+        store.write(c)?;
+    }
+    row.status = DeliveryStatus::Pending;
+    row.next_attempt = Some(now);
+    let mut c = Commit::new();
+    c.consumer_state(ConsumerId::WEBHOOKS, &key, Some(&row))?;
+    c.consumer_state(
+        ConsumerId::WEBHOOKS,
+        &queued_key(endpoint, now, row.id),
+        Some(&key),
+    )?;
+    store.commit(c).await?;
+    wake.notify_one();
+    Ok(true)
+}
+
 /// An event to deliver: its type and payload, rendered once.
 struct Event {
     event_type: &'static str,

@@ -821,6 +821,87 @@ async fn events_are_delivered_signed_and_retried_on_the_clock_with_the_same_id_a
     s.set_clock("2027-05-01T12:10:00Z").await;
     tokio::task::yield_now().await;
     assert_eq!(receiver.requests().len(), 2);
+
+    // The delivery history shows both attempts; a resend makes one more, same id and body.
+    let hook = r_created_id(&s, 0).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let history = loop {
+        let h = s
+            .get(&format!("/admin/v1/webhooks/{hook}/deliveries"))
+            .await
+            .body;
+        if h[0]["status"] == "succeeded" || tokio::time::Instant::now() > deadline {
+            break h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let d = &history[0];
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(
+        (
+            d["status"].clone(),
+            d["type"].clone(),
+            d["eventId"].clone(),
+            d["nextAttemptAt"].clone()
+        ),
+        (
+            json!("succeeded"),
+            json!("achievement.completed"),
+            json!(header(&first, "webhook-id")),
+            Value::Null
+        )
+    );
+    let codes: Vec<Value> = d["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["statusCode"].clone())
+        .collect();
+    assert_eq!(codes, vec![json!(500), json!(200)]);
+    assert_eq!(d["payload"]["user"]["id"], "ada");
+    assert_eq!(
+        s.get(&format!(
+            "/admin/v1/webhooks/{hook}/deliveries?status=failed"
+        ))
+        .await
+        .body,
+        json!([])
+    );
+    assert_eq!(
+        s.get(&format!("/admin/v1/webhooks/{hook}/deliveries?status=nope"))
+            .await
+            .status,
+        422
+    );
+    let delivery = d["id"].as_str().expect("id");
+    let r = s
+        .post(
+            &format!("/admin/v1/webhooks/{hook}/deliveries/{delivery}/resend"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let got = received(&receiver, 3).await;
+    assert_eq!(header(&got[2], "webhook-id"), header(&first, "webhook-id"));
+    assert_eq!(got[2].body, first.body);
+    let r = s
+        .post(
+            &format!(
+                "/admin/v1/webhooks/{hook}/deliveries/{}/resend",
+                uuid::Uuid::new_v4()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+/// The id of the `n`th endpoint in the list.
+async fn r_created_id(s: &TestServer, n: usize) -> String {
+    s.get("/admin/v1/webhooks").await.body[n]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

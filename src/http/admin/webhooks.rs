@@ -233,6 +233,86 @@ async fn event_types(State(state): State<AppState>) -> Json<Vec<Value>> {
     )
 }
 
+/// `GET /webhooks/{id}/deliveries?limit&skip&status&type`: newest first, with attempts.
+async fn list_deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    paging: Paging,
+    q: crate::http::extract::QueryPairs,
+) -> ApiResult<Json<Vec<Value>>> {
+    let catalog = state.catalog.get();
+    let w = catalog
+        .webhook_by_id(&id)
+        .ok_or_else(|| ApiError::not_found("Webhook not found"))?;
+    let status = q.get("status");
+    if let Some(s) = status.filter(|s| !matches!(*s, "pending" | "succeeded" | "failed")) {
+        return Err(ApiError::unprocessable(format!(
+            "status must be pending, succeeded or failed, not {s}"
+        )));
+    }
+    let kind = q.get("type");
+    let rows = crate::webhooks::dispatch::deliveries(&state.store, w.id)?;
+    let shown = rows
+        .iter()
+        .filter(|r| status.is_none_or(|s| s == delivery_status(r)))
+        .filter(|r| kind.is_none_or(|t| t == r.event_type))
+        .map(delivery);
+    Ok(Json(paging.apply(shown)))
+}
+
+fn delivery_status(r: &crate::webhooks::dispatch::DeliveryRow) -> &'static str {
+    use crate::webhooks::dispatch::DeliveryStatus;
+    match r.status {
+        DeliveryStatus::Pending => "pending",
+        DeliveryStatus::Succeeded => "succeeded",
+        DeliveryStatus::Failed => "failed",
+    }
+}
+
+fn delivery(r: &crate::webhooks::dispatch::DeliveryRow) -> Value {
+    use crate::wire::ts;
+    json!({
+        "id": r.id.to_string(),
+        "eventId": r.event_id.to_string(),
+        "type": r.event_type,
+        "status": delivery_status(r),
+        "attempts": r.attempts.iter().map(|a| json!({
+            "at": ts(a.at),
+            "statusCode": a.status_code,
+            "error": a.error,
+            "durationMs": a.duration_ms,
+            "responseBody": a.response_body,
+        })).collect::<Vec<_>>(),
+        "nextAttemptAt": r.next_attempt.map(ts),
+        "created": ts(r.created),
+        "payload": serde_json::from_slice::<Value>(&r.payload).unwrap_or(Value::Null),
+    })
+}
+
+/// `POST /webhooks/{id}/deliveries/{deliveryId}/resend` → 202: one new attempt now, with
+/// the same event id and body.
+async fn resend(
+    State(state): State<AppState>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let catalog = state.catalog.get();
+    let w = catalog
+        .webhook_by_id(&id)
+        .ok_or_else(|| ApiError::not_found("Webhook not found"))?;
+    let delivery_id = uuid::Uuid::parse_str(&delivery_id)
+        .map_err(|_| ApiError::not_found("Delivery not found"))?;
+    let now = state.clock.now();
+    if !crate::webhooks::dispatch::resend(&state.store, w.id, delivery_id, now, &state.webhook_wake)
+        .await?
+    {
+        return Err(ApiError::not_found("Delivery not found"));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": delivery_id.to_string(), "status": "pending"})),
+    ))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -243,4 +323,6 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/{id}", get(get_one))
         .route("/webhooks/{id}/rotate-secret", post(rotate))
         .route("/webhooks/{id}/test", post(test_send))
+        .route("/webhooks/{id}/deliveries", get(list_deliveries))
+        .route("/webhooks/{id}/deliveries/{delivery}/resend", post(resend))
 }
