@@ -105,6 +105,11 @@ pub struct Config {
     #[arg(long, env = "KUDOS_WEBHOOK_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub webhook_timeout_secs: u64,
 
+    /// Days the webhook delivery log is kept (SPEC §8.1.6); pending deliveries are kept
+    /// until they end.
+    #[arg(long, env = "KUDOS_DELIVERY_LOG_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub delivery_log_days: u64,
+
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,

@@ -355,6 +355,28 @@ fn start_background(state: &AppState, bus: EffectBus) {
             )
         });
     }
+    {
+        let (s, t) = (state.clone(), token.clone());
+        bg.supervise("webhook-log-purge", move || {
+            let (s, t) = (s.clone(), t.clone());
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(600));
+                loop {
+                    tokio::select! {
+                        _ = t.cancelled() => return Ok(()),
+                        _ = tick.tick() => {}
+                    }
+                    let days = i64::try_from(s.config.delivery_log_days).unwrap_or(7);
+                    let before = s.clock.now() - chrono::Duration::days(days);
+                    let n =
+                        webhooks::dispatch::purge(&s.store, before).map_err(|e| e.to_string())?;
+                    if n > 0 {
+                        tracing::info!(purged = n, "webhook delivery log purged");
+                    }
+                }
+            }
+        });
+    }
     if let Some(view) = &state.effect_tally {
         let (store, view, t) = (state.store.clone(), view.clone(), token.clone());
         bg.supervise("effect-tally", move || {

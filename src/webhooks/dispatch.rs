@@ -160,6 +160,48 @@ pub async fn resend(
     Ok(true)
 }
 
+/// Resends every delivery of `endpoint` created at or after `since` that never succeeded
+/// (SPEC §11.3.9); returns how many.
+pub async fn recover(
+    store: &Store,
+    endpoint: Uuid,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    wake: &tokio::sync::Notify,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for row in deliveries(store, endpoint)? {
+        if row.created >= since && row.status != DeliveryStatus::Succeeded {
+            if resend(store, endpoint, row.id, now, wake).await? {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Removes deliveries created before `before` that are not pending (the delivery log is
+/// kept `KUDOS_DELIVERY_LOG_DAYS`, SPEC §8.1.6); returns how many.
+pub fn purge(store: &Store, before: DateTime<Utc>) -> Result<usize, StoreError> {
+    let rows: Vec<(Vec<u8>, DeliveryRow)> = store
+        .inbox()
+        .state_with_prefix(ConsumerId::WEBHOOKS, &[DELIVERY])?;
+    let mut c = Commit::new();
+    let mut n = 0;
+    for (_, row) in rows {
+        if row.created < before && row.status != DeliveryStatus::Pending {
+            c.consumer_state::<DeliveryRow>(
+                ConsumerId::WEBHOOKS,
+                &delivery_key(row.endpoint, row.created, row.id),
+                None,
+            )?;
+            n += 1;
+        }
+    }
+    store.write(c)?;
+    Ok(n)
+}
+
 /// An event to deliver: its type and payload, rendered once.
 struct Event {
     event_type: &'static str,

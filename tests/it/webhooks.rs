@@ -1003,3 +1003,81 @@ async fn retry_after_is_honoured_within_the_clamp_and_410_disables_the_endpoint(
     s.set_clock("2027-05-01T12:30:00Z").await;
     assert_eq!(gone.requests().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_fails_after_three_retries_and_recover_sends_it_again() {
+    let s = TestServer::start_with_test_clock().await;
+    s.set_clock("2027-05-01T12:00:00Z").await;
+    let receiver = Receiver::start().await;
+    receiver
+        .status
+        .store(500, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "One", "trigger": "api", "key": "one", "status": "active"}]),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let r = s
+        .post("/admin/v1/webhooks", json!([{"url": receiver.url}]))
+        .await;
+    let hook = r.body["created"][0]["id"].as_str().expect("id").to_string();
+    let r = s
+        .post(
+            "/v1/achievements/one/complete",
+            json!({"user": {"id": "ada"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // The first attempt and three retries, at +1, +2 and +4 minutes.
+    received(&receiver, 1).await;
+    for (n, at) in [
+        (2, "2027-05-01T12:01:00Z"),
+        (3, "2027-05-01T12:03:00Z"),
+        (4, "2027-05-01T12:07:00Z"),
+    ] {
+        s.set_clock(at).await;
+        received(&receiver, n).await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let h = s
+            .get(&format!(
+                "/admin/v1/webhooks/{hook}/deliveries?status=failed"
+            ))
+            .await
+            .body;
+        if h.as_array().is_some_and(|l| l.len() == 1) {
+            assert_eq!(h[0]["attempts"].as_array().map(Vec::len), Some(4));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{h}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.set_clock("2027-05-01T13:00:00Z").await;
+    assert_eq!(receiver.requests().len(), 4, "no retry after the last one");
+
+    // Recover sends it again.
+    receiver
+        .status
+        .store(200, std::sync::atomic::Ordering::SeqCst);
+    let r = s
+        .post(
+            &format!("/admin/v1/webhooks/{hook}/recover"),
+            json!({"since": "2027-05-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let got = received(&receiver, 5).await;
+    assert_eq!(header(&got[4], "webhook-id"), header(&got[0], "webhook-id"));
+    assert_eq!(
+        s.post(
+            &format!("/admin/v1/webhooks/{hook}/recover"),
+            json!({"since": "yesterday"})
+        )
+        .await
+        .status,
+        400
+    );
+}

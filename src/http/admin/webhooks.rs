@@ -313,6 +313,41 @@ async fn resend(
     ))
 }
 
+/// `POST /webhooks/{id}/recover` with `{since}` → 202: every delivery since then that never
+/// succeeded is sent again, in the background (SPEC §11.3.9).
+async fn recover(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let catalog = state.catalog.get();
+    let w = catalog
+        .webhook_by_id(&id)
+        .ok_or_else(|| ApiError::not_found("Webhook not found"))?;
+    let since = body
+        .get("since")
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .ok_or_else(|| ApiError::bad_request("since must be a date-time"))?;
+    let (store, wake, endpoint, now) = (
+        state.store.clone(),
+        state.webhook_wake.clone(),
+        w.id,
+        state.clock.now(),
+    );
+    tokio::spawn(async move {
+        match crate::webhooks::dispatch::recover(&store, endpoint, since, now, &wake).await {
+            Ok(n) => tracing::info!(webhook = %endpoint, resent = n, "webhook recover done"),
+            Err(e) => tracing::warn!(webhook = %endpoint, error = %e, "webhook recover failed"),
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": w.id.to_string(), "since": crate::wire::ts(since)})),
+    ))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -324,5 +359,6 @@ pub fn router() -> Router<AppState> {
         .route("/webhooks/{id}/rotate-secret", post(rotate))
         .route("/webhooks/{id}/test", post(test_send))
         .route("/webhooks/{id}/deliveries", get(list_deliveries))
+        .route("/webhooks/{id}/recover", post(recover))
         .route("/webhooks/{id}/deliveries/{delivery}/resend", post(resend))
 }
