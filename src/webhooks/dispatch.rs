@@ -171,10 +171,11 @@ pub async fn recover(
 ) -> Result<usize, StoreError> {
     let mut n = 0;
     for row in deliveries(store, endpoint)? {
-        if row.created >= since && row.status != DeliveryStatus::Succeeded {
-            if resend(store, endpoint, row.id, now, wake).await? {
-                n += 1;
-            }
+        if row.created >= since
+            && row.status != DeliveryStatus::Succeeded
+            && resend(store, endpoint, row.id, now, wake).await?
+        {
+            n += 1;
         }
     }
     Ok(n)
