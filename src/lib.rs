@@ -96,6 +96,8 @@ pub struct Inner {
     pub webhook_sender: webhooks::send::Sender,
     /// Wakes the webhook sender (deliveries queued or resent).
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Webhook attempt counts for `/metrics`.
+    pub webhook_stats: Arc<webhooks::dispatch::Stats>,
     readiness: AtomicU8,
 }
 
@@ -237,6 +239,7 @@ pub async fn run(
         boards,
         webhook_sender,
         webhook_wake: Arc::new(tokio::sync::Notify::new()),
+        webhook_stats: Arc::default(),
         readiness: AtomicU8::new(0),
     }));
     webhooks::dispatch::refresh_live(&state);
@@ -342,10 +345,11 @@ fn start_background(state: &AppState, bus: EffectBus) {
             state.webhook_sender.clone(),
             token.clone(),
         );
-        let bus3 = bus.clone();
+        let (bus3, stats) = (bus.clone(), state.webhook_stats.clone());
         bg.supervise("webhook-sender", move || {
             webhooks::dispatch::run_sender(
                 store.clone(),
+                stats.clone(),
                 catalog.clone(),
                 bus3.clone(),
                 clock.clone(),

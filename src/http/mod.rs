@@ -133,11 +133,14 @@ async fn prometheus(State(state): State<AppState>) -> Response {
                 .backlog(kudos_snapshots::ConsumerId::TEST_TALLY, OVERDUE_GAUGE_CAP)
         }),
     };
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::ops::render(&state.ops, &gauges),
-    )
-        .into_response()
+    let mut body = crate::ops::render(&state.ops, &gauges);
+    body.push_str(&crate::webhooks::dispatch::render_metrics(
+        &state.store,
+        &state.catalog.get(),
+        &state.webhook_stats,
+        state.clock.now(),
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -203,6 +203,92 @@ pub fn purge(store: &Store, before: DateTime<Utc>) -> Result<usize, StoreError> 
     Ok(n)
 }
 
+/// Attempt counts per endpoint and outcome, for `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    attempts: std::sync::Mutex<std::collections::BTreeMap<(Uuid, &'static str), u64>>,
+}
+
+impl Stats {
+    fn record(&self, endpoint: Uuid, done: &Attempt) {
+        let outcome = match done.status_code {
+            Some(c) if (200..300).contains(&c) => "success",
+            Some(_) => "http_error",
+            None => "network_error",
+        };
+        *self
+            .attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((endpoint, outcome))
+            .or_default() += 1;
+    }
+}
+
+/// The webhook series of `/metrics`: attempts by endpoint and outcome, and per endpoint
+/// the queue depth (capped) and the age of its oldest due entry.
+pub fn render_metrics(
+    store: &Store,
+    catalog: &Catalog,
+    stats: &Stats,
+    now: DateTime<Utc>,
+) -> String {
+    use std::fmt::Write;
+    const CAP: usize = 100_000;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP kudos_webhook_attempts_total Webhook delivery attempts by endpoint and outcome.\n# TYPE kudos_webhook_attempts_total counter"
+    );
+    for ((endpoint, outcome), n) in stats
+        .attempts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "kudos_webhook_attempts_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kudos_webhook_queue_depth Deliveries waiting for an attempt, per endpoint (counted up to {CAP}).\n# TYPE kudos_webhook_queue_depth gauge"
+    );
+    let mut ages = Vec::new();
+    for w in catalog.webhooks() {
+        let queued: Vec<(Vec<u8>, Vec<u8>)> = store
+            .inbox()
+            .state_with_prefix_first(ConsumerId::WEBHOOKS, &queue_prefix(w.id), CAP)
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "kudos_webhook_queue_depth{{endpoint=\"{}\"}} {}",
+            w.id,
+            queued.len()
+        );
+        let oldest = queued
+            .first()
+            .and_then(|(k, _)| k.get(..8)?.try_into().ok())
+            .map(i64::from_be_bytes)
+            .map_or(0.0, |due| {
+                ((now.timestamp_millis() - due).max(0) as f64) / 1000.0
+            });
+        ages.push((w.id, oldest));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP kudos_webhook_queue_age_seconds How long the oldest queued delivery of an endpoint has been due.\n# TYPE kudos_webhook_queue_age_seconds gauge"
+    );
+    for (id, age) in ages {
+        let _ = writeln!(
+            out,
+            "kudos_webhook_queue_age_seconds{{endpoint=\"{id}\"}} {age}"
+        );
+    }
+    out
+}
+
 /// An event to deliver: its type and payload, rendered once.
 struct Event {
     event_type: &'static str,
@@ -334,8 +420,10 @@ pub fn refresh_live(state: &crate::AppState) {
 
 /// Sends due deliveries until shutdown (see the module docs): one task per endpoint with
 /// due deliveries, so a slow or hanging endpoint holds up only its own.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_sender(
     store: Store,
+    stats: Arc<Stats>,
     catalog: Arc<CatalogService>,
     bus: kudos_actors::effects::EffectBus,
     clock: Arc<dyn Clock>,
@@ -368,30 +456,33 @@ pub async fn run_sender(
             if due.is_empty() {
                 continue;
             }
-            let (store, sender, clock, hook, catalog, bus) = (
+            let (store, sender, clock, hook, catalog, bus, stats) = (
                 store.clone(),
                 sender.clone(),
                 clock.clone(),
                 hook.clone(),
                 catalog.clone(),
                 bus.clone(),
+                stats.clone(),
             );
             running.insert(
                 hook.id,
                 tokio::spawn(async move {
                     let mut attempts = tokio::task::JoinSet::new();
                     for (qkey, dkey, row) in due {
-                        let (store, sender, clock, hook, catalog, bus) = (
+                        let (store, sender, clock, hook, catalog, bus, stats) = (
                             store.clone(),
                             sender.clone(),
                             clock.clone(),
                             hook.clone(),
                             catalog.clone(),
                             bus.clone(),
+                            stats.clone(),
                         );
                         attempts.spawn(async move {
                             attempt(
                                 &store,
+                                &stats,
                                 &catalog,
                                 &bus,
                                 &sender,
@@ -467,6 +558,7 @@ fn due_deliveries(
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     store: &Store,
+    stats: &Stats,
     catalog: &CatalogService,
     bus: &kudos_actors::effects::EffectBus,
     sender: &Sender,
@@ -523,6 +615,7 @@ async fn attempt(
             now,
         )
         .await;
+    stats.record(hook.id, &done);
     let ok = done.succeeded();
     row.attempts.push(AttemptRow {
         at: done.at,

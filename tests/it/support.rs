@@ -199,19 +199,23 @@ impl TestServer {
         }
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body")
+    }
+
     /// Waits until no background job is recorded (`kudos_background_jobs` 0 in `/metrics`).
     pub async fn jobs_done(&self) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let text = self
-                .client
-                .get(format!("{}/metrics", self.base))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("body");
+            let text = self.metrics_text().await;
             if text.lines().any(|l| l == "kudos_background_jobs 0") {
                 return;
             }

@@ -1057,6 +1057,19 @@ async fn a_delivery_fails_after_three_retries_and_recover_sends_it_again() {
     }
     s.set_clock("2027-05-01T13:00:00Z").await;
     assert_eq!(receiver.requests().len(), 4, "no retry after the last one");
+    let metrics = s.metrics_text().await;
+    assert!(
+        metrics.contains(&format!(
+            "kudos_webhook_attempts_total{{endpoint=\"{hook}\",outcome=\"http_error\"}} 4"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "kudos_webhook_queue_depth{{endpoint=\"{hook}\"}} 0"
+        )),
+        "{metrics}"
+    );
 
     // Recover sends it again.
     receiver
