@@ -70,7 +70,7 @@ struct Inner {
     queue: std::sync::Mutex<Vec<Queued>>,
     /// Held while a collected batch is written (taken before the apply lock is released).
     writing: tokio::sync::Mutex<()>,
-    /// Consumers that get the boards' effects (the leaderboards consumer does not).
+    /// Consumers that get the effects of board writes.
     consumers: Arc<[ConsumerId]>,
     /// Bumped by every reset, so the consumer knows to restart and catch up.
     generation: AtomicU64,
@@ -89,12 +89,15 @@ pub struct Boards {
 
 impl Boards {
     pub fn new(deps: BoardDeps, supervisor: ActorCell) -> Self {
+        // Not the leaderboards consumer itself, and not webhooks: the rank-change and
+        // top-10 effects of board writes are not delivered as webhooks yet (they need the
+        // throttling of SPEC §8.2), so they would only cost rows.
         let consumers: Vec<ConsumerId> = deps
             .bus
             .consumers()
             .iter()
             .copied()
-            .filter(|c| *c != ConsumerId::LEADERBOARDS)
+            .filter(|c| *c != ConsumerId::LEADERBOARDS && *c != ConsumerId::WEBHOOKS)
             .collect();
         Self {
             inner: Arc::new(Inner {
