@@ -314,9 +314,60 @@ impl WebhookConsumer {
             if !catalog.webhooks().any(|w| w.wants(t)) {
                 continue;
             }
+            // Events about no user: boosts for everyone, leaderboard runs.
+            let shared = match e {
+                Effect::BoostStarted {
+                    boost_id,
+                    system_id,
+                    user_id: None,
+                    at,
+                }
+                | Effect::BoostFinished {
+                    boost_id,
+                    system_id,
+                    user_id: None,
+                    at,
+                } => boost_payload(catalog, t, *boost_id, *system_id, *at),
+                Effect::LeaderboardStarted { board_id, at, .. } => catalog
+                    .leaderboard(*board_id)
+                    .map(|b| payloads::leaderboard_rankings(t, b, catalog, &[], *at)),
+                Effect::LeaderboardFinished {
+                    board_id, top, at, ..
+                } => catalog
+                    .leaderboard(*board_id)
+                    .map(|b| payloads::leaderboard_rankings(t, b, catalog, top, *at)),
+                _ => None,
+            };
+            if let Some(payload) = shared {
+                out.push(Event {
+                    event_type: t,
+                    payload,
+                });
+                continue;
+            }
             let user_id = match e {
-                Effect::AchievementCompleted { user_id, .. } | Effect::Streak { user_id, .. } => {
-                    user_id
+                Effect::AchievementCompleted { user_id, .. }
+                | Effect::Streak { user_id, .. }
+                | Effect::PointsLevelChanged { user_id, .. } => user_id,
+                Effect::BoostStarted {
+                    boost_id,
+                    system_id,
+                    user_id: Some(_),
+                    at,
+                }
+                | Effect::BoostFinished {
+                    boost_id,
+                    system_id,
+                    user_id: Some(_),
+                    at,
+                } => {
+                    if let Some(payload) = boost_payload(catalog, t, *boost_id, *system_id, *at) {
+                        out.push(Event {
+                            event_type: t,
+                            payload,
+                        });
+                    }
+                    continue;
                 }
                 _ => continue,
             };
@@ -332,6 +383,37 @@ impl WebhookConsumer {
                     Some(a) => payloads::achievement_completed(&user, a, catalog, *at),
                     None => continue,
                 },
+                Effect::PointsLevelChanged {
+                    system_id,
+                    previous,
+                    new,
+                    ..
+                } => {
+                    let Some(system) = catalog.points_system(*system_id) else {
+                        continue;
+                    };
+                    // The total the change came with: the record's last award in the system.
+                    let total = effects
+                        .iter()
+                        .filter_map(|x| match x {
+                            Effect::PointsAwarded {
+                                system_id: s,
+                                award,
+                                ..
+                            } if s == system_id => Some(award.total),
+                            _ => None,
+                        })
+                        .next_back()
+                        .unwrap_or(0);
+                    payloads::level_changed(
+                        &user,
+                        catalog,
+                        system,
+                        total,
+                        previous.and_then(|id| catalog.points_level_any(id)),
+                        new.and_then(|id| catalog.points_level_any(id)),
+                    )
+                }
                 Effect::Streak { event, .. } => match event {
                     StreakEvent::Started { .. } | StreakEvent::Extended { .. } => {
                         let Ok(Some(view)) = self.users.query(user_id, StreakViewQuery).await
@@ -357,6 +439,22 @@ impl WebhookConsumer {
         }
         out
     }
+}
+
+/// `points.boost_started` / `finished` of a boost that still exists (deleted boosts are
+/// not announced, SPEC §8.3).
+fn boost_payload(
+    catalog: &Catalog,
+    event_type: &str,
+    boost_id: Uuid,
+    system_id: Uuid,
+    at: DateTime<Utc>,
+) -> Option<serde_json::Value> {
+    let b = catalog
+        .points_boosts(system_id)
+        .find(|b| b.id == boost_id)?;
+    let system = catalog.points_system(system_id)?;
+    Some(payloads::boost(event_type, b, system, at))
 }
 
 impl EffectConsumer for WebhookConsumer {

@@ -1094,3 +1094,66 @@ async fn a_delivery_fails_after_three_retries_and_recover_sends_it_again() {
         400
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaderboard_runs_and_boosts_are_delivered_when_announced() {
+    let s = TestServer::start_with_test_clock().await;
+    s.set_clock("2027-06-01T12:00:00Z").await;
+    let receiver = Receiver::start().await;
+    let r = s
+        .post(
+            "/admin/v1/webhooks",
+            json!([{"url": receiver.url, "events": ["leaderboard.started", "points.boost_started"]}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    // Activated after run 0's start moment: leaderboard.started at once.
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Weekly", "key": "weekly", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-06-01", "runUnit": "day", "runInterval": 7, "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let got = received(&receiver, 1).await;
+    let started: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert_eq!(
+        (
+            started["type"].clone(),
+            started["leaderboard"]["key"].clone(),
+            started["leaderboard"]["rankings"].clone()
+        ),
+        (json!("leaderboard.started"), json!("weekly"), json!([]))
+    );
+    // A global boost starts at 10:00 UTC the day before its start date.
+    let r = s
+        .post(
+            "/admin/v1/points",
+            json!([{"name": "XP", "key": "xp",
+                    "boosts": [{"name": "Double", "start": "2027-06-10", "end": "2027-06-12", "multiplier": 2}]}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Moving to then also passes run 1's start moment (06-07 10:00): its started comes too.
+    s.set_clock("2027-06-09T10:00:00Z").await;
+    let got = received(&receiver, 3).await;
+    let by_type = |t: &str| -> Vec<Value> {
+        got.iter()
+            .filter(|c| header(c, "x-trophy-event-type") == t)
+            .map(|c| serde_json::from_slice(&c.body).expect("json"))
+            .collect()
+    };
+    assert_eq!(by_type("leaderboard.started").len(), 2);
+    let boost = by_type("points.boost_started").remove(0);
+    assert_eq!(
+        (
+            boost["boost"]["name"].clone(),
+            boost["boost"]["status"].clone(),
+            boost["boost"]["pointsSystemKey"].clone()
+        ),
+        (json!("Double"), json!("active"), json!("xp"))
+    );
+    assert_eq!(boost["timestamp"], "2027-06-09T10:00:00.000Z");
+}

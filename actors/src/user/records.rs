@@ -148,6 +148,11 @@ impl Effect {
     pub fn webhook_type(&self) -> Option<&'static str> {
         Some(match self {
             Effect::AchievementCompleted { silent: false, .. } => "achievement.completed",
+            Effect::PointsLevelChanged { .. } => "points.level_changed",
+            Effect::BoostStarted { .. } => "points.boost_started",
+            Effect::BoostFinished { .. } => "points.boost_finished",
+            Effect::LeaderboardStarted { .. } => "leaderboard.started",
+            Effect::LeaderboardFinished { .. } => "leaderboard.finished",
             Effect::Streak { event, .. } => match event {
                 StreakEvent::Started { .. } => "streak.started",
                 StreakEvent::Extended { .. } => "streak.extended",
