@@ -556,7 +556,12 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
     let s = TestServer::start_with_test_clock().await;
     let receiver = Receiver::start().await;
     let r = s
-        .post("/admin/v1/webhooks", json!([{"url": receiver.url}]))
+        // Test sends go out whatever the subscription; this one keeps real deliveries
+        // (the board's leaderboard.started) away from the receiver.
+        .post(
+            "/admin/v1/webhooks",
+            json!([{"url": receiver.url, "events": ["emails.recap_due"]}]),
+        )
         .await;
     let id = r.body["created"][0]["id"].as_str().expect("id").to_string();
     let send = |t: &'static str| {
