@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use common::{describe, manifest_dir, run, run_sdk_script, target_dir};
 
 const SDK_REQUIREMENT: &str = "trophy==1.27.0";
+/// The Standard Webhooks reference library, to verify `webhook-signature` as a consumer would.
+const WEBHOOKS_REQUIREMENT: &str = "standardwebhooks==1.0.0";
 const SDK_VERSION: &str = "1.27.0";
 
 fn find_python3() -> PathBuf {
@@ -33,7 +35,7 @@ fn sdk_python() -> PathBuf {
     let venv = target_dir().join("sdk-venv");
     let python = venv.join("bin").join("python");
     let check = format!(
-        "import importlib.metadata as m, trophy; \
+        "import importlib.metadata as m, trophy, standardwebhooks; \
          v = m.version('trophy'); assert v == '{SDK_VERSION}', 'trophy ' + v"
     );
     let ready = |python: &Path| {
@@ -70,6 +72,7 @@ fn sdk_python() -> PathBuf {
             "--quiet",
             "--disable-pip-version-check",
             SDK_REQUIREMENT,
+            WEBHOOKS_REQUIREMENT,
         ]),
         "pip install",
     );

@@ -2004,6 +2004,58 @@ def run_leaderboards(client, *, plan_id):
     settled(LB_TOP, [alice, bob], "rankings unaffected by deleting other boards")
 
 
+def check_webhook_signatures(url, api_key):
+    """A test send to a loopback receiver, verified as a consumer would: `webhook-signature`
+    with the Standard Webhooks library, `X-Trophy-Signature` with hmac."""
+    import base64
+    import hashlib
+    import hmac
+    import http.server
+    import json
+    import threading
+    import urllib.request
+
+    import standardwebhooks
+
+    step("webhooks: test send verified with the standardwebhooks library")
+    got = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            got.append((dict(self.headers.items()), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def admin(method, path, payload):
+        req = urllib.request.Request(
+            url + path, data=json.dumps(payload).encode(), method=method,
+            headers={"X-API-KEY": api_key, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as resp:
+            return json.loads(resp.read())
+
+    created = admin("POST", "/admin/v1/webhooks",
+                    [{"url": f"http://127.0.0.1:{server.server_port}/hooks",
+                      "events": ["emails.recap_due"]}])["created"][0]
+    attempt = admin("POST", f"/admin/v1/webhooks/{created['id']}/test", {"type": "streak.lost"})
+    eq(attempt["statusCode"], 204, "test send status")
+    server.shutdown()
+    eq(len(got), 1, "requests received")
+    headers, body = got[0]
+    lower = {k.lower(): v for k, v in headers.items()}
+    standardwebhooks.Webhook(created["secret"]).verify(body, lower)
+    trophy = base64.b64encode(
+        hmac.new(created["secret"].encode(), body, hashlib.sha256).digest()).decode()
+    eq(lower["x-trophy-signature"], trophy, "X-Trophy-Signature")
+    eq(json.loads(body)["type"], "streak.lost", "payload type")
+
+
 def main():
     url = os.environ.get("KUDOS_URL", "").rstrip("/")
     api_key = os.environ.get("KUDOS_API_KEY", "")
@@ -2012,6 +2064,7 @@ def main():
         return 2
     try:
         run(url, api_key)
+        check_webhook_signatures(url, api_key)
     except CheckFailed as e:
         print(f"SDK CHECK FAILED at step '{_step}': {e}", file=sys.stderr)
         return 1
