@@ -782,3 +782,60 @@ async fn attempt(
     commit.consumer_state(ConsumerId::WEBHOOKS, &dkey, Some(&row))?;
     store.write(commit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(endpoint: Uuid, created: DateTime<Utc>, status: DeliveryStatus) -> DeliveryRow {
+        DeliveryRow {
+            id: Uuid::new_v4(),
+            endpoint,
+            event_id: Uuid::new_v4(),
+            event_type: "streak.lost".into(),
+            payload: b"{}".to_vec(),
+            created,
+            status,
+            attempts: Vec::new(),
+            next_attempt: None,
+        }
+    }
+
+    #[test]
+    fn the_purge_removes_ended_deliveries_older_than_the_cutoff_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Default::default()).expect("store");
+        let endpoint = Uuid::new_v4();
+        let t = |d: u32| {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, 2027, 5, d, 12, 0, 0)
+                .single()
+                .expect("t")
+        };
+        let rows = [
+            row(endpoint, t(1), DeliveryStatus::Succeeded),
+            row(endpoint, t(1), DeliveryStatus::Failed),
+            row(endpoint, t(1), DeliveryStatus::Pending),
+            row(endpoint, t(9), DeliveryStatus::Succeeded),
+        ];
+        let mut c = Commit::new();
+        for r in &rows {
+            c.consumer_state(
+                ConsumerId::WEBHOOKS,
+                &delivery_key(endpoint, r.created, r.id),
+                Some(r),
+            )
+            .expect("row");
+        }
+        store.write(c).expect("write");
+        assert_eq!(purge(&store, t(8)).expect("purge"), 2);
+        let left: Vec<DeliveryStatus> = deliveries(&store, endpoint)
+            .expect("rows")
+            .into_iter()
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(
+            left,
+            vec![DeliveryStatus::Succeeded, DeliveryStatus::Pending]
+        );
+    }
+}
