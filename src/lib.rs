@@ -338,25 +338,17 @@ fn start_background(state: &AppState, bus: EffectBus) {
             };
             run_consumer(store.clone(), bus2.clone(), consumer, t.clone())
         });
-        let (store, catalog, clock, sender, t) = (
-            state.store.clone(),
-            state.catalog.clone(),
-            state.clock.clone(),
-            state.webhook_sender.clone(),
-            token.clone(),
-        );
-        let (bus3, stats) = (bus.clone(), state.webhook_stats.clone());
+        let deps = webhooks::dispatch::SenderDeps {
+            store: state.store.clone(),
+            stats: state.webhook_stats.clone(),
+            catalog: state.catalog.clone(),
+            bus: bus.clone(),
+            clock: state.clock.clone(),
+            sender: state.webhook_sender.clone(),
+        };
+        let t = token.clone();
         bg.supervise("webhook-sender", move || {
-            webhooks::dispatch::run_sender(
-                store.clone(),
-                stats.clone(),
-                catalog.clone(),
-                bus3.clone(),
-                clock.clone(),
-                sender.clone(),
-                wake.clone(),
-                t.clone(),
-            )
+            webhooks::dispatch::run_sender(deps.clone(), wake.clone(), t.clone())
         });
     }
     {

@@ -508,24 +508,34 @@ impl EffectConsumer for WebhookConsumer {
 /// Tells the effect bus whether any endpoint is active, so records get webhook inbox rows
 /// only then (records with no endpoint to go to cost ingest nothing).
 pub fn refresh_live(state: &crate::AppState) {
-    let live = state
-        .catalog
-        .get()
+    state
+        .users
+        .bus()
+        .set_webhooks_live(any_active(&state.catalog.get()));
+}
+
+/// What the sender and its attempts share (cheap to clone).
+#[derive(Clone)]
+pub struct SenderDeps {
+    pub store: Store,
+    pub stats: Arc<Stats>,
+    pub catalog: Arc<CatalogService>,
+    pub bus: kudos_actors::effects::EffectBus,
+    pub clock: Arc<dyn Clock>,
+    pub sender: Sender,
+}
+
+/// Whether any endpoint is active (records get webhook rows only then).
+fn any_active(catalog: &Catalog) -> bool {
+    catalog
         .webhooks()
-        .any(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active);
-    state.users.bus().set_webhooks_live(live);
+        .any(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active)
 }
 
 /// Sends due deliveries until shutdown (see the module docs): one task per endpoint with
 /// due deliveries, so a slow or hanging endpoint holds up only its own.
-#[allow(clippy::too_many_arguments)]
 pub async fn run_sender(
-    store: Store,
-    stats: Arc<Stats>,
-    catalog: Arc<CatalogService>,
-    bus: kudos_actors::effects::EffectBus,
-    clock: Arc<dyn Clock>,
-    sender: Sender,
+    deps: SenderDeps,
     wake: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
@@ -545,53 +555,23 @@ pub async fn run_sender(
                 }
             }
         }
-        let now = clock.now();
-        for hook in catalog.get().webhooks() {
+        let now = deps.clock.now();
+        for hook in deps.catalog.get().webhooks() {
             if running.contains_key(&hook.id) {
                 continue;
             }
-            let due = due_deliveries(&store, hook.id, now).map_err(|e| e.to_string())?;
+            let due = due_deliveries(&deps.store, hook.id, now).map_err(|e| e.to_string())?;
             if due.is_empty() {
                 continue;
             }
-            let (store, sender, clock, hook, catalog, bus, stats) = (
-                store.clone(),
-                sender.clone(),
-                clock.clone(),
-                hook.clone(),
-                catalog.clone(),
-                bus.clone(),
-                stats.clone(),
-            );
+            let (deps, hook) = (deps.clone(), hook.clone());
             running.insert(
                 hook.id,
                 tokio::spawn(async move {
                     let mut attempts = tokio::task::JoinSet::new();
                     for (qkey, dkey, row) in due {
-                        let (store, sender, clock, hook, catalog, bus, stats) = (
-                            store.clone(),
-                            sender.clone(),
-                            clock.clone(),
-                            hook.clone(),
-                            catalog.clone(),
-                            bus.clone(),
-                            stats.clone(),
-                        );
-                        attempts.spawn(async move {
-                            attempt(
-                                &store,
-                                &stats,
-                                &catalog,
-                                &bus,
-                                &sender,
-                                &*clock,
-                                Some(hook),
-                                qkey,
-                                dkey,
-                                row,
-                            )
-                            .await
-                        });
+                        let (deps, hook) = (deps.clone(), hook.clone());
+                        attempts.spawn(async move { attempt(&deps, &hook, qkey, dkey, row).await });
                     }
                     while let Some(done) = attempts.join_next().await {
                         if let Ok(Err(e)) = done {
@@ -653,29 +633,24 @@ fn due_deliveries(
 }
 
 /// One attempt of one delivery, and its record: succeeded, retried later, or failed.
-#[allow(clippy::too_many_arguments)]
 async fn attempt(
-    store: &Store,
-    stats: &Stats,
-    catalog: &CatalogService,
-    bus: &kudos_actors::effects::EffectBus,
-    sender: &Sender,
-    clock: &dyn Clock,
-    hook: Option<Webhook>,
+    deps: &SenderDeps,
+    hook: &Webhook,
     qkey: Vec<u8>,
     dkey: Vec<u8>,
     mut row: DeliveryRow,
 ) -> Result<(), StoreError> {
+    let SenderDeps {
+        store,
+        stats,
+        catalog,
+        bus,
+        clock,
+        sender,
+    } = deps;
     let now = clock.now();
     let mut commit = Commit::new();
     commit.consumer_state::<Vec<u8>>(ConsumerId::WEBHOOKS, &qkey, None)?;
-    let Some(hook) = hook else {
-        // The endpoint was deleted: nothing more to send.
-        row.status = DeliveryStatus::Failed;
-        row.next_attempt = None;
-        commit.consumer_state(ConsumerId::WEBHOOKS, &dkey, Some(&row))?;
-        return store.write(commit);
-    };
     if hook.status != kudos_actors::catalog::webhooks::WebhookStatus::Active {
         // Inactive endpoints receive nothing; the delivery waits (SPEC §11.3.3).
         let later = now + chrono::Duration::minutes(1);
@@ -692,7 +667,7 @@ async fn attempt(
     let payload: serde_json::Value = serde_json::from_slice(&row.payload).unwrap_or_default();
     let event_id = row.event_id.to_string();
     let body = payloads::body(
-        &hook,
+        hook,
         &event_id,
         &row.event_type,
         payload,
@@ -738,12 +713,7 @@ async fn attempt(
             .await?
         {
             tracing::warn!(webhook = %w.id, url = %w.url, "endpoint answered 410 Gone; set inactive");
-            bus.set_webhooks_live(
-                catalog
-                    .get()
-                    .webhooks()
-                    .any(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active),
-            );
+            bus.set_webhooks_live(any_active(&catalog.get()));
         }
         let later = now + chrono::Duration::minutes(1);
         row.next_attempt = Some(later);

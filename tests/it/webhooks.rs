@@ -587,21 +587,18 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
 
-    for t in [
-        "streak.started",
-        "streak.extended",
-        "leaderboard.started",
-        "leaderboard.finished",
-        "leaderboard.rank_changed",
-    ] {
-        let r = send(t).await;
-        assert_eq!(
-            (r.status, r.body["statusCode"].clone()),
-            (200, json!(200)),
-            "{t}: {:?}",
-            r.body
-        );
-    }
+    sent_ok(
+        &s,
+        &id,
+        &[
+            "streak.started",
+            "streak.extended",
+            "leaderboard.started",
+            "leaderboard.finished",
+            "leaderboard.rank_changed",
+        ],
+    )
+    .await;
     let bodies: Vec<Value> = receiver
         .requests()
         .iter()
@@ -677,20 +674,17 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    for t in [
-        "points.changed",
-        "points.level_changed",
-        "points.boost_started",
-        "points.boost_finished",
-    ] {
-        let r = send(t).await;
-        assert_eq!(
-            (r.status, r.body["statusCode"].clone()),
-            (200, json!(200)),
-            "{t}: {:?}",
-            r.body
-        );
-    }
+    sent_ok(
+        &s,
+        &id,
+        &[
+            "points.changed",
+            "points.level_changed",
+            "points.boost_started",
+            "points.boost_finished",
+        ],
+    )
+    .await;
     let bodies: Vec<Value> = receiver
         .requests()
         .iter()
@@ -734,6 +728,24 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
         ),
         (json!("xp"), json!(2.0), Value::Null)
     );
+}
+
+/// Test-sends each type to endpoint `id`; every send reaches the receiver (200, 200).
+async fn sent_ok(s: &TestServer, id: &str, types: &[&str]) {
+    for t in types {
+        let r = s
+            .post(
+                &format!("/admin/v1/webhooks/{id}/test"),
+                json!({ "type": t }),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["statusCode"].clone()),
+            (200, json!(200)),
+            "{t}: {:?}",
+            r.body
+        );
+    }
 }
 
 /// Waits until the receiver has at least `n` requests.
