@@ -328,15 +328,20 @@ fn start_background(state: &AppState, bus: EffectBus) {
             state.clock.clone(),
             token.clone(),
         );
-        let (bus2, wake2) = (bus.clone(), wake.clone());
+        let consumer = webhooks::dispatch::WebhookConsumer {
+            catalog,
+            users,
+            clock,
+            wake: wake.clone(),
+            throttle: Default::default(),
+        };
+        let (store2, bus2, consumer2, t2) =
+            (store.clone(), bus.clone(), consumer.clone(), t.clone());
         bg.supervise("webhook-outbox", move || {
-            let consumer = webhooks::dispatch::WebhookConsumer {
-                catalog: catalog.clone(),
-                users: users.clone(),
-                clock: clock.clone(),
-                wake: wake2.clone(),
-            };
-            run_consumer(store.clone(), bus2.clone(), consumer, t.clone())
+            run_consumer(store2.clone(), bus2.clone(), consumer2.clone(), t2.clone())
+        });
+        bg.supervise("webhook-trailing", move || {
+            webhooks::throttled::run_trailing(consumer.clone(), store.clone(), t.clone())
         });
         let deps = webhooks::dispatch::SenderDeps {
             store: state.store.clone(),

@@ -133,6 +133,8 @@ pub struct Gauges {
     pub effect_backlog: Option<usize>,
     /// Background jobs recorded and not finished (backfills, re-filing, board seeding).
     pub jobs: usize,
+    /// Inbox rows each effect consumer has not applied yet (capped), by consumer name.
+    pub inbox_backlog: Vec<(&'static str, usize)>,
 }
 
 /// The whole `/metrics` body.
@@ -219,6 +221,13 @@ pub fn render(counters: &OpsCounters, g: &Gauges) -> String {
         "Background jobs that visit every user, recorded and not finished yet.",
         g.jobs.to_string(),
     );
+    let _ = writeln!(
+        out,
+        "# HELP kudos_inbox_backlog Records whose effects a consumer has not applied yet (counted up to 10000).\n# TYPE kudos_inbox_backlog gauge"
+    );
+    for (consumer, n) in &g.inbox_backlog {
+        let _ = writeln!(out, "kudos_inbox_backlog{{consumer=\"{consumer}\"}} {n}");
+    }
     out
 }
 
@@ -258,6 +267,7 @@ mod tests {
             fsync_failures: 0,
             storage_healthy: true,
             effect_backlog: None,
+            inbox_backlog: vec![("webhooks", 3)],
             jobs: 0,
         };
         let text = render(&c, &g);
@@ -268,5 +278,9 @@ mod tests {
         assert!(text.contains("le=\"+Inf\"} 3\n"), "{text}");
         assert!(text.contains("kudos_journal_fsyncs_total 2\n"));
         assert!(text.contains("kudos_journal_commits_total 7\n"));
+        assert!(
+            text.contains("kudos_inbox_backlog{consumer=\"webhooks\"} 3\n"),
+            "{text}"
+        );
     }
 }

@@ -45,6 +45,9 @@ pub struct EffectBus {
     consumers: Arc<[ConsumerId]>,
     /// Whether any webhook endpoint is active: without one, records get no webhook rows.
     webhooks_live: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether an active endpoint wants `leaderboard.changed` or `rank_changed`: board
+    /// writes give the webhook consumer their effects only then.
+    webhooks_boards: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EffectBus {
@@ -54,6 +57,7 @@ impl EffectBus {
             tx: broadcast::Sender::new(BUS_CAPACITY),
             consumers: consumers.into(),
             webhooks_live: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            webhooks_boards: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -80,11 +84,27 @@ impl EffectBus {
             .collect()
     }
 
-    /// Says whether any webhook endpoint is active (after every endpoint change, and at
-    /// start).
-    pub fn set_webhooks_live(&self, live: bool) {
+    /// Says whether any webhook endpoint is active, and whether one wants board events
+    /// (after every endpoint change, and at start).
+    pub fn set_webhooks_live(&self, live: bool, boards: bool) {
         self.webhooks_live
             .store(live, std::sync::atomic::Ordering::Release);
+        self.webhooks_boards
+            .store(live && boards, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The consumers of a leaderboard write's effects: not the leaderboards consumer that
+    /// wrote them, and webhooks only while an active endpoint wants board events.
+    pub fn board_consumers(&self) -> Arc<[ConsumerId]> {
+        let boards = self
+            .webhooks_boards
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.consumers
+            .iter()
+            .copied()
+            .filter(|c| *c != ConsumerId::LEADERBOARDS)
+            .filter(|c| *c != ConsumerId::WEBHOOKS || boards)
+            .collect()
     }
 
     /// Whether anything listens (so a producer can skip building the message).

@@ -132,6 +132,13 @@ async fn prometheus(State(state): State<AppState>) -> Response {
                 .inbox()
                 .backlog(kudos_snapshots::ConsumerId::TEST_TALLY, OVERDUE_GAUGE_CAP)
         }),
+        inbox_backlog: [
+            ("leaderboards", kudos_snapshots::ConsumerId::LEADERBOARDS),
+            ("webhooks", kudos_snapshots::ConsumerId::WEBHOOKS),
+        ]
+        .into_iter()
+        .map(|(name, c)| (name, state.store.inbox().backlog(c, OVERDUE_GAUGE_CAP)))
+        .collect(),
     };
     let mut body = crate::ops::render(&state.ops, &gauges);
     body.push_str(&crate::webhooks::dispatch::render_metrics(

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::payloads;
 use super::send::{Attempt, Delivery, Sender};
+use super::{payloads, throttled};
 
 /// Attempts in flight per endpoint.
 pub const PER_ENDPOINT: usize = 4;
@@ -290,17 +290,21 @@ pub fn render_metrics(
 }
 
 /// An event to deliver: its type and payload, rendered once.
-struct Event {
-    event_type: &'static str,
-    payload: serde_json::Value,
+pub struct Event {
+    pub event_type: &'static str,
+    pub payload: serde_json::Value,
 }
 
 /// The `WEBHOOKS` effect consumer.
+#[derive(Clone)]
 pub struct WebhookConsumer {
     pub catalog: Arc<CatalogService>,
     pub users: UserShards,
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<tokio::sync::Notify>,
+    /// Held while throttling windows are read and written (here and by
+    /// [`super::throttled::run_trailing`]).
+    pub throttle: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl WebhookConsumer {
@@ -465,35 +469,23 @@ impl EffectConsumer for WebhookConsumer {
         let now = self.clock.now();
         let mut commit = Commit::new();
         let mut queued = 0usize;
+        let _windows = self.throttle.lock().await;
+        let mut windows = throttled::Batch::default();
         for r in records {
-            for (index, event) in self
-                .events(&catalog, r.effects)
-                .await
-                .into_iter()
-                .enumerate()
-            {
-                let event_id = event_id(r.stream, r.seq, index);
-                let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
-                for w in catalog.webhooks().filter(|w| w.wants(event.event_type)) {
-                    let row = DeliveryRow {
-                        id: Uuid::new_v4(),
-                        endpoint: w.id,
-                        event_id,
-                        event_type: event.event_type.to_string(),
-                        payload: payload.clone(),
-                        created: now,
-                        status: DeliveryStatus::Pending,
-                        attempts: Vec::new(),
-                        next_attempt: Some(now),
-                    };
-                    let key = delivery_key(w.id, now, row.id);
-                    commit.consumer_state(Self::ID, &key, Some(&row))?;
-                    commit.consumer_state(Self::ID, &queued_key(w.id, now, row.id), Some(&key))?;
-                    queued += 1;
+            let mut events = self.events(&catalog, r.effects).await;
+            // Throttled types: a leading edge goes with the record's other events.
+            for change in throttled::changes(r.effects, &catalog) {
+                if let Some(event) = windows.admit(self, store, &catalog, change, now).await? {
+                    events.push(event);
                 }
+            }
+            for (index, event) in events.into_iter().enumerate() {
+                let event_id = event_id(r.stream, r.seq, index);
+                queued += queue(&mut commit, &catalog, &event, event_id, now)?;
             }
             commit.inbox_done(Self::ID, r.stream, r.seq);
         }
+        windows.write(&mut commit)?;
         // Durable before any attempt: an attempt is never made for a delivery a crash could
         // forget.
         store.commit(commit).await?;
@@ -505,13 +497,45 @@ impl EffectConsumer for WebhookConsumer {
     }
 }
 
+/// Writes one pending delivery of `event` per endpoint that wants it into `commit`;
+/// returns how many.
+pub(super) fn queue(
+    commit: &mut Commit,
+    catalog: &Catalog,
+    event: &Event,
+    event_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let payload = serde_json::to_vec(&event.payload).unwrap_or_default();
+    let mut n = 0;
+    for w in catalog.webhooks().filter(|w| w.wants(event.event_type)) {
+        let row = DeliveryRow {
+            id: Uuid::new_v4(),
+            endpoint: w.id,
+            event_id,
+            event_type: event.event_type.to_string(),
+            payload: payload.clone(),
+            created: now,
+            status: DeliveryStatus::Pending,
+            attempts: Vec::new(),
+            next_attempt: Some(now),
+        };
+        let key = delivery_key(w.id, now, row.id);
+        commit.consumer_state(ConsumerId::WEBHOOKS, &key, Some(&row))?;
+        commit.consumer_state(
+            ConsumerId::WEBHOOKS,
+            &queued_key(w.id, now, row.id),
+            Some(&key),
+        )?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Tells the effect bus whether any endpoint is active, so records get webhook inbox rows
 /// only then (records with no endpoint to go to cost ingest nothing).
 pub fn refresh_live(state: &crate::AppState) {
-    state
-        .users
-        .bus()
-        .set_webhooks_live(any_active(&state.catalog.get()));
+    set_live(state.users.bus(), &state.catalog.get());
 }
 
 /// What the sender and its attempts share (cheap to clone).
@@ -525,11 +549,17 @@ pub struct SenderDeps {
     pub sender: Sender,
 }
 
-/// Whether any endpoint is active (records get webhook rows only then).
-fn any_active(catalog: &Catalog) -> bool {
-    catalog
-        .webhooks()
-        .any(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active)
+/// Tells `bus` whether any endpoint is active (records get webhook rows only then) and
+/// whether an active one wants board events (board writes give them to webhooks only then).
+fn set_live(bus: &kudos_actors::effects::EffectBus, catalog: &Catalog) {
+    let active = || {
+        catalog
+            .webhooks()
+            .filter(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active)
+    };
+    let boards =
+        active().any(|w| w.wants("leaderboard.changed") || w.wants("leaderboard.rank_changed"));
+    bus.set_webhooks_live(active().next().is_some(), boards);
 }
 
 /// Sends due deliveries until shutdown (see the module docs): one task per endpoint with
@@ -713,7 +743,7 @@ async fn attempt(
             .await?
         {
             tracing::warn!(webhook = %w.id, url = %w.url, "endpoint answered 410 Gone; set inactive");
-            bus.set_webhooks_live(any_active(&catalog.get()));
+            set_live(bus, &catalog.get());
         }
         let later = now + chrono::Duration::minutes(1);
         row.next_attempt = Some(later);

@@ -176,32 +176,39 @@ pub fn level_changed(
     })
 }
 
+/// What a `points.changed` delivery reports: the awards since the last delivery (the
+/// latest of them, when many were held), what they added, the total after them, and the
+/// level when it changed.
+pub struct PointsChange<'a> {
+    pub awards: &'a [kudos_actors::user::Award],
+    pub added: i64,
+    pub total: i64,
+    pub level: Option<Option<&'a kudos_actors::catalog::points::PointsLevel>>,
+}
+
 /// `points.changed`: `MetricEventPointsResponse` of the awards since the last delivery
 /// (`level` only when it changed).
 pub fn points_changed(
     user: &UserProfile,
     catalog: &Catalog,
     system: &kudos_actors::catalog::points::PointsSystem,
-    awards: &[kudos_actors::user::Award],
-    level: Option<Option<&kudos_actors::catalog::points::PointsLevel>>,
+    change: PointsChange<'_>,
     today: chrono::NaiveDate,
 ) -> Value {
     let mut points = crate::wire::points::points_response(system);
-    points.insert("total".into(), json!(awards.last().map_or(0, |a| a.total)));
-    points.insert(
-        "added".into(),
-        json!(awards.iter().map(|a| a.awarded).sum::<i64>()),
-    );
+    points.insert("total".into(), json!(change.total));
+    points.insert("added".into(), json!(change.added));
     points.insert(
         "awards".into(),
         Value::Array(
-            awards
+            change
+                .awards
                 .iter()
                 .map(|a| crate::wire::points::app_award(a, catalog, today))
                 .collect(),
         ),
     );
-    if let Some(level) = level {
+    if let Some(level) = change.level {
         points.insert(
             "level".into(),
             json!(level.map(crate::wire::points::app_level)),
@@ -314,8 +321,12 @@ pub fn example(event_type: &str, catalog: &Catalog, now: DateTime<Utc>) -> Resul
                         &user,
                         catalog,
                         system,
-                        &[award],
-                        levels.first().map(|l| Some(*l)),
+                        PointsChange {
+                            added: award.awarded,
+                            total: award.total,
+                            awards: std::slice::from_ref(&award),
+                            level: levels.first().map(|l| Some(*l)),
+                        },
                         now.date_naive(),
                     ))
                 }

@@ -4,6 +4,7 @@
 mod achievements;
 mod admin;
 mod binary;
+mod coalescing;
 mod crash;
 mod durability;
 mod errors;

@@ -227,6 +227,32 @@ impl TestServer {
         }
     }
 
+    /// Waits until every acknowledged record's effects were applied by the leaderboards
+    /// and turned into deliveries by the webhook outbox (both `kudos_inbox_backlog` 0; the
+    /// boards' are read first, so rows their writes gave the outbox are counted).
+    pub async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let text = self.metrics_text().await;
+            let zero = |c: &str| {
+                text.lines()
+                    .any(|l| l == format!("kudos_inbox_backlog{{consumer=\"{c}\"}} 0"))
+            };
+            if zero("leaderboards") && zero("webhooks") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "effects were not applied: {}",
+                text.lines()
+                    .filter(|l| l.starts_with("kudos_inbox_backlog"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Creates metrics by key and returns their ids.
     pub async fn create_metrics(&self, keys: &[&str]) -> Vec<String> {
         let items: Vec<Value> = keys

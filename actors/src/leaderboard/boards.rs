@@ -70,8 +70,6 @@ struct Inner {
     queue: std::sync::Mutex<Vec<Queued>>,
     /// Held while a collected batch is written (taken before the apply lock is released).
     writing: tokio::sync::Mutex<()>,
-    /// Consumers that get the effects of board writes.
-    consumers: Arc<[ConsumerId]>,
     /// Bumped by every reset, so the consumer knows to restart and catch up.
     generation: AtomicU64,
 }
@@ -89,16 +87,6 @@ pub struct Boards {
 
 impl Boards {
     pub fn new(deps: BoardDeps, supervisor: ActorCell) -> Self {
-        // Not the leaderboards consumer itself, and not webhooks: the rank-change and
-        // top-10 effects of board writes are not delivered as webhooks yet (they need the
-        // throttling of SPEC §8.2), so they would only cost rows.
-        let consumers: Vec<ConsumerId> = deps
-            .bus
-            .consumers()
-            .iter()
-            .copied()
-            .filter(|c| *c != ConsumerId::LEADERBOARDS && *c != ConsumerId::WEBHOOKS)
-            .collect();
         Self {
             inner: Arc::new(Inner {
                 deps,
@@ -107,7 +95,6 @@ impl Boards {
                 router: tokio::sync::Mutex::new(Router::default()),
                 queue: std::sync::Mutex::new(Vec::new()),
                 writing: tokio::sync::Mutex::new(()),
-                consumers: consumers.into(),
                 generation: AtomicU64::new(0),
             }),
         }
@@ -289,7 +276,7 @@ impl Boards {
             boards.push(b);
         }
         for board in boards {
-            let consumers = self.inner.consumers.clone();
+            let consumers = self.inner.deps.bus.board_consumers();
             let all = read == Some(board);
             match self
                 .call(board, |reply| BoardMsg::Write {

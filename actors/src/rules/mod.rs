@@ -9,3 +9,4 @@ pub mod runs;
 pub mod ssrf;
 pub mod streak;
 pub mod summary;
+pub mod throttle;

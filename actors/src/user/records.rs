@@ -143,8 +143,8 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// The webhook event type it is delivered as (SPEC §8.3), for the types the dispatcher
-    /// sends today.
+    /// The webhook event type it is delivered as (SPEC §8.3); the throttled types go
+    /// through the windows of §8.2 first.
     pub fn webhook_type(&self) -> Option<&'static str> {
         Some(match self {
             Effect::AchievementCompleted { silent: false, .. } => "achievement.completed",
@@ -153,6 +153,12 @@ impl Effect {
             Effect::BoostFinished { .. } => "points.boost_finished",
             Effect::LeaderboardStarted { .. } => "leaderboard.started",
             Effect::LeaderboardFinished { .. } => "leaderboard.finished",
+            Effect::LeaderboardChanged { .. } => "leaderboard.changed",
+            Effect::LeaderboardRankChanged { .. } => "leaderboard.rank_changed",
+            Effect::PointsAwarded {
+                from_creation: false,
+                ..
+            } => "points.changed",
             Effect::Streak { event, .. } => match event {
                 StreakEvent::Started { .. } => "streak.started",
                 StreakEvent::Extended { .. } => "streak.extended",
