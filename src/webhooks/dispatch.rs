@@ -20,8 +20,9 @@ use kudos_actors::catalog::webhooks::Webhook;
 use kudos_actors::catalog::{Catalog, CatalogService};
 use kudos_actors::clock::Clock;
 use kudos_actors::effects::{EffectConsumer, Pending};
+use kudos_actors::rules::notices::Notice;
 use kudos_actors::rules::streak::StreakEvent;
-use kudos_actors::user::{Effect, ProfileQuery, StreakViewQuery};
+use kudos_actors::user::{Effect, ProfileQuery, StreakQuery, StreakViewQuery};
 use kudos_actors::user_shards::UserShards;
 use kudos_snapshots::{Commit, ConsumerId, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -352,7 +353,8 @@ impl WebhookConsumer {
             let user_id = match e {
                 Effect::AchievementCompleted { user_id, .. }
                 | Effect::Streak { user_id, .. }
-                | Effect::PointsLevelChanged { user_id, .. } => user_id,
+                | Effect::PointsLevelChanged { user_id, .. }
+                | Effect::NoticeDue { user_id, .. } => user_id,
                 Effect::BoostStarted {
                     boost_id,
                     system_id,
@@ -418,6 +420,30 @@ impl WebhookConsumer {
                         new.and_then(|id| catalog.points_level_any(id)),
                     )
                 }
+                Effect::NoticeDue { notice, at, .. } => match notice {
+                    Notice::Recap { start, end } => {
+                        payloads::recap_due(&user, catalog, (*start, *end), *at)
+                    }
+                    Notice::Reactivation { number, days } => {
+                        payloads::reactivation_due(&user, catalog, *number, *days, *at)
+                    }
+                    Notice::StreakReminder { .. } => {
+                        let asked = StreakQuery { history_periods: 7 };
+                        let Ok(Some(detail)) = self.users.query(user_id, asked).await else {
+                            continue;
+                        };
+                        let streak = crate::wire::streaks::StreakResponse::from(&detail);
+                        payloads::streak_reminder_due(&user, catalog, &streak, *at)
+                    }
+                    Notice::Achievement {
+                        achievement_id,
+                        completed,
+                        ..
+                    } => match catalog.achievement(*achievement_id) {
+                        Some(a) => payloads::achievement_due(&user, a, catalog, *completed, *at),
+                        None => continue,
+                    },
+                },
                 Effect::Streak { event, .. } => match event {
                     StreakEvent::Started { .. } | StreakEvent::Extended { .. } => {
                         let Ok(Some(view)) = self.users.query(user_id, StreakViewQuery).await

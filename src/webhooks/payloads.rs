@@ -176,6 +176,70 @@ pub fn level_changed(
     })
 }
 
+/// `emails.recap_due`: the complete period the recap is for (SPEC §8.5.1).
+pub fn recap_due(
+    user: &UserProfile,
+    catalog: &Catalog,
+    (start, end): (chrono::NaiveDate, chrono::NaiveDate),
+    at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "type": "emails.recap_due",
+        "timestamp": crate::wire::ts(at),
+        "user": User::from_profile(user, catalog),
+        "recap": {"periodStart": start.to_string(), "periodEnd": end.to_string()},
+    })
+}
+
+/// `emails.reactivation_due`: which message of the sequence, after how many quiet days
+/// (SPEC §8.5.2).
+pub fn reactivation_due(
+    user: &UserProfile,
+    catalog: &Catalog,
+    number: u8,
+    days: u32,
+    at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "type": "emails.reactivation_due",
+        "timestamp": crate::wire::ts(at),
+        "user": User::from_profile(user, catalog),
+        "reactivation": {"messageNumber": number, "daysSinceLastActive": days},
+    })
+}
+
+/// `emails.streak_reminder_due`: the streak as `StreakResponse` with 7 periods of history
+/// (SPEC §8.5.3).
+pub fn streak_reminder_due(
+    user: &UserProfile,
+    catalog: &Catalog,
+    streak: &crate::wire::streaks::StreakResponse,
+    at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "type": "emails.streak_reminder_due",
+        "timestamp": crate::wire::ts(at),
+        "user": User::from_profile(user, catalog),
+        "streak": streak,
+    })
+}
+
+/// `emails.achievement_due`: the completed achievement (SPEC §8.5.4).
+pub fn achievement_due(
+    user: &UserProfile,
+    achievement: &Achievement,
+    catalog: &Catalog,
+    completed: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Value {
+    json!({
+        "type": "emails.achievement_due",
+        "timestamp": crate::wire::ts(at),
+        "user": User::from_profile(user, catalog),
+        "achievement": user_achievement(achievement, catalog, Some(completed)),
+    })
+}
+
 /// What a `points.changed` delivery reports: the awards since the last delivery (the
 /// latest of them, when many were held), what they added, the total after them, and the
 /// level when it changed.
@@ -376,6 +440,45 @@ pub fn example(event_type: &str, catalog: &Catalog, now: DateTime<Utc>) -> Resul
                 _ => leaderboard_rankings(event_type, board, catalog, &top(10), now),
             })
         }
+        "emails.recap_due" => {
+            let end = now.date_naive() - chrono::Days::new(1);
+            Ok(recap_due(
+                &user,
+                catalog,
+                (end - chrono::Days::new(6), end),
+                now,
+            ))
+        }
+        "emails.reactivation_due" => Ok(reactivation_due(&user, catalog, 1, 3, now)),
+        "emails.streak_reminder_due" => {
+            let today = now.date_naive();
+            let view = StreakView {
+                length: 4,
+                frequency: Frequency::Daily,
+                started: today.checked_sub_days(chrono::Days::new(4)),
+                period_start: Some(today),
+                period_end: Some(today),
+                expires: Some(today),
+                extended: Some(now - chrono::Duration::days(1)),
+                freezes: None,
+                max_freezes: None,
+                auto_earn: None,
+            };
+            let streak = crate::wire::streaks::StreakResponse {
+                base: BaseStreak::from(&view),
+                extended: view.extended.map(crate::wire::ts),
+                streak_history: Vec::new(),
+                pauses: Vec::new(),
+            };
+            Ok(streak_reminder_due(&user, catalog, &streak, now))
+        }
+        "emails.achievement_due" => catalog
+            .achievements()
+            .next()
+            .map(|a| achievement_due(&user, a, catalog, now, now))
+            .ok_or_else(|| {
+                "A test emails.achievement_due needs an achievement: create one first".to_string()
+            }),
         "streak.freeze_consumed" => Ok(freeze_consumed(&user, catalog, 1, 2)),
         "streak.freeze_earned" => Ok(freeze_earned(&user, catalog, 1, 3)),
         other

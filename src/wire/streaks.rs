@@ -123,6 +123,21 @@ pub struct StreakResponse {
     pub pauses: Vec<PauseItem>,
 }
 
+impl From<&kudos_actors::user::StreakDetail> for StreakResponse {
+    fn from(s: &kudos_actors::user::StreakDetail) -> Self {
+        StreakResponse {
+            base: BaseStreak::from(&s.view),
+            extended: s.view.extended.map(crate::wire::ts),
+            streak_history: s
+                .history
+                .iter()
+                .map(|h| HistoryItem::new(h, s.freezes_enabled))
+                .collect(),
+            pauses: s.pauses.iter().map(PauseItem::from).collect(),
+        }
+    }
+}
+
 /// `BulkStreakResponse` item.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

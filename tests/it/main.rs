@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod faults;
 mod leaderboards;
+mod notices;
 mod points;
 mod streaks;
 mod support;

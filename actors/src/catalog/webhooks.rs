@@ -294,6 +294,16 @@ impl Catalog {
         self.webhooks.iter().filter(|w| !w.deleted)
     }
 
+    /// Whether an active endpoint subscribes to an `emails.*` type: users schedule their
+    /// "due" notifications only then (SPEC §8.5), so the scheduler is quiet without one.
+    pub fn notices_wanted(&self) -> bool {
+        self.webhooks().any(|w| {
+            crate::rules::notices::WEBHOOK_TYPES
+                .iter()
+                .any(|t| w.wants(t))
+        })
+    }
+
     pub fn webhook(&self, id: Uuid) -> Option<&Webhook> {
         self.webhooks().find(|w| w.id == id)
     }

@@ -3,6 +3,7 @@
 
 pub mod achievements;
 pub mod keys;
+pub mod notices;
 pub mod points;
 pub mod profile;
 pub mod runs;

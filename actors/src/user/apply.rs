@@ -69,7 +69,7 @@ impl UserState {
     /// effects; on replay the recorded completions are applied as they were, so a later
     /// catalog change cannot alter history.
     pub fn apply_collect(&mut self, record: &UserRecord, mode: Apply<'_>) -> Vec<Effect> {
-        match mode {
+        let out = match mode {
             Apply::Live(catalog) => self.apply_live(record, catalog).0,
             Apply::Replay(recorded) => {
                 let mut out = self.apply_base(record);
@@ -79,7 +79,9 @@ impl UserState {
                 }
                 out
             }
-        }
+        };
+        self.note_for_notices(record, &out);
+        out
     }
 
     /// Live processing: the record's own changes, then achievements and points decided
@@ -99,6 +101,7 @@ impl UserState {
         self.evaluate(catalog, scope, at, &mut out);
         let points = self.evaluate_points(catalog, record, at, &mut out);
         self.announce_boosts(catalog, at, &mut out);
+        self.notify(record, &mut out);
         self.place_on_leaderboards(catalog, &mut out);
         if let UserRecord::BoardSeeded {
             board_id, until, ..
@@ -233,6 +236,7 @@ impl UserState {
                     },
                 );
             }
+            Effect::NoticeDue { notice, .. } => self.notices.fold(notice),
             other => self.fold_points(other),
         }
     }
@@ -525,6 +529,9 @@ impl Recoverable for UserState {
     fn decode_legacy(version: u8, body: &[u8]) -> Result<Self, String> {
         match version {
             1 => postcard::from_bytes::<super::points::UserStateV1>(body)
+                .map(Into::into)
+                .map_err(|e| e.to_string()),
+            2 => postcard::from_bytes::<super::points::UserStateV2>(body)
                 .map(Into::into)
                 .map_err(|e| e.to_string()),
             other => Err(format!("no decoder for user snapshots of version {other}")),

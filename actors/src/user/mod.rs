@@ -11,6 +11,7 @@
 //! - [`commands`]: what a user can be asked, and the typed answers;
 //! - [`decide`]: command → record or answer (pure);
 //! - [`apply`]: record → state change and effects (the replay rules);
+//! - `notices`: the user's "due" notifications;
 //! - [`queries`]: typed reads ([`UserQuery`] → [`UserView`]);
 //! - [`actor`]: the actor, its commit path and passivation.
 
@@ -18,6 +19,7 @@ mod actor;
 mod apply;
 mod commands;
 mod decide;
+mod notices;
 mod points;
 mod queries;
 mod records;
@@ -29,6 +31,7 @@ pub use actor::*;
 pub use apply::*;
 pub use commands::*;
 pub use decide::*;
+pub use notices::RECAP_PERIOD;
 pub use points::{Award, PointsBalance, AWARDS_KEPT};
 pub use queries::*;
 pub use records::*;

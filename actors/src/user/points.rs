@@ -472,6 +472,35 @@ pub(crate) struct UserStateV1 {
     filed_due: Option<i64>,
 }
 
+/// The `UserState` layout of codec version 2 (points, before notices), for old snapshots.
+#[derive(Deserialize)]
+pub(crate) struct UserStateV2 {
+    profile: Option<crate::rules::profile::UserProfile>,
+    metrics: BTreeMap<Uuid, MetricHistory>,
+    streak: crate::rules::streak::StreakState,
+    preferences: Preferences,
+    completed: BTreeMap<Uuid, Completion>,
+    attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
+    filed_due: Option<i64>,
+    points: BTreeMap<Uuid, PointsBalance>,
+}
+
+impl From<UserStateV2> for UserState {
+    fn from(v: UserStateV2) -> Self {
+        UserState {
+            profile: v.profile,
+            metrics: v.metrics,
+            streak: v.streak,
+            preferences: v.preferences,
+            completed: v.completed,
+            attr_totals: v.attr_totals,
+            filed_due: v.filed_due,
+            points: v.points,
+            notices: Default::default(),
+        }
+    }
+}
+
 impl From<UserStateV1> for UserState {
     fn from(v: UserStateV1) -> Self {
         UserState {
@@ -483,6 +512,7 @@ impl From<UserStateV1> for UserState {
             attr_totals: v.attr_totals,
             filed_due: v.filed_due,
             points: BTreeMap::new(),
+            notices: Default::default(),
         }
     }
 }

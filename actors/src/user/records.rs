@@ -140,6 +140,15 @@ pub enum Effect {
         at: DateTime<Utc>,
         placements: Vec<crate::leaderboard::placement::Placement>,
     },
+    /// A "due" notification came due (SPEC §8.5). `suppressed`: for a control user or one
+    /// whose preference for it excludes email, so recorded (it is not due again) but not
+    /// delivered. (Appended last, as `Ranked`.)
+    NoticeDue {
+        user_id: String,
+        notice: crate::rules::notices::Notice,
+        at: DateTime<Utc>,
+        suppressed: bool,
+    },
 }
 
 impl Effect {
@@ -159,6 +168,11 @@ impl Effect {
                 from_creation: false,
                 ..
             } => "points.changed",
+            Effect::NoticeDue {
+                notice,
+                suppressed: false,
+                ..
+            } => notice.webhook_type(),
             Effect::Streak { event, .. } => match event {
                 StreakEvent::Started { .. } => "streak.started",
                 StreakEvent::Extended { .. } => "streak.extended",
@@ -197,6 +211,7 @@ impl Effect {
                 | Effect::PointsLevelChanged { .. }
                 | Effect::BoostStarted { .. }
                 | Effect::BoostFinished { .. }
+                | Effect::NoticeDue { .. }
                 | Effect::Ranked { .. }
                 | Effect::RankedWithoutZone { .. }
         )

@@ -60,6 +60,8 @@ pub struct UserState {
     pub filed_due: Option<i64>,
     /// Points system id → the user's balance (SPEC §6). Added in codec version 2.
     pub points: BTreeMap<Uuid, PointsBalance>,
+    /// "Due" notification bookkeeping (SPEC §8.5). Added in codec version 3.
+    pub notices: crate::rules::notices::Notices,
 }
 
 /// The total of a metric's events that carried exactly these attributes.
@@ -154,7 +156,7 @@ impl UserState {
     }
 
     /// When time alone next changes this user: a streak period end, a freeze to earn, an
-    /// anniversary achievement coming due, or a time trigger firing.
+    /// anniversary achievement coming due, a time trigger firing, or a notice coming due.
     pub fn next_due(&self, catalog: &Catalog, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let cfg = effective_streak(catalog, &self.preferences);
         let tz = self.time_zone();
@@ -184,6 +186,7 @@ impl UserState {
             anniversary_due,
             self.next_time_firing(catalog),
             self.next_boost_announcement(catalog),
+            self.next_notice(catalog, now),
         ]
         .into_iter()
         .flatten()

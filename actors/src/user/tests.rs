@@ -821,6 +821,83 @@ fn version_one_snapshots_still_load() {
     ))
     .expect("encode");
     let old = <UserState as Recoverable>::decode_legacy(1, &v1).expect("decode v1");
-    assert_eq!(old, live);
+    let mut expected = live.clone();
+    expected.notices = Default::default();
+    assert_eq!(old, expected);
     assert!(<UserState as Recoverable>::decode_legacy(9, &v1).is_err());
+}
+
+#[test]
+fn version_two_snapshots_still_load() {
+    let (cat, metric) = catalog();
+    let mut live = UserState::default();
+    run(&mut live, &cat, &event(metric, 3.0, None), t(0)).expect("event");
+    // Version 2 wrote every field but `notices`.
+    let v2 = postcard::to_allocvec(&(
+        &live.profile,
+        &live.metrics,
+        &live.streak,
+        &live.preferences,
+        &live.completed,
+        &live.attr_totals,
+        &live.filed_due,
+        &live.points,
+    ))
+    .expect("encode");
+    let old = <UserState as Recoverable>::decode_legacy(2, &v2).expect("decode v2");
+    assert_eq!(old.points, live.points);
+    assert_eq!(old.profile, live.profile);
+    assert_eq!(old.notices, Default::default());
+}
+
+/// The notices an `Advanced` record at `at` made due, with whether each is suppressed.
+fn notices_at(state: &mut UserState, cat: &Catalog, at: DateTime<Utc>) -> Vec<(String, bool)> {
+    let Ran::Journaled(entry) =
+        run(state, cat, &Command::Advance { at: None }, at).expect("advance")
+    else {
+        panic!("an advance is journaled");
+    };
+    entry
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::NoticeDue {
+                notice, suppressed, ..
+            } => Some((notice.webhook_type().to_string(), *suppressed)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn notices_come_due_once_and_are_suppressed_for_control_users_and_when_stale() {
+    let (cat, metric) = catalog();
+    let ada_at = |s: &str| s.parse::<DateTime<Utc>>().expect("instant");
+    let mut ada = UserState::default();
+    // 2024-12-31 19:00 in New York (no zone given: notices use New York).
+    run(&mut ada, &cat, &event(metric, 1.0, None), t(0)).expect("event");
+    let mut control = ada.clone();
+    if let Some(p) = control.profile.as_mut() {
+        p.control = true;
+    }
+    // Three quiet days (Jan 1–3): Jan 4 at 09:00 New York, 14:00 UTC; an hour late is on time.
+    let first = ada_at("2025-01-04T15:00:00Z");
+    assert_eq!(
+        notices_at(&mut ada, &cat, first),
+        vec![("emails.reactivation_due".to_string(), false)]
+    );
+    assert_eq!(
+        notices_at(&mut control, &cat, first),
+        vec![("emails.reactivation_due".to_string(), true)]
+    );
+    // Not again.
+    assert_eq!(notices_at(&mut ada, &cat, first), vec![]);
+    // Two months later: the recap and messages 2–5 are recorded, but too late to send.
+    let late = notices_at(&mut ada, &cat, ada_at("2025-03-01T00:00:00Z"));
+    assert_eq!(late.len(), 5, "{late:?}");
+    assert!(late.iter().all(|(_, suppressed)| *suppressed), "{late:?}");
+    assert_eq!(
+        late.iter().filter(|(t, _)| t == "emails.recap_due").count(),
+        1
+    );
 }

@@ -61,15 +61,29 @@ async fn apply(
     state: &AppState,
     op: impl FnOnce(&mut Catalog) -> WebhookChanges,
 ) -> ApiResult<WebhookChanges> {
-    let out = state
+    let (out, refile) = state
         .catalog
         .update(|cat| {
+            let before = cat.notices_wanted();
             let out = op(cat);
-            let changed = out.changed.iter().map(Changed::of).collect();
-            (out, changed)
+            let mut changed: Vec<Changed> = out.changed.iter().map(Changed::of).collect();
+            // Users file their notices only while an endpoint wants them: the first such
+            // endpoint has every user file theirs.
+            let refile = (!before && cat.notices_wanted()).then(|| {
+                let (key, value) = kudos_actors::scheduler::Job::Refile.record(state.users.scope());
+                changed.push(Changed::Meta(key.clone(), value));
+                key
+            });
+            ((out, refile), changed)
         })
         .await?;
     crate::webhooks::dispatch::refresh_live(state);
+    if let Some(key) = refile {
+        tracing::info!("an endpoint wants \"due\" notifications: every user files theirs");
+        state
+            .scheduler
+            .spawn_job(key, kudos_actors::scheduler::Job::Refile);
+    }
     Ok(out)
 }
 

@@ -13,8 +13,7 @@ use serde_json::Value;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, QueryPairs};
 use crate::wire::streaks::{
-    int_list, metric_thresholds, preferences, BaseStreak, BulkStreakItem, HistoryItem, PauseItem,
-    StreakResponse,
+    int_list, metric_thresholds, preferences, BulkStreakItem, StreakResponse,
 };
 use crate::wire::{object, ts, ShapeError};
 use crate::AppState;
@@ -47,16 +46,7 @@ async fn user_streak(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("User not found"))?;
-    Ok(Json(StreakResponse {
-        base: BaseStreak::from(&s.view),
-        extended: s.view.extended.map(ts),
-        streak_history: s
-            .history
-            .iter()
-            .map(|h| HistoryItem::new(h, s.freezes_enabled))
-            .collect(),
-        pauses: s.pauses.iter().map(PauseItem::from).collect(),
-    }))
+    Ok(Json(StreakResponse::from(&s)))
 }
 
 /// `userIds`, repeated or comma-separated, 1–100.
