@@ -728,6 +728,40 @@ async fn test_sends_cover_streak_leaderboard_and_points_payload_shapes() {
         ),
         (json!("xp"), json!(2.0), Value::Null)
     );
+
+    // The "due" notifications.
+    sent_ok(
+        &s,
+        &id,
+        &[
+            "emails.recap_due",
+            "emails.reactivation_due",
+            "emails.streak_reminder_due",
+        ],
+    )
+    .await;
+    let bodies: Vec<Value> = receiver
+        .requests()
+        .iter()
+        .skip(9)
+        .map(|c| serde_json::from_slice(&c.body).expect("json"))
+        .collect();
+    let (recap, reactivation, reminder) = (&bodies[0], &bodies[1], &bodies[2]);
+    assert!(recap["recap"]["periodStart"].is_string(), "{recap}");
+    assert!(recap["recap"]["periodEnd"].is_string(), "{recap}");
+    assert_eq!(
+        reactivation["reactivation"],
+        json!({"messageNumber": 1, "daysSinceLastActive": 3})
+    );
+    assert_eq!(reminder["streak"]["length"], 4);
+    assert!(reminder["streak"]["streakHistory"].is_array(), "{reminder}");
+    for b in &bodies {
+        assert!(b["timestamp"].is_string(), "{b}");
+        assert_eq!(b["user"]["id"], "example-user");
+    }
+    // The achievement one needs an achievement to show.
+    let r = send("emails.achievement_due").await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
 }
 
 /// Test-sends each type to endpoint `id`; every send reaches the receiver (200, 200).
