@@ -155,6 +155,45 @@ impl Inbox {
         Ok(out)
     }
 
+    /// The state row of `consumer` at exactly `key`.
+    pub fn state_get<V: DeserializeOwned>(
+        &self,
+        consumer: ConsumerId,
+        key: &[u8],
+    ) -> Result<Option<V>> {
+        match self.tree.get(state_key(consumer, key))? {
+            Some(v) => Ok(Some(codec::decode(&v, || {
+                format!("consumer {} state", consumer.0)
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The state rows of `consumer` with keys in `from..to`, lazily, in key order or
+    /// newest-key first (`reverse`); keys are returned whole (without the consumer's tag).
+    /// Lets a consumer page through rows it keeps on disk without loading them all.
+    pub fn state_range<V: DeserializeOwned>(
+        &self,
+        consumer: ConsumerId,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, V)>> + '_ {
+        let range = self
+            .tree
+            .range(state_key(consumer, from)..state_key(consumer, to));
+        let rows: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        rows.map(move |item| {
+            let (k, v) = item?;
+            let value = codec::decode(&v, || format!("consumer {} state", consumer.0))?;
+            Ok((k[2..].to_vec(), value))
+        })
+    }
+
     /// Every state row of `consumer` (loaded once when the consumer starts).
     pub fn state<V: DeserializeOwned>(&self, consumer: ConsumerId) -> Result<Vec<(Vec<u8>, V)>> {
         let mut out = Vec::new();

@@ -112,14 +112,116 @@ fn event_id(stream: &kudos_snapshots::StreamId, seq: u64, index: usize) -> Uuid 
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-/// The deliveries of `endpoint`, newest first.
-pub fn deliveries(store: &Store, endpoint: Uuid) -> Result<Vec<DeliveryRow>, StoreError> {
-    let mut prefix = vec![DELIVERY];
-    prefix.extend_from_slice(endpoint.as_bytes());
-    let rows: Vec<(Vec<u8>, DeliveryRow)> = store
-        .inbox()
-        .state_with_prefix(ConsumerId::WEBHOOKS, &prefix)?;
-    Ok(rows.into_iter().rev().map(|(_, r)| r).collect())
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+fn endpoint_prefix(endpoint: Uuid) -> Vec<u8> {
+    let mut k = vec![DELIVERY];
+    k.extend_from_slice(endpoint.as_bytes());
+    k
+}
+
+/// A page of the deliveries of `endpoint` that `keep` accepts, newest first: the rows are
+/// read from disk one by one and no further than the page needs.
+pub fn deliveries(
+    store: &Store,
+    endpoint: Uuid,
+    keep: impl Fn(&DeliveryRow) -> bool,
+    skip: usize,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let inbox = store.inbox();
+    let prefix = endpoint_prefix(endpoint);
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for item in
+        inbox.state_range::<DeliveryRow>(ConsumerId::WEBHOOKS, &prefix, &prefix_end(&prefix), true)
+    {
+        let (_, row) = item?;
+        if !keep(&row) {
+            continue;
+        }
+        if skipped < skip {
+            skipped += 1;
+            continue;
+        }
+        out.push(row);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A new delivery id: time-ordered (UUID v7 from `now`), so its row's key can be found
+/// from the id alone.
+fn delivery_id(now: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid()
+}
+
+/// Delivery `id` of `endpoint` and its key: read directly for time-ordered ids (the key
+/// holds the id's instant), by a scan of the endpoint's rows for older ids.
+fn find_delivery(
+    store: &Store,
+    endpoint: Uuid,
+    id: Uuid,
+) -> Result<Option<(Vec<u8>, DeliveryRow)>, StoreError> {
+    let inbox = store.inbox();
+    if id.get_version_num() == 7 {
+        let b = id.as_bytes();
+        let millis = b[..6].iter().fold(0i64, |m, x| (m << 8) | i64::from(*x));
+        if let Some(created) = DateTime::from_timestamp_millis(millis) {
+            let key = delivery_key(endpoint, created, id);
+            if let Some(row) = inbox.state_get::<DeliveryRow>(ConsumerId::WEBHOOKS, &key)? {
+                return Ok(Some((key, row)));
+            }
+        }
+    }
+    let prefix = endpoint_prefix(endpoint);
+    for item in
+        inbox.state_range::<DeliveryRow>(ConsumerId::WEBHOOKS, &prefix, &prefix_end(&prefix), true)
+    {
+        let (key, row) = item?;
+        if row.id == id {
+            return Ok(Some((key, row)));
+        }
+    }
+    Ok(None)
+}
+
+/// Puts `row` (at `key`) back in its endpoint's queue for an attempt at `now`, with the
+/// same event id and body.
+fn requeue(
+    commit: &mut Commit,
+    key: &[u8],
+    mut row: DeliveryRow,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if let Some(old) = row.next_attempt {
+        commit.consumer_state::<Vec<u8>>(
+            ConsumerId::WEBHOOKS,
+            &queued_key(row.endpoint, old, row.id),
+            None,
+        )?;
+    }
+    row.status = DeliveryStatus::Pending;
+    row.next_attempt = Some(now);
+    commit.consumer_state(
+        ConsumerId::WEBHOOKS,
+        &queued_key(row.endpoint, now, row.id),
+        Some(&key.to_vec()),
+    )?;
+    commit.consumer_state(ConsumerId::WEBHOOKS, key, Some(&row))
 }
 
 /// Queues one new attempt of delivery `id` of `endpoint` now, with the same event id and
@@ -131,38 +233,21 @@ pub async fn resend(
     now: DateTime<Utc>,
     wake: &tokio::sync::Notify,
 ) -> Result<bool, StoreError> {
-    let Some(mut row) = deliveries(store, endpoint)?
-        .into_iter()
-        .find(|r| r.id == id)
-    else {
+    let Some((key, row)) = find_delivery(store, endpoint, id)? else {
         return Ok(false);
     };
-    let key = delivery_key(endpoint, row.created, row.id);
-    if let Some(old) = row.next_attempt {
-        let mut c = Commit::new();
-        c.consumer_state::<Vec<u8>>(
-            ConsumerId::WEBHOOKS,
-            &queued_key(endpoint, old, row.id),
-            None,
-        )?;
-        store.write(c)?;
-    }
-    row.status = DeliveryStatus::Pending;
-    row.next_attempt = Some(now);
     let mut c = Commit::new();
-    c.consumer_state(ConsumerId::WEBHOOKS, &key, Some(&row))?;
-    c.consumer_state(
-        ConsumerId::WEBHOOKS,
-        &queued_key(endpoint, now, row.id),
-        Some(&key),
-    )?;
+    requeue(&mut c, &key, row, now)?;
     store.commit(c).await?;
     wake.notify_one();
     Ok(true)
 }
 
+/// Deliveries requeued per commit by [`recover`].
+const RECOVER_BATCH: usize = 500;
+
 /// Resends every delivery of `endpoint` created at or after `since` that never succeeded
-/// (SPEC §11.3.9); returns how many.
+/// (SPEC §11.3.9), reading forward from `since` in batches; returns how many.
 pub async fn recover(
     store: &Store,
     endpoint: Uuid,
@@ -170,35 +255,73 @@ pub async fn recover(
     now: DateTime<Utc>,
     wake: &tokio::sync::Notify,
 ) -> Result<usize, StoreError> {
+    let prefix = endpoint_prefix(endpoint);
+    let mut from = prefix.clone();
+    from.extend_from_slice(&since.timestamp_millis().max(0).to_be_bytes());
+    let end = prefix_end(&prefix);
     let mut n = 0;
-    for row in deliveries(store, endpoint)? {
-        if row.created >= since
-            && row.status != DeliveryStatus::Succeeded
-            && resend(store, endpoint, row.id, now, wake).await?
+    loop {
+        let mut batch = Vec::new();
+        let mut next = None;
+        for item in
+            store
+                .inbox()
+                .state_range::<DeliveryRow>(ConsumerId::WEBHOOKS, &from, &end, false)
         {
-            n += 1;
+            let (key, row) = item?;
+            if batch.len() >= RECOVER_BATCH {
+                next = Some(key);
+                break;
+            }
+            if row.status != DeliveryStatus::Succeeded && row.created >= since {
+                batch.push((key, row));
+            }
+        }
+        let mut c = Commit::new();
+        n += batch.len();
+        for (key, row) in batch {
+            requeue(&mut c, &key, row, now)?;
+        }
+        store.commit(c).await?;
+        wake.notify_one();
+        match next {
+            Some(key) => from = key,
+            None => return Ok(n),
         }
     }
-    Ok(n)
 }
 
+/// Removals per write of [`purge`].
+const PURGE_BATCH: usize = 1000;
+
 /// Removes deliveries created before `before` that are not pending (the delivery log is
-/// kept `KUDOS_DELIVERY_LOG_DAYS`, SPEC §8.1.6); returns how many.
+/// kept `KUDOS_DELIVERY_LOG_DAYS`, SPEC §8.1.6); returns how many. Each endpoint's rows
+/// are read in creation order and only up to `before`.
 pub fn purge(store: &Store, before: DateTime<Utc>) -> Result<usize, StoreError> {
-    let rows: Vec<(Vec<u8>, DeliveryRow)> = store
-        .inbox()
-        .state_with_prefix(ConsumerId::WEBHOOKS, &[DELIVERY])?;
+    let inbox = store.inbox();
+    let all_end = [DELIVERY + 1];
+    let mut from = vec![DELIVERY];
     let mut c = Commit::new();
-    let mut n = 0;
-    for (_, row) in rows {
-        if row.created < before && row.status != DeliveryStatus::Pending {
-            c.consumer_state::<DeliveryRow>(
-                ConsumerId::WEBHOOKS,
-                &delivery_key(row.endpoint, row.created, row.id),
-                None,
-            )?;
-            n += 1;
+    let (mut n, mut in_batch) = (0, 0);
+    'endpoints: loop {
+        for item in inbox.state_range::<DeliveryRow>(ConsumerId::WEBHOOKS, &from, &all_end, false) {
+            let (key, row) = item?;
+            if row.created >= before {
+                // The rest of this endpoint is newer: on to the next endpoint.
+                from = prefix_end(&endpoint_prefix(row.endpoint));
+                continue 'endpoints;
+            }
+            if row.status != DeliveryStatus::Pending {
+                c.consumer_state::<DeliveryRow>(ConsumerId::WEBHOOKS, &key, None)?;
+                n += 1;
+                in_batch += 1;
+                if in_batch >= PURGE_BATCH {
+                    store.write(std::mem::take(&mut c))?;
+                    in_batch = 0;
+                }
+            }
         }
+        break;
     }
     store.write(c)?;
     Ok(n)
@@ -536,7 +659,7 @@ pub(super) fn queue(
     let mut n = 0;
     for w in catalog.webhooks().filter(|w| w.wants(event.event_type)) {
         let row = DeliveryRow {
-            id: Uuid::new_v4(),
+            id: delivery_id(now),
             endpoint: w.id,
             event_id,
             event_type: event.event_type.to_string(),
@@ -677,9 +800,7 @@ fn due_deliveries(
         if due > now.timestamp_millis() {
             break;
         }
-        let rows: Vec<(Vec<u8>, DeliveryRow)> =
-            inbox.state_with_prefix(ConsumerId::WEBHOOKS, &dkey)?;
-        if let Some((_, row)) = rows.into_iter().find(|(k, _)| k.is_empty()) {
+        if let Some(row) = inbox.state_get::<DeliveryRow>(ConsumerId::WEBHOOKS, &dkey)? {
             let mut qkey = prefix.clone();
             qkey.extend_from_slice(&rest);
             out.push((qkey, dkey, row));
@@ -815,7 +936,7 @@ mod tests {
 
     fn row(endpoint: Uuid, created: DateTime<Utc>, status: DeliveryStatus) -> DeliveryRow {
         DeliveryRow {
-            id: Uuid::new_v4(),
+            id: delivery_id(created),
             endpoint,
             event_id: Uuid::new_v4(),
             event_type: "streak.lost".into(),
@@ -854,7 +975,7 @@ mod tests {
         }
         store.write(c).expect("write");
         assert_eq!(purge(&store, t(8)).expect("purge"), 2);
-        let left: Vec<DeliveryStatus> = deliveries(&store, endpoint)
+        let left: Vec<DeliveryStatus> = deliveries(&store, endpoint, |_| true, 0, usize::MAX)
             .expect("rows")
             .into_iter()
             .map(|r| r.status)
@@ -863,5 +984,92 @@ mod tests {
             left,
             vec![DeliveryStatus::Succeeded, DeliveryStatus::Pending]
         );
+    }
+
+    fn write_rows(store: &Store, rows: &[DeliveryRow]) {
+        let mut c = Commit::new();
+        for r in rows {
+            c.consumer_state(
+                ConsumerId::WEBHOOKS,
+                &delivery_key(r.endpoint, r.created, r.id),
+                Some(r),
+            )
+            .expect("row");
+        }
+        store.write(c).expect("write");
+    }
+
+    #[tokio::test]
+    async fn the_log_is_paged_found_recovered_and_purged_from_disk_in_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Default::default()).expect("store");
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let t0 = chrono::TimeZone::with_ymd_and_hms(&Utc, 2027, 5, 1, 0, 0, 0)
+            .single()
+            .expect("t");
+        let at = |i: usize| t0 + chrono::Duration::seconds(i as i64);
+        // More rows than a recover or purge batch, on two endpoints.
+        let total = RECOVER_BATCH + PURGE_BATCH + 7;
+        let rows_a: Vec<DeliveryRow> = (0..total)
+            .map(|i| row(a, at(i), DeliveryStatus::Failed))
+            .collect();
+        write_rows(&store, &rows_a);
+        write_rows(&store, &[row(b, at(0), DeliveryStatus::Succeeded)]);
+
+        // Newest first, skip and limit, a filter.
+        let page = deliveries(&store, a, |_| true, 2, 3).expect("page");
+        let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+        let newest: Vec<Uuid> = rows_a.iter().rev().skip(2).take(3).map(|r| r.id).collect();
+        assert_eq!(ids, newest);
+        assert!(
+            deliveries(&store, a, |r| r.status == DeliveryStatus::Succeeded, 0, 10)
+                .expect("page")
+                .is_empty()
+        );
+        assert_eq!(
+            deliveries(&store, b, |_| true, 0, 10).expect("page").len(),
+            1
+        );
+
+        // Found by id (read directly: the id carries its instant).
+        let wanted = &rows_a[17];
+        let (key, found) = find_delivery(&store, a, wanted.id)
+            .expect("find")
+            .expect("there");
+        assert_eq!(
+            (key, found.id),
+            (delivery_key(a, wanted.created, wanted.id), wanted.id)
+        );
+        assert!(find_delivery(&store, b, wanted.id).expect("find").is_none());
+
+        // Recover from row 10 on: every later row, across several batches.
+        let wake = tokio::sync::Notify::new();
+        let n = recover(&store, a, at(10), at(total), &wake)
+            .await
+            .expect("recover");
+        assert_eq!(n, total - 10);
+        let pending = deliveries(
+            &store,
+            a,
+            |r| r.status == DeliveryStatus::Pending,
+            0,
+            usize::MAX,
+        )
+        .expect("rows");
+        assert_eq!(pending.len(), total - 10);
+        assert!(pending.iter().all(|r| r.next_attempt == Some(at(total))));
+
+        // Purge before row 5 + one batch: the ended rows before it, not the pending ones.
+        let cut = 5 + PURGE_BATCH;
+        assert_eq!(purge(&store, at(cut)).expect("purge"), 10 + 1);
+        assert_eq!(
+            deliveries(&store, a, |_| true, 0, usize::MAX)
+                .expect("rows")
+                .len(),
+            total - 10
+        );
+        assert!(deliveries(&store, b, |_| true, 0, 10)
+            .expect("rows")
+            .is_empty());
     }
 }

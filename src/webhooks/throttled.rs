@@ -212,11 +212,9 @@ fn timer_key(ends: DateTime<Utc>, key: &[u8]) -> Vec<u8> {
 }
 
 fn read_row(store: &Store, key: &[u8]) -> Result<Option<Row>, StoreError> {
-    let rows: Vec<(Vec<u8>, Row)> =
-        store
-            .inbox()
-            .state_with_prefix_first(ConsumerId::WEBHOOKS, &window_key(key), 1)?;
-    Ok(rows.into_iter().find(|(k, _)| k.is_empty()).map(|(_, r)| r))
+    store
+        .inbox()
+        .state_get(ConsumerId::WEBHOOKS, &window_key(key))
 }
 
 /// The throttled changes of one record, one per key, for the types some endpoint wants:

@@ -265,13 +265,16 @@ async fn list_deliveries(
         )));
     }
     let kind = q.get("type");
-    let rows = crate::webhooks::dispatch::deliveries(&state.store, w.id)?;
-    let shown = rows
-        .iter()
-        .filter(|r| status.is_none_or(|s| s == delivery_status(r)))
-        .filter(|r| kind.is_none_or(|t| t == r.event_type))
-        .map(delivery);
-    Ok(Json(paging.apply(shown)))
+    let rows = crate::webhooks::dispatch::deliveries(
+        &state.store,
+        w.id,
+        |r| {
+            status.is_none_or(|s| s == delivery_status(r)) && kind.is_none_or(|t| t == r.event_type)
+        },
+        paging.skip,
+        paging.limit,
+    )?;
+    Ok(Json(rows.iter().map(delivery).collect()))
 }
 
 fn delivery_status(r: &crate::webhooks::dispatch::DeliveryRow) -> &'static str {
