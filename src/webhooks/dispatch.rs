@@ -739,25 +739,18 @@ pub async fn run_sender(
             if running.contains_key(&hook.id) {
                 continue;
             }
-            let due = due_deliveries(&deps.store, hook.id, now).map_err(|e| e.to_string())?;
+            let due = due_deliveries(&deps.store, hook.id, now, 1).map_err(|e| e.to_string())?;
             if due.is_empty() {
                 continue;
             }
-            let (deps, hook) = (deps.clone(), hook.clone());
+            let (deps, id, wake) = (deps.clone(), hook.id, wake.clone());
             running.insert(
                 hook.id,
                 tokio::spawn(async move {
-                    let mut attempts = tokio::task::JoinSet::new();
-                    for (qkey, dkey, row) in due {
-                        let (deps, hook) = (deps.clone(), hook.clone());
-                        attempts.spawn(async move { attempt(&deps, &hook, qkey, dkey, row).await });
-                    }
-                    while let Some(done) = attempts.join_next().await {
-                        if let Ok(Err(e)) = done {
-                            return Err(e);
-                        }
-                    }
-                    Ok(())
+                    let drained = drain(&deps, id).await;
+                    // Deliveries queued while it was finishing are picked up at once.
+                    wake.notify_one();
+                    drained
                 }),
             );
         }
@@ -774,20 +767,63 @@ pub async fn run_sender(
     }
 }
 
+/// Attempts the due deliveries of endpoint `id` with at most [`PER_ENDPOINT`] in flight,
+/// taking the next due one as each attempt ends, until none is due and none is in flight.
+async fn drain(deps: &SenderDeps, id: Uuid) -> Result<(), StoreError> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut in_flight: std::collections::HashSet<Vec<u8>> = Default::default();
+    loop {
+        let free = PER_ENDPOINT - attempts.len();
+        if free > 0 {
+            // The endpoint as it is now (deleted: nothing more is attempted).
+            if let Some(hook) = deps.catalog.get().webhook(id).cloned() {
+                let now = deps.clock.now();
+                let due = due_deliveries(&deps.store, id, now, PER_ENDPOINT + in_flight.len())?;
+                let next: Vec<Due> = due
+                    .into_iter()
+                    .filter(|(q, ..)| !in_flight.contains(q))
+                    .take(free)
+                    .collect();
+                for (qkey, dkey, row) in next {
+                    in_flight.insert(qkey.clone());
+                    let (deps, hook) = (deps.clone(), hook.clone());
+                    attempts.spawn(async move {
+                        let done = attempt(&deps, &hook, qkey.clone(), dkey, row).await;
+                        (qkey, done)
+                    });
+                }
+            }
+        }
+        match attempts.join_next().await {
+            None => return Ok(()),
+            Some(Ok((qkey, done))) => {
+                in_flight.remove(&qkey);
+                done?;
+            }
+            // An attempt that panicked: its delivery stays queued and is tried again.
+            Some(Err(e)) => {
+                tracing::error!(webhook = %id, error = %e, "a webhook attempt failed unexpectedly");
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// A due delivery: its queue key, its row's key, and the row.
 type Due = (Vec<u8>, Vec<u8>, DeliveryRow);
 
-/// Up to [`PER_ENDPOINT`] pending deliveries of `endpoint` due at `now`, oldest due first
-/// (the scan reads no further than that).
+/// Up to `limit` pending deliveries of `endpoint` due at `now`, oldest due first (the scan
+/// reads no further than that).
 fn due_deliveries(
     store: &Store,
     endpoint: Uuid,
     now: DateTime<Utc>,
+    limit: usize,
 ) -> Result<Vec<Due>, StoreError> {
     let inbox = store.inbox();
     let prefix = queue_prefix(endpoint);
     let queued: Vec<(Vec<u8>, Vec<u8>)> =
-        inbox.state_with_prefix_first(ConsumerId::WEBHOOKS, &prefix, PER_ENDPOINT)?;
+        inbox.state_with_prefix_first(ConsumerId::WEBHOOKS, &prefix, limit)?;
     let mut out = Vec::new();
     for (rest, dkey) in queued {
         let Some(due) = rest
