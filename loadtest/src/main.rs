@@ -11,12 +11,15 @@
 //! - `memory`: resident memory per active user with the page cache at a stated size.
 //! - `ranks`: the leaderboard ranking at N participants in process, beside Redis's sorted
 //!   set (ZADD/ZREVRANK/ZREVRANGE) on the same machine in the same run.
+//! - `webhooks`: deliveries/s draining a backlog, and delivery latency at a fixed rate with
+//!   and without a hanging endpoint beside the healthy one.
 //! - `baseline`: the bare axum server used by `ingest` (not meant to be run by hand).
 //!
 //! The generator shares the machine with the server, so absolute numbers include its cost;
 //! the comparison with the bare route is what makes them meaningful.
 
 mod ranks;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -134,6 +137,26 @@ enum Cmd {
         #[arg(long)]
         redis: bool,
     },
+    /// Webhook deliveries/s, delivery latency, and a hanging endpoint's effect on both.
+    Webhooks {
+        #[arg(long, default_value = "target/release/kudos")]
+        kudos_bin: PathBuf,
+        /// Endpoints the backlog is delivered to (each completion goes to every one).
+        #[arg(long, default_value_t = 8)]
+        endpoints: usize,
+        /// Completions in the backlog.
+        #[arg(long, default_value_t = 5_000)]
+        backlog: usize,
+        /// Completions per second in the latency phases (one delivery each to the healthy
+        /// endpoint).
+        #[arg(long, default_value_t = 1_000.0)]
+        rate: f64,
+        /// Measured seconds per latency phase.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
     /// Resident memory per active user, with the page cache at a stated size.
     Memory {
         #[arg(long, default_value = "target/release/kudos")]
@@ -227,6 +250,21 @@ fn main() -> anyhow::Result<()> {
             ops,
             redis,
         } => ranks::run(participants, ops, redis),
+        Cmd::Webhooks {
+            kudos_bin,
+            endpoints,
+            backlog,
+            rate,
+            duration,
+            connections,
+        } => rt.block_on(webhooks::run(
+            &kudos_bin,
+            endpoints,
+            backlog,
+            rate,
+            duration,
+            connections,
+        )),
     }
 }
 
@@ -294,7 +332,18 @@ async fn wait_until(
 }
 
 fn spawn_kudos(bin: &Path, data_dir: &Path, port: u16) -> anyhow::Result<ChildGuard> {
+    spawn_kudos_with(bin, data_dir, port, &[])
+}
+
+/// [`spawn_kudos`] with more environment variables.
+fn spawn_kudos_with(
+    bin: &Path,
+    data_dir: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<ChildGuard> {
     let child = Command::new(bin)
+        .envs(env.iter().copied())
         .env("KUDOS_ADDR", format!("127.0.0.1:{port}"))
         .env("KUDOS_DATA_DIR", data_dir)
         .env("KUDOS_API_KEY", KEY)
