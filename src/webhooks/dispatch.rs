@@ -41,6 +41,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 const DELIVERY: u8 = b'd';
 const QUEUED: u8 = b'q';
+const PAYLOAD: u8 = b'p';
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryStatus {
@@ -66,7 +67,9 @@ pub struct DeliveryRow {
     pub endpoint: Uuid,
     pub event_id: Uuid,
     pub event_type: String,
-    /// The payload JSON (the envelope, if any, is added per attempt).
+    /// The payload JSON (the envelope, if any, is added per attempt). Kept in a row of its
+    /// own ([`payload_key`]) since attempts rewrite this row: empty here in rows written so,
+    /// and filled in when rows are read for the history.
     pub payload: Vec<u8>,
     pub created: DateTime<Utc>,
     pub status: DeliveryStatus,
@@ -80,6 +83,26 @@ fn delivery_key(endpoint: Uuid, created: DateTime<Utc>, id: Uuid) -> Vec<u8> {
     k.extend_from_slice(&created.timestamp_millis().to_be_bytes());
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+/// The row of a delivery's payload, written once when the delivery is created (attempts
+/// rewrite only the small delivery row).
+fn payload_key(delivery_key: &[u8]) -> Vec<u8> {
+    let mut k = vec![PAYLOAD];
+    k.extend_from_slice(&delivery_key[1..]);
+    k
+}
+
+/// The payload of the delivery at `key`: inline in rows written before payloads had rows
+/// of their own.
+fn payload_of(store: &Store, key: &[u8], row: &DeliveryRow) -> Result<Vec<u8>, StoreError> {
+    if !row.payload.is_empty() {
+        return Ok(row.payload.clone());
+    }
+    Ok(store
+        .inbox()
+        .state_get::<Vec<u8>>(ConsumerId::WEBHOOKS, &payload_key(key))?
+        .unwrap_or_default())
 }
 
 /// The queue entry of a pending delivery: per endpoint, due instant first, so an
@@ -146,7 +169,7 @@ pub fn deliveries(
     for item in
         inbox.state_range::<DeliveryRow>(ConsumerId::WEBHOOKS, &prefix, &prefix_end(&prefix), true)
     {
-        let (_, row) = item?;
+        let (key, mut row) = item?;
         if !keep(&row) {
             continue;
         }
@@ -154,6 +177,7 @@ pub fn deliveries(
             skipped += 1;
             continue;
         }
+        row.payload = payload_of(store, &key, &row)?;
         out.push(row);
         if out.len() >= limit {
             break;
@@ -313,6 +337,7 @@ pub fn purge(store: &Store, before: DateTime<Utc>) -> Result<usize, StoreError> 
             }
             if row.status != DeliveryStatus::Pending {
                 c.consumer_state::<DeliveryRow>(ConsumerId::WEBHOOKS, &key, None)?;
+                c.consumer_state::<Vec<u8>>(ConsumerId::WEBHOOKS, &payload_key(&key), None)?;
                 n += 1;
                 in_batch += 1;
                 if in_batch >= PURGE_BATCH {
@@ -663,13 +688,14 @@ pub(super) fn queue(
             endpoint: w.id,
             event_id,
             event_type: event.event_type.to_string(),
-            payload: payload.clone(),
+            payload: Vec::new(),
             created: now,
             status: DeliveryStatus::Pending,
             attempts: Vec::new(),
             next_attempt: Some(now),
         };
         let key = delivery_key(w.id, now, row.id);
+        commit.consumer_state(ConsumerId::WEBHOOKS, &payload_key(&key), Some(&payload))?;
         commit.consumer_state(ConsumerId::WEBHOOKS, &key, Some(&row))?;
         commit.consumer_state(
             ConsumerId::WEBHOOKS,
@@ -739,7 +765,8 @@ pub async fn run_sender(
             if running.contains_key(&hook.id) {
                 continue;
             }
-            let due = due_deliveries(&deps.store, hook.id, now, 1).map_err(|e| e.to_string())?;
+            let due = due_deliveries(&deps.store, hook.id, now, 1, &Default::default())
+                .map_err(|e| e.to_string())?;
             if due.is_empty() {
                 continue;
             }
@@ -778,12 +805,7 @@ async fn drain(deps: &SenderDeps, id: Uuid) -> Result<(), StoreError> {
             // The endpoint as it is now (deleted: nothing more is attempted).
             if let Some(hook) = deps.catalog.get().webhook(id).cloned() {
                 let now = deps.clock.now();
-                let due = due_deliveries(&deps.store, id, now, PER_ENDPOINT + in_flight.len())?;
-                let next: Vec<Due> = due
-                    .into_iter()
-                    .filter(|(q, ..)| !in_flight.contains(q))
-                    .take(free)
-                    .collect();
+                let next = due_deliveries(&deps.store, id, now, free, &in_flight)?;
                 for (qkey, dkey, row) in next {
                     in_flight.insert(qkey.clone());
                     let (deps, hook) = (deps.clone(), hook.clone());
@@ -812,20 +834,25 @@ async fn drain(deps: &SenderDeps, id: Uuid) -> Result<(), StoreError> {
 /// A due delivery: its queue key, its row's key, and the row.
 type Due = (Vec<u8>, Vec<u8>, DeliveryRow);
 
-/// Up to `limit` pending deliveries of `endpoint` due at `now`, oldest due first (the scan
-/// reads no further than that).
+/// Up to `limit` pending deliveries of `endpoint` due at `now` and not in `in_flight`
+/// (queue keys), oldest due first (the scan reads no further than that, and reads rows
+/// only of the deliveries it returns).
 fn due_deliveries(
     store: &Store,
     endpoint: Uuid,
     now: DateTime<Utc>,
     limit: usize,
+    in_flight: &std::collections::HashSet<Vec<u8>>,
 ) -> Result<Vec<Due>, StoreError> {
     let inbox = store.inbox();
     let prefix = queue_prefix(endpoint);
     let queued: Vec<(Vec<u8>, Vec<u8>)> =
-        inbox.state_with_prefix_first(ConsumerId::WEBHOOKS, &prefix, limit)?;
+        inbox.state_with_prefix_first(ConsumerId::WEBHOOKS, &prefix, limit + in_flight.len())?;
     let mut out = Vec::new();
     for (rest, dkey) in queued {
+        if out.len() >= limit {
+            break;
+        }
         let Some(due) = rest
             .get(..8)
             .and_then(|b| b.try_into().ok())
@@ -836,9 +863,12 @@ fn due_deliveries(
         if due > now.timestamp_millis() {
             break;
         }
+        let mut qkey = prefix.clone();
+        qkey.extend_from_slice(&rest);
+        if in_flight.contains(&qkey) {
+            continue;
+        }
         if let Some(row) = inbox.state_get::<DeliveryRow>(ConsumerId::WEBHOOKS, &dkey)? {
-            let mut qkey = prefix.clone();
-            qkey.extend_from_slice(&rest);
             out.push((qkey, dkey, row));
         }
     }
@@ -877,13 +907,13 @@ async fn attempt(
         return store.write(commit);
     }
     let number = u32::try_from(row.attempts.len() + 1).unwrap_or(u32::MAX);
-    let payload: serde_json::Value = serde_json::from_slice(&row.payload).unwrap_or_default();
     let event_id = row.event_id.to_string();
+    let payload = payload_of(store, &dkey, &row)?;
     let body = payloads::body(
         hook,
         &event_id,
         &row.event_type,
-        payload,
+        &payload,
         row.created,
         number,
     );

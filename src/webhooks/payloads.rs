@@ -285,31 +285,35 @@ pub fn points_changed(
     })
 }
 
-/// The bytes sent for `payload` to endpoint `w` (the envelope of SPEC §11.3.7 around it
-/// when the endpoint asks for one; `attempt` counts from 1).
+/// The bytes sent for `payload` (its JSON bytes, as stored) to endpoint `w`: the payload
+/// itself, byte for byte, or the envelope of SPEC §11.3.7 around it when the endpoint asks
+/// for one (`attempt` counts from 1).
 pub fn body(
     w: &kudos_actors::catalog::webhooks::Webhook,
     event_id: &str,
     event_type: &str,
-    payload: Value,
+    payload: &[u8],
     created: DateTime<Utc>,
     attempt: u32,
 ) -> Vec<u8> {
-    let value = match w.payload_format {
-        kudos_actors::catalog::webhooks::PayloadFormat::Trophy => payload,
-        kudos_actors::catalog::webhooks::PayloadFormat::Envelope => json!({
-            "id": event_id,
-            "type": event_type,
-            "created": crate::wire::ts(created),
-            "data": payload,
-            "meta": {
-                "webhook_url": w.url,
-                "delivery_attempt": attempt,
-                "api_version": "v1",
-            },
-        }),
-    };
-    serde_json::to_vec(&value).unwrap_or_default()
+    match w.payload_format {
+        kudos_actors::catalog::webhooks::PayloadFormat::Trophy => payload.to_vec(),
+        kudos_actors::catalog::webhooks::PayloadFormat::Envelope => {
+            let data: Value = serde_json::from_slice(payload).unwrap_or_default();
+            serde_json::to_vec(&json!({
+                "id": event_id,
+                "type": event_type,
+                "created": crate::wire::ts(created),
+                "data": data,
+                "meta": {
+                    "webhook_url": w.url,
+                    "delivery_attempt": attempt,
+                    "api_version": "v1",
+                },
+            }))
+            .unwrap_or_default()
+        }
+    }
 }
 
 /// The user test sends are made for.

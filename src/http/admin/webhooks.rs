@@ -198,7 +198,8 @@ async fn test_send(
     let payload = crate::webhooks::payloads::example(&event_type, &catalog, now)
         .map_err(ApiError::unprocessable)?;
     let event_id = uuid::Uuid::new_v4().to_string();
-    let bytes = crate::webhooks::payloads::body(w, &event_id, &event_type, payload, now, 1);
+    let payload = serde_json::to_vec(&payload).unwrap_or_default();
+    let bytes = crate::webhooks::payloads::body(w, &event_id, &event_type, &payload, now, 1);
     let delivery = crate::webhooks::send::Delivery {
         url: &w.url,
         method: w.method,
