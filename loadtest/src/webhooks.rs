@@ -342,16 +342,18 @@ pub async fn run(
 
     // 2. Latency at a fixed rate to one healthy endpoint; then with a hanging endpoint
     //    beside it; then alone again.
-    create_endpoints(&client, &base, &receiver, 100..101).await?;
+    let healthy_id = create_endpoints(&client, &base, &receiver, 100..101)
+        .await?
+        .remove(0);
     receiver.hanging.lock().expect("lock").push(101);
     let mut hanging_ids = Vec::new();
     let per_phase = (rate * duration as f64) as usize;
     let mut from = 1_000_000;
     println!();
     println!(
-        "| phase ({rate:.0} completions/s = {rate:.0} deliveries/s to the healthy endpoint) | healthy p50 ms | healthy p99 ms | healthy max ms | lost | REST p50 ms | REST p99 ms |"
+        "| phase ({rate:.0} completions/s = {rate:.0} deliveries/s to the healthy endpoint) | healthy p50 ms | healthy p99 ms | healthy max ms | lost | REST p50 ms | REST p99 ms | outbox backlog max | healthy queue max |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, hang) in [
         ("the healthy endpoint alone", false),
         ("beside an endpoint that always hangs", true),
@@ -379,8 +381,36 @@ pub async fn run(
         )
         .await?;
         from += (rate * 2.0) as usize;
+        // Sample the outbox backlog and the healthy endpoint's queue twice a second.
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampler = {
+            let (client, base, sampling) = (client.clone(), base.clone(), sampling.clone());
+            let healthy = healthy_id.clone();
+            tokio::spawn(async move {
+                let (mut outbox, mut queue) = (0u64, 0u64);
+                while sampling.load(Ordering::Relaxed) {
+                    if let Ok(r) = client.get(format!("{base}/metrics")).send().await {
+                        let text = r.text().await.unwrap_or_default();
+                        let value = |prefix: &str| {
+                            text.lines()
+                                .find_map(|l| l.strip_prefix(prefix))
+                                .and_then(|v| v.trim().parse::<u64>().ok())
+                                .unwrap_or(0)
+                        };
+                        outbox = outbox.max(value("kudos_inbox_backlog{consumer=\"webhooks\"}"));
+                        queue = queue.max(value(&format!(
+                            "kudos_webhook_queue_depth{{endpoint=\"{healthy}\"}}"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                (outbox, queue)
+            })
+        };
         let (acks, rest) = complete(&base, from, per_phase, Some(rate), None, connections).await?;
         from += per_phase;
+        sampling.store(false, Ordering::Relaxed);
+        let (outbox_max, queue_max) = sampler.await?;
         // Let every delivery of the phase arrive (or be lost).
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut lat = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
@@ -404,7 +434,7 @@ pub async fn run(
             }
         }
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {lost} | {:.2} | {:.2} |",
+            "| {name} | {:.2} | {:.2} | {:.2} | {lost} | {:.2} | {:.2} | {outbox_max} | {queue_max} |",
             ms(&lat, 0.5),
             ms(&lat, 0.99),
             lat.max() as f64 / 1000.0,

@@ -761,7 +761,10 @@ pub async fn run_sender(
             }
         }
         let now = deps.clock.now();
-        for hook in deps.catalog.get().webhooks() {
+        let catalog = deps.catalog.get();
+        // Deleted endpoints' connection pools are let go.
+        deps.sender.retain(|id| catalog.webhook(*id).is_some());
+        for hook in catalog.webhooks() {
             if running.contains_key(&hook.id) {
                 continue;
             }
@@ -795,7 +798,8 @@ pub async fn run_sender(
 }
 
 /// Attempts the due deliveries of endpoint `id` with at most [`PER_ENDPOINT`] in flight,
-/// taking the next due one as each attempt ends, until none is due and none is in flight.
+/// taking the next due one as each attempt ends (or, with a slot free, every [`POLL`]),
+/// until none is due and none is in flight.
 async fn drain(deps: &SenderDeps, id: Uuid) -> Result<(), StoreError> {
     let mut attempts = tokio::task::JoinSet::new();
     let mut in_flight: std::collections::HashSet<Vec<u8>> = Default::default();
@@ -816,7 +820,17 @@ async fn drain(deps: &SenderDeps, id: Uuid) -> Result<(), StoreError> {
                 }
             }
         }
-        match attempts.join_next().await {
+        // With a slot free, look again for due deliveries after a while even if no attempt
+        // ends (one hanging attempt must not keep the others from starting).
+        let next = if attempts.len() < PER_ENDPOINT && !attempts.is_empty() {
+            tokio::select! {
+                next = attempts.join_next() => next,
+                _ = tokio::time::sleep(POLL) => continue,
+            }
+        } else {
+            attempts.join_next().await
+        };
+        match next {
             None => return Ok(()),
             Some(Ok((qkey, done))) => {
                 in_flight.remove(&qkey);
@@ -920,6 +934,7 @@ async fn attempt(
     let done: Attempt = sender
         .attempt(
             &Delivery {
+                endpoint: hook.id,
                 url: &hook.url,
                 method: hook.method,
                 headers: &hook.headers,

@@ -27,6 +27,8 @@ pub fn user_agent() -> String {
 
 /// What to send.
 pub struct Delivery<'a> {
+    /// The endpoint (whose connection pool the attempt uses).
+    pub endpoint: uuid::Uuid,
     pub url: &'a str,
     pub method: Method,
     pub headers: &'a BTreeMap<String, String>,
@@ -81,29 +83,60 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Sends deliveries (cheap to clone).
+/// Sends deliveries (cheap to clone). Each endpoint has an HTTP client, and so a
+/// connection pool, of its own: requests hanging on one endpoint's connections never wait
+/// in the same pool as another endpoint's, even on the same host.
 #[derive(Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, reqwest::Client>>>,
+    timeout: Duration,
     allow_private: bool,
 }
 
 impl Sender {
     pub fn new(timeout: Duration, allow_private: bool) -> Result<Self, reqwest::Error> {
+        let sender = Self {
+            clients: Default::default(),
+            timeout,
+            allow_private,
+        };
+        // Fail at start, not at the first delivery, if no client can be built.
+        sender.build_client()?;
+        Ok(sender)
+    }
+
+    fn build_client(&self) -> Result<reqwest::Client, reqwest::Error> {
         // No proxy from the environment: a proxy would resolve the target itself, out of
         // the guard's sight.
         let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .user_agent(user_agent());
-        if !allow_private {
+        if !self.allow_private {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
-        Ok(Self {
-            client: builder.build()?,
-            allow_private,
-        })
+        builder.build()
+    }
+
+    /// The client of `endpoint` (made on its first delivery).
+    fn client(&self, endpoint: uuid::Uuid) -> Result<reqwest::Client, reqwest::Error> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&endpoint) {
+            return Ok(c.clone());
+        }
+        let c = self.build_client()?;
+        clients.insert(endpoint, c.clone());
+        Ok(c)
+    }
+
+    /// Forgets the clients of endpoints not in `keep` (deleted ones), closing their idle
+    /// connections.
+    pub fn retain(&self, keep: impl Fn(&uuid::Uuid) -> bool) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| keep(id));
     }
 
     /// The signed headers of an attempt, then the endpoint's own. `wall`: the wall clock,
@@ -172,8 +205,11 @@ impl Sender {
             Method::Post => reqwest::Method::POST,
             Method::Put => reqwest::Method::PUT,
         };
-        let sent = self
-            .client
+        let client = match self.client(d.endpoint) {
+            Ok(c) => c,
+            Err(e) => return failed(format!("no HTTP client: {e}")),
+        };
+        let sent = client
             .request(method, url)
             .headers(headers)
             .body(d.body.to_vec())

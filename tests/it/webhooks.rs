@@ -261,11 +261,14 @@ pub struct Receiver {
     pub delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Headers added to every answer.
     pub answer_headers: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// Paths (after the receiver's URL) that never answer.
+    pub hanging_paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Captured {
     pub method: String,
+    pub path: String,
     pub headers: axum::http::HeaderMap,
     pub body: Vec<u8>,
 }
@@ -278,18 +281,28 @@ impl Receiver {
             std::sync::Arc<std::sync::atomic::AtomicU16>,
             std::sync::Arc<std::sync::atomic::AtomicU64>,
             std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+            std::sync::Arc<std::sync::Mutex<Vec<String>>>,
         );
         async fn record(
-            State((got, status, delay, extra)): State<Shared>,
+            State((got, status, delay, extra, hanging)): State<Shared>,
             method: axum::http::Method,
+            uri: axum::http::Uri,
             headers: axum::http::HeaderMap,
             body: axum::body::Bytes,
         ) -> (axum::http::StatusCode, axum::http::HeaderMap, &'static str) {
             got.lock().expect("lock").push(Captured {
                 method: method.to_string(),
+                path: uri.path().to_string(),
                 headers,
                 body: body.to_vec(),
             });
+            let hangs = {
+                let paths = hanging.lock().expect("lock");
+                paths.iter().any(|p| uri.path().ends_with(p.as_str()))
+            };
+            if hangs {
+                std::future::pending::<()>().await;
+            }
             let wait = delay.load(std::sync::atomic::Ordering::SeqCst);
             if wait > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
@@ -312,11 +325,13 @@ impl Receiver {
         let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
         let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let answer_headers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hanging_paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let app = axum::Router::new().fallback(record).with_state((
             got.clone(),
             status.clone(),
             delay_ms.clone(),
             answer_headers.clone(),
+            hanging_paths.clone(),
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -329,6 +344,7 @@ impl Receiver {
             status,
             delay_ms,
             answer_headers,
+            hanging_paths,
         }
     }
 
@@ -994,6 +1010,75 @@ async fn a_hanging_endpoint_does_not_hold_up_another() {
         received(&hanging, 1).await.len(),
         1,
         "the hanging endpoint is still on its first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_on_the_same_host_does_not_hold_up_another() {
+    let s = TestServer::start_with_test_clock().await;
+    // One receiver, two paths: each endpoint has its own connection pool, so requests
+    // hanging on one never hold up the other's, though host and port are the same.
+    let receiver = Receiver::start().await;
+    receiver
+        .hanging_paths
+        .lock()
+        .expect("lock")
+        .push("/stuck".into());
+    let r = s
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "One", "trigger": "api", "key": "one", "status": "active"}]),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let r = s
+        .post(
+            "/admin/v1/webhooks",
+            json!([{"url": format!("{}/stuck", receiver.url)},
+                   {"url": format!("{}/fine", receiver.url)}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // More events than the attempts one endpoint may have in flight.
+    let users = 12;
+    for i in 0..users {
+        let r = s
+            .post(
+                "/v1/achievements/one/complete",
+                json!({"user": {"id": format!("user-{i}")}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let fine = receiver
+            .requests()
+            .iter()
+            .filter(|c| {
+                let body: Value = serde_json::from_slice(&c.body).expect("json");
+                body["type"] == "achievement.completed"
+            })
+            .count();
+        // The stuck endpoint holds at most 4; the fine one gets all 12.
+        if fine >= users + 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {fine} requests arrived: {:?}",
+            receiver
+                .requests()
+                .iter()
+                .map(|c| c.path.clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        receiver.requests().len(),
+        users + 4,
+        "4 in flight on /stuck"
     );
 }
 

@@ -201,6 +201,7 @@ async fn test_send(
     let payload = serde_json::to_vec(&payload).unwrap_or_default();
     let bytes = crate::webhooks::payloads::body(w, &event_id, &event_type, &payload, now, 1);
     let delivery = crate::webhooks::send::Delivery {
+        endpoint: w.id,
         url: &w.url,
         method: w.method,
         headers: &w.headers,
