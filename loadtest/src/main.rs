@@ -156,6 +156,9 @@ enum Cmd {
         duration: u64,
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// Also sample the outbox backlog and the healthy queue from /metrics.
+        #[arg(long)]
+        sample: bool,
     },
     /// Resident memory per active user, with the page cache at a stated size.
     Memory {
@@ -257,6 +260,7 @@ fn main() -> anyhow::Result<()> {
             rate,
             duration,
             connections,
+            sample,
         } => rt.block_on(webhooks::run(
             &kudos_bin,
             endpoints,
@@ -264,6 +268,7 @@ fn main() -> anyhow::Result<()> {
             rate,
             duration,
             connections,
+            sample,
         )),
     }
 }

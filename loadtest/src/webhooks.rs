@@ -270,6 +270,7 @@ pub async fn run(
     rate: f64,
     duration: u64,
     connections: usize,
+    sample: bool,
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let receiver = Receiver::start().await?;
@@ -381,8 +382,10 @@ pub async fn run(
         )
         .await?;
         from += (rate * 2.0) as usize;
-        // Sample the outbox backlog and the healthy endpoint's queue twice a second.
-        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        // With `sample`, the outbox backlog and the healthy endpoint's queue, read from
+        // `/metrics` twice a second (a scrape counts the hanging endpoint's growing queue,
+        // which costs the server CPU: off by default).
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(sample));
         let sampler = {
             let (client, base, sampling) = (client.clone(), base.clone(), sampling.clone());
             let healthy = healthy_id.clone();

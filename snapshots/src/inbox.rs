@@ -155,6 +155,27 @@ impl Inbox {
         Ok(out)
     }
 
+    /// How many state rows of `consumer` start with `prefix` (counting at most `cap`), and
+    /// the first one's key (without the prefix): keys only, no value is read.
+    pub fn count_prefix(
+        &self,
+        consumer: ConsumerId,
+        prefix: &[u8],
+        cap: usize,
+    ) -> Result<(usize, Option<Vec<u8>>)> {
+        let full = state_key(consumer, prefix);
+        let mut first = None;
+        let mut n = 0;
+        for k in self.tree.scan_prefix(&full).keys().take(cap) {
+            let k = k?;
+            if first.is_none() {
+                first = Some(k[full.len()..].to_vec());
+            }
+            n += 1;
+        }
+        Ok((n, first))
+    }
+
     /// The state row of `consumer` at exactly `key`.
     pub fn state_get<V: DeserializeOwned>(
         &self,

@@ -96,6 +96,16 @@ async fn prometheus(State(state): State<AppState>) -> Response {
     if !state.config.metrics {
         return ApiError::not_found("Not found").into_response();
     }
+    // Counting queues and backlogs reads storage: off the request workers, so a scrape
+    // never stalls other requests.
+    match tokio::task::spawn_blocking(move || render_metrics(&state)).await {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// The whole `/metrics` body.
+fn render_metrics(state: &AppState) -> String {
     let durability = state.store.durability();
     let gauges = crate::ops::Gauges {
         fsyncs: durability.fsync_count(),
@@ -147,7 +157,7 @@ async fn prometheus(State(state): State<AppState>) -> Response {
         &state.webhook_stats,
         state.clock.now(),
     ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    body
 }
 
 async fn not_found() -> ApiError {

@@ -406,19 +406,17 @@ pub fn render_metrics(
     );
     let mut ages = Vec::new();
     for w in catalog.webhooks() {
-        let queued: Vec<(Vec<u8>, Vec<u8>)> = store
+        let (depth, first) = store
             .inbox()
-            .state_with_prefix_first(ConsumerId::WEBHOOKS, &queue_prefix(w.id), CAP)
+            .count_prefix(ConsumerId::WEBHOOKS, &queue_prefix(w.id), CAP)
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "kudos_webhook_queue_depth{{endpoint=\"{}\"}} {}",
+            "kudos_webhook_queue_depth{{endpoint=\"{}\"}} {depth}",
             w.id,
-            queued.len()
         );
-        let oldest = queued
-            .first()
-            .and_then(|(k, _)| k.get(..8)?.try_into().ok())
+        let oldest = first
+            .and_then(|k| k.get(..8)?.try_into().ok())
             .map(i64::from_be_bytes)
             .map_or(0.0, |due| {
                 ((now.timestamp_millis() - due).max(0) as f64) / 1000.0
