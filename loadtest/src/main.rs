@@ -151,6 +151,10 @@ enum Cmd {
         /// endpoint).
         #[arg(long, default_value_t = 1_000.0)]
         rate: f64,
+        /// Completions per second in the isolation phases (alone, beside a hanging endpoint,
+        /// beside a second healthy one), below saturation so only the neighbour differs.
+        #[arg(long, default_value_t = 500.0)]
+        isolation_rate: f64,
         /// Measured seconds per latency phase.
         #[arg(long, default_value_t = 10)]
         duration: u64,
@@ -258,17 +262,21 @@ fn main() -> anyhow::Result<()> {
             endpoints,
             backlog,
             rate,
+            isolation_rate,
             duration,
             connections,
             sample,
         } => rt.block_on(webhooks::run(
             &kudos_bin,
-            endpoints,
-            backlog,
-            rate,
-            duration,
-            connections,
-            sample,
+            webhooks::Options {
+                endpoints,
+                backlog,
+                rate,
+                isolation_rate,
+                duration,
+                connections,
+                sample,
+            },
         )),
     }
 }

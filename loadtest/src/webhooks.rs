@@ -6,8 +6,9 @@
 //! 2. **Latency and isolation.** Completions at a fixed rate, from the REST
 //!    acknowledgement of each completion to its delivery's arrival at a healthy endpoint:
 //!    alone, then beside an endpoint that always hangs (never answers, so every attempt
-//!    runs into the timeout), then alone again. Reports the healthy endpoint's latency and
-//!    the REST latency of the completions in each phase.
+//!    runs into the timeout), alone again, beside a second healthy endpoint (the control:
+//!    the same storage work per event as the hanging one), and alone again. Reports the
+//!    healthy endpoint's latency and the REST latency of the completions in each phase.
 //!
 //! Latency is measured from the acknowledgement of the event that caused the delivery,
 //! so it includes the outbox (payload rendering, the fsynced delivery rows) as well as the
@@ -263,15 +264,27 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-pub async fn run(
-    bin: &Path,
-    endpoints: usize,
-    backlog: usize,
-    rate: f64,
-    duration: u64,
-    connections: usize,
-    sample: bool,
-) -> anyhow::Result<()> {
+/// What `webhooks` is run with (see the subcommand's options).
+pub struct Options {
+    pub endpoints: usize,
+    pub backlog: usize,
+    pub rate: f64,
+    pub isolation_rate: f64,
+    pub duration: u64,
+    pub connections: usize,
+    pub sample: bool,
+}
+
+pub async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
+    let Options {
+        endpoints,
+        backlog,
+        rate,
+        isolation_rate,
+        duration,
+        connections,
+        sample,
+    } = o;
     let client = reqwest::Client::new();
     let receiver = Receiver::start().await?;
     let dir = tempfile::tempdir()?;
@@ -296,7 +309,7 @@ pub async fn run(
     )
     .await?;
     println!(
-        "cores={} endpoints={endpoints} backlog={backlog} rate={rate}/s duration={duration}s connections={connections}",
+        "cores={} endpoints={endpoints} backlog={backlog} rate={rate}/s isolation-rate={isolation_rate}/s duration={duration}s connections={connections}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
@@ -341,28 +354,38 @@ pub async fn run(
     )
     .await?;
 
-    // 2. Latency at a fixed rate to one healthy endpoint; then with a hanging endpoint
-    //    beside it; then alone again.
+    // 2. Latency at a fixed rate to one healthy endpoint, alone and beside another.
     let healthy_id = create_endpoints(&client, &base, &receiver, 100..101)
         .await?
         .remove(0);
     receiver.hanging.lock().expect("lock").push(101);
     let mut hanging_ids = Vec::new();
-    let per_phase = (rate * duration as f64) as usize;
     let mut from = 1_000_000;
     println!();
     println!(
-        "| phase ({rate:.0} completions/s = {rate:.0} deliveries/s to the healthy endpoint) | healthy p50 ms | healthy p99 ms | healthy max ms | lost | REST p50 ms | REST p99 ms | outbox backlog max | healthy queue max |"
+        "| phase | completions/s (= deliveries/s to the healthy endpoint) | healthy p50 ms | healthy p99 ms | healthy max ms | lost | REST p50 ms | REST p99 ms | outbox backlog max | healthy queue max |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, hang) in [
-        ("the healthy endpoint alone", false),
-        ("beside an endpoint that always hangs", true),
-        ("alone again", false),
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    // The other endpoint in each phase: none, one that always hangs (101), one that
+    // answers at once (102, the same storage work as the hanging one, plus its deliveries).
+    for (name, other, rate) in [
+        ("the healthy endpoint alone, at the full rate", None, rate),
+        ("alone", None, isolation_rate),
+        (
+            "beside an endpoint that always hangs",
+            Some(101),
+            isolation_rate,
+        ),
+        ("alone again", None, isolation_rate),
+        (
+            "beside a second healthy endpoint (control)",
+            Some(102),
+            isolation_rate,
+        ),
+        ("alone again", None, isolation_rate),
     ] {
-        if hang {
-            hanging_ids = create_endpoints(&client, &base, &receiver, 101..102).await?;
-        } else if !hanging_ids.is_empty() {
+        let per_phase = (rate * duration as f64) as usize;
+        if !hanging_ids.is_empty() {
             admin(
                 &client,
                 reqwest::Method::DELETE,
@@ -370,6 +393,10 @@ pub async fn run(
                 None,
             )
             .await?;
+            hanging_ids.clear();
+        }
+        if let Some(n) = other {
+            hanging_ids = create_endpoints(&client, &base, &receiver, n..n + 1).await?;
         }
         // A short unmeasured warm-up at the same rate.
         complete(
@@ -437,7 +464,7 @@ pub async fn run(
             }
         }
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {lost} | {:.2} | {:.2} | {outbox_max} | {queue_max} |",
+            "| {name} | {rate:.0} | {:.2} | {:.2} | {:.2} | {lost} | {:.2} | {:.2} | {outbox_max} | {queue_max} |",
             ms(&lat, 0.5),
             ms(&lat, 0.99),
             lat.max() as f64 / 1000.0,
