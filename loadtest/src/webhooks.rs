@@ -354,6 +354,9 @@ pub async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
     )
     .await?;
 
+    // Let the drain's aftermath (sled's background writes of the backlog's rows) settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
     // 2. Latency at a fixed rate to one healthy endpoint, alone and beside another.
     let healthy_id = create_endpoints(&client, &base, &receiver, 100..101)
         .await?
