@@ -17,4 +17,5 @@ mod streaks;
 mod support;
 mod test_clock;
 mod users;
+mod webhook_shapes;
 mod webhooks;
