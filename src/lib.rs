@@ -96,6 +96,8 @@ pub struct Inner {
     pub webhook_sender: webhooks::send::Sender,
     /// Wakes the webhook sender (deliveries queued or resent).
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Held while webhook throttling windows are read and written.
+    pub webhook_throttle: Arc<tokio::sync::Mutex<()>>,
     /// Webhook attempt counts for `/metrics`.
     pub webhook_stats: Arc<webhooks::dispatch::Stats>,
     readiness: AtomicU8,
@@ -239,6 +241,7 @@ pub async fn run(
         boards,
         webhook_sender,
         webhook_wake: Arc::new(tokio::sync::Notify::new()),
+        webhook_throttle: Default::default(),
         webhook_stats: Arc::default(),
         readiness: AtomicU8::new(0),
     }));
@@ -321,20 +324,8 @@ fn start_background(state: &AppState, bus: EffectBus) {
     }
     {
         let wake = state.webhook_wake.clone();
-        let (store, catalog, users, clock, t) = (
-            state.store.clone(),
-            state.catalog.clone(),
-            state.users.clone(),
-            state.clock.clone(),
-            token.clone(),
-        );
-        let consumer = webhooks::dispatch::WebhookConsumer {
-            catalog,
-            users,
-            clock,
-            wake: wake.clone(),
-            throttle: Default::default(),
-        };
+        let (store, t) = (state.store.clone(), token.clone());
+        let consumer = webhooks::dispatch::WebhookConsumer::of(state);
         let (store2, bus2, consumer2, t2) =
             (store.clone(), bus.clone(), consumer.clone(), t.clone());
         bg.supervise("webhook-outbox", move || {

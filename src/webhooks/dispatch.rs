@@ -331,8 +331,9 @@ pub fn purge(store: &Store, before: DateTime<Utc>) -> Result<usize, StoreError> 
         for item in inbox.state_range::<DeliveryRow>(ConsumerId::WEBHOOKS, &from, &all_end, false) {
             let (key, row) = item?;
             if row.created >= before {
-                // The rest of this endpoint is newer: on to the next endpoint.
-                from = prefix_end(&endpoint_prefix(row.endpoint));
+                // The rest of this endpoint is newer: on to the next endpoint (named by the
+                // key, which is what orders the rows).
+                from = prefix_end(&key[..17.min(key.len())]);
                 continue 'endpoints;
             }
             if row.status != DeliveryStatus::Pending {
@@ -455,6 +456,16 @@ pub struct WebhookConsumer {
 }
 
 impl WebhookConsumer {
+    pub fn of(state: &crate::AppState) -> Self {
+        Self {
+            catalog: state.catalog.clone(),
+            users: state.users.clone(),
+            clock: state.clock.clone(),
+            wake: state.webhook_wake.clone(),
+            throttle: state.webhook_throttle.clone(),
+        }
+    }
+
     /// Renders the events of one record that some endpoint wants.
     async fn events(&self, catalog: &Catalog, effects: &[Effect]) -> Vec<Event> {
         let mut out = Vec::new();
@@ -861,6 +872,7 @@ fn due_deliveries(
     let queued: Vec<(Vec<u8>, Vec<u8>)> =
         inbox.state_with_prefix_first(ConsumerId::WEBHOOKS, &prefix, limit + in_flight.len())?;
     let mut out = Vec::new();
+    let mut stale = Vec::new();
     for (rest, dkey) in queued {
         if out.len() >= limit {
             break;
@@ -880,9 +892,28 @@ fn due_deliveries(
         if in_flight.contains(&qkey) {
             continue;
         }
-        if let Some(row) = inbox.state_get::<DeliveryRow>(ConsumerId::WEBHOOKS, &dkey)? {
-            out.push((qkey, dkey, row));
+        let row = inbox.state_get::<DeliveryRow>(ConsumerId::WEBHOOKS, &dkey)?;
+        match row {
+            // The entry its row says is current.
+            Some(row)
+                if row.status == DeliveryStatus::Pending
+                    && row
+                        .next_attempt
+                        .is_some_and(|t| queued_key(endpoint, t, row.id) == qkey) =>
+            {
+                out.push((qkey, dkey, row));
+            }
+            // Left behind (the row was purged, ended, or requeued while an attempt was in
+            // flight): removed, so it never stands at the head of the queue.
+            _ => stale.push(qkey),
         }
+    }
+    if !stale.is_empty() {
+        let mut c = Commit::new();
+        for k in &stale {
+            c.consumer_state::<Vec<u8>>(ConsumerId::WEBHOOKS, k, None)?;
+        }
+        store.write(c)?;
     }
     Ok(out)
 }
@@ -1138,9 +1169,30 @@ mod tests {
         assert_eq!(pending.len(), total - 10);
         assert!(pending.iter().all(|r| r.next_attempt == Some(at(total))));
 
+        // More ended rows than one purge write, on a third endpoint, with payload rows.
+        let c_endpoint = Uuid::new_v4();
+        let rows_c: Vec<DeliveryRow> = (0..PURGE_BATCH + 5)
+            .map(|i| row(c_endpoint, at(i), DeliveryStatus::Succeeded))
+            .collect();
+        write_rows(&store, &rows_c);
+        let mut c = Commit::new();
+        for r in &rows_c {
+            let key = delivery_key(r.endpoint, r.created, r.id);
+            c.consumer_state(
+                ConsumerId::WEBHOOKS,
+                &payload_key(&key),
+                Some(&b"{}".to_vec()),
+            )
+            .expect("payload");
+        }
+        store.write(c).expect("write");
+
         // Purge before row 5 + one batch: the ended rows before it, not the pending ones.
         let cut = 5 + PURGE_BATCH;
-        assert_eq!(purge(&store, at(cut)).expect("purge"), 10 + 1);
+        assert_eq!(
+            purge(&store, at(cut)).expect("purge"),
+            10 + 1 + PURGE_BATCH + 5
+        );
         assert_eq!(
             deliveries(&store, a, |_| true, 0, usize::MAX)
                 .expect("rows")
@@ -1150,5 +1202,13 @@ mod tests {
         assert!(deliveries(&store, b, |_| true, 0, 10)
             .expect("rows")
             .is_empty());
+        assert!(deliveries(&store, c_endpoint, |_| true, 0, 10)
+            .expect("rows")
+            .is_empty());
+        let (payloads, _) = store
+            .inbox()
+            .count_prefix(ConsumerId::WEBHOOKS, &[PAYLOAD], usize::MAX)
+            .expect("count");
+        assert_eq!(payloads, 0, "payload rows go with their deliveries");
     }
 }

@@ -217,6 +217,16 @@ fn read_row(store: &Store, key: &[u8]) -> Result<Option<Row>, StoreError> {
         .state_get(ConsumerId::WEBHOOKS, &window_key(key))
 }
 
+/// Adds `change` to the record's changes, coalesced with one of the same key (a user
+/// moved between groups, or out of one run and into the next, in one board write: one
+/// change with the latest standing).
+fn merge(out: &mut Vec<Held>, change: Held) {
+    match out.iter_mut().find(|h| h.key() == change.key()) {
+        Some(held) => held.coalesce(change),
+        None => out.push(change),
+    }
+}
+
 /// The throttled changes of one record, one per key, for the types some endpoint wants:
 /// one `points.changed` per system the record awarded in (never for `user_creation`
 /// awards), and the board's rank and top-10 changes as they are.
@@ -242,10 +252,7 @@ pub fn changes(effects: &[Effect], catalog: &Catalog) -> Vec<Held> {
                 total: award.total,
                 level: None,
             };
-            match out.iter_mut().find(|h| h.key() == change.key()) {
-                Some(held) => held.coalesce(change),
-                None => out.push(change),
-            }
+            merge(&mut out, change);
         }
         for e in effects {
             let Effect::PointsLevelChanged {
@@ -279,12 +286,15 @@ pub fn changes(effects: &[Effect], catalog: &Catalog) -> Vec<Held> {
                 group,
                 top,
                 ..
-            } if wants("leaderboard.changed") => out.push(Held::Board {
-                board_id: *board_id,
-                run: *run,
-                group: group.clone(),
-                top: top.clone(),
-            }),
+            } if wants("leaderboard.changed") => merge(
+                &mut out,
+                Held::Board {
+                    board_id: *board_id,
+                    run: *run,
+                    group: group.clone(),
+                    top: top.clone(),
+                },
+            ),
             Effect::LeaderboardRankChanged {
                 board_id,
                 run,
@@ -295,16 +305,19 @@ pub fn changes(effects: &[Effect], catalog: &Catalog) -> Vec<Held> {
                 value,
                 previous_value,
                 ..
-            } if wants("leaderboard.rank_changed") => out.push(Held::Rank {
-                board_id: *board_id,
-                run: *run,
-                group: group.clone(),
-                user_id: user_id.clone(),
-                rank: *rank,
-                value: *value,
-                previous_rank: *previous_rank,
-                previous_value: *previous_value,
-            }),
+            } if wants("leaderboard.rank_changed") => merge(
+                &mut out,
+                Held::Rank {
+                    board_id: *board_id,
+                    run: *run,
+                    group: group.clone(),
+                    user_id: user_id.clone(),
+                    rank: *rank,
+                    value: *value,
+                    previous_rank: *previous_rank,
+                    previous_value: *previous_value,
+                },
+            ),
             _ => {}
         }
     }
@@ -348,7 +361,7 @@ impl Batch {
         let event = match throttle::admit(&mut window, change, now) {
             Some(change) => {
                 reported = reported_after(&change).or(reported);
-                render(consumer, catalog, &change, None, now).await
+                render(consumer, catalog, &change, None, now).await?
             }
             None => None,
         };
@@ -426,7 +439,19 @@ async fn render(
     held: &Held,
     reported: Option<Reported>,
     now: DateTime<Utc>,
-) -> Option<Event> {
+) -> Result<Option<Event>, StoreError> {
+    // A user that cannot be read now fails the batch (it is retried); one that does not
+    // exist has nothing to be told.
+    let profile = |user_id: &str| {
+        let users = consumer.users.clone();
+        let user_id = user_id.to_string();
+        async move {
+            users
+                .query(&user_id, ProfileQuery)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("user {user_id}: {e}")))
+        }
+    };
     let event_type = held.event_type();
     let payload = match held {
         Held::Points {
@@ -437,8 +462,12 @@ async fn render(
             total,
             level,
         } => {
-            let system = catalog.points_system(*system_id)?;
-            let user = consumer.users.query(user_id, ProfileQuery).await.ok()??;
+            let Some(system) = catalog.points_system(*system_id) else {
+                return Ok(None);
+            };
+            let Some(user) = profile(user_id).await? else {
+                return Ok(None);
+            };
             let tz = user
                 .tz
                 .as_deref()
@@ -461,7 +490,9 @@ async fn render(
             )
         }
         Held::Board { board_id, top, .. } => {
-            let board = catalog.leaderboard(*board_id)?;
+            let Some(board) = catalog.leaderboard(*board_id) else {
+                return Ok(None);
+            };
             payloads::leaderboard_rankings(event_type, board, catalog, top, now)
         }
         Held::Rank {
@@ -479,10 +510,14 @@ async fn render(
                 _ => (*previous_rank, *previous_value),
             };
             if previous.0 == *rank {
-                return None;
+                return Ok(None);
             }
-            let board = catalog.leaderboard(*board_id)?;
-            let user = consumer.users.query(user_id, ProfileQuery).await.ok()??;
+            let Some(board) = catalog.leaderboard(*board_id) else {
+                return Ok(None);
+            };
+            let Some(user) = profile(user_id).await? else {
+                return Ok(None);
+            };
             payloads::rank_changed(
                 &user,
                 board,
@@ -493,10 +528,10 @@ async fn render(
             )
         }
     };
-    Some(Event {
+    Ok(Some(Event {
         event_type,
         payload,
-    })
+    }))
 }
 
 /// Closes windows whose end is reached, queueing each held change with the latest state
@@ -506,12 +541,17 @@ pub async fn run_trailing(
     store: Store,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
+    // Under the test clock, windows close when the clock is moved ([`close_until`]).
+    let manual = consumer.clock.as_manual().is_some();
     loop {
-        let queued = close_due(&consumer, &store)
-            .await
-            .map_err(|e| e.to_string())?;
-        if queued > 0 {
-            consumer.wake.notify_one();
+        if !manual {
+            let now = consumer.clock.now();
+            let (_, queued) = close_due(&consumer, &store, now, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            if queued > 0 {
+                consumer.wake.notify_one();
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -520,10 +560,36 @@ pub async fn run_trailing(
     }
 }
 
-/// One pass of [`run_trailing`]: the windows ended by now, in one batch; returns how many
-/// deliveries it queued.
-async fn close_due(consumer: &WebhookConsumer, store: &Store) -> Result<usize, StoreError> {
-    let now = consumer.clock.now();
+/// Closes every window ended by `now` as if time had passed: each at its own end, in
+/// order, including the windows those closings open (the test clock's move, SPEC §11.2.3).
+/// Returns how many deliveries were queued.
+pub async fn close_until(
+    consumer: &WebhookConsumer,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    loop {
+        let (closed, n) = close_due(consumer, store, now, true).await?;
+        queued += n;
+        if closed == 0 {
+            break;
+        }
+    }
+    if queued > 0 {
+        consumer.wake.notify_one();
+    }
+    Ok(queued)
+}
+
+/// One pass: the windows ended by `now`, in one batch, each closed at `now` or, `stepwise`,
+/// at its own end. Returns how many windows it closed and how many deliveries it queued.
+async fn close_due(
+    consumer: &WebhookConsumer,
+    store: &Store,
+    now: DateTime<Utc>,
+    stepwise: bool,
+) -> Result<(usize, usize), StoreError> {
     let timers: Vec<(Vec<u8>, u8)> =
         store
             .inbox()
@@ -537,13 +603,15 @@ async fn close_due(consumer: &WebhookConsumer, store: &Store) -> Result<usize, S
         .take_while(|(ends, _)| *ends <= now)
         .collect();
     if due.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
+    let closed = due.len();
     let _windows = consumer.throttle.lock().await;
     let catalog = consumer.catalog.get();
     let mut commit = Commit::new();
     let mut queued = 0;
     for (ends, key) in due {
+        let now = if stepwise { ends } else { now };
         let Some(row) = read_row(store, &key)?.filter(|r| r.window.ends == ends) else {
             // A timer left behind by a window that moved on: nothing to close.
             commit.consumer_state::<u8>(ConsumerId::WEBHOOKS, &timer_key(ends, &key), None)?;
@@ -552,7 +620,7 @@ async fn close_due(consumer: &WebhookConsumer, store: &Store) -> Result<usize, S
         let mut reported = row.reported;
         let mut window = Some(row.window);
         if let Some(held) = throttle::close(&mut window, now) {
-            match render(consumer, &catalog, &held, reported, now).await {
+            match render(consumer, &catalog, &held, reported, now).await? {
                 Some(event) => {
                     let id = trailing_event_id(&key, ends);
                     queued += queue(&mut commit, &catalog, &event, id, now)?;
@@ -566,7 +634,7 @@ async fn close_due(consumer: &WebhookConsumer, store: &Store) -> Result<usize, S
         write_row(&mut commit, &key, Some(ends), row.as_ref())?;
     }
     store.commit(commit).await?;
-    Ok(queued)
+    Ok((closed, queued))
 }
 
 #[cfg(test)]

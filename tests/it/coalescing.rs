@@ -18,6 +18,22 @@ fn bodies(receiver: &Receiver) -> Vec<Value> {
         .collect()
 }
 
+/// How many deliveries are queued for the only endpoint, once every acknowledged record
+/// was turned into deliveries (those the sender has not made yet included).
+async fn queued(s: &TestServer) -> usize {
+    s.settled().await;
+    let hook = s.get("/admin/v1/webhooks").await.body[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    s.get(&format!("/admin/v1/webhooks/{hook}/deliveries?limit=100"))
+        .await
+        .body
+        .as_array()
+        .expect("deliveries")
+        .len()
+}
+
 async fn event_at(s: &TestServer, at: &str, metric: &str, user: &str, value: f64) {
     s.set_clock(at).await;
     let r = s.event(metric, user, value).await;
@@ -74,7 +90,7 @@ async fn points_changed_goes_at_once_then_once_per_window_with_the_net_change() 
     // Two more changes inside the window: held.
     event_at(&s, "2027-05-01T12:05:00Z", "lessons", "ada", 1.0).await;
     event_at(&s, "2027-05-01T12:10:00Z", "lessons", "ada", 1.0).await;
-    assert_eq!(receiver.requests().len(), 1, "held until the window ends");
+    assert_eq!(queued(&s).await, 1, "held until the window ends");
 
     // The window's end: one delivery with the net change and the level reached.
     s.set_clock("2027-05-01T12:15:00Z").await;
@@ -105,7 +121,7 @@ async fn points_changed_goes_at_once_then_once_per_window_with_the_net_change() 
 
     // The trailing delivery opened the next window: a change in it waits for its end.
     event_at(&s, "2027-05-01T12:20:00Z", "lessons", "ada", 1.0).await;
-    assert_eq!(receiver.requests().len(), 2);
+    assert_eq!(queued(&s).await, 2);
     s.set_clock("2027-05-01T12:30:00Z").await;
     received(&receiver, 3).await;
     let points = &bodies(&receiver)[2]["points"];
@@ -124,6 +140,27 @@ async fn points_changed_goes_at_once_then_once_per_window_with_the_net_change() 
     event_at(&s, "2027-05-01T13:01:00Z", "lessons", "bob", 1.0).await;
     received(&receiver, 5).await;
     assert_eq!(bodies(&receiver)[4]["user"]["id"], "bob");
+
+    // One move of the clock past the window's end: the trailing delivery is queued before
+    // the move is answered, made at the window's end.
+    event_at(&s, "2027-05-01T14:00:00Z", "lessons", "ada", 1.0).await;
+    event_at(&s, "2027-05-01T14:05:00Z", "lessons", "ada", 1.0).await;
+    s.set_clock("2027-05-01T16:00:00Z").await;
+    let hook = s.get("/admin/v1/webhooks").await.body[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let newest = &s
+        .get(&format!("/admin/v1/webhooks/{hook}/deliveries?limit=1"))
+        .await
+        .body[0];
+    assert_eq!(
+        (
+            newest["created"].clone(),
+            newest["payload"]["points"]["total"].clone()
+        ),
+        (json!("2027-05-01T14:15:00.000Z"), json!(75))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +227,7 @@ async fn board_and_rank_changes_are_throttled_per_board_and_per_user() {
     );
     // Ada takes first place back: held for her and for Bob (displaced in his window).
     event_at(&s, "2027-05-01T12:06:00Z", "words", "ada", 15.0).await;
-    assert_eq!(receiver.requests().len(), 3, "{:?}", bodies(&receiver));
+    assert_eq!(queued(&s).await, 3, "{:?}", bodies(&receiver));
 
     // 12:15 ends the board's and Ada's windows: the board's latest top; Ada is where she
     // was last reported (first), so nothing is said about her.
@@ -219,6 +256,6 @@ async fn board_and_rank_changes_are_throttled_per_board_and_per_user() {
         ),
         (json!(2), json!(1), json!(20), json!(20))
     );
-    s.settled().await;
+    assert_eq!(queued(&s).await, 5);
     assert_eq!(receiver.requests().len(), 5);
 }

@@ -244,4 +244,18 @@ async fn a_streak_reminder_comes_at_eight_in_the_evening_of_a_day_still_to_exten
     clock(&s, "2027-05-04T22:00:00Z").await;
     assert_eq!(queued(&s, &hook).await.len(), 1);
     received(&receiver, 1).await;
+
+    // One move of the clock over three days runs as if time had passed: Bob's streak is at
+    // risk on the 5th, and its reminder comes at 20:00 that day, before the streak is lost.
+    clock(&s, "2027-05-07T12:00:00Z").await;
+    let got = queued(&s, &hook).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    let (t, user, payload) = &got[1];
+    assert_eq!(
+        (t.as_str(), user.as_str()),
+        ("emails.streak_reminder_due", "bob")
+    );
+    assert_eq!(payload["timestamp"], "2027-05-05T19:00:00.000Z");
+    // (Its `streak` is read when the delivery is rendered: after this jump, as lost.)
+    assert!(payload["streak"]["length"].is_number(), "{payload}");
 }

@@ -167,9 +167,13 @@ impl UserActorState {
         let effects = self.state.apply_collect(&record, Apply::Live(catalog));
         self.dirty = true;
         let filed = self.state.filed_due;
+        // As of the record's own time: a scheduled record run at its due instant after the
+        // test clock jumped finds what comes due next from there, not from the jump's end
+        // (a streak reminder between the two would otherwise be judged too late).
+        let as_of = record.at().map_or(now, |t| t.min(now));
         let next = self
             .state
-            .next_due(catalog, now)
+            .next_due(catalog, as_of)
             .map(|t| t.timestamp_millis());
         let seq = self.seq + 1;
         let scope = self.deps.scope;

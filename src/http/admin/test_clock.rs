@@ -91,13 +91,43 @@ async fn set_clock(
     // no request timeout (see `http::runs_to_completion`), and the run is a task of its own,
     // so a client that disconnects cannot cut it short either (entries stay due until done).
     let scheduler = state.scheduler.clone();
-    let ran = tokio::spawn(async move { scheduler.run_due(now).await })
-        .await
-        .map_err(ApiError::internal)??;
+    let s = state.clone();
+    let ran = tokio::spawn(async move {
+        let ran = scheduler.run_due(now).await?;
+        // The webhooks of what ran are durably queued, then the throttling windows that
+        // ended by now are closed, each at its own end.
+        settle_outbox(&s).await;
+        crate::webhooks::throttled::close_until(
+            &crate::webhooks::dispatch::WebhookConsumer::of(&s),
+            &s.store,
+            now,
+        )
+        .await?;
+        Ok::<_, kudos_snapshots::StoreError>(ran)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     tracing::info!(now = %ts(now), due_jobs = ran, "test clock moved");
     Ok(Json(ClockResponse { now: ts(now) }))
 }
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/test-clock", get(get_clock).post(set_clock))
+}
+
+/// Waits until the leaderboards and the webhook outbox have applied every record written so
+/// far (their inbox rows are gone), for at most 30 s.
+async fn settle_outbox(state: &AppState) {
+    use kudos_snapshots::ConsumerId;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let inbox = state.store.inbox();
+    while inbox.backlog(ConsumerId::LEADERBOARDS, 1) > 0
+        || inbox.backlog(ConsumerId::WEBHOOKS, 1) > 0
+    {
+        if tokio::time::Instant::now() > deadline {
+            tracing::warn!("the test clock moved before the effect consumers caught up");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
