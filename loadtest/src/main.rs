@@ -141,28 +141,8 @@ enum Cmd {
     Webhooks {
         #[arg(long, default_value = "target/release/kudos")]
         kudos_bin: PathBuf,
-        /// Endpoints the backlog is delivered to (each completion goes to every one).
-        #[arg(long, default_value_t = 8)]
-        endpoints: usize,
-        /// Completions in the backlog.
-        #[arg(long, default_value_t = 5_000)]
-        backlog: usize,
-        /// Completions per second in the latency phases (one delivery each to the healthy
-        /// endpoint).
-        #[arg(long, default_value_t = 1_000.0)]
-        rate: f64,
-        /// Completions per second in the isolation phases (alone, beside a hanging endpoint,
-        /// beside a second healthy one), below saturation so only the neighbour differs.
-        #[arg(long, default_value_t = 500.0)]
-        isolation_rate: f64,
-        /// Measured seconds per latency phase.
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
-        #[arg(long, default_value_t = 32)]
-        connections: usize,
-        /// Also sample the outbox backlog and the healthy queue from /metrics.
-        #[arg(long)]
-        sample: bool,
+        #[command(flatten)]
+        options: webhooks::Options,
     },
     /// Resident memory per active user, with the page cache at a stated size.
     Memory {
@@ -257,27 +237,7 @@ fn main() -> anyhow::Result<()> {
             ops,
             redis,
         } => ranks::run(participants, ops, redis),
-        Cmd::Webhooks {
-            kudos_bin,
-            endpoints,
-            backlog,
-            rate,
-            isolation_rate,
-            duration,
-            connections,
-            sample,
-        } => rt.block_on(webhooks::run(
-            &kudos_bin,
-            webhooks::Options {
-                endpoints,
-                backlog,
-                rate,
-                isolation_rate,
-                duration,
-                connections,
-                sample,
-            },
-        )),
+        Cmd::Webhooks { kudos_bin, options } => rt.block_on(webhooks::run(&kudos_bin, options)),
     }
 }
 

@@ -264,14 +264,30 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-/// What `webhooks` is run with (see the subcommand's options).
+/// What `webhooks` is run with.
+#[derive(clap::Args)]
 pub struct Options {
+    /// Endpoints the backlog is delivered to (each completion goes to every one).
+    #[arg(long, default_value_t = 8)]
     pub endpoints: usize,
+    /// Completions in the backlog.
+    #[arg(long, default_value_t = 5_000)]
     pub backlog: usize,
+    /// Completions per second in the full-rate latency phase (one delivery each to the
+    /// healthy endpoint).
+    #[arg(long, default_value_t = 1_000.0)]
     pub rate: f64,
+    /// Completions per second in the isolation phases (alone, beside a hanging endpoint,
+    /// beside a second healthy one), below saturation so only the neighbour differs.
+    #[arg(long, default_value_t = 500.0)]
     pub isolation_rate: f64,
+    /// Measured seconds per latency phase.
+    #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// Also sample the outbox backlog and the healthy queue from /metrics.
+    #[arg(long)]
     pub sample: bool,
 }
 
