@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ws;
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,8 @@ pub fn router(state: AppState) -> Router {
             .layer(from_fn_with_state(state.clone(), auth::require_ready))
     };
     Router::new()
+        // Authenticated by the upgrade itself (the key may come as `?apiKey=`).
+        .route("/v1/ws", get(ws::upgrade))
         .nest("/v1", guard(app::router()))
         .nest("/admin/v1", guard(admin::router()))
         .route("/healthz", get(healthz))

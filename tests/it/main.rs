@@ -19,3 +19,4 @@ mod test_clock;
 mod users;
 mod webhook_shapes;
 mod webhooks;
+mod websocket;

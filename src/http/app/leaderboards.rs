@@ -47,7 +47,11 @@ async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Ve
 
 /// The run a read addresses (SPEC §7.2.4): `run=YYYY-MM-DD` selects the run containing
 /// that date; without it, the run containing today (UTC), or the last one once finished.
-fn selected_run(l: &Leaderboard, q: &QueryPairs, today: NaiveDate) -> ApiResult<Option<Run>> {
+pub(crate) fn selected_run(
+    l: &Leaderboard,
+    q: &QueryPairs,
+    today: NaiveDate,
+) -> ApiResult<Option<Run>> {
     let schedule = l.schedule();
     let current = schedule.run_at(today).or_else(|| {
         l.end
@@ -68,7 +72,11 @@ fn selected_run(l: &Leaderboard, q: &QueryPairs, today: NaiveDate) -> ApiResult<
 
 /// The group `userAttributes=k:v,…` names: required on boards with breakdowns (a value for
 /// every breakdown attribute), refused on the others (SPEC §7.6.2).
-fn selected_group(l: &Leaderboard, catalog: &Catalog, q: &QueryPairs) -> ApiResult<Vec<String>> {
+pub(crate) fn selected_group(
+    l: &Leaderboard,
+    catalog: &Catalog,
+    q: &QueryPairs,
+) -> ApiResult<Vec<String>> {
     let raw = q.get("userAttributes").filter(|s| !s.is_empty());
     if l.breakdown.is_empty() {
         if raw.is_some() {
@@ -151,34 +159,45 @@ async fn get_one(
     let run = selected_run(l, &q, now.date_naive())?;
     let group = selected_group(l, &catalog, &q)?;
     let mut body = app_leaderboard(l, &catalog, now);
-    let rankings: Vec<Value> = match (l.status_at(now), run) {
-        (LeaderboardStatus::Scheduled, _) | (_, None) => Vec::new(),
-        (_, Some(run)) => {
-            let start = match user {
-                None => PageStart::Offset(usize::try_from(offset).unwrap_or(0)),
-                Some(u) => PageStart::AroundUser {
-                    user: u.to_string(),
-                    offset,
-                },
-            };
-            state
-                .boards
-                .page(l.id, (run.index, group), start, limit)
-                .await?
-                .into_iter()
-                .map(|s| {
-                    json!({
-                        "userId": s.user_id,
-                        "userName": s.user_name,
-                        "rank": s.rank,
-                        "value": s.value.floor() as i64,
-                    })
-                })
-                .collect()
-        }
+    let start = match user {
+        None => PageStart::Offset(usize::try_from(offset).unwrap_or(0)),
+        Some(u) => PageStart::AroundUser {
+            user: u.to_string(),
+            offset,
+        },
     };
+    let rankings = rankings(&state, l, now, run, group, start, limit).await?;
     body.insert("rankings".into(), Value::Array(rankings));
     Ok(Json(Value::Object(body)))
+}
+
+/// A page of `LeaderboardRanking`s of a run's group (none before the board starts).
+pub(crate) async fn rankings(
+    state: &AppState,
+    l: &Leaderboard,
+    now: chrono::DateTime<chrono::Utc>,
+    run: Option<Run>,
+    group: Vec<String>,
+    start: PageStart,
+    limit: usize,
+) -> ApiResult<Vec<Value>> {
+    Ok(match (l.status_at(now), run) {
+        (LeaderboardStatus::Scheduled, _) | (_, None) => Vec::new(),
+        (_, Some(run)) => state
+            .boards
+            .page(l.id, (run.index, group), start, limit)
+            .await?
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "userId": s.user_id,
+                    "userName": s.user_name,
+                    "rank": s.rank,
+                    "value": s.value.floor() as i64,
+                })
+            })
+            .collect(),
+    })
 }
 
 /// `GET /users/{id}/leaderboards/{key}?run=&numEvents=`: the user's rank and value in the

@@ -1,0 +1,235 @@
+//! `GET /v1/ws` with a real WebSocket client (SPEC §11.4): the key checked before the
+//! upgrade, ping, leaderboard snapshots with `limit`, `run` and `aroundUser`, unsubscribe,
+//! and errors as messages on a connection that stays open.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{TestServer, KEY};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(
+    s: &TestServer,
+    query: &str,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("{}/v1/ws{query}", s.base.replace("http://", "ws://"));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn send(ws: &mut Socket, v: Value) {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// The next JSON message (within 10 s).
+async fn next(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_is_checked_before_the_upgrade() {
+    let s = TestServer::start().await;
+    // No key, a bad key: a 401 with the error body, no upgrade.
+    for query in ["", "?apiKey=nope.nope"] {
+        match connect(&s, query).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 401);
+                let body: Value =
+                    serde_json::from_slice(resp.body().as_deref().unwrap_or_default())
+                        .expect("json body");
+                assert!(body["error"].is_string(), "{body}");
+            }
+            other => panic!("expected a 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    // The key as a query parameter (browsers), or as the header.
+    let mut ws = connect(&s, &format!("?apiKey={KEY}"))
+        .await
+        .expect("upgrade");
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("{}/v1/ws", s.base.replace("http://", "ws://")),
+    )
+    .expect("request");
+    req.headers_mut()
+        .insert("x-api-key", KEY.parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
+    // A plain GET (no upgrade) with a good key is a 400.
+    let r = s.get("/v1/ws").await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_starts_with_a_snapshot_and_bad_ops_are_answered_with_errors() {
+    let s = TestServer::start().await;
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Words", "key": "words", "rankBy": "metric", "metricId": metric,
+                    "start": "2020-01-01", "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for (i, user) in ["ada", "bob", "cy", "dee", "eve", "fay", "gus"]
+        .iter()
+        .enumerate()
+    {
+        let r = s.event("words", user, 10.0 * (i as f64 + 1.0)).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let mut ws = connect(&s, &format!("?apiKey={KEY}"))
+        .await
+        .expect("upgrade");
+
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "top", "topic": "leaderboard:words", "limit": 3}),
+    )
+    .await;
+    let snap = next(&mut ws).await;
+    assert_eq!(
+        (
+            snap["type"].clone(),
+            snap["id"].clone(),
+            snap["seq"].clone()
+        ),
+        (json!("snapshot"), json!("top"), json!(0))
+    );
+    assert_eq!(snap["leaderboard"]["key"], "words");
+    assert_eq!(snap["leaderboard"]["status"], "active");
+    let ranked: Vec<(Value, Value)> = snap["leaderboard"]["rankings"]
+        .as_array()
+        .expect("rankings")
+        .iter()
+        .map(|r| (r["userId"].clone(), r["rank"].clone()))
+        .collect();
+    assert_eq!(
+        ranked,
+        vec![
+            (json!("gus"), json!(1)),
+            (json!("fay"), json!(2)),
+            (json!("eve"), json!(3))
+        ]
+    );
+    assert!(snap.get("around").is_none());
+
+    // Around a user: their rank ±2.
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "me", "topic": "leaderboard:words", "aroundUser": "cy"}),
+    )
+    .await;
+    let snap = next(&mut ws).await;
+    let around: Vec<Value> = snap["around"]
+        .as_array()
+        .expect("around")
+        .iter()
+        .map(|r| r["userId"].clone())
+        .collect();
+    assert_eq!(
+        around,
+        vec![
+            json!("eve"),
+            json!("dee"),
+            json!("cy"),
+            json!("bob"),
+            json!("ada")
+        ]
+    );
+    assert_eq!(
+        snap["leaderboard"]["rankings"].as_array().map(Vec::len),
+        Some(7),
+        "the default limit is 10"
+    );
+
+    // Errors are messages; the connection stays open.
+    for (op, id, needle) in [
+        (
+            json!({"op": "subscribe", "id": "top", "topic": "leaderboard:words"}),
+            Some("top"),
+            "already",
+        ),
+        (
+            json!({"op": "subscribe", "id": "x", "topic": "leaderboard:nope"}),
+            Some("x"),
+            "not found",
+        ),
+        (
+            json!({"op": "subscribe", "id": "x", "topic": "leaderboard:words", "limit": 101}),
+            Some("x"),
+            "limit",
+        ),
+        (
+            json!({"op": "subscribe", "id": "x", "topic": "leaderboard:words", "run": "soon"}),
+            Some("x"),
+            "run",
+        ),
+        (
+            json!({"op": "subscribe", "id": "x", "topic": "elsewhere"}),
+            Some("x"),
+            "topic",
+        ),
+        (
+            json!({"op": "subscribe", "topic": "leaderboard:words"}),
+            None,
+            "id",
+        ),
+        (json!({"op": "dance", "id": "x"}), Some("x"), "Unknown op"),
+        (
+            json!({"op": "unsubscribe", "id": "never"}),
+            Some("never"),
+            "No subscription",
+        ),
+        (json!(["not", "an", "object"]), None, "JSON objects"),
+    ] {
+        send(&mut ws, op.clone()).await;
+        let e = next(&mut ws).await;
+        assert_eq!(e["type"], "error", "{op}: {e}");
+        assert_eq!(e.get("id").and_then(Value::as_str), id, "{op}: {e}");
+        let text = e["error"].as_str().expect("error text");
+        assert!(text.contains(needle), "{op}: {text}");
+    }
+    ws.send(Message::Text("{not json".into()))
+        .await
+        .expect("send");
+    assert_eq!(next(&mut ws).await["type"], "error");
+
+    // Unsubscribe frees the id.
+    send(&mut ws, json!({"op": "unsubscribe", "id": "top"})).await;
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "top", "topic": "leaderboard:words", "limit": 1}),
+    )
+    .await;
+    let snap = next(&mut ws).await;
+    assert_eq!(
+        (
+            snap["type"].clone(),
+            snap["leaderboard"]["rankings"].as_array().map(Vec::len)
+        ),
+        (json!("snapshot"), Some(1))
+    );
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
+}
