@@ -22,6 +22,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod ops;
+pub mod push;
 pub mod webhooks;
 pub mod wire;
 
@@ -98,6 +99,8 @@ pub struct Inner {
     pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Held while webhook throttling windows are read and written.
     pub webhook_throttle: Arc<tokio::sync::Mutex<()>>,
+    /// Live WebSocket updates.
+    pub push: push::Hub,
     /// Webhook attempt counts for `/metrics`.
     pub webhook_stats: Arc<webhooks::dispatch::Stats>,
     readiness: AtomicU8,
@@ -242,6 +245,7 @@ pub async fn run(
         webhook_sender,
         webhook_wake: Arc::new(tokio::sync::Notify::new()),
         webhook_throttle: Default::default(),
+        push: Default::default(),
         webhook_stats: Arc::default(),
         readiness: AtomicU8::new(0),
     }));
@@ -288,6 +292,7 @@ pub async fn run(
 fn start_background(state: &AppState, bus: EffectBus) {
     let bg = &state.background;
     let token = bg.shutdown().clone();
+    push::start(state, token.clone());
     let (users, t) = (state.users.clone(), token.clone());
     bg.supervise("passivator", move || {
         let (users, t) = (users.clone(), t.clone());

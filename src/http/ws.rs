@@ -6,23 +6,25 @@
 //! `limit` and, with `aroundUser`, the user's neighbourhood), and `unsubscribe`. A bad op
 //! is answered with an `error` message; the connection stays open.
 //!
-//! Built so far: the upgrade, the ops and the snapshots. The `update` messages after
-//! changes, `user:` topics and backpressure come with the push hub (the WebSocket issue).
+//! After the snapshot, the push hub ([`crate::push`]) sends an `update` whenever the
+//! window changes, at most 10 per second per subscription, the latest state replacing an
+//! update not yet written. Not built yet: `user:` topics, server pings and the limits of
+//! §11.4.5.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use kudos_actors::catalog::leaderboards::LeaderboardStatus;
-use kudos_actors::leaderboard::actor::PageStart;
 use serde_json::{json, Value};
 
-use crate::http::app::leaderboards::{rankings, selected_group, selected_run};
+use crate::http::app::leaderboards::{selected_group, selected_run};
 use crate::http::error::ApiError;
 use crate::http::extract::QueryPairs;
-use crate::wire::leaderboards::app_leaderboard;
+use crate::push::{HubMsg, Pending, WindowKey};
 use crate::{AppState, Readiness};
 
 /// Subscriptions one connection may hold.
@@ -69,32 +71,49 @@ pub async fn upgrade(
         .on_upgrade(move |socket| connection(state, socket))
 }
 
-/// Serves one connection until the client closes it.
+/// Serves one connection until the client closes it: its ops, and the updates the hub
+/// leaves in its pending slot.
 async fn connection(state: AppState, mut socket: WebSocket) {
+    let conn = state.push.connection();
+    let pending = Arc::new(Pending::default());
     let mut subs: HashSet<String> = HashSet::new();
-    while let Some(Ok(msg)) = socket.recv().await {
+    loop {
+        let msg = tokio::select! {
+            msg = socket.recv() => msg,
+            _ = pending.ready.notified() => {
+                let mut failed = false;
+                for update in pending.take() {
+                    if socket.send(Message::Text(update.into())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(Ok(msg)) = msg else {
+            break;
+        };
         let text = match msg {
             Message::Text(t) => t,
             Message::Close(_) => break,
             // Pings are answered by the library; binary frames are not part of the protocol.
             Message::Binary(_) => {
-                if send(
-                    &mut socket,
-                    &error(None, "Messages must be JSON text frames"),
-                )
-                .await
-                .is_err()
-                {
+                let e = error(None, "Messages must be JSON text frames").to_string();
+                if socket.send(Message::Text(e.into())).await.is_err() {
                     break;
                 }
                 continue;
             }
             _ => continue,
         };
-        let replies = handle(&state, &mut subs, text.as_str()).await;
+        let replies = handle(&state, conn, &pending, &mut subs, text.as_str()).await;
         let mut failed = false;
         for reply in replies {
-            if send(&mut socket, &reply).await.is_err() {
+            if socket.send(Message::Text(reply.into())).await.is_err() {
                 failed = true;
                 break;
             }
@@ -103,10 +122,7 @@ async fn connection(state: AppState, mut socket: WebSocket) {
             break;
         }
     }
-}
-
-async fn send(socket: &mut WebSocket, v: &Value) -> Result<(), axum::Error> {
-    socket.send(Message::Text(v.to_string().into())).await
+    state.push.send(HubMsg::Disconnect { conn });
 }
 
 fn error(id: Option<&str>, message: &str) -> Value {
@@ -117,20 +133,46 @@ fn error(id: Option<&str>, message: &str) -> Value {
 }
 
 /// The messages one client op is answered with.
-async fn handle(state: &AppState, subs: &mut HashSet<String>, text: &str) -> Vec<Value> {
+async fn handle(
+    state: &AppState,
+    conn: u64,
+    pending: &Arc<Pending>,
+    subs: &mut HashSet<String>,
+    text: &str,
+) -> Vec<String> {
     let Ok(Value::Object(op)) = serde_json::from_str::<Value>(text) else {
-        return vec![error(None, "Messages must be JSON objects")];
+        return vec![error(None, "Messages must be JSON objects").to_string()];
     };
     let id = op.get("id").and_then(Value::as_str);
-    match op.get("op").and_then(Value::as_str) {
+    let replies = match op.get("op").and_then(Value::as_str) {
         Some("ping") => vec![json!({"type": "pong"})],
         Some("unsubscribe") => match id {
-            Some(id) if subs.remove(id) => Vec::new(),
+            Some(id) if subs.remove(id) => {
+                state.push.send(HubMsg::Unsubscribe {
+                    conn,
+                    sub: id.to_string(),
+                });
+                pending.drop_sub(id);
+                Vec::new()
+            }
             Some(id) => vec![error(Some(id), "No subscription with this id")],
             None => vec![error(None, "unsubscribe needs the subscription's id")],
         },
         Some("subscribe") => match subscribe(state, subs, &op).await {
-            Ok(snapshot) => vec![snapshot],
+            Ok((sub, key, body)) => {
+                let snapshot = format!(
+                    "{{\"type\":\"snapshot\",\"id\":{},\"seq\":0,{body}}}",
+                    Value::String(sub.clone())
+                );
+                state.push.send(HubMsg::Subscribe {
+                    conn,
+                    sub,
+                    key,
+                    body,
+                    pending: pending.clone(),
+                });
+                return vec![snapshot];
+            }
             Err(message) => vec![error(id, &message)],
         },
         Some(other) => vec![error(id, &format!("Unknown op: {other}"))],
@@ -138,15 +180,16 @@ async fn handle(state: &AppState, subs: &mut HashSet<String>, text: &str) -> Vec
             id,
             "Messages need an op (subscribe, unsubscribe or ping)",
         )],
-    }
+    };
+    replies.iter().map(Value::to_string).collect()
 }
 
-/// Registers a subscription and answers with its snapshot.
+/// Registers a subscription: its id, the window it watches, and the window now.
 async fn subscribe(
     state: &AppState,
     subs: &mut HashSet<String>,
     op: &serde_json::Map<String, Value>,
-) -> Result<Value, String> {
+) -> Result<(String, WindowKey, String), String> {
     let id = match op.get("id") {
         Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_ID => id.clone(),
         _ => return Err(format!("id must be a string of 1 to {MAX_ID} characters")),
@@ -163,15 +206,18 @@ async fn subscribe(
         .get("topic")
         .and_then(Value::as_str)
         .ok_or("topic must be leaderboard:<key> or user:<userId>")?;
-    let snapshot = if let Some(key) = topic.strip_prefix("leaderboard:") {
-        leaderboard_snapshot(state, &id, key, op).await?
+    let window = if let Some(key) = topic.strip_prefix("leaderboard:") {
+        leaderboard_window(state, key, op)?
     } else if topic.starts_with("user:") {
         return Err("user topics are not available yet".into());
     } else {
         return Err("topic must be leaderboard:<key> or user:<userId>".into());
     };
-    subs.insert(id);
-    Ok(snapshot)
+    let body = crate::push::read(state, &window)
+        .await
+        .ok_or("The leaderboard cannot be read now")?;
+    subs.insert(id.clone());
+    Ok((id, window, body))
 }
 
 fn optional_string<'a>(
@@ -185,14 +231,13 @@ fn optional_string<'a>(
     }
 }
 
-/// The `snapshot` of a leaderboard subscription: the board with its top `limit` of the run
-/// and group asked for, and `around` the user asked for (their rank ±2).
-async fn leaderboard_snapshot(
+/// The window a leaderboard subscription watches: the board's run and group asked for,
+/// its top `limit`, and `aroundUser`.
+fn leaderboard_window(
     state: &AppState,
-    id: &str,
     key: &str,
     op: &serde_json::Map<String, Value>,
-) -> Result<Value, String> {
+) -> Result<WindowKey, String> {
     let limit = match op.get("limit") {
         None | Some(Value::Null) => 10,
         Some(v) => v
@@ -200,7 +245,6 @@ async fn leaderboard_snapshot(
             .filter(|l| (1..=MAX_LIMIT).contains(l))
             .ok_or_else(|| format!("limit must be an integer between 1 and {MAX_LIMIT}"))?,
     };
-    let limit = usize::try_from(limit).unwrap_or(10);
     let catalog = state.catalog.get();
     let now = state.clock.now();
     let board = catalog
@@ -218,36 +262,12 @@ async fn leaderboard_snapshot(
     let q = QueryPairs(pairs);
     let run = selected_run(board, &q, now.date_naive()).map_err(|e| e.message)?;
     let group = selected_group(board, &catalog, &q).map_err(|e| e.message)?;
-    let top = rankings(
-        state,
-        board,
-        now,
-        run,
-        group.clone(),
-        PageStart::Offset(0),
-        limit,
-    )
-    .await
-    .map_err(|e| e.message)?;
-    let mut body = app_leaderboard(board, &catalog, now);
-    body.insert("rankings".into(), Value::Array(top));
-    let mut snapshot = json!({"type": "snapshot", "id": id, "seq": 0, "leaderboard": body});
-    if let Some(user) = optional_string(op, "aroundUser")? {
-        let around = rankings(
-            state,
-            board,
-            now,
-            run,
-            group,
-            PageStart::AroundUser {
-                user: user.to_string(),
-                offset: -2,
-            },
-            5,
-        )
-        .await
-        .map_err(|e| e.message)?;
-        snapshot["around"] = Value::Array(around);
-    }
-    Ok(snapshot)
+    Ok(WindowKey {
+        board: board.id,
+        key: board.key.clone(),
+        run: run.map(|r| r.index),
+        group,
+        limit: usize::try_from(limit).unwrap_or(10),
+        around: optional_string(op, "aroundUser")?.map(str::to_string),
+    })
 }

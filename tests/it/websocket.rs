@@ -233,3 +233,95 @@ async fn a_subscription_starts_with_a_snapshot_and_bad_ops_are_answered_with_err
     send(&mut ws, json!({"op": "ping"})).await;
     assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
 }
+
+/// The next message that is not a `pong`.
+async fn next_update(ws: &mut Socket) -> Value {
+    loop {
+        let m = next(ws).await;
+        if m["type"] != "pong" {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_follow_rest_events_with_seq_rising_by_one_until_unsubscribed() {
+    let s = TestServer::start().await;
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Words", "key": "words", "rankBy": "metric", "metricId": metric,
+                    "start": "2020-01-01", "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for (user, value) in [("ada", 10.0), ("bob", 20.0), ("cy", 30.0)] {
+        assert_eq!(s.event("words", user, value).await.status, 201);
+    }
+    let mut ws = connect(&s, &format!("?apiKey={KEY}"))
+        .await
+        .expect("upgrade");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "top", "topic": "leaderboard:words", "limit": 2}),
+    )
+    .await;
+    let snap = next(&mut ws).await;
+    assert_eq!(snap["type"], "snapshot");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "ada", "topic": "leaderboard:words", "aroundUser": "ada", "limit": 1}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["type"], "snapshot");
+
+    // Ada climbs to first: both windows move.
+    assert_eq!(s.event("words", "ada", 100.0).await.status, 201);
+    let mut got = [next_update(&mut ws).await, next_update(&mut ws).await];
+    got.sort_by_key(|m| m["id"].as_str().unwrap_or_default().to_string());
+    let (ada, top) = (&got[0], &got[1]);
+    assert_eq!(
+        (top["type"].clone(), top["id"].clone(), top["seq"].clone()),
+        (json!("update"), json!("top"), json!(1))
+    );
+    let first: Vec<Value> = top["leaderboard"]["rankings"]
+        .as_array()
+        .expect("rankings")
+        .iter()
+        .map(|r| r["userId"].clone())
+        .collect();
+    assert_eq!(first, vec![json!("ada"), json!("cy")]);
+    assert_eq!(
+        (ada["id"].clone(), ada["seq"].clone()),
+        (json!("ada"), json!(1))
+    );
+    assert_eq!(ada["around"][0]["userId"], "ada");
+
+    // More moves: seq rises by exactly one per update.
+    for (i, value) in [50.0, 100.0].into_iter().enumerate() {
+        assert_eq!(s.event("words", "bob", value).await.status, 201);
+        loop {
+            let m = next_update(&mut ws).await;
+            if m["id"] == "top" {
+                assert_eq!(m["seq"], json!(i + 2), "{m}");
+                break;
+            }
+        }
+    }
+
+    // Unsubscribed: "top" gets nothing more, while "ada" still moves.
+    send(&mut ws, json!({"op": "unsubscribe", "id": "top"})).await;
+    send(&mut ws, json!({"op": "ping"})).await;
+    loop {
+        let m = next(&mut ws).await;
+        if m["type"] == "pong" {
+            break;
+        }
+    }
+    assert_eq!(s.event("words", "dee", 1000.0).await.status, 201);
+    let m = next_update(&mut ws).await;
+    assert_eq!(m["id"], "ada", "{m}");
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
+}

@@ -1,0 +1,314 @@
+//! The push hub: live `update` messages for WebSocket leaderboard subscriptions (SPEC
+//! §11.4).
+//!
+//! One task owns every watched window (a board's run, group, `limit` and `aroundUser`)
+//! with its subscribers, and is told by messages ([`HubMsg`]): subscriptions come and go
+//! from connections, and committed records that placed someone on a board mark that
+//! board's windows changed. Every [`TICK`] the hub reads each changed window once,
+//! serializes it once, and when it differs from what was last sent, gives every
+//! subscriber an update carrying it (so at most 10 updates per second per subscription,
+//! always the latest state). Updates wait in each connection's [`Pending`] slot, where a
+//! newer one replaces an older one not yet sent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kudos_actors::leaderboard::actor::PageStart;
+use kudos_actors::user::Effect;
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::AppState;
+
+/// How often changed windows are read (the coalescing interval: 10 per second).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// What a connection's subscription watches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WindowKey {
+    pub board: Uuid,
+    pub key: String,
+    pub run: Option<u64>,
+    pub group: Vec<String>,
+    pub limit: usize,
+    pub around: Option<String>,
+}
+
+/// A connection's updates not yet written to its socket, by subscription id: a newer
+/// update of a subscription replaces the one waiting.
+#[derive(Default)]
+pub struct Pending {
+    updates: Mutex<Vec<(String, String)>>,
+    pub ready: Notify,
+}
+
+impl Pending {
+    fn put(&self, sub: &str, message: String) {
+        let mut u = self.updates.lock().unwrap_or_else(|e| e.into_inner());
+        match u.iter_mut().find(|(s, _)| s == sub) {
+            Some(slot) => slot.1 = message,
+            None => u.push((sub.to_string(), message)),
+        }
+        drop(u);
+        self.ready.notify_one();
+    }
+
+    /// Takes every waiting update, in the order subscriptions first got one.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.updates.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// Forgets a subscription's waiting update.
+    pub fn drop_sub(&self, sub: &str) {
+        self.updates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(s, _)| s != sub);
+    }
+}
+
+/// Messages of the hub.
+pub enum HubMsg {
+    /// A subscription answered with `body` (the snapshot's `"leaderboard":…` part).
+    Subscribe {
+        conn: u64,
+        sub: String,
+        key: WindowKey,
+        body: String,
+        pending: Arc<Pending>,
+    },
+    Unsubscribe {
+        conn: u64,
+        sub: String,
+    },
+    /// The connection closed: all its subscriptions end.
+    Disconnect {
+        conn: u64,
+    },
+    /// A committed record placed someone on this board.
+    Changed {
+        board: Uuid,
+    },
+}
+
+/// A handle to the hub (cheap to clone).
+#[derive(Clone)]
+pub struct Hub {
+    tx: mpsc::UnboundedSender<HubMsg>,
+    /// The hub's end of the channel, until [`start`] takes it.
+    rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<HubMsg>>>>,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            tx,
+            rx: Arc::new(Mutex::new(Some(rx))),
+            next_conn: Default::default(),
+        }
+    }
+}
+
+impl Hub {
+    pub fn send(&self, msg: HubMsg) {
+        let _ = self.tx.send(msg);
+    }
+
+    /// A new connection's number.
+    pub fn connection(&self) -> u64 {
+        self.next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+struct Subscriber {
+    conn: u64,
+    sub: String,
+    seq: u64,
+    pending: Arc<Pending>,
+}
+
+struct Window {
+    /// What was last sent (the serialized `"leaderboard":…,"around":…` part).
+    last: String,
+    subscribers: Vec<Subscriber>,
+    /// Ticks left to read it again (a change is read on two ticks, in case the board had
+    /// not applied it yet at the first).
+    dirty: u8,
+}
+
+/// Starts the hub of `state.push` and the listener that tells it which boards changed
+/// (once; later calls do nothing).
+pub fn start(state: &AppState, shutdown: CancellationToken) {
+    let hub = state.push.clone();
+    let Some(rx) = hub.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    {
+        let (hub, mut published, shutdown) =
+            (hub.clone(), state.users.bus().subscribe(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let p = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    p = published.recv() => p,
+                };
+                match p {
+                    Ok(p) => {
+                        for e in &p.effects {
+                            if let Effect::Ranked { placements, .. }
+                            | Effect::RankedWithoutZone { placements, .. } = e
+                            {
+                                for pl in placements {
+                                    hub.send(HubMsg::Changed { board: pl.board_id });
+                                }
+                            }
+                        }
+                    }
+                    // Missed records: every window is read again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        hub.send(HubMsg::Changed { board: Uuid::nil() });
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    tokio::spawn(run(state.clone(), rx, shutdown));
+}
+
+async fn run(
+    state: AppState,
+    mut rx: mpsc::UnboundedReceiver<HubMsg>,
+    shutdown: CancellationToken,
+) {
+    let mut windows: HashMap<WindowKey, Window> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                apply(&mut windows, msg);
+            }
+            _ = tick.tick() => refresh(&state, &mut windows).await,
+        }
+    }
+}
+
+fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
+    match msg {
+        HubMsg::Subscribe {
+            conn,
+            sub,
+            key,
+            body,
+            pending,
+        } => {
+            let w = windows.entry(key).or_insert_with(|| Window {
+                last: body,
+                subscribers: Vec::new(),
+                dirty: 0,
+            });
+            // Read once more: a change between the snapshot's read and now is not missed.
+            w.dirty = w.dirty.max(1);
+            w.subscribers.push(Subscriber {
+                conn,
+                sub,
+                seq: 1,
+                pending,
+            });
+        }
+        HubMsg::Unsubscribe { conn, sub } => {
+            for w in windows.values_mut() {
+                w.subscribers.retain(|s| !(s.conn == conn && s.sub == sub));
+            }
+            windows.retain(|_, w| !w.subscribers.is_empty());
+        }
+        HubMsg::Disconnect { conn } => {
+            for w in windows.values_mut() {
+                w.subscribers.retain(|s| s.conn != conn);
+            }
+            windows.retain(|_, w| !w.subscribers.is_empty());
+        }
+        HubMsg::Changed { board } => {
+            for (k, w) in windows.iter_mut() {
+                if board.is_nil() || k.board == board {
+                    w.dirty = 2;
+                }
+            }
+        }
+    }
+}
+
+/// Reads every changed window once and gives its subscribers the update when it moved.
+async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) {
+    for (key, w) in windows.iter_mut().filter(|(_, w)| w.dirty > 0) {
+        w.dirty -= 1;
+        let Some(body) = read(state, key).await else {
+            continue;
+        };
+        if body == w.last {
+            continue;
+        }
+        for s in &mut w.subscribers {
+            let message = format!(
+                "{{\"type\":\"update\",\"id\":{},\"seq\":{},{body}}}",
+                Value::String(s.sub.clone()),
+                s.seq
+            );
+            s.seq += 1;
+            s.pending.put(&s.sub, message);
+        }
+        w.last = body;
+    }
+}
+
+/// The `"leaderboard":…` (and `"around":…`) part of a window's message, as it is now.
+pub async fn read(state: &AppState, key: &WindowKey) -> Option<String> {
+    let catalog = state.catalog.get();
+    let now = state.clock.now();
+    let board = catalog.leaderboard(key.board)?;
+    let run = key.run.and_then(|index| board.schedule().run(index));
+    let top = crate::http::app::leaderboards::rankings(
+        state,
+        board,
+        now,
+        run,
+        key.group.clone(),
+        PageStart::Offset(0),
+        key.limit,
+    )
+    .await
+    .ok()?;
+    let mut body = crate::wire::leaderboards::app_leaderboard(board, &catalog, now);
+    body.insert("rankings".into(), Value::Array(top));
+    let mut out = format!("\"leaderboard\":{}", Value::Object(body));
+    if let Some(user) = &key.around {
+        let around = crate::http::app::leaderboards::rankings(
+            state,
+            board,
+            now,
+            run,
+            key.group.clone(),
+            PageStart::AroundUser {
+                user: user.clone(),
+                offset: -2,
+            },
+            5,
+        )
+        .await
+        .ok()?;
+        out.push_str(&format!(",\"around\":{}", Value::Array(around)));
+    }
+    Some(out)
+}
