@@ -110,6 +110,10 @@ pub struct Config {
     #[arg(long, env = "KUDOS_DELIVERY_LOG_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub delivery_log_days: u64,
 
+    /// WebSocket connections one API key may hold open at once (SPEC §11.4.5).
+    #[arg(long, env = "KUDOS_WS_MAX_CONNECTIONS_PER_KEY", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ws_max_connections_per_key: u64,
+
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,

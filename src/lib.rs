@@ -101,6 +101,8 @@ pub struct Inner {
     pub webhook_throttle: Arc<tokio::sync::Mutex<()>>,
     /// Live WebSocket updates.
     pub push: push::Hub,
+    /// Open WebSocket connections per API key prefix.
+    pub ws_connections: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// Webhook attempt counts for `/metrics`.
     pub webhook_stats: Arc<webhooks::dispatch::Stats>,
     readiness: AtomicU8,
@@ -246,6 +248,7 @@ pub async fn run(
         webhook_wake: Arc::new(tokio::sync::Notify::new()),
         webhook_throttle: Default::default(),
         push: Default::default(),
+        ws_connections: Default::default(),
         webhook_stats: Arc::default(),
         readiness: AtomicU8::new(0),
     }));

@@ -8,8 +8,10 @@
 //!
 //! After the snapshot, the push hub ([`crate::push`]) sends an `update` whenever the
 //! window changes, at most 10 per second per subscription, the latest state replacing an
-//! update not yet written. Not built yet: `user:` topics, server pings and the limits of
-//! §11.4.5.
+//! update not yet written. The server pings every 30 s and drops a peer that missed two
+//! pongs; shutdown closes every socket with 1001; a key holds at most
+//! `KUDOS_WS_MAX_CONNECTIONS_PER_KEY` connections (429 before the upgrade). Not built yet:
+//! `user:` topics and the slow-consumer close.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub const MAX_SUBSCRIPTIONS: usize = 100;
 const MAX_LIMIT: i64 = 100;
 /// Longest subscription `id`.
 const MAX_ID: usize = 128;
+/// How often the server pings each connection (SPEC §11.4.5).
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest text frame read (a subscribe op is a few hundred bytes).
 const MAX_FRAME: usize = 16 * 1024;
 
@@ -58,7 +62,8 @@ pub async fn upgrade(
         return ApiError::unauthorized("Missing X-API-KEY header or apiKey parameter")
             .into_response();
     };
-    if state.keys.verify(presented.trim()).is_none() {
+    let presented = presented.trim();
+    if state.keys.verify(presented).is_none() {
         return ApiError::unauthorized("Invalid API key").into_response();
     }
     let ws = match ws {
@@ -67,18 +72,85 @@ pub async fn upgrade(
             return ApiError::bad_request("Expected a WebSocket upgrade request").into_response()
         }
     };
+    let key = presented.split('.').next().unwrap_or_default().to_string();
+    let Some(seat) = Seat::take(&state, key) else {
+        return ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many WebSocket connections for this API key (at most {})",
+                state.config.ws_max_connections_per_key
+            ),
+        )
+        .into_response();
+    };
     ws.max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| connection(state, socket))
+        .on_upgrade(move |socket| connection(state, socket, seat))
+}
+
+/// One of a key's connections (`KUDOS_WS_MAX_CONNECTIONS_PER_KEY`), given back when the
+/// connection ends or its upgrade fails.
+struct Seat {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    key: String,
+}
+
+impl Seat {
+    fn take(state: &AppState, key: String) -> Option<Self> {
+        let mut counts = state
+            .ws_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(key.clone()).or_default();
+        if *n >= state.config.ws_max_connections_per_key {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: state.ws_connections.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Serves one connection until the client closes it: its ops, and the updates the hub
 /// leaves in its pending slot.
-async fn connection(state: AppState, mut socket: WebSocket) {
+async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
     let conn = state.push.connection();
     let pending = Arc::new(Pending::default());
     let mut subs: HashSet<String> = HashSet::new();
+    let shutdown = state.background.shutdown().clone();
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut unanswered = 0u32;
     loop {
         let msg = tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = socket.send(close(1001, "server shutting down")).await;
+                break;
+            }
+            _ = pings.tick() => {
+                // Transport time, on the wall clock: peers that miss two pongs are dropped.
+                if unanswered >= 2 {
+                    let _ = socket.send(close(1001, "no pong")).await;
+                    break;
+                }
+                unanswered += 1;
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             msg = socket.recv() => msg,
             _ = pending.ready.notified() => {
                 let mut failed = false;
@@ -100,6 +172,10 @@ async fn connection(state: AppState, mut socket: WebSocket) {
         let text = match msg {
             Message::Text(t) => t,
             Message::Close(_) => break,
+            Message::Pong(_) => {
+                unanswered = 0;
+                continue;
+            }
             // Pings are answered by the library; binary frames are not part of the protocol.
             Message::Binary(_) => {
                 let e = error(None, "Messages must be JSON text frames").to_string();
@@ -123,6 +199,13 @@ async fn connection(state: AppState, mut socket: WebSocket) {
         }
     }
     state.push.send(HubMsg::Disconnect { conn });
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
 fn error(id: Option<&str>, message: &str) -> Value {

@@ -34,11 +34,29 @@ impl TestServer {
         Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), false).await
     }
 
+    /// A server whose configuration `tweak` changes first.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::launch_with(
+            Arc::new(tempfile::tempdir().expect("tempdir")),
+            false,
+            tweak,
+        )
+        .await
+    }
+
     pub async fn start_with_test_clock() -> Self {
         Self::launch(Arc::new(tempfile::tempdir().expect("tempdir")), true).await
     }
 
     async fn launch(dir: Arc<tempfile::TempDir>, test_clock: bool) -> Self {
+        Self::launch_with(dir, test_clock, |_| {}).await
+    }
+
+    async fn launch_with(
+        dir: Arc<tempfile::TempDir>,
+        test_clock: bool,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -51,6 +69,7 @@ impl TestServer {
         // ... and may send webhooks to loopback receivers; plain servers keep the SSRF guard.
         config.webhook_allow_private = test_clock;
         config.max_body_bytes = 64 * 1024;
+        tweak(&mut config);
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(kudos::run(config, listener, shutdown.clone()));
         let mut server = Self {

@@ -325,3 +325,56 @@ async fn updates_follow_rest_events_with_seq_rising_by_one_until_unsubscribed() 
     send(&mut ws, json!({"op": "ping"})).await;
     assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_key_are_limited_and_shutdown_closes_with_1001() {
+    let s = TestServer::start_with(|c| c.ws_max_connections_per_key = 2).await;
+    let query = format!("?apiKey={KEY}");
+    let first = connect(&s, &query).await.expect("upgrade");
+    let mut second = connect(&s, &query).await.expect("upgrade");
+    match connect(&s, &query).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap_or_default())
+                .expect("json body");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("at most 2"),
+                "{body}"
+            );
+        }
+        other => panic!("expected a 429, got {:?}", other.map(|_| ())),
+    }
+    // A closed connection gives its seat back.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut third = loop {
+        match connect(&s, &query).await {
+            Ok(ws) => break ws,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the seat was not given back: {e}"),
+        }
+    };
+    send(&mut third, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut third).await, json!({"type": "pong"}));
+
+    // A graceful stop closes every socket with 1001.
+    s.stop().await.expect("stop");
+    for ws in [&mut second, &mut third] {
+        let close = loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .expect("a close in time");
+            match msg {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    }
+}
