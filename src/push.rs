@@ -42,8 +42,15 @@ pub struct WindowKey {
 #[derive(Default)]
 pub struct Pending {
     updates: Mutex<Vec<(String, String)>>,
+    /// `event` messages not yet written, in order (at most [`EVENT_QUEUE`]).
+    events: Mutex<std::collections::VecDeque<String>>,
+    /// Set when `events` overflowed: the connection is closed as a slow consumer.
+    slow: std::sync::atomic::AtomicBool,
     pub ready: Notify,
 }
+
+/// `event` messages one connection may have waiting before it counts as a slow consumer.
+pub const EVENT_QUEUE: usize = 256;
 
 impl Pending {
     fn put(&self, sub: &str, message: String) {
@@ -56,12 +63,37 @@ impl Pending {
         self.ready.notify_one();
     }
 
-    /// Takes every waiting update, in the order subscriptions first got one.
+    /// Queues an `event` message (events are never coalesced: a connection that lets
+    /// [`EVENT_QUEUE`] pile up is a slow consumer).
+    fn put_event(&self, message: String) {
+        let mut q = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= EVENT_QUEUE {
+            self.slow.store(true, std::sync::atomic::Ordering::Release);
+        } else {
+            q.push_back(message);
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// Whether the connection fell behind its events (close it with 1013).
+    pub fn is_slow(&self) -> bool {
+        self.slow.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes every waiting message: events in order, then updates in the order
+    /// subscriptions first got one.
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.updates.lock().unwrap_or_else(|e| e.into_inner()))
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect()
+        let mut out: Vec<String> =
+            std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        out.extend(
+            std::mem::take(&mut *self.updates.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .map(|(_, m)| m),
+        );
+        out
     }
 
     /// Forgets a subscription's waiting update.
@@ -83,10 +115,19 @@ pub enum HubMsg {
         body: String,
         pending: Arc<Pending>,
     },
+    /// A `user:<id>` subscription.
+    SubscribeUser {
+        conn: u64,
+        sub: String,
+        user: String,
+        pending: Arc<Pending>,
+    },
     Unsubscribe {
         conn: u64,
         sub: String,
     },
+    /// A committed record (its user's subscribers get its events).
+    Record(Arc<kudos_actors::effects::Published>),
     /// The connection closed: all its subscriptions end.
     Disconnect {
         conn: u64,
@@ -163,6 +204,9 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
                 };
                 match p {
                     Ok(p) => {
+                        if p.stream.kind == kudos_snapshots::StreamKind::User {
+                            hub.send(HubMsg::Record(p.clone()));
+                        }
                         for e in &p.effects {
                             if let Effect::Ranked { placements, .. }
                             | Effect::RankedWithoutZone { placements, .. } = e
@@ -185,22 +229,101 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
     tokio::spawn(run(state.clone(), rx, shutdown));
 }
 
+/// A `user:` subscription.
+struct UserSub {
+    conn: u64,
+    sub: String,
+    seq: u64,
+    pending: Arc<Pending>,
+}
+
 async fn run(
     state: AppState,
     mut rx: mpsc::UnboundedReceiver<HubMsg>,
     shutdown: CancellationToken,
 ) {
     let mut windows: HashMap<WindowKey, Window> = HashMap::new();
+    let mut users: HashMap<String, Vec<UserSub>> = HashMap::new();
+    let consumer = crate::webhooks::dispatch::WebhookConsumer::of(&state);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut counted = false;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
-                apply(&mut windows, msg);
+                counted = !matches!(msg, HubMsg::Record(_) | HubMsg::Changed { .. });
+                match msg {
+                    HubMsg::Record(p) => deliver(&state, &consumer, &mut users, &p).await,
+                    HubMsg::SubscribeUser { conn, sub, user, pending } => {
+                        users.entry(user).or_default().push(UserSub { conn, sub, seq: 0, pending });
+                    }
+                    other => {
+                        if let HubMsg::Unsubscribe { conn, sub } = &other {
+                            for subs in users.values_mut() {
+                                subs.retain(|s| !(s.conn == *conn && s.sub == *sub));
+                            }
+                        }
+                        if let HubMsg::Disconnect { conn } = &other {
+                            for subs in users.values_mut() {
+                                subs.retain(|s| s.conn != *conn);
+                            }
+                        }
+                        users.retain(|_, subs| !subs.is_empty());
+                        apply(&mut windows, other);
+                    }
+                }
             }
             _ = tick.tick() => refresh(&state, &mut windows).await,
+        }
+        if counted {
+            state
+                .users
+                .bus()
+                .set_live_topics(users.values().map(Vec::len).sum());
+        }
+    }
+}
+
+/// The webhook event types a `user:` topic carries (SPEC §11.4.3; `points.changed` is
+/// added unthrottled, `leaderboard.rank_changed` is not produced for topics yet).
+fn topic_wants(t: &str) -> bool {
+    t == "achievement.completed" || t == "points.level_changed" || t.starts_with("streak.")
+}
+
+/// Gives a record's events to its user's subscribers: rendered and serialized once, with
+/// each subscription's id and seq around them.
+async fn deliver(
+    state: &AppState,
+    consumer: &crate::webhooks::dispatch::WebhookConsumer,
+    users: &mut HashMap<String, Vec<UserSub>>,
+    p: &kudos_actors::effects::Published,
+) {
+    let Some(subs) = users.get_mut(&p.stream.id) else {
+        return;
+    };
+    let catalog = state.catalog.get();
+    let mut events = consumer
+        .render_events(&catalog, &p.effects, &topic_wants)
+        .await;
+    let now = state.clock.now();
+    match crate::webhooks::throttled::points_events(consumer, &catalog, &p.effects, now).await {
+        Ok(more) => events.extend(more),
+        Err(e) => {
+            tracing::warn!(user = %p.stream.id, error = %e, "points events for live subscribers skipped")
+        }
+    }
+    for event in events {
+        let payload = event.payload.to_string();
+        for s in subs.iter_mut() {
+            let message = format!(
+                "{{\"type\":\"event\",\"id\":{},\"seq\":{},\"event\":{payload}}}",
+                Value::String(s.sub.clone()),
+                s.seq
+            );
+            s.seq += 1;
+            s.pending.put_event(message);
         }
     }
 }
@@ -240,6 +363,7 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
             }
             windows.retain(|_, w| !w.subscribers.is_empty());
         }
+        HubMsg::SubscribeUser { .. } | HubMsg::Record(_) => {}
         HubMsg::Changed { board } => {
             for (k, w) in windows.iter_mut() {
                 if board.is_nil() || k.board == board {

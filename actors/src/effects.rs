@@ -48,6 +48,9 @@ pub struct EffectBus {
     /// Whether an active endpoint wants `leaderboard.changed` or `rank_changed`: board
     /// writes give the webhook consumer their effects only then.
     webhooks_boards: Arc<std::sync::atomic::AtomicBool>,
+    /// Live subscriptions to users' events (WebSocket `user:` topics): while there are any,
+    /// every committed record with effects is published, consumers or not.
+    live_topics: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl EffectBus {
@@ -58,6 +61,7 @@ impl EffectBus {
             consumers: consumers.into(),
             webhooks_live: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             webhooks_boards: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            live_topics: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -105,6 +109,17 @@ impl EffectBus {
             .filter(|c| *c != ConsumerId::LEADERBOARDS)
             .filter(|c| *c != ConsumerId::WEBHOOKS || boards)
             .collect()
+    }
+
+    /// Says how many live `user:` subscriptions there are.
+    pub fn set_live_topics(&self, n: usize) {
+        self.live_topics
+            .store(n, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether records should be published even when no consumer gets a row for them.
+    pub fn has_live_topics(&self) -> bool {
+        self.live_topics.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// Whether anything listens (so a producer can skip building the message).

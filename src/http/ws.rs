@@ -8,10 +8,11 @@
 //!
 //! After the snapshot, the push hub ([`crate::push`]) sends an `update` whenever the
 //! window changes, at most 10 per second per subscription, the latest state replacing an
-//! update not yet written. The server pings every 30 s and drops a peer that missed two
-//! pongs; shutdown closes every socket with 1001; a key holds at most
-//! `KUDOS_WS_MAX_CONNECTIONS_PER_KEY` connections (429 before the upgrade). Not built yet:
-//! `user:` topics and the slow-consumer close.
+//! update not yet written. `user:<id>` topics carry that user's events as the webhooks
+//! render them; a connection that lets 256 of them pile up is closed with 1013 `slow
+//! consumer`. The server pings every 30 s and drops a peer that missed two pongs; shutdown
+//! closes every socket with 1001; a key holds at most `KUDOS_WS_MAX_CONNECTIONS_PER_KEY`
+//! connections (429 before the upgrade).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub const MAX_SUBSCRIPTIONS: usize = 100;
 const MAX_LIMIT: i64 = 100;
 /// Longest subscription `id`.
 const MAX_ID: usize = 128;
+/// Longest wait for a socket to take one message.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often the server pings each connection (SPEC §11.4.5).
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest text frame read (a subscribe op is a few hundred bytes).
@@ -153,9 +156,13 @@ async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
             }
             msg = socket.recv() => msg,
             _ = pending.ready.notified() => {
+                if pending.is_slow() {
+                    let _ = socket.send(close(1013, "slow consumer")).await;
+                    break;
+                }
                 let mut failed = false;
                 for update in pending.take() {
-                    if socket.send(Message::Text(update.into())).await.is_err() {
+                    if !write(&mut socket, update).await {
                         failed = true;
                         break;
                     }
@@ -179,7 +186,7 @@ async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
             // Pings are answered by the library; binary frames are not part of the protocol.
             Message::Binary(_) => {
                 let e = error(None, "Messages must be JSON text frames").to_string();
-                if socket.send(Message::Text(e.into())).await.is_err() {
+                if !write(&mut socket, e).await {
                     break;
                 }
                 continue;
@@ -189,7 +196,7 @@ async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
         let replies = handle(&state, conn, &pending, &mut subs, text.as_str()).await;
         let mut failed = false;
         for reply in replies {
-            if socket.send(Message::Text(reply.into())).await.is_err() {
+            if !write(&mut socket, reply).await {
                 failed = true;
                 break;
             }
@@ -199,6 +206,20 @@ async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
         }
     }
     state.push.send(HubMsg::Disconnect { conn });
+}
+
+/// Writes one text message; `false` when the connection is gone, or took longer than
+/// [`SEND_TIMEOUT`] to take it (a peer that stopped reading: it is dropped rather than
+/// let its messages pile up).
+async fn write(socket: &mut WebSocket, text: String) -> bool {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!("a WebSocket peer stopped reading; dropped as a slow consumer");
+            false
+        }
+    }
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
@@ -242,7 +263,16 @@ async fn handle(
             None => vec![error(None, "unsubscribe needs the subscription's id")],
         },
         Some("subscribe") => match subscribe(state, subs, &op).await {
-            Ok((sub, key, body)) => {
+            Ok(Subscribed::User { sub, user }) => {
+                state.push.send(HubMsg::SubscribeUser {
+                    conn,
+                    sub,
+                    user,
+                    pending: pending.clone(),
+                });
+                Vec::new()
+            }
+            Ok(Subscribed::Board { sub, key, body }) => {
                 let snapshot = format!(
                     "{{\"type\":\"snapshot\",\"id\":{},\"seq\":0,{body}}}",
                     Value::String(sub.clone())
@@ -267,12 +297,24 @@ async fn handle(
     replies.iter().map(Value::to_string).collect()
 }
 
-/// Registers a subscription: its id, the window it watches, and the window now.
+/// A subscription accepted.
+enum Subscribed {
+    /// A leaderboard window, and how it is now.
+    Board {
+        sub: String,
+        key: WindowKey,
+        body: String,
+    },
+    /// A user's events.
+    User { sub: String, user: String },
+}
+
+/// Registers a subscription.
 async fn subscribe(
     state: &AppState,
     subs: &mut HashSet<String>,
     op: &serde_json::Map<String, Value>,
-) -> Result<(String, WindowKey, String), String> {
+) -> Result<Subscribed, String> {
     let id = match op.get("id") {
         Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_ID => id.clone(),
         _ => return Err(format!("id must be a string of 1 to {MAX_ID} characters")),
@@ -289,18 +331,29 @@ async fn subscribe(
         .get("topic")
         .and_then(Value::as_str)
         .ok_or("topic must be leaderboard:<key> or user:<userId>")?;
-    let window = if let Some(key) = topic.strip_prefix("leaderboard:") {
-        leaderboard_window(state, key, op)?
-    } else if topic.starts_with("user:") {
-        return Err("user topics are not available yet".into());
-    } else {
+    if let Some(user) = topic.strip_prefix("user:") {
+        if user.is_empty() || user.len() > 255 {
+            return Err("user:<userId> needs a user id of 1 to 255 characters".into());
+        }
+        subs.insert(id.clone());
+        return Ok(Subscribed::User {
+            sub: id,
+            user: user.to_string(),
+        });
+    }
+    let Some(key) = topic.strip_prefix("leaderboard:") else {
         return Err("topic must be leaderboard:<key> or user:<userId>".into());
     };
+    let window = leaderboard_window(state, key, op)?;
     let body = crate::push::read(state, &window)
         .await
         .ok_or("The leaderboard cannot be read now")?;
     subs.insert(id.clone());
-    Ok((id, window, body))
+    Ok(Subscribed::Board {
+        sub: id,
+        key: window,
+        body,
+    })
 }
 
 fn optional_string<'a>(

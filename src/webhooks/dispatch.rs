@@ -468,12 +468,26 @@ impl WebhookConsumer {
 
     /// Renders the events of one record that some endpoint wants.
     async fn events(&self, catalog: &Catalog, effects: &[Effect]) -> Vec<Event> {
+        self.render_events(catalog, effects, &|t| {
+            catalog.webhooks().any(|w| w.wants(t))
+        })
+        .await
+    }
+
+    /// Renders the events of one record whose type `wants` accepts (the throttled types
+    /// excepted), with the user as they are now.
+    pub async fn render_events(
+        &self,
+        catalog: &Catalog,
+        effects: &[Effect],
+        wants: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Vec<Event> {
         let mut out = Vec::new();
         for e in effects {
             let Some(t) = e.webhook_type() else {
                 continue;
             };
-            if !catalog.webhooks().any(|w| w.wants(t)) {
+            if !wants(t) {
                 continue;
             }
             // Events about no user: boosts for everyone, leaderboard runs.

@@ -217,6 +217,74 @@ fn read_row(store: &Store, key: &[u8]) -> Result<Option<Row>, StoreError> {
         .state_get(ConsumerId::WEBHOOKS, &window_key(key))
 }
 
+/// The record's `points.changed` events without throttling (one per system it awarded in,
+/// `user_creation` awards excepted), for live subscribers.
+pub async fn points_events(
+    consumer: &WebhookConsumer,
+    catalog: &Catalog,
+    effects: &[Effect],
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, StoreError> {
+    let mut out = Vec::new();
+    for change in points_changes(effects) {
+        if let Some(e) = render(consumer, catalog, &change, None, now).await? {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// One `points.changed` per system the record awarded in, with its level change.
+fn points_changes(effects: &[Effect]) -> Vec<Held> {
+    let mut out: Vec<Held> = Vec::new();
+    for e in effects {
+        let Effect::PointsAwarded {
+            user_id,
+            system_id,
+            award,
+            from_creation: false,
+        } = e
+        else {
+            continue;
+        };
+        merge(
+            &mut out,
+            Held::Points {
+                user_id: user_id.clone(),
+                system_id: *system_id,
+                awards: vec![award.clone()],
+                added: award.awarded,
+                total: award.total,
+                level: None,
+            },
+        );
+    }
+    for e in effects {
+        let Effect::PointsLevelChanged {
+            system_id,
+            previous,
+            new,
+            ..
+        } = e
+        else {
+            continue;
+        };
+        for held in &mut out {
+            if let Held::Points {
+                system_id: s,
+                level,
+                ..
+            } = held
+            {
+                if s == system_id {
+                    *level = Some((level.map_or(*previous, |(from, _)| from), *new));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Adds `change` to the record's changes, coalesced with one of the same key (a user
 /// moved between groups, or out of one run and into the next, in one board write: one
 /// change with the latest standing).
@@ -232,52 +300,11 @@ fn merge(out: &mut Vec<Held>, change: Held) {
 /// awards), and the board's rank and top-10 changes as they are.
 pub fn changes(effects: &[Effect], catalog: &Catalog) -> Vec<Held> {
     let wants = |t: &str| catalog.webhooks().any(|w| w.wants(t));
-    let mut out: Vec<Held> = Vec::new();
-    if wants("points.changed") {
-        for e in effects {
-            let Effect::PointsAwarded {
-                user_id,
-                system_id,
-                award,
-                from_creation: false,
-            } = e
-            else {
-                continue;
-            };
-            let change = Held::Points {
-                user_id: user_id.clone(),
-                system_id: *system_id,
-                awards: vec![award.clone()],
-                added: award.awarded,
-                total: award.total,
-                level: None,
-            };
-            merge(&mut out, change);
-        }
-        for e in effects {
-            let Effect::PointsLevelChanged {
-                system_id,
-                previous,
-                new,
-                ..
-            } = e
-            else {
-                continue;
-            };
-            for held in &mut out {
-                if let Held::Points {
-                    system_id: s,
-                    level,
-                    ..
-                } = held
-                {
-                    if s == system_id {
-                        *level = Some((level.map_or(*previous, |(from, _)| from), *new));
-                    }
-                }
-            }
-        }
-    }
+    let mut out: Vec<Held> = if wants("points.changed") {
+        points_changes(effects)
+    } else {
+        Vec::new()
+    };
     for e in effects {
         match e {
             Effect::LeaderboardChanged {

@@ -378,3 +378,68 @@ async fn connections_per_key_are_limited_and_shutdown_closes_with_1001() {
         assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_topic_carries_that_users_events_unthrottled() {
+    let s = TestServer::start().await;
+    let metric = s.create_metrics(&["lessons"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/achievements",
+            json!([{"name": "Beta", "trigger": "api", "key": "beta", "status": "active"}]),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    let r = s
+        .post(
+            "/admin/v1/points",
+            json!([{"name": "XP", "key": "xp",
+                    "triggers": [{"type": "metric", "points": 10, "metricId": metric,
+                                  "metricThreshold": 1, "status": "active"}]}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut ws = connect(&s, &format!("?apiKey={KEY}"))
+        .await
+        .expect("upgrade");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "me", "topic": "user:ada"}),
+    )
+    .await;
+    // The pong says the subscription was registered (it is answered after it).
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
+
+    let r = s
+        .post(
+            "/v1/achievements/beta/complete",
+            json!({"user": {"id": "ada"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let m = next(&mut ws).await;
+    assert_eq!(
+        (m["type"].clone(), m["id"].clone(), m["seq"].clone()),
+        (json!("event"), json!("me"), json!(0))
+    );
+    assert_eq!(m["event"]["type"], "achievement.completed");
+    assert_eq!(m["event"]["user"]["id"], "ada");
+    assert_eq!(m["event"]["achievement"]["key"], "beta");
+
+    // Two awards in a row: two points.changed (no 15-minute window here).
+    for expected in [10, 20] {
+        assert_eq!(s.event("lessons", "ada", 1.0).await.status, 201);
+        let m = next(&mut ws).await;
+        assert_eq!(m["event"]["type"], "points.changed", "{m}");
+        assert_eq!(m["event"]["points"]["total"], expected, "{m}");
+    }
+    // Another user's events are not sent.
+    assert_eq!(s.event("lessons", "bob", 1.0).await.status, 201);
+    assert_eq!(s.event("lessons", "ada", 1.0).await.status, 201);
+    let m = next(&mut ws).await;
+    assert_eq!(
+        (m["event"]["user"]["id"].clone(), m["seq"].clone()),
+        (json!("ada"), json!(3))
+    );
+}

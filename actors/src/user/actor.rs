@@ -246,8 +246,10 @@ impl UserActorState {
         if !delivered.is_empty() {
             c.inbox(&consumers, &self.stream, seq, &delivered)?;
         }
-        // Published only when a consumer wants it (no copy per event otherwise).
-        let publish = !delivered.is_empty() && !consumers.is_empty();
+        // Published only when a consumer or a live subscriber wants it (no copy per event
+        // otherwise).
+        let publish =
+            !delivered.is_empty() && (!consumers.is_empty() || self.deps.bus.has_live_topics());
         drop(delivered);
         let entry = Journaled {
             record,
