@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         // Authenticated by the upgrade itself (the key may come as `?apiKey=`).
         .route("/v1/ws", get(ws::upgrade))
+        .route("/live/{key}", get(ws::live_page))
         .nest("/v1", guard(app::router()))
         .nest("/admin/v1", guard(admin::router()))
         .route("/healthz", get(healthz))

@@ -407,3 +407,21 @@ fn leaderboard_window(
         around: optional_string(op, "aroundUser")?.map(str::to_string),
     })
 }
+
+/// The live page (`GET /live/{leaderboardKey}`): plain HTML and JavaScript, no build step,
+/// no external assets. The page reads the board's key from its own address and the API key
+/// from the person using it; the server puts no key in it.
+pub async fn live_page() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("live.html"),
+    )
+        .into_response()
+}

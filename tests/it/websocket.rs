@@ -443,3 +443,29 @@ async fn a_user_topic_carries_that_users_events_unthrottled() {
         (json!("ada"), json!(3))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_is_served_without_a_key_in_it() {
+    let s = TestServer::start().await;
+    let r = reqwest::get(format!("{}/live/words", s.base))
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(r.headers().contains_key("content-security-policy"));
+    let page = r.text().await.expect("body");
+    // The protocol of docs/websocket.md, the board from the address, no external assets.
+    assert!(
+        page.contains("/v1/ws?apiKey="),
+        "the page connects to the socket"
+    );
+    assert!(page.contains("\"leaderboard:\" + boardKey"));
+    assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
+    assert!(!page.contains(KEY), "no key is put in the page");
+}
