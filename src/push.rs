@@ -6,9 +6,10 @@
 //! from connections, and committed records that placed someone on a board mark that
 //! board's windows changed. Every [`TICK`] the hub reads each changed window once,
 //! serializes it once, and when it differs from what was last sent, gives every
-//! subscriber an update carrying it (so at most 10 updates per second per subscription,
-//! always the latest state). Updates wait in each connection's [`Pending`] slot, where a
-//! newer one replaces an older one not yet sent.
+//! subscriber whose last message differs an update carrying it (so at most 10 updates per
+//! second per subscription, always the latest state). Updates wait in each connection's
+//! [`Pending`] slot, where a newer one replaces an older one not yet sent; the connection
+//! numbers messages as it writes them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,13 +38,34 @@ pub struct WindowKey {
     pub around: Option<String>,
 }
 
-/// A connection's updates not yet written to its socket, by subscription id: a newer
-/// update of a subscription replaces the one waiting.
+/// What kind of message an [`Outgoing`] becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Update,
+    Event,
+}
+
+/// A message for one subscription, not yet numbered: the connection gives it the
+/// subscription's next `seq` when it writes it, so `seq` rises by exactly 1 per message
+/// sent, whatever was coalesced before.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub sub: String,
+    /// Which subscription of that id (a resubscription gets a new token: messages of the
+    /// old one are dropped).
+    pub token: u64,
+    pub kind: Kind,
+    /// The update's `"leaderboard":…` part, or the event's payload.
+    pub body: Arc<str>,
+}
+
+/// A connection's messages not yet written to its socket: updates by subscription (a
+/// newer one replaces the one waiting) and events in order.
 #[derive(Default)]
 pub struct Pending {
-    updates: Mutex<Vec<(String, String)>>,
-    /// `event` messages not yet written, in order (at most [`EVENT_QUEUE`]).
-    events: Mutex<std::collections::VecDeque<String>>,
+    updates: Mutex<Vec<Outgoing>>,
+    /// At most [`EVENT_QUEUE`].
+    events: Mutex<std::collections::VecDeque<Outgoing>>,
     /// Set when `events` overflowed: the connection is closed as a slow consumer.
     slow: std::sync::atomic::AtomicBool,
     pub ready: Notify,
@@ -53,24 +75,34 @@ pub struct Pending {
 pub const EVENT_QUEUE: usize = 256;
 
 impl Pending {
-    fn put(&self, sub: &str, message: String) {
+    fn put_update(&self, sub: &str, token: u64, body: Arc<str>) {
         let mut u = self.updates.lock().unwrap_or_else(|e| e.into_inner());
-        match u.iter_mut().find(|(s, _)| s == sub) {
-            Some(slot) => slot.1 = message,
-            None => u.push((sub.to_string(), message)),
+        match u.iter_mut().find(|o| o.sub == sub && o.token == token) {
+            Some(slot) => slot.body = body,
+            None => u.push(Outgoing {
+                sub: sub.to_string(),
+                token,
+                kind: Kind::Update,
+                body,
+            }),
         }
         drop(u);
         self.ready.notify_one();
     }
 
-    /// Queues an `event` message (events are never coalesced: a connection that lets
+    /// Queues an event (events are never coalesced: a connection that lets
     /// [`EVENT_QUEUE`] pile up is a slow consumer).
-    fn put_event(&self, message: String) {
+    fn put_event(&self, sub: &str, token: u64, body: Arc<str>) {
         let mut q = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= EVENT_QUEUE {
             self.slow.store(true, std::sync::atomic::Ordering::Release);
         } else {
-            q.push_back(message);
+            q.push_back(Outgoing {
+                sub: sub.to_string(),
+                token,
+                kind: Kind::Event,
+                body,
+            });
         }
         drop(q);
         self.ready.notify_one();
@@ -81,27 +113,16 @@ impl Pending {
         self.slow.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Takes every waiting message: events in order, then updates in the order
-    /// subscriptions first got one.
-    pub fn take(&self) -> Vec<String> {
-        let mut out: Vec<String> =
+    /// Takes every waiting message: events in order, then updates.
+    pub fn take(&self) -> Vec<Outgoing> {
+        let mut out: Vec<Outgoing> =
             std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
                 .into_iter()
                 .collect();
-        out.extend(
-            std::mem::take(&mut *self.updates.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
-                .map(|(_, m)| m),
-        );
+        out.extend(std::mem::take(
+            &mut *self.updates.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
         out
-    }
-
-    /// Forgets a subscription's waiting update.
-    pub fn drop_sub(&self, sub: &str) {
-        self.updates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(s, _)| s != sub);
     }
 }
 
@@ -111,6 +132,7 @@ pub enum HubMsg {
     Subscribe {
         conn: u64,
         sub: String,
+        token: u64,
         key: WindowKey,
         body: String,
         pending: Arc<Pending>,
@@ -119,12 +141,14 @@ pub enum HubMsg {
     SubscribeUser {
         conn: u64,
         sub: String,
+        token: u64,
         user: String,
         pending: Arc<Pending>,
     },
     Unsubscribe {
         conn: u64,
         sub: String,
+        token: u64,
     },
     /// A committed record (its user's subscribers get its events).
     Record(Arc<kudos_actors::effects::Published>),
@@ -173,13 +197,20 @@ impl Hub {
 struct Subscriber {
     conn: u64,
     sub: String,
-    seq: u64,
+    token: u64,
+    /// A hash of what this subscriber last got (its snapshot, or its last update).
+    seen: u64,
     pending: Arc<Pending>,
 }
 
+fn digest(body: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
 struct Window {
-    /// What was last sent (the serialized `"leaderboard":…,"around":…` part).
-    last: String,
     subscribers: Vec<Subscriber>,
     /// Ticks left to read it again (a change is read on two ticks, in case the board had
     /// not applied it yet at the first).
@@ -233,7 +264,7 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
 struct UserSub {
     conn: u64,
     sub: String,
-    seq: u64,
+    token: u64,
     pending: Arc<Pending>,
 }
 
@@ -248,21 +279,19 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut counted = false;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
-                counted = !matches!(msg, HubMsg::Record(_) | HubMsg::Changed { .. });
                 match msg {
                     HubMsg::Record(p) => deliver(&state, &consumer, &mut users, &p).await,
-                    HubMsg::SubscribeUser { conn, sub, user, pending } => {
-                        users.entry(user).or_default().push(UserSub { conn, sub, seq: 0, pending });
+                    HubMsg::SubscribeUser { conn, sub, token, user, pending } => {
+                        users.entry(user).or_default().push(UserSub { conn, sub, token, pending });
                     }
                     other => {
-                        if let HubMsg::Unsubscribe { conn, sub } = &other {
+                        if let HubMsg::Unsubscribe { conn, token, .. } = &other {
                             for subs in users.values_mut() {
-                                subs.retain(|s| !(s.conn == *conn && s.sub == *sub));
+                                subs.retain(|s| !(s.conn == *conn && s.token == *token));
                             }
                         }
                         if let HubMsg::Disconnect { conn } = &other {
@@ -277,12 +306,6 @@ async fn run(
             }
             _ = tick.tick() => refresh(&state, &mut windows).await,
         }
-        if counted {
-            state
-                .users
-                .bus()
-                .set_live_topics(users.values().map(Vec::len).sum());
-        }
     }
 }
 
@@ -292,15 +315,14 @@ fn topic_wants(t: &str) -> bool {
     t == "achievement.completed" || t == "points.level_changed" || t.starts_with("streak.")
 }
 
-/// Gives a record's events to its user's subscribers: rendered and serialized once, with
-/// each subscription's id and seq around them.
+/// Gives a record's events to its user's subscribers, rendered and serialized once.
 async fn deliver(
     state: &AppState,
     consumer: &crate::webhooks::dispatch::WebhookConsumer,
     users: &mut HashMap<String, Vec<UserSub>>,
     p: &kudos_actors::effects::Published,
 ) {
-    let Some(subs) = users.get_mut(&p.stream.id) else {
+    let Some(subs) = users.get(&p.stream.id) else {
         return;
     };
     let catalog = state.catalog.get();
@@ -315,15 +337,9 @@ async fn deliver(
         }
     }
     for event in events {
-        let payload = event.payload.to_string();
-        for s in subs.iter_mut() {
-            let message = format!(
-                "{{\"type\":\"event\",\"id\":{},\"seq\":{},\"event\":{payload}}}",
-                Value::String(s.sub.clone()),
-                s.seq
-            );
-            s.seq += 1;
-            s.pending.put_event(message);
+        let payload: Arc<str> = event.payload.to_string().into();
+        for s in subs.iter() {
+            s.pending.put_event(&s.sub, s.token, payload.clone());
         }
     }
 }
@@ -333,12 +349,12 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
         HubMsg::Subscribe {
             conn,
             sub,
+            token,
             key,
             body,
             pending,
         } => {
             let w = windows.entry(key).or_insert_with(|| Window {
-                last: body,
                 subscribers: Vec::new(),
                 dirty: 0,
             });
@@ -347,13 +363,15 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
             w.subscribers.push(Subscriber {
                 conn,
                 sub,
-                seq: 1,
+                token,
+                seen: digest(&body),
                 pending,
             });
         }
-        HubMsg::Unsubscribe { conn, sub } => {
+        HubMsg::Unsubscribe { conn, token, .. } => {
             for w in windows.values_mut() {
-                w.subscribers.retain(|s| !(s.conn == conn && s.sub == sub));
+                w.subscribers
+                    .retain(|s| !(s.conn == conn && s.token == token));
             }
             windows.retain(|_, w| !w.subscribers.is_empty());
         }
@@ -379,21 +397,16 @@ async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) {
     for (key, w) in windows.iter_mut().filter(|(_, w)| w.dirty > 0) {
         w.dirty -= 1;
         let Some(body) = read(state, key).await else {
+            // Not readable now: tried again next tick.
+            w.dirty = w.dirty.max(1);
             continue;
         };
-        if body == w.last {
-            continue;
+        let seen = digest(&body);
+        let body: Arc<str> = body.into();
+        for s in w.subscribers.iter_mut().filter(|s| s.seen != seen) {
+            s.pending.put_update(&s.sub, s.token, body.clone());
+            s.seen = seen;
         }
-        for s in &mut w.subscribers {
-            let message = format!(
-                "{{\"type\":\"update\",\"id\":{},\"seq\":{},{body}}}",
-                Value::String(s.sub.clone()),
-                s.seq
-            );
-            s.seq += 1;
-            s.pending.put(&s.sub, message);
-        }
-        w.last = body;
     }
 }
 

@@ -111,10 +111,18 @@ impl EffectBus {
             .collect()
     }
 
-    /// Says how many live `user:` subscriptions there are.
-    pub fn set_live_topics(&self, n: usize) {
-        self.live_topics
-            .store(n, std::sync::atomic::Ordering::Release);
+    /// Counts live `user:` subscriptions in (`delta` > 0) or out.
+    pub fn add_live_topics(&self, delta: isize) {
+        if delta >= 0 {
+            self.live_topics
+                .fetch_add(delta.unsigned_abs(), std::sync::atomic::Ordering::AcqRel);
+        } else {
+            let _ = self.live_topics.fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |n| Some(n.saturating_sub(delta.unsigned_abs())),
+            );
+        }
     }
 
     /// Whether records should be published even when no consumer gets a row for them.

@@ -14,7 +14,7 @@
 //! closes every socket with 1001; a key holds at most `KUDOS_WS_MAX_CONNECTIONS_PER_KEY`
 //! connections (429 before the upgrade).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::http::app::leaderboards::{selected_group, selected_run};
 use crate::http::error::ApiError;
 use crate::http::extract::QueryPairs;
-use crate::push::{HubMsg, Pending, WindowKey};
+use crate::push::{HubMsg, Kind, Pending, WindowKey};
 use crate::{AppState, Readiness};
 
 /// Subscriptions one connection may hold.
@@ -129,10 +129,52 @@ impl Drop for Seat {
 
 /// Serves one connection until the client closes it: its ops, and the updates the hub
 /// leaves in its pending slot.
+/// One subscription of a connection.
+struct Sub {
+    /// Tells this subscription's messages from those of an earlier one with the same id.
+    token: u64,
+    /// The `seq` of its next message.
+    next_seq: u64,
+    /// A `user:` topic (counted in the bus's live topics).
+    user: bool,
+}
+
+/// A connection's subscriptions, and what ends them when the connection ends, however it
+/// ends: the hub is told, and the live `user:` topics are uncounted.
+struct Subs {
+    state: AppState,
+    conn: u64,
+    by_id: HashMap<String, Sub>,
+    next_token: u64,
+}
+
+impl Subs {
+    fn remove(&mut self, id: &str) -> Option<Sub> {
+        let sub = self.by_id.remove(id)?;
+        if sub.user {
+            self.state.users.bus().add_live_topics(-1);
+        }
+        Some(sub)
+    }
+}
+
+impl Drop for Subs {
+    fn drop(&mut self) {
+        let users = self.by_id.values().filter(|s| s.user).count();
+        self.state.users.bus().add_live_topics(-(users as isize));
+        self.state.push.send(HubMsg::Disconnect { conn: self.conn });
+    }
+}
+
 async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
     let conn = state.push.connection();
     let pending = Arc::new(Pending::default());
-    let mut subs: HashSet<String> = HashSet::new();
+    let mut subs = Subs {
+        state: state.clone(),
+        conn,
+        by_id: HashMap::new(),
+        next_token: 0,
+    };
     let shutdown = state.background.shutdown().clone();
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut unanswered = 0u32;
@@ -161,8 +203,24 @@ async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
                     break;
                 }
                 let mut failed = false;
-                for update in pending.take() {
-                    if !write(&mut socket, update).await {
+                for out in pending.take() {
+                    // Numbered as written; messages of an ended subscription are dropped.
+                    let Some(sub) = subs.by_id.get_mut(&out.sub).filter(|s| s.token == out.token)
+                    else {
+                        continue;
+                    };
+                    let (kind, field) = match out.kind {
+                        Kind::Update => ("update", ""),
+                        Kind::Event => ("event", "\"event\":"),
+                    };
+                    let text = format!(
+                        "{{\"type\":\"{kind}\",\"id\":{},\"seq\":{},{field}{}}}",
+                        Value::String(out.sub.clone()),
+                        sub.next_seq,
+                        out.body
+                    );
+                    sub.next_seq += 1;
+                    if !write(&mut socket, text).await {
                         failed = true;
                         break;
                     }
@@ -193,7 +251,7 @@ async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
             }
             _ => continue,
         };
-        let replies = handle(&state, conn, &pending, &mut subs, text.as_str()).await;
+        let replies = handle(&state, &pending, &mut subs, text.as_str()).await;
         let mut failed = false;
         for reply in replies {
             if !write(&mut socket, reply).await {
@@ -205,7 +263,6 @@ async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
             break;
         }
     }
-    state.push.send(HubMsg::Disconnect { conn });
 }
 
 /// Writes one text message; `false` when the connection is gone, or took longer than
@@ -217,6 +274,8 @@ async fn write(socket: &mut WebSocket, text: String) -> bool {
         Ok(Err(_)) => false,
         Err(_) => {
             tracing::info!("a WebSocket peer stopped reading; dropped as a slow consumer");
+            let close = socket.send(close(1013, "slow consumer"));
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
             false
         }
     }
@@ -239,11 +298,11 @@ fn error(id: Option<&str>, message: &str) -> Value {
 /// The messages one client op is answered with.
 async fn handle(
     state: &AppState,
-    conn: u64,
     pending: &Arc<Pending>,
-    subs: &mut HashSet<String>,
+    subs: &mut Subs,
     text: &str,
 ) -> Vec<String> {
+    let conn = subs.conn;
     let Ok(Value::Object(op)) = serde_json::from_str::<Value>(text) else {
         return vec![error(None, "Messages must be JSON objects").to_string()];
     };
@@ -251,28 +310,54 @@ async fn handle(
     let replies = match op.get("op").and_then(Value::as_str) {
         Some("ping") => vec![json!({"type": "pong"})],
         Some("unsubscribe") => match id {
-            Some(id) if subs.remove(id) => {
-                state.push.send(HubMsg::Unsubscribe {
-                    conn,
-                    sub: id.to_string(),
-                });
-                pending.drop_sub(id);
+            Some(id) if subs.by_id.contains_key(id) => {
+                if let Some(sub) = subs.remove(id) {
+                    state.push.send(HubMsg::Unsubscribe {
+                        conn,
+                        sub: id.to_string(),
+                        token: sub.token,
+                    });
+                }
                 Vec::new()
             }
             Some(id) => vec![error(Some(id), "No subscription with this id")],
             None => vec![error(None, "unsubscribe needs the subscription's id")],
         },
-        Some("subscribe") => match subscribe(state, subs, &op).await {
+        Some("subscribe") => match subscribe(state, &subs.by_id, &op).await {
             Ok(Subscribed::User { sub, user }) => {
+                let token = subs.next_token;
+                subs.next_token += 1;
+                // Counted before the op is answered: records published from now on reach
+                // the hub, which has this subscription before any of them.
+                state.users.bus().add_live_topics(1);
+                subs.by_id.insert(
+                    sub.clone(),
+                    Sub {
+                        token,
+                        next_seq: 0,
+                        user: true,
+                    },
+                );
                 state.push.send(HubMsg::SubscribeUser {
                     conn,
                     sub,
+                    token,
                     user,
                     pending: pending.clone(),
                 });
                 Vec::new()
             }
             Ok(Subscribed::Board { sub, key, body }) => {
+                let token = subs.next_token;
+                subs.next_token += 1;
+                subs.by_id.insert(
+                    sub.clone(),
+                    Sub {
+                        token,
+                        next_seq: 1,
+                        user: false,
+                    },
+                );
                 let snapshot = format!(
                     "{{\"type\":\"snapshot\",\"id\":{},\"seq\":0,{body}}}",
                     Value::String(sub.clone())
@@ -280,6 +365,7 @@ async fn handle(
                 state.push.send(HubMsg::Subscribe {
                     conn,
                     sub,
+                    token,
                     key,
                     body,
                     pending: pending.clone(),
@@ -312,14 +398,14 @@ enum Subscribed {
 /// Registers a subscription.
 async fn subscribe(
     state: &AppState,
-    subs: &mut HashSet<String>,
+    subs: &HashMap<String, Sub>,
     op: &serde_json::Map<String, Value>,
 ) -> Result<Subscribed, String> {
     let id = match op.get("id") {
         Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_ID => id.clone(),
         _ => return Err(format!("id must be a string of 1 to {MAX_ID} characters")),
     };
-    if subs.contains(&id) {
+    if subs.contains_key(&id) {
         return Err("A subscription with this id already exists".into());
     }
     if subs.len() >= MAX_SUBSCRIPTIONS {
@@ -335,7 +421,6 @@ async fn subscribe(
         if user.is_empty() || user.len() > 255 {
             return Err("user:<userId> needs a user id of 1 to 255 characters".into());
         }
-        subs.insert(id.clone());
         return Ok(Subscribed::User {
             sub: id,
             user: user.to_string(),
@@ -348,7 +433,6 @@ async fn subscribe(
     let body = crate::push::read(state, &window)
         .await
         .ok_or("The leaderboard cannot be read now")?;
-    subs.insert(id.clone());
     Ok(Subscribed::Board {
         sub: id,
         key: window,
