@@ -275,6 +275,9 @@ async fn run(
 ) {
     let mut windows: HashMap<WindowKey, Window> = HashMap::new();
     let mut users: HashMap<String, Vec<UserSub>> = HashMap::new();
+    // Boards changed since the last tick (nil: all), marked on their windows at the tick,
+    // so a busy board costs one set insert per record, not a pass over every window.
+    let mut changed: std::collections::HashSet<Uuid> = Default::default();
     let consumer = crate::webhooks::dispatch::WebhookConsumer::of(&state);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -284,6 +287,9 @@ async fn run(
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
                 match msg {
+                    HubMsg::Changed { board } => {
+                        changed.insert(board);
+                    }
                     HubMsg::Record(p) => deliver(&state, &consumer, &mut users, &p).await,
                     HubMsg::SubscribeUser { conn, sub, token, user, pending } => {
                         users.entry(user).or_default().push(UserSub { conn, sub, token, pending });
@@ -304,7 +310,18 @@ async fn run(
                     }
                 }
             }
-            _ = tick.tick() => refresh(&state, &mut windows).await,
+            _ = tick.tick() => {
+                if !changed.is_empty() {
+                    let all = changed.contains(&Uuid::nil());
+                    for (k, w) in windows.iter_mut() {
+                        if all || changed.contains(&k.board) {
+                            w.dirty = 2;
+                        }
+                    }
+                    changed.clear();
+                }
+                refresh(&state, &mut windows).await
+            }
         }
     }
 }
@@ -381,14 +398,8 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
             }
             windows.retain(|_, w| !w.subscribers.is_empty());
         }
-        HubMsg::SubscribeUser { .. } | HubMsg::Record(_) => {}
-        HubMsg::Changed { board } => {
-            for (k, w) in windows.iter_mut() {
-                if board.is_nil() || k.board == board {
-                    w.dirty = 2;
-                }
-            }
-        }
+        // Handled by the hub's loop.
+        HubMsg::SubscribeUser { .. } | HubMsg::Record(_) | HubMsg::Changed { .. } => {}
     }
 }
 

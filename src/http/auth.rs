@@ -41,3 +41,21 @@ pub async fn require_ready(State(state): State<AppState>, req: Request, next: Ne
         }
     }
 }
+
+/// What a WebSocket subscription reads (SPEC §11.4.3).
+pub enum Topic<'a> {
+    Leaderboard,
+    User(&'a str),
+}
+
+/// Whether `principal` may subscribe to `topic`: the one place the WebSocket protocol
+/// asks. Admin keys read everything. Application keys, when they come, read leaderboards
+/// and their own user only.
+pub fn may_read(principal: &crate::keys::Principal, topic: &Topic<'_>) -> bool {
+    match principal.kind {
+        crate::keys::KeyKind::Admin => {
+            let _ = topic;
+            true
+        }
+    }
+}

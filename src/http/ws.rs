@@ -25,6 +25,7 @@ use kudos_actors::catalog::leaderboards::LeaderboardStatus;
 use serde_json::{json, Value};
 
 use crate::http::app::leaderboards::{selected_group, selected_run};
+use crate::http::auth::{may_read, Topic};
 use crate::http::error::ApiError;
 use crate::http::extract::QueryPairs;
 use crate::push::{HubMsg, Kind, Pending, WindowKey};
@@ -66,9 +67,9 @@ pub async fn upgrade(
             .into_response();
     };
     let presented = presented.trim();
-    if state.keys.verify(presented).is_none() {
+    let Some(principal) = state.keys.verify(presented) else {
         return ApiError::unauthorized("Invalid API key").into_response();
-    }
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => {
@@ -87,7 +88,7 @@ pub async fn upgrade(
         .into_response();
     };
     ws.max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| connection(state, socket, seat))
+        .on_upgrade(move |socket| connection(state, socket, seat, principal))
 }
 
 /// One of a key's connections (`KUDOS_WS_MAX_CONNECTIONS_PER_KEY`), given back when the
@@ -144,6 +145,8 @@ struct Sub {
 struct Subs {
     state: AppState,
     conn: u64,
+    /// Who the connection's key belongs to.
+    principal: crate::keys::Principal,
     by_id: HashMap<String, Sub>,
     next_token: u64,
 }
@@ -166,12 +169,18 @@ impl Drop for Subs {
     }
 }
 
-async fn connection(state: AppState, mut socket: WebSocket, _seat: Seat) {
+async fn connection(
+    state: AppState,
+    mut socket: WebSocket,
+    _seat: Seat,
+    principal: crate::keys::Principal,
+) {
     let conn = state.push.connection();
     let pending = Arc::new(Pending::default());
     let mut subs = Subs {
         state: state.clone(),
         conn,
+        principal,
         by_id: HashMap::new(),
         next_token: 0,
     };
@@ -323,7 +332,7 @@ async fn handle(
             Some(id) => vec![error(Some(id), "No subscription with this id")],
             None => vec![error(None, "unsubscribe needs the subscription's id")],
         },
-        Some("subscribe") => match subscribe(state, &subs.by_id, &op).await {
+        Some("subscribe") => match subscribe(state, &subs.principal, &subs.by_id, &op).await {
             Ok(Subscribed::User { sub, user }) => {
                 let token = subs.next_token;
                 subs.next_token += 1;
@@ -398,6 +407,7 @@ enum Subscribed {
 /// Registers a subscription.
 async fn subscribe(
     state: &AppState,
+    principal: &crate::keys::Principal,
     subs: &HashMap<String, Sub>,
     op: &serde_json::Map<String, Value>,
 ) -> Result<Subscribed, String> {
@@ -417,10 +427,18 @@ async fn subscribe(
         .get("topic")
         .and_then(Value::as_str)
         .ok_or("topic must be leaderboard:<key> or user:<userId>")?;
+    let readable = |t: Topic<'_>| {
+        if may_read(principal, &t) {
+            Ok(())
+        } else {
+            Err("This key may not read this topic".to_string())
+        }
+    };
     if let Some(user) = topic.strip_prefix("user:") {
         if user.is_empty() || user.len() > 255 {
             return Err("user:<userId> needs a user id of 1 to 255 characters".into());
         }
+        readable(Topic::User(user))?;
         return Ok(Subscribed::User {
             sub: id,
             user: user.to_string(),
@@ -429,6 +447,7 @@ async fn subscribe(
     let Some(key) = topic.strip_prefix("leaderboard:") else {
         return Err("topic must be leaderboard:<key> or user:<userId>".into());
     };
+    readable(Topic::Leaderboard)?;
     let window = leaderboard_window(state, key, op)?;
     let body = crate::push::read(state, &window)
         .await
