@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod faults;
 mod leaderboards;
+mod live_page;
 mod notices;
 mod points;
 mod streaks;
