@@ -176,15 +176,7 @@ async fn board_and_rank_changes_are_throttled_per_board_and_per_user() {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let metric = s.create_metrics(&["words"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/leaderboards",
-            json!([{"name": "Words", "key": "words", "rankBy": "metric", "metricId": metric,
-                    "start": "2027-05-01", "status": "active"}]),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    s.words_board("2027-05-01").await;
     let of_type = |t: &str| -> Vec<Value> {
         bodies(&receiver)
             .into_iter()

@@ -130,15 +130,7 @@ async fn the_live_page_renders_the_board_and_follows_rest_events() {
         return;
     };
     let s = TestServer::start().await;
-    let metric = s.create_metrics(&["words"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/leaderboards",
-            json!([{"name": "Words", "key": "words", "rankBy": "metric", "metricId": metric,
-                    "start": "2020-01-01", "status": "active"}]),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    s.words_board("2020-01-01").await;
     for (user, value) in [("ada", 10.0), ("bob", 20.0), ("cy", 30.0)] {
         assert_eq!(s.event("words", user, value).await.status, 201);
     }

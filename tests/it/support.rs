@@ -272,6 +272,21 @@ impl TestServer {
         }
     }
 
+    /// Creates the metric `words` and an active leaderboard `words` ranking it from
+    /// `start` (a date); returns the metric's id.
+    pub async fn words_board(&self, start: &str) -> String {
+        let metric = self.create_metrics(&["words"]).await.remove(0);
+        let r = self
+            .post(
+                "/admin/v1/leaderboards",
+                serde_json::json!([{"name": "Words", "key": "words", "rankBy": "metric",
+                    "metricId": metric, "start": start, "status": "active"}]),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        metric
+    }
+
     /// Creates metrics by key and returns their ids.
     pub async fn create_metrics(&self, keys: &[&str]) -> Vec<String> {
         let items: Vec<Value> = keys

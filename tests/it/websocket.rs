@@ -82,15 +82,7 @@ async fn the_key_is_checked_before_the_upgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_starts_with_a_snapshot_and_bad_ops_are_answered_with_errors() {
     let s = TestServer::start().await;
-    let metric = s.create_metrics(&["words"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/leaderboards",
-            json!([{"name": "Words", "key": "words", "rankBy": "metric", "metricId": metric,
-                    "start": "2020-01-01", "status": "active"}]),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    s.words_board("2020-01-01").await;
     for (i, user) in ["ada", "bob", "cy", "dee", "eve", "fay", "gus"]
         .iter()
         .enumerate()
@@ -247,15 +239,7 @@ async fn next_update(ws: &mut Socket) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_follow_rest_events_with_seq_rising_by_one_until_unsubscribed() {
     let s = TestServer::start().await;
-    let metric = s.create_metrics(&["words"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/leaderboards",
-            json!([{"name": "Words", "key": "words", "rankBy": "metric", "metricId": metric,
-                    "start": "2020-01-01", "status": "active"}]),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    s.words_board("2020-01-01").await;
     for (user, value) in [("ada", 10.0), ("bob", 20.0), ("cy", 30.0)] {
         assert_eq!(s.event("words", user, value).await.status, 201);
     }
