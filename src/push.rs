@@ -3,9 +3,9 @@
 //!
 //! One task owns every watched window (a board's run, group, `limit` and `aroundUser`)
 //! with its subscribers, and is told by messages ([`HubMsg`]): subscriptions come and go
-//! from connections, and committed records that placed someone on a board mark that
-//! board's windows changed. Every [`TICK`] the hub reads each changed window once,
-//! serializes it once, and when it differs from what was last sent, gives every
+//! from connections, and the boards say which of them changed as they apply records. A
+//! change after a quiet [`TICK`] is read at once, later ones together one [`TICK`] after
+//! that read: the hub reads each changed window once, serializes it once, and gives every
 //! subscriber whose last message differs an update carrying it (so at most 10 updates per
 //! second per subscription, always the latest state). Updates wait in each connection's
 //! [`Pending`] slot, where a newer one replaces an older one not yet sent; the connection
@@ -15,8 +15,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use kudos_actors::leaderboard::actor::PageStart;
 use kudos_actors::user::Effect;
+use kudos_snapshots::StreamKind;
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +27,8 @@ use uuid::Uuid;
 
 use crate::AppState;
 
-/// How often changed windows are read (the coalescing interval: 10 per second).
+/// The least time between two reads of changed windows (so at most 10 updates per second
+/// per subscription): a change after a quiet interval is read at once.
 pub const TICK: Duration = Duration::from_millis(100);
 
 /// What a connection's subscription watches.
@@ -212,18 +216,18 @@ fn digest(body: &str) -> u64 {
 
 struct Window {
     subscribers: Vec<Subscriber>,
-    /// Ticks left to read it again (a change is read on two ticks, in case the board had
-    /// not applied it yet at the first).
-    dirty: u8,
+    /// To be read at the next edge.
+    dirty: bool,
 }
 
-/// Starts the hub of `state.push` and the listener that tells it which boards changed
-/// (once; later calls do nothing).
+/// Starts the hub of `state.push` and the listeners that tell it which boards changed and
+/// which records were committed (once; later calls do nothing).
 pub fn start(state: &AppState, shutdown: CancellationToken) {
     let hub = state.push.clone();
     let Some(rx) = hub.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         return;
     };
+    // Records for `user:` topics: users' own records, and board writes with rank changes.
     {
         let (hub, mut published, shutdown) =
             (hub.clone(), state.users.bus().subscribe(), shutdown.clone());
@@ -235,22 +239,40 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
                 };
                 match p {
                     Ok(p) => {
-                        if p.stream.kind == kudos_snapshots::StreamKind::User {
-                            hub.send(HubMsg::Record(p.clone()));
-                        }
-                        for e in &p.effects {
-                            if let Effect::Ranked { placements, .. }
-                            | Effect::RankedWithoutZone { placements, .. } = e
-                            {
-                                for pl in placements {
-                                    hub.send(HubMsg::Changed { board: pl.board_id });
-                                }
-                            }
+                        let wanted = match p.stream.kind {
+                            StreamKind::User => true,
+                            StreamKind::Leaderboard => p
+                                .effects
+                                .iter()
+                                .any(|e| matches!(e, Effect::LeaderboardRankChanged { .. })),
+                            _ => false,
+                        };
+                        if wanted {
+                            hub.send(HubMsg::Record(p));
                         }
                     }
-                    // Missed records: every window is read again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "live user topics missed records");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    // Boards whose memory changed, as the boards apply records.
+    {
+        let (hub, mut changes, shutdown) = (hub.clone(), state.boards.changes(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let board = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    b = changes.recv() => b,
+                };
+                match board {
+                    Ok(board) => hub.send(HubMsg::Changed { board }),
+                    // Missed signals: every window is read again.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        hub.send(HubMsg::Changed { board: Uuid::nil() });
+                        hub.send(HubMsg::Changed { board: Uuid::nil() })
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -268,6 +290,12 @@ struct UserSub {
     pending: Arc<Pending>,
 }
 
+/// When the next read is due: at once after a quiet [`TICK`] (the leading edge), else one
+/// [`TICK`] after the last read began (the trailing edge, carrying every change since).
+fn next_read(last: Option<Instant>, now: Instant) -> Instant {
+    last.map_or(now, |l| (l + TICK).max(now))
+}
+
 async fn run(
     state: AppState,
     mut rx: mpsc::UnboundedReceiver<HubMsg>,
@@ -275,13 +303,14 @@ async fn run(
 ) {
     let mut windows: HashMap<WindowKey, Window> = HashMap::new();
     let mut users: HashMap<String, Vec<UserSub>> = HashMap::new();
-    // Boards changed since the last tick (nil: all), marked on their windows at the tick,
-    // so a busy board costs one set insert per record, not a pass over every window.
+    // Boards changed since the last read (nil: all), marked on their windows when the read
+    // is due, so a busy board costs one set insert per change, not a pass over every window.
     let mut changed: std::collections::HashSet<Uuid> = Default::default();
     let consumer = crate::webhooks::dispatch::WebhookConsumer::of(&state);
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<Instant> = None;
+    let mut due: Option<Instant> = None;
     loop {
+        let read_at = due;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             msg = rx.recv() => {
@@ -289,8 +318,9 @@ async fn run(
                 match msg {
                     HubMsg::Changed { board } => {
                         changed.insert(board);
+                        due.get_or_insert_with(|| next_read(last, Instant::now()));
                     }
-                    HubMsg::Record(p) => deliver(&state, &consumer, &mut users, &p).await,
+                    HubMsg::Record(p) => deliver(&state, &consumer, &users, &p).await,
                     HubMsg::SubscribeUser { conn, sub, token, user, pending } => {
                         users.entry(user).or_default().push(UserSub { conn, sub, token, pending });
                     }
@@ -306,62 +336,96 @@ async fn run(
                             }
                         }
                         users.retain(|_, subs| !subs.is_empty());
-                        apply(&mut windows, other);
+                        if apply(&mut windows, other) {
+                            due.get_or_insert_with(|| next_read(last, Instant::now()));
+                        }
                     }
                 }
             }
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(read_at.unwrap_or_else(Instant::now)), if read_at.is_some() => {
+                due = None;
                 if !changed.is_empty() {
                     let all = changed.contains(&Uuid::nil());
                     for (k, w) in windows.iter_mut() {
                         if all || changed.contains(&k.board) {
-                            w.dirty = 2;
+                            w.dirty = true;
                         }
                     }
                     changed.clear();
                 }
-                refresh(&state, &mut windows).await
+                let began = Instant::now();
+                if windows.values().any(|w| w.dirty) {
+                    last = Some(began);
+                }
+                if refresh(&state, &mut windows).await {
+                    // Some window could not be read: again at the next edge.
+                    due = Some(next_read(last, Instant::now()));
+                }
             }
         }
     }
 }
 
-/// The webhook event types a `user:` topic carries (SPEC §11.4.3; `points.changed` is
-/// added unthrottled, `leaderboard.rank_changed` is not produced for topics yet).
+/// The webhook event types a `user:` topic carries from the user's own records (SPEC
+/// §11.4.3); `points.changed` and `leaderboard.rank_changed` are added unthrottled.
 fn topic_wants(t: &str) -> bool {
     t == "achievement.completed" || t == "points.level_changed" || t.starts_with("streak.")
 }
 
-/// Gives a record's events to its user's subscribers, rendered and serialized once.
+/// Gives a record's events to the subscribers of the users it concerns, each event
+/// rendered and serialized once: a user's own record to that user; a board write's rank
+/// changes each to its user.
 async fn deliver(
     state: &AppState,
     consumer: &crate::webhooks::dispatch::WebhookConsumer,
-    users: &mut HashMap<String, Vec<UserSub>>,
+    users: &HashMap<String, Vec<UserSub>>,
     p: &kudos_actors::effects::Published,
 ) {
-    let Some(subs) = users.get(&p.stream.id) else {
-        return;
-    };
     let catalog = state.catalog.get();
-    let mut events = consumer
-        .render_events(&catalog, &p.effects, &topic_wants)
-        .await;
     let now = state.clock.now();
-    match crate::webhooks::throttled::points_events(consumer, &catalog, &p.effects, now).await {
-        Ok(more) => events.extend(more),
-        Err(e) => {
-            tracing::warn!(user = %p.stream.id, error = %e, "points events for live subscribers skipped")
+    let mut targets: Vec<(&str, Vec<Effect>)> = Vec::new();
+    if p.stream.kind == StreamKind::User {
+        if users.contains_key(&p.stream.id) {
+            targets.push((&p.stream.id, p.effects.clone()));
+        }
+    } else {
+        for e in &p.effects {
+            let Effect::LeaderboardRankChanged { user_id, .. } = e else {
+                continue;
+            };
+            if !users.contains_key(user_id) {
+                continue;
+            }
+            match targets.iter_mut().find(|(u, _)| *u == user_id.as_str()) {
+                Some((_, effects)) => effects.push(e.clone()),
+                None => targets.push((user_id, vec![e.clone()])),
+            }
         }
     }
-    for event in events {
-        let payload: Arc<str> = event.payload.to_string().into();
-        for s in subs.iter() {
-            s.pending.put_event(&s.sub, s.token, payload.clone());
+    for (user, effects) in targets {
+        let Some(subs) = users.get(user) else {
+            continue;
+        };
+        let mut events = consumer
+            .render_events(&catalog, &effects, &topic_wants)
+            .await;
+        match crate::webhooks::throttled::live_events(consumer, &catalog, &effects, now).await {
+            Ok(more) => events.extend(more),
+            Err(e) => {
+                tracing::warn!(user, error = %e, "points and rank events for live subscribers skipped")
+            }
+        }
+        for event in events {
+            let payload: Arc<str> = event.payload.to_string().into();
+            for s in subs {
+                s.pending.put_event(&s.sub, s.token, payload.clone());
+            }
         }
     }
 }
 
-fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
+/// Applies a subscription change; `true` when a window must be read.
+fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) -> bool {
     match msg {
         HubMsg::Subscribe {
             conn,
@@ -373,10 +437,10 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
         } => {
             let w = windows.entry(key).or_insert_with(|| Window {
                 subscribers: Vec::new(),
-                dirty: 0,
+                dirty: false,
             });
             // Read once more: a change between the snapshot's read and now is not missed.
-            w.dirty = w.dirty.max(1);
+            w.dirty = true;
             w.subscribers.push(Subscriber {
                 conn,
                 sub,
@@ -384,6 +448,7 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
                 seen: digest(&body),
                 pending,
             });
+            return true;
         }
         HubMsg::Unsubscribe { conn, token, .. } => {
             for w in windows.values_mut() {
@@ -401,17 +466,19 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) {
         // Handled by the hub's loop.
         HubMsg::SubscribeUser { .. } | HubMsg::Record(_) | HubMsg::Changed { .. } => {}
     }
+    false
 }
 
-/// Reads every changed window once and gives its subscribers the update when it moved.
-async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) {
-    for (key, w) in windows.iter_mut().filter(|(_, w)| w.dirty > 0) {
-        w.dirty -= 1;
+/// Reads every changed window once and gives its subscribers the update when it moved;
+/// `true` when some window could not be read (it stays marked).
+async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) -> bool {
+    let mut unread = false;
+    for (key, w) in windows.iter_mut().filter(|(_, w)| w.dirty) {
         let Some(body) = read(state, key).await else {
-            // Not readable now: tried again next tick.
-            w.dirty = w.dirty.max(1);
+            unread = true;
             continue;
         };
+        w.dirty = false;
         let seen = digest(&body);
         let body: Arc<str> = body.into();
         for s in w.subscribers.iter_mut().filter(|s| s.seen != seen) {
@@ -419,6 +486,7 @@ async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) {
             s.seen = seen;
         }
     }
+    unread
 }
 
 /// The `"leaderboard":…` (and `"around":…`) part of a window's message, as it is now.

@@ -176,12 +176,8 @@ impl BoostClock {
             inner.state = next_state;
             return Ok(0);
         }
-        c.inbox(
-            &self.bus.consumers_for(&effects),
-            &self.stream,
-            seq,
-            &effects,
-        )?;
+        let consumers = self.bus.consumers_for(&effects);
+        c.inbox(&consumers, &self.stream, seq, &effects)?;
         let snapshot_now = snapshot::due(inner.snapshot_seq, seq);
         if snapshot_now {
             c.snapshot(&self.stream, seq, &next_state)?;
@@ -207,6 +203,7 @@ impl BoostClock {
                 stream: self.stream.clone(),
                 seq,
                 effects,
+                consumers,
             });
         }
         Ok(made)

@@ -36,6 +36,9 @@ pub struct Published {
     pub stream: StreamId,
     pub seq: u64,
     pub effects: Vec<Effect>,
+    /// The consumers the commit wrote an inbox row for. Only they apply it; anything else
+    /// that sees it (the WebSocket push hub) only looks.
+    pub consumers: Vec<ConsumerId>,
 }
 
 /// Publishes committed effects and names the consumers that get inbox rows (cheap to clone).
@@ -228,8 +231,9 @@ pub async fn run_consumer<C: EffectConsumer>(
         }
         let mut records = Vec::with_capacity(batch.len());
         for p in &batch {
-            // Records this consumer has no row for (it does not want them).
-            if !wants(C::ID, &p.effects) {
+            // Records this consumer has no row for (it does not want them, or they were
+            // published for live subscribers only): applying them would not be exactly once.
+            if !p.consumers.contains(&C::ID) || !wants(C::ID, &p.effects) {
                 continue;
             }
             if let Some(&upto) = taken.get(&p.stream) {

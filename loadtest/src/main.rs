@@ -20,6 +20,7 @@
 
 mod ranks;
 mod webhooks;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,14 @@ enum Cmd {
         #[command(flatten)]
         options: webhooks::Options,
     },
+    /// Live leaderboard updates over WebSocket: event-to-update latency at many
+    /// subscribers, messages/s, memory and CPU per connection.
+    Websocket {
+        #[arg(long, default_value = "target/release/kudos")]
+        kudos_bin: PathBuf,
+        #[command(flatten)]
+        options: websocket::Options,
+    },
     /// Resident memory per active user, with the page cache at a stated size.
     Memory {
         #[arg(long, default_value = "target/release/kudos")]
@@ -238,6 +247,7 @@ fn main() -> anyhow::Result<()> {
             redis,
         } => ranks::run(participants, ops, redis),
         Cmd::Webhooks { kudos_bin, options } => rt.block_on(webhooks::run(&kudos_bin, options)),
+        Cmd::Websocket { kudos_bin, options } => rt.block_on(websocket::run(&kudos_bin, options)),
     }
 }
 

@@ -43,6 +43,8 @@ const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest text frame read (a subscribe op is a few hundred bytes).
 const MAX_FRAME: usize = 16 * 1024;
+/// Each connection's read buffer, and the write buffer's size before it is written out.
+const BUFFER: usize = 4 * 1024;
 
 /// The upgrade, after the key and readiness checks.
 pub async fn upgrade(
@@ -87,7 +89,12 @@ pub async fn upgrade(
         )
         .into_response();
     };
+    // Small buffers: most connections hold many quiet subscriptions, and a frame is at
+    // most MAX_FRAME in and a leaderboard page out (tungstenite's 128 KiB defaults cost
+    // about 140 KiB per connection).
     ws.max_message_size(MAX_FRAME)
+        .read_buffer_size(BUFFER)
+        .write_buffer_size(BUFFER)
         .on_upgrade(move |socket| connection(state, socket, seat, principal))
 }
 

@@ -217,16 +217,21 @@ fn read_row(store: &Store, key: &[u8]) -> Result<Option<Row>, StoreError> {
         .state_get(ConsumerId::WEBHOOKS, &window_key(key))
 }
 
-/// The record's `points.changed` events without throttling (one per system it awarded in,
-/// `user_creation` awards excepted), for live subscribers.
-pub async fn points_events(
+/// The record's `points.changed` events (one per system it awarded in, `user_creation`
+/// awards excepted) and `leaderboard.rank_changed` events, without throttling, for live
+/// subscribers.
+pub async fn live_events(
     consumer: &WebhookConsumer,
     catalog: &Catalog,
     effects: &[Effect],
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, StoreError> {
+    let mut changes = points_changes(effects);
+    for change in effects.iter().filter_map(rank_change) {
+        merge(&mut changes, change);
+    }
     let mut out = Vec::new();
-    for change in points_changes(effects) {
+    for change in changes {
         if let Some(e) = render(consumer, catalog, &change, None, now).await? {
             out.push(e);
         }
@@ -322,33 +327,43 @@ pub fn changes(effects: &[Effect], catalog: &Catalog) -> Vec<Held> {
                     top: top.clone(),
                 },
             ),
-            Effect::LeaderboardRankChanged {
-                board_id,
-                run,
-                group,
-                user_id,
-                rank,
-                previous_rank,
-                value,
-                previous_value,
-                ..
-            } if wants("leaderboard.rank_changed") => merge(
-                &mut out,
-                Held::Rank {
-                    board_id: *board_id,
-                    run: *run,
-                    group: group.clone(),
-                    user_id: user_id.clone(),
-                    rank: *rank,
-                    value: *value,
-                    previous_rank: *previous_rank,
-                    previous_value: *previous_value,
-                },
-            ),
+            Effect::LeaderboardRankChanged { .. } if wants("leaderboard.rank_changed") => {
+                if let Some(change) = rank_change(e) {
+                    merge(&mut out, change);
+                }
+            }
             _ => {}
         }
     }
     out
+}
+
+/// A rank change effect as a change to report.
+fn rank_change(e: &Effect) -> Option<Held> {
+    let Effect::LeaderboardRankChanged {
+        board_id,
+        run,
+        group,
+        user_id,
+        rank,
+        previous_rank,
+        value,
+        previous_value,
+        ..
+    } = e
+    else {
+        return None;
+    };
+    Some(Held::Rank {
+        board_id: *board_id,
+        run: *run,
+        group: group.clone(),
+        user_id: user_id.clone(),
+        rank: *rank,
+        value: *value,
+        previous_rank: *previous_rank,
+        previous_value: *previous_value,
+    })
 }
 
 /// The windows one batch of the outbox consumer reads and writes, written back with the

@@ -466,6 +466,66 @@ async fn a_user_topic_carries_that_users_events_unthrottled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_topic_carries_rank_changes_of_the_user_unthrottled() {
+    let s = TestServer::start().await;
+    s.words_board("2020-01-01").await;
+    let mut ws = connect(&s, &format!("?apiKey={KEY}"))
+        .await
+        .expect("upgrade");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "bob", "topic": "user:bob"}),
+    )
+    .await;
+    send(&mut ws, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
+
+    // Bob enters first; ada passes him, then he passes her back: one change each time,
+    // with no 15-minute window, and none for ada's own move (she is not subscribed).
+    assert_eq!(s.event("words", "bob", 10.0).await.status, 201);
+    let m = next(&mut ws).await;
+    assert_eq!(m["event"]["type"], "leaderboard.rank_changed", "{m}");
+    assert_eq!(m["event"]["user"]["id"], "bob", "{m}");
+    assert_eq!(m["event"]["leaderboard"]["key"], "words", "{m}");
+    assert_eq!(
+        (
+            m["event"]["leaderboard"]["rank"].clone(),
+            m["event"]["leaderboard"]["previousRank"].clone()
+        ),
+        (json!(1), Value::Null),
+        "{m}"
+    );
+    assert_eq!(m["seq"], 0);
+    for (user, value, bob_rank) in [("ada", 20.0, 2), ("bob", 15.0, 1)] {
+        assert_eq!(s.event("words", user, value).await.status, 201);
+        let m = next(&mut ws).await;
+        assert_eq!(m["event"]["type"], "leaderboard.rank_changed", "{m}");
+        assert_eq!(m["event"]["user"]["id"], "bob", "{m}");
+        assert_eq!(
+            m["event"]["leaderboard"]["rank"], bob_rank,
+            "bob's rank after {user}'s event: {m}"
+        );
+        assert_eq!(
+            m["event"]["leaderboard"]["previousRank"],
+            3 - bob_rank,
+            "{m}"
+        );
+    }
+    // No webhook endpoint exists: the changes were for the live topic only, and the
+    // webhook outbox got no rows for them.
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("kudos_inbox_backlog{consumer=\"webhooks\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_is_served_without_a_key_in_it() {
     let s = TestServer::start().await;
     let r = reqwest::get(format!("{}/live/words", s.base))

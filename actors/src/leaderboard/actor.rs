@@ -38,6 +38,8 @@ pub enum BoardMsg {
     /// Hand out the rows and effects of everything applied since the last write.
     Write {
         consumers: Arc<[ConsumerId]>,
+        /// Live `user:` subscribers exist: rank changes are published for them too.
+        live: bool,
         /// Also every pending history row of displaced users (a read is waiting for them).
         all: bool,
         reply: RpcReplyPort<Result<BoardWrite, StoreError>>,
@@ -108,10 +110,11 @@ impl Actor for LeaderboardActor {
             }
             BoardMsg::Write {
                 consumers,
+                live,
                 all,
                 reply,
             } => {
-                let _ = reply.send(st.board.write(def, st.deps.scope, &consumers, all));
+                let _ = reply.send(st.board.write(def, st.deps.scope, &consumers, live, all));
             }
             BoardMsg::Page {
                 key,
@@ -191,14 +194,10 @@ async fn announce(
     );
     runs.due = next;
     let made = effects.len();
+    let consumers = st.deps.bus.consumers_for(&effects);
     if !effects.is_empty() {
         runs.seq += 1;
-        c.inbox(
-            &st.deps.bus.consumers_for(&effects),
-            &stream,
-            runs.seq,
-            &effects,
-        )?;
+        c.inbox(&consumers, &stream, runs.seq, &effects)?;
     }
     c.consumer_state(CONSUMER, &standings::runs_key(st.board.id), Some(&runs))?;
     st.deps.store.commit(c).await?;
@@ -209,6 +208,7 @@ async fn announce(
             stream,
             seq: runs.seq,
             effects,
+            consumers,
         });
     }
     Ok(made)

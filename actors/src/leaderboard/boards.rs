@@ -30,6 +30,9 @@ use crate::user::Effect;
 
 /// How many applied records keep their outcomes for the request that caused them.
 const RECENT: usize = 4096;
+/// Change signals a slow live reader may fall behind by before it lags (and reads
+/// everything again).
+const CHANGED_CAPACITY: usize = 1024;
 
 /// An applied record.
 struct Applied {
@@ -72,6 +75,9 @@ struct Inner {
     writing: tokio::sync::Mutex<()>,
     /// Bumped by every reset, so the consumer knows to restart and catch up.
     generation: AtomicU64,
+    /// Boards whose memory just changed (records applied, runs announced): live readers
+    /// (the WebSocket push hub) read them again.
+    changed: tokio::sync::broadcast::Sender<Uuid>,
 }
 
 /// Errors of board operations.
@@ -96,6 +102,7 @@ impl Boards {
                 queue: std::sync::Mutex::new(Vec::new()),
                 writing: tokio::sync::Mutex::new(()),
                 generation: AtomicU64::new(0),
+                changed: tokio::sync::broadcast::Sender::new(CHANGED_CAPACITY),
             }),
         }
     }
@@ -212,6 +219,8 @@ impl Boards {
                 }
             }
             router.dirty.insert(board);
+            // No live reader is fine.
+            let _ = self.inner.changed.send(board);
         }
         for i in fresh {
             let mut parts = std::mem::take(&mut by_record[i]);
@@ -277,10 +286,12 @@ impl Boards {
         }
         for board in boards {
             let consumers = self.inner.deps.bus.board_consumers();
+            let live = self.inner.deps.bus.has_live_topics();
             let all = read == Some(board);
             match self
                 .call(board, |reply| BoardMsg::Write {
                     consumers,
+                    live,
                     all,
                     reply,
                 })
@@ -473,7 +484,17 @@ impl Boards {
         let done = self
             .call(board, |reply| BoardMsg::Announce { at, reply })
             .await;
-        self.reset_on_failure(done).await?
+        let made = self.reset_on_failure(done).await??;
+        if made > 0 {
+            let _ = self.inner.changed.send(board);
+        }
+        Ok(made)
+    }
+
+    /// Boards as their memory changes: records applied, runs announced (a receiver that
+    /// lags should read every board again).
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Uuid> {
+        self.inner.changed.subscribe()
     }
 
     /// The consumer that feeds the boards from the inbox and the bus.

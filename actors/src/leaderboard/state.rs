@@ -350,7 +350,8 @@ impl BoardState {
 
     /// Hands out the rows and effects of everything applied since the last write (see the
     /// module docs), and forgets it. `consumers`: who gets the effects (none: they are not
-    /// built). `all`: also the history rows of displaced users (else at most every
+    /// built, unless `live`: rank changes are then built and published for live `user:`
+    /// subscribers, with no inbox row). `all`: also the history rows of displaced users (else at most every
     /// [`DISPLACED_HISTORY_EVERY`]). The caller writes the commit; if that fails, the board
     /// must be reloaded.
     pub fn write(
@@ -358,6 +359,7 @@ impl BoardState {
         def: Option<&Leaderboard>,
         scope: Scope,
         consumers: &[ConsumerId],
+        live: bool,
         all: bool,
     ) -> Result<BoardWrite, StoreError> {
         let mut commit = Commit::new();
@@ -455,7 +457,7 @@ impl BoardState {
                         .or_default()
                         .insert(at.with_timezone(&tz).date_naive());
                 }
-                if let (false, Some(at)) = (consumers.is_empty(), at) {
+                if let (true, Some(at)) = (live || !consumers.is_empty(), at) {
                     effects.push(Effect::LeaderboardRankChanged {
                         board_id: self.id,
                         run: key.0,
@@ -523,6 +525,7 @@ impl BoardState {
                 stream,
                 seq: self.seq,
                 effects,
+                consumers: consumers.to_vec(),
             });
         }
         Ok(BoardWrite { commit, published })

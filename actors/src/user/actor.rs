@@ -283,6 +283,7 @@ impl UserActorState {
                     .filter(|e| !e.is_internal())
                     .cloned()
                     .collect(),
+                consumers,
             });
         }
         Ok(entry)

@@ -62,7 +62,13 @@ fn add(s: &mut BoardState, def: &Leaderboard, user: &str, v: f64, when: DateTime
 /// (user, previous rank, rank) of every rank change a write hands out, sorted.
 fn rank_changes(s: &mut BoardState, def: &Leaderboard) -> Vec<(String, Option<u32>, Option<u32>)> {
     let w = s
-        .write(Some(def), Scope::DEFAULT, &[ConsumerId::TEST_TALLY], true)
+        .write(
+            Some(def),
+            Scope::DEFAULT,
+            &[ConsumerId::TEST_TALLY],
+            false,
+            true,
+        )
         .expect("write");
     let mut out: Vec<_> = w
         .published
@@ -230,7 +236,7 @@ fn displaced_users_get_a_history_row_on_their_own_local_day() {
     );
     store
         .write(
-            s.write(Some(&d), Scope::DEFAULT, &[], true)
+            s.write(Some(&d), Scope::DEFAULT, &[], false, true)
                 .expect("w")
                 .commit,
         )
@@ -238,7 +244,7 @@ fn displaced_users_get_a_history_row_on_their_own_local_day() {
     add(&mut s, &d, "alice", 30.0, at(6, 20));
     store
         .write(
-            s.write(Some(&d), Scope::DEFAULT, &[], true)
+            s.write(Some(&d), Scope::DEFAULT, &[], false, true)
                 .expect("w")
                 .commit,
         )
@@ -375,7 +381,13 @@ fn a_user_moving_to_another_group_moves_everyone_below_up_in_the_old_one() {
     rank_changes(&mut s, &d);
     place(&mut s, "a", "DE", 0.0);
     let w = s
-        .write(Some(&d), Scope::DEFAULT, &[ConsumerId::TEST_TALLY], true)
+        .write(
+            Some(&d),
+            Scope::DEFAULT,
+            &[ConsumerId::TEST_TALLY],
+            false,
+            true,
+        )
         .expect("write");
     type Change = (Vec<String>, String, Option<u32>, Option<u32>);
     let mut got: Vec<Change> = Vec::new();
