@@ -259,6 +259,10 @@ pub async fn run(
     let router = http::router(state.clone());
     let token = shutdown.clone();
     let mut server = tokio::spawn(async move {
+        // No Nagle delay: a response, or a WebSocket message, goes out as it is written.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(token.cancelled_owned())
             .await

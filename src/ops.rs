@@ -28,6 +28,8 @@ struct RouteStats {
 #[derive(Default)]
 pub struct OpsCounters {
     pub events_ingested: AtomicU64,
+    /// WebSocket connections closed as slow consumers (1013).
+    pub ws_slow_consumers: AtomicU64,
     /// Method → route template → stats. Nested so that a lookup borrows the strings and
     /// only a new series allocates.
     routes: Mutex<BTreeMap<String, BTreeMap<String, RouteStats>>>,
@@ -135,6 +137,8 @@ pub struct Gauges {
     pub jobs: usize,
     /// Inbox rows each effect consumer has not applied yet (capped), by consumer name.
     pub inbox_backlog: Vec<(&'static str, usize)>,
+    /// Open WebSocket connections.
+    pub ws_connections: u64,
 }
 
 /// The whole `/metrics` body.
@@ -210,6 +214,21 @@ pub fn render(counters: &OpsCounters, g: &Gauges) -> String {
         );
     }
     single(
+        "kudos_ws_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        g.ws_connections.to_string(),
+    );
+    single(
+        "kudos_ws_slow_consumers_total",
+        "counter",
+        "WebSocket connections closed as slow consumers (1013).",
+        counters
+            .ws_slow_consumers
+            .load(Ordering::Relaxed)
+            .to_string(),
+    );
+    single(
         "kudos_users",
         "gauge",
         "Users ever created.",
@@ -269,6 +288,7 @@ mod tests {
             effect_backlog: None,
             inbox_backlog: vec![("webhooks", 3)],
             jobs: 0,
+            ws_connections: 4,
         };
         let text = render(&c, &g);
         assert!(text.contains("kudos_http_requests_total{method=\"POST\",route=\"/v1/metrics/{key}/event\",status=\"201\"} 2"));

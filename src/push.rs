@@ -173,6 +173,9 @@ pub struct Hub {
     /// The hub's end of the channel, until [`start`] takes it.
     rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<HubMsg>>>>,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
+    /// Cancelled when the hub failed and was restarted without its subscriptions: the
+    /// connections of that epoch close (1011) so their clients subscribe again.
+    epoch: Arc<Mutex<CancellationToken>>,
 }
 
 impl Default for Hub {
@@ -182,6 +185,7 @@ impl Default for Hub {
             tx,
             rx: Arc::new(Mutex::new(Some(rx))),
             next_conn: Default::default(),
+            epoch: Default::default(),
         }
     }
 }
@@ -189,6 +193,18 @@ impl Default for Hub {
 impl Hub {
     pub fn send(&self, msg: HubMsg) {
         let _ = self.tx.send(msg);
+    }
+
+    /// Cancelled if the hub loses this epoch's subscriptions (a connection takes it when
+    /// it opens).
+    pub fn epoch(&self) -> CancellationToken {
+        self.epoch.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Ends the current epoch and starts the next.
+    fn renew_epoch(&self) {
+        let old = std::mem::take(&mut *self.epoch.lock().unwrap_or_else(|e| e.into_inner()));
+        old.cancel();
     }
 
     /// A new connection's number.
@@ -279,7 +295,31 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
             }
         });
     }
-    tokio::spawn(run(state.clone(), rx, shutdown));
+    tokio::spawn(supervise(state.clone(), rx, shutdown));
+}
+
+/// Runs the hub, and restarts it if it panics: its windows and subscriptions are lost, so
+/// the connections of that epoch are closed (1011) and their clients subscribe again.
+async fn supervise(
+    state: AppState,
+    mut rx: mpsc::UnboundedReceiver<HubMsg>,
+    shutdown: CancellationToken,
+) {
+    use futures_util::FutureExt;
+    loop {
+        let run = std::panic::AssertUnwindSafe(run(state.clone(), &mut rx, shutdown.clone()));
+        match run.catch_unwind().await {
+            Ok(()) => return,
+            Err(_) => {
+                tracing::error!(
+                    "the WebSocket push hub failed; restarted, live connections are closed so clients subscribe again"
+                );
+                // Messages still queued from the ended epoch's connections are harmless:
+                // those connections close now, and their disconnects remove what they add.
+                state.push.renew_epoch();
+            }
+        }
+    }
 }
 
 /// A `user:` subscription.
@@ -298,7 +338,7 @@ fn next_read(last: Option<Instant>, now: Instant) -> Instant {
 
 async fn run(
     state: AppState,
-    mut rx: mpsc::UnboundedReceiver<HubMsg>,
+    rx: &mut mpsc::UnboundedReceiver<HubMsg>,
     shutdown: CancellationToken,
 ) {
     let mut windows: HashMap<WindowKey, Window> = HashMap::new();

@@ -153,6 +153,12 @@ fn render_metrics(state: &AppState) -> String {
         .into_iter()
         .map(|(name, c)| (name, state.store.inbox().backlog(c, OVERDUE_GAUGE_CAP)))
         .collect(),
+        ws_connections: state
+            .ws_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum(),
     };
     let mut body = crate::ops::render(&state.ops, &gauges);
     body.push_str(&crate::webhooks::dispatch::render_metrics(

@@ -192,12 +192,17 @@ async fn connection(
         next_token: 0,
     };
     let shutdown = state.background.shutdown().clone();
+    let epoch = state.push.epoch();
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     let mut unanswered = 0u32;
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => {
                 let _ = socket.send(close(1001, "server shutting down")).await;
+                break;
+            }
+            _ = epoch.cancelled() => {
+                let _ = socket.send(close(1011, "live updates restarted; subscribe again")).await;
                 break;
             }
             _ = pings.tick() => {
@@ -215,7 +220,10 @@ async fn connection(
             msg = socket.recv() => msg,
             _ = pending.ready.notified() => {
                 if pending.is_slow() {
-                    let _ = socket.send(close(1013, "slow consumer")).await;
+                    tracing::info!("a WebSocket peer fell behind its events; dropped as a slow consumer");
+                    state.ops.ws_slow_consumers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let close = socket.send(close(1013, "slow consumer"));
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
                     break;
                 }
                 let mut failed = false;
@@ -236,7 +244,7 @@ async fn connection(
                         out.body
                     );
                     sub.next_seq += 1;
-                    if !write(&mut socket, text).await {
+                    if !write(&mut socket, text, &pending, &state).await {
                         failed = true;
                         break;
                     }
@@ -260,7 +268,7 @@ async fn connection(
             // Pings are answered by the library; binary frames are not part of the protocol.
             Message::Binary(_) => {
                 let e = error(None, "Messages must be JSON text frames").to_string();
-                if !write(&mut socket, e).await {
+                if !write(&mut socket, e, &pending, &state).await {
                     break;
                 }
                 continue;
@@ -270,7 +278,7 @@ async fn connection(
         let replies = handle(&state, &pending, &mut subs, text.as_str()).await;
         let mut failed = false;
         for reply in replies {
-            if !write(&mut socket, reply).await {
+            if !write(&mut socket, reply, &pending, &state).await {
                 failed = true;
                 break;
             }
@@ -281,15 +289,49 @@ async fn connection(
     }
 }
 
-/// Writes one text message; `false` when the connection is gone, or took longer than
-/// [`SEND_TIMEOUT`] to take it (a peer that stopped reading: it is dropped rather than
-/// let its messages pile up).
-async fn write(socket: &mut WebSocket, text: String) -> bool {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
-        Ok(Ok(())) => true,
-        Ok(Err(_)) => false,
-        Err(_) => {
+/// Writes one text message; `false` when the connection is gone, or is dropped as a slow
+/// consumer: it took longer than [`SEND_TIMEOUT`] to take the message, or its events
+/// overflowed while it was being written (a peer that stopped reading is dropped rather
+/// than let its messages pile up).
+async fn write(socket: &mut WebSocket, text: String, pending: &Pending, state: &AppState) -> bool {
+    enum Outcome {
+        Sent,
+        Gone,
+        Slow,
+    }
+    let mut woken = false;
+    let outcome = {
+        let send = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text.into())));
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                r = &mut send => break match r {
+                    Ok(Ok(())) => Outcome::Sent,
+                    Ok(Err(_)) => Outcome::Gone,
+                    Err(_) => Outcome::Slow,
+                },
+                _ = pending.ready.notified() => {
+                    woken = true;
+                    if pending.is_slow() {
+                        break Outcome::Slow;
+                    }
+                }
+            }
+        }
+    };
+    // The wake-up taken here was for the connection's loop: given back.
+    if woken {
+        pending.ready.notify_one();
+    }
+    match outcome {
+        Outcome::Sent => true,
+        Outcome::Gone => false,
+        Outcome::Slow => {
             tracing::info!("a WebSocket peer stopped reading; dropped as a slow consumer");
+            state
+                .ops
+                .ws_slow_consumers
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let close = socket.send(close(1013, "slow consumer"));
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
             false

@@ -526,6 +526,126 @@ async fn a_user_topic_carries_rank_changes_of_the_user_unthrottled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_subscribers_all_receive_the_update() {
+    use futures_util::stream::{self, StreamExt as _};
+    let s = TestServer::start().await;
+    s.words_board("2020-01-01").await;
+    assert_eq!(s.event("words", "ada", 10.0).await.status, 201);
+    let subscribe =
+        json!({"op": "subscribe", "id": "top", "topic": "leaderboard:words", "limit": 3});
+    let mut sockets: Vec<Socket> = stream::iter(0..1000)
+        .map(|_| async {
+            let mut ws = connect(&s, &format!("?apiKey={KEY}"))
+                .await
+                .expect("upgrade");
+            send(&mut ws, subscribe.clone()).await;
+            assert_eq!(next(&mut ws).await["type"], "snapshot");
+            ws
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    assert_eq!(sockets.len(), 1000);
+
+    assert_eq!(s.event("words", "bob", 20.0).await.status, 201);
+    let updates = futures_util::future::join_all(sockets.iter_mut().map(next_update)).await;
+    for m in &updates {
+        assert_eq!(
+            (m["type"].clone(), m["seq"].clone()),
+            (json!("update"), json!(1)),
+            "{m}"
+        );
+        assert_eq!(m["leaderboard"]["rankings"][0]["userId"], "bob", "{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_off_without_slowing_others() {
+    let s = TestServer::start().await;
+    let metric = s.create_metrics(&["lessons"]).await.remove(0);
+    // Ten points systems: each event is ten `points.changed` messages (about 12 KB), so the
+    // kernel's buffers (up to 4 MiB on the server's side) fill within a few hundred events.
+    let systems: Vec<Value> = (0..SYSTEMS)
+        .map(|i| {
+            json!({"name": format!("XP {i}"), "key": format!("xp{i}"),
+                   "triggers": [{"type": "metric", "points": 10, "metricId": metric,
+                                 "metricThreshold": 1, "status": "active"}]})
+        })
+        .collect();
+    let r = s.post("/admin/v1/points", Value::Array(systems)).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let topic = json!({"op": "subscribe", "id": "ada", "topic": "user:ada"});
+    let mut good = connect(&s, &format!("?apiKey={KEY}"))
+        .await
+        .expect("upgrade");
+    send(&mut good, topic.clone()).await;
+    send(&mut good, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut good).await, json!({"type": "pong"}));
+    // A peer with a tiny receive buffer that stops reading once subscribed.
+    let addr: std::net::SocketAddr = s.base.trim_start_matches("http://").parse().expect("addr");
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = tcp.connect(addr).await.expect("connect");
+    let (mut slow, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/v1/ws?apiKey={KEY}"),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .expect("upgrade");
+    send(&mut slow, topic).await;
+    send(&mut slow, json!({"op": "ping"})).await;
+    assert_eq!(next(&mut slow).await, json!({"type": "pong"}));
+
+    // Far more events than the slow peer's buffers and queue hold; the good one reads
+    // each, in order, as they come.
+    const SYSTEMS: usize = 10;
+    let posts = 700;
+    let n = posts * SYSTEMS;
+    let reader = tokio::spawn(async move {
+        for i in 0..n {
+            let m = next(&mut good).await;
+            assert_eq!(
+                (m["type"].clone(), m["seq"].clone()),
+                (json!("event"), json!(i)),
+                "{m}"
+            );
+            assert_eq!(m["event"]["type"], "points.changed", "{m}");
+        }
+    });
+    for _ in 0..posts {
+        assert_eq!(s.event("lessons", "ada", 1.0).await.status, 201);
+    }
+    reader.await.expect("the good subscriber got every event");
+
+    // The slow peer was cut off: what it reads now ends before the last event, with a
+    // 1013 close when that frame made it out, else the end of the stream.
+    let mut events = 0;
+    let ended = loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(15), slow.next())
+            .await
+            .expect("the slow peer's stream ends");
+        match msg {
+            Some(Ok(Message::Text(_))) => events += 1,
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break None,
+        }
+    };
+    assert!(events < n, "the slow peer got all {events} events");
+    assert!(matches!(ended, None | Some(1013)), "{ended:?}");
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("kudos_ws_slow_consumers_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_is_served_without_a_key_in_it() {
     let s = TestServer::start().await;
     let r = reqwest::get(format!("{}/live/words", s.base))
