@@ -30,12 +30,15 @@ use crate::AppState;
 /// The least time between two reads of changed windows (so at most 10 updates per second
 /// per subscription): a change after a quiet interval is read at once.
 pub const TICK: Duration = Duration::from_millis(100);
+/// How often the hub looks for catalog edits and a new day.
+const WATCH: Duration = Duration::from_secs(1);
 
 /// What a connection's subscription watches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WindowKey {
     pub board: Uuid,
     pub key: String,
+    /// A run asked for by date; `None`: the current run, whichever it is at each read.
     pub run: Option<u64>,
     pub group: Vec<String>,
     pub limit: usize,
@@ -349,10 +352,25 @@ async fn run(
     let consumer = crate::webhooks::dispatch::WebhookConsumer::of(&state);
     let mut last: Option<Instant> = None;
     let mut due: Option<Instant> = None;
+    // Changes that come from no record: a catalog edit (a board renamed, its window or
+    // breakdown changed), a new day (a new current run). Looked for every second.
+    let mut watch = tokio::time::interval(WATCH);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = (state.catalog.get(), state.clock.now().date_naive());
     loop {
         let read_at = due;
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = watch.tick() => {
+                let now = (state.catalog.get(), state.clock.now().date_naive());
+                if !Arc::ptr_eq(&now.0, &seen.0) || now.1 != seen.1 {
+                    seen = now;
+                    if !windows.is_empty() {
+                        changed.insert(Uuid::nil());
+                        due.get_or_insert_with(|| next_read(last, Instant::now()));
+                    }
+                }
+            }
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
                 match msg {
@@ -534,7 +552,10 @@ pub async fn read(state: &AppState, key: &WindowKey) -> Option<String> {
     let catalog = state.catalog.get();
     let now = state.clock.now();
     let board = catalog.leaderboard(key.board)?;
-    let run = key.run.and_then(|index| board.schedule().run(index));
+    let run = match key.run {
+        Some(index) => board.schedule().run(index),
+        None => crate::http::app::leaderboards::current_run(board, now.date_naive()),
+    };
     let top = crate::http::app::leaderboards::rankings(
         state,
         board,

@@ -550,10 +550,16 @@ fn leaderboard_window(
     let q = QueryPairs(pairs);
     let run = selected_run(board, &q, now.date_naive()).map_err(|e| e.message)?;
     let group = selected_group(board, &catalog, &q).map_err(|e| e.message)?;
+    // Without `run`, the window follows the current run as runs roll over.
+    let run = if op.get("run").is_some_and(|r| !r.is_null()) {
+        Some(run.ok_or("The run cannot be selected")?.index)
+    } else {
+        None
+    };
     Ok(WindowKey {
         board: board.id,
         key: board.key.clone(),
-        run: run.map(|r| r.index),
+        run,
         group,
         limit: usize::try_from(limit).unwrap_or(10),
         around: optional_string(op, "aroundUser")?.map(str::to_string),

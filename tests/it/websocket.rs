@@ -526,6 +526,61 @@ async fn a_user_topic_carries_rank_changes_of_the_user_unthrottled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_follows_edits_and_the_current_run_as_runs_roll_over() {
+    let s = TestServer::start_with_test_clock().await;
+    s.set_clock("2027-01-07T12:00:00Z").await;
+    let metric = s.create_metrics(&["words"]).await.remove(0);
+    let r = s
+        .post(
+            "/admin/v1/leaderboards",
+            json!([{"name": "Daily", "key": "daily", "rankBy": "metric", "metricId": metric,
+                    "start": "2027-01-01", "runUnit": "day", "runInterval": 1, "status": "active"}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["created"][0]["id"].as_str().expect("id").to_string();
+    assert_eq!(s.event("words", "ada", 10.0).await.status, 201);
+    let mut ws = connect(&s, &format!("?apiKey={KEY}"))
+        .await
+        .expect("upgrade");
+    send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "today", "topic": "leaderboard:daily"}),
+    )
+    .await;
+    let snap = next(&mut ws).await;
+    assert_eq!(
+        snap["leaderboard"]["rankings"][0]["userId"], "ada",
+        "{snap}"
+    );
+
+    // An admin edit with no event: the window shows the new name.
+    let r = s
+        .patch(
+            "/admin/v1/leaderboards",
+            json!([{"id": id, "name": "Words today"}]),
+        )
+        .await;
+    assert_eq!(r.body["updated"][0]["name"], "Words today", "{:?}", r.body);
+    let m = next_update(&mut ws).await;
+    assert_eq!(
+        (m["seq"].clone(), m["leaderboard"]["name"].clone()),
+        (json!(1), json!("Words today")),
+        "{m}"
+    );
+
+    // The next day: the window moves to the new, empty run, and fills as it gets events.
+    s.set_clock("2027-01-08T12:00:00Z").await;
+    let m = next_update(&mut ws).await;
+    assert_eq!(m["seq"], 2, "{m}");
+    assert_eq!(m["leaderboard"]["rankings"], json!([]), "{m}");
+    assert_eq!(s.event("words", "bob", 3.0).await.status, 201);
+    let m = next_update(&mut ws).await;
+    assert_eq!(m["seq"], 3, "{m}");
+    assert_eq!(m["leaderboard"]["rankings"][0]["userId"], "bob", "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_subscribers_all_receive_the_update() {
     use futures_util::stream::{self, StreamExt as _};
     let s = TestServer::start().await;

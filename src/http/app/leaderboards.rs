@@ -53,11 +53,7 @@ pub(crate) fn selected_run(
     today: NaiveDate,
 ) -> ApiResult<Option<Run>> {
     let schedule = l.schedule();
-    let current = schedule.run_at(today).or_else(|| {
-        l.end
-            .filter(|e| *e < today)
-            .and_then(|e| schedule.run_at(e))
-    });
+    let current = current_run(l, today);
     let Some(raw) = q.get("run") else {
         return Ok(current);
     };
@@ -68,6 +64,16 @@ pub(crate) fn selected_run(
         .filter(|r| current.is_some_and(|c| r.index <= c.index))
         .ok_or_else(|| ApiError::unprocessable("run does not match any run of this leaderboard"))?;
     Ok(Some(run))
+}
+
+/// The run shown when none is asked for: today's, or the last one of a board that ended.
+pub(crate) fn current_run(l: &Leaderboard, today: NaiveDate) -> Option<Run> {
+    let schedule = l.schedule();
+    schedule.run_at(today).or_else(|| {
+        l.end
+            .filter(|e| *e < today)
+            .and_then(|e| schedule.run_at(e))
+    })
 }
 
 /// The group `userAttributes=k:v,…` names: required on boards with breakdowns (a value for
