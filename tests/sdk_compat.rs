@@ -105,3 +105,28 @@ fn trophy_python_sdk_drives_kudos() {
         .env("PYTHONUNBUFFERED", "1");
     run_sdk_script("Trophy Python SDK check", cmd, "SDK CHECK OK");
 }
+
+/// The SDK's HTTP calls, as the coverage test (`tests/it/coverage.rs`) reads them from
+/// `tests/spec/sdk-1.27-calls.json`, are exactly the calls the installed SDK can make.
+#[test]
+fn the_vendored_list_of_sdk_calls_matches_the_sdk() {
+    let python = sdk_python();
+    let out = run(
+        Command::new(&python)
+            .arg(manifest_dir().join("tests/spec/extract_sdk_calls.py"))
+            .current_dir(manifest_dir()),
+        "extract_sdk_calls.py",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let vendored: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest_dir().join("tests/spec/sdk-1.27-calls.json"))
+            .expect("tests/spec/sdk-1.27-calls.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        listed, vendored,
+        "the SDK's calls changed: regenerate tests/spec/sdk-1.27-calls.json"
+    );
+    assert!(listed.as_array().is_some_and(|a| a.len() >= 85), "{listed}");
+}

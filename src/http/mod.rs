@@ -170,8 +170,10 @@ fn render_metrics(state: &AppState) -> String {
     body
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("Not found")
+/// Paths no route matches: a 404 that names the request, so a wrong base URL or a typo
+/// is plain (and distinct from a missing resource's 404).
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("No such endpoint: {method} {}", uri.path()))
 }
 
 fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {

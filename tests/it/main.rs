@@ -5,6 +5,7 @@ mod achievements;
 mod admin;
 mod binary;
 mod coalescing;
+mod coverage;
 mod crash;
 mod durability;
 mod errors;
