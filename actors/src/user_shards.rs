@@ -138,7 +138,6 @@ pub struct ShardsConfig {
     pub idle_after: Duration,
     /// How often idle users are looked for.
     pub sweep_every: Duration,
-    pub control_ratio: u8,
     /// How long idempotency keys are remembered (`None`: forever).
     pub idempotency_window: Option<Duration>,
 }
@@ -148,7 +147,6 @@ impl Default for ShardsConfig {
         Self {
             idle_after: Duration::from_secs(300),
             sweep_every: Duration::from_secs(30),
-            control_ratio: 0,
             idempotency_window: None,
         }
     }
@@ -256,7 +254,6 @@ impl UserShards {
                 catalog: self.catalog.clone(),
                 clock: self.clock.clone(),
                 registry: Arc::downgrade(&self.registry),
-                control_ratio: self.config.control_ratio,
                 bus: self.bus.clone(),
                 idempotency_window: self.config.idempotency_window,
             },

@@ -24,8 +24,6 @@ const PENDING: &[(&str, &str, &str)] = &[
     ("admin", "POST", "/application-api-keys"),
     ("admin", "DELETE", "/application-api-keys"),
     ("admin", "GET", "/environments"),
-    ("admin", "GET", "/settings"),
-    ("admin", "PATCH", "/settings"),
     ("application", "GET", "/users/{id}/wrapped"),
 ];
 

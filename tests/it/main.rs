@@ -15,6 +15,7 @@ mod leaderboards;
 mod live_page;
 mod notices;
 mod points;
+mod settings;
 mod streaks;
 mod support;
 mod test_clock;

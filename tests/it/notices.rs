@@ -259,3 +259,78 @@ async fn a_streak_reminder_comes_at_eight_in_the_evening_of_a_day_still_to_exten
     // (Its `streak` is read when the delivery is rendered: after this jump, as lost.)
     assert!(payload["streak"]["length"].is_number(), "{payload}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_users_get_no_notices_and_recaps_follow_the_aggregation_period() {
+    let s = TestServer::start_with_test_clock().await;
+    // Monday 2027-05-03, 10:00 in Tokyo.
+    clock(&s, "2027-05-03T01:00:00Z").await;
+    s.create_metrics(&["words"]).await;
+    let r = s
+        .patch(
+            "/admin/v1/settings",
+            json!({"experimentation": {"controlRatio": 100}, "aggregationPeriod": "monthly"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let event = |user: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .post(
+                    "/v1/metrics/words/event",
+                    json!({"user": {"id": user, "tz": "Asia/Tokyo"}, "value": 5}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+        }
+    };
+    event("control").await;
+    let r = s
+        .patch(
+            "/admin/v1/settings",
+            json!({"experimentation": {"controlRatio": 0}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    event("treated").await;
+    assert_eq!(s.get("/v1/users/control").await.body["control"], true);
+    assert_eq!(s.get("/v1/users/treated").await.body["control"], false);
+
+    let receiver = Receiver::start().await;
+    let r = s
+        .post(
+            "/admin/v1/webhooks",
+            json!([{"url": receiver.url, "events": ["emails.recap_due", "emails.reactivation_due"]}]),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let hook = r.body["created"][0]["id"].as_str().expect("id").to_string();
+    s.jobs_done().await;
+
+    // Sunday the 9th: no weekly recap (the period is monthly). The control user is
+    // tracked (their reactivation would be due) but told nothing.
+    clock(&s, "2027-05-09T00:00:00Z").await;
+    let got = queued(&s, &hook).await;
+    assert!(got.iter().all(|(t, ..)| t != "emails.recap_due"), "{got:?}");
+    assert!(got.iter().all(|(_, u, _)| u == "treated"), "{got:?}");
+    assert!(
+        !got.is_empty(),
+        "the treated user's reactivation messages: {got:?}"
+    );
+    // June 1st, 09:00 in Tokyo: May's recap, for the treated user only.
+    clock(&s, "2027-06-01T00:00:00Z").await;
+    let recaps: Vec<(String, Value)> = queued(&s, &hook)
+        .await
+        .into_iter()
+        .filter(|(t, ..)| t == "emails.recap_due")
+        .map(|(_, u, p)| (u, p["recap"].clone()))
+        .collect();
+    assert_eq!(
+        recaps,
+        vec![(
+            "treated".to_string(),
+            json!({"periodStart": "2027-05-01", "periodEnd": "2027-05-31"})
+        )]
+    );
+}

@@ -20,6 +20,7 @@ mod attributes;
 pub mod leaderboards;
 mod metrics;
 pub mod points;
+pub mod settings;
 mod streak;
 pub mod webhooks;
 
@@ -101,6 +102,8 @@ pub struct Catalog {
     /// every event makes (deleted ones are skipped when read).
     achievements_by_metric: HashMap<Uuid, Vec<usize>>,
     pub streak: StreakSettings,
+    /// Branding, experimentation and the aggregation period (SPEC §9.5).
+    pub settings: settings::OrgSettings,
     points: PointsCatalog,
     leaderboards: Vec<leaderboards::Leaderboard>,
     webhooks: Vec<webhooks::Webhook>,
@@ -129,6 +132,7 @@ impl Catalog {
             achievements: Vec::new(),
             achievements_by_metric: HashMap::new(),
             streak: StreakSettings::default(),
+            settings: settings::OrgSettings::default(),
             points: PointsCatalog::default(),
             leaderboards: Vec::new(),
             webhooks: Vec::new(),
@@ -350,6 +354,8 @@ pub(crate) fn bulk_delete<T: Entity>(
 pub enum Changed {
     /// The org's streak settings (one entry, not a list).
     StreakSettings(StreakSettings),
+    /// The org's settings (one entry).
+    Settings(settings::OrgSettings),
     /// Another meta entry written in the same commit (e.g. a background job record).
     Meta(String, Option<serde_json::Value>),
     /// A [`Persisted`] entity: its key after the scope prefix, and its JSON (or why it
@@ -377,6 +383,10 @@ impl Changed {
                 format!("{p}{STREAK_SETTINGS_KEY}"),
                 encode(serde_json::to_value(st))?,
             ),
+            Changed::Settings(st) => (
+                format!("{p}{SETTINGS_KEY}"),
+                encode(serde_json::to_value(st))?,
+            ),
             Changed::Meta(key, value) => (key.clone(), value.clone()),
             Changed::Entity(key, value) => (
                 format!("{p}{key}"),
@@ -396,6 +406,8 @@ fn load_all<T: Persisted + serde::de::DeserializeOwned>(
 
 /// The meta key of the streak settings, after the scope's prefix (`scope/{env}/{tenant}/`).
 const STREAK_SETTINGS_KEY: &str = "catalog/streak_settings";
+/// The meta key of the org settings, after the scope's prefix.
+const SETTINGS_KEY: &str = "catalog/settings";
 
 macro_rules! persisted {
     ($t:ty, $prefix:literal) => {
@@ -454,6 +466,9 @@ impl CatalogService {
         }
         catalog.streak = store
             .meta_get(&format!("{p}{STREAK_SETTINGS_KEY}"))?
+            .unwrap_or_default();
+        catalog.settings = store
+            .meta_get(&format!("{p}{SETTINGS_KEY}"))?
             .unwrap_or_default();
         Ok(Self {
             current: RwLock::new(Arc::new(catalog)),

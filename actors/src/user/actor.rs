@@ -67,8 +67,6 @@ pub struct UserDeps {
     pub catalog: Arc<CatalogService>,
     pub clock: Arc<dyn Clock>,
     pub registry: Weak<Registry>,
-    /// Percentage (0–100) of new users placed in the control cohort (SPEC §2.5).
-    pub control_ratio: u8,
     /// Where committed effects are published, and which consumers get inbox rows.
     pub bus: EffectBus,
     /// How long an idempotency key is remembered (`None`: forever, SPEC §1.5.3).
@@ -110,8 +108,10 @@ pub struct UserActorState {
 }
 
 impl UserActorState {
-    fn control_roll(&self) -> bool {
-        self.deps.control_ratio > 0 && rand::random_range(0u8..100) < self.deps.control_ratio
+    /// Whether a user created now joins the control cohort (SPEC §2.5).
+    fn control_roll(catalog: &Catalog) -> bool {
+        let ratio = catalog.settings.experimentation.control_ratio;
+        ratio > 0 && rand::random_range(0u8..100) < ratio
     }
 
     /// The idempotency keys `command` mentions that were used before (inside the window).
@@ -463,7 +463,7 @@ impl Actor for UserActor {
                     catalog: &catalog,
                     now,
                     new_id: Uuid::new_v4(),
-                    control: st.control_roll(),
+                    control: UserActorState::control_roll(&catalog),
                     seen: &seen,
                 };
                 match decide(&st.state, &command, &ctx) {

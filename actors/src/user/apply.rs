@@ -101,7 +101,7 @@ impl UserState {
         self.evaluate(catalog, scope, at, &mut out);
         let points = self.evaluate_points(catalog, record, at, &mut out);
         self.announce_boosts(catalog, at, &mut out);
-        self.notify(record, &mut out);
+        self.notify(catalog, record, &mut out);
         self.place_on_leaderboards(catalog, &mut out);
         if let UserRecord::BoardSeeded {
             board_id, until, ..

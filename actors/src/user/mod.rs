@@ -31,7 +31,6 @@ pub use actor::*;
 pub use apply::*;
 pub use commands::*;
 pub use decide::*;
-pub use notices::RECAP_PERIOD;
 pub use points::{Award, PointsBalance, AWARDS_KEPT};
 pub use queries::*;
 pub use records::*;

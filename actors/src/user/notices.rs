@@ -11,9 +11,6 @@ use crate::catalog::Catalog;
 use crate::rules::notices::{AtRisk, Inputs, DEFAULT_ZONE};
 use crate::rules::streak::{self, local_date, Frequency, StreakConfig};
 
-/// The recap period until settings bring the org's `aggregationPeriod` (SPEC §9.5).
-pub const RECAP_PERIOD: Frequency = Frequency::Weekly;
-
 impl UserState {
     /// The zone notices are scheduled in: the user's, or New York (SPEC §8.5).
     pub fn notice_zone(&self) -> Tz {
@@ -24,11 +21,12 @@ impl UserState {
             .unwrap_or(DEFAULT_ZONE)
     }
 
-    /// What the notice rule needs at `at`, under streak settings `cfg`.
-    fn notice_inputs(&self, cfg: &StreakConfig, at: DateTime<Utc>) -> Inputs {
+    /// What the notice rule needs at `at`, under streak settings `cfg` and the org's
+    /// aggregation period `recap` (SPEC §9.5).
+    fn notice_inputs(&self, cfg: &StreakConfig, recap: Frequency, at: DateTime<Utc>) -> Inputs {
         Inputs {
             tz: self.notice_zone(),
-            recap: RECAP_PERIOD,
+            recap,
             at_risk: self.at_risk(cfg, at),
         }
     }
@@ -62,23 +60,25 @@ impl UserState {
             return None;
         }
         let cfg = effective_streak(catalog, &self.preferences);
-        self.notices.next_due(&self.notice_inputs(&cfg, now))
+        let recap = catalog.settings.aggregation_period.frequency();
+        self.notices.next_due(&self.notice_inputs(&cfg, recap, now))
     }
 
     /// Live, on an `Advanced` record at `at`: the notices due by then, suppressed for
     /// control users, for types whose preference excludes email (SPEC §8.5), and when more
     /// than a day late (after downtime, or endpoints that came later: no burst of old
     /// notices).
-    pub(crate) fn notify(&mut self, record: &UserRecord, out: &mut Vec<Effect>) {
+    pub(crate) fn notify(&mut self, catalog: &Catalog, record: &UserRecord, out: &mut Vec<Effect>) {
         let (UserRecord::Advanced { at, streak, .. }, Some(profile)) = (record, &self.profile)
         else {
             return;
         };
         let user_id = profile.id.clone();
         let control = profile.control;
-        let due = self
-            .notices
-            .due_with_time(&self.notice_inputs(streak, *at), *at);
+        let due = self.notices.due_with_time(
+            &self.notice_inputs(streak, catalog.settings.aggregation_period.frequency(), *at),
+            *at,
+        );
         for (when, notice) in due {
             let stale = *at - when > crate::rules::notices::stale_after();
             let opted_out = self

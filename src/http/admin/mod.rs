@@ -6,6 +6,7 @@ pub mod effect_tally;
 pub mod leaderboards;
 pub mod metrics;
 pub mod points;
+pub mod settings;
 pub mod streaks;
 pub mod test_clock;
 pub mod webhooks;
@@ -19,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .merge(metrics::router())
         .merge(attributes::router())
         .merge(streaks::router())
+        .merge(settings::router())
         .merge(achievements::router())
         .merge(points::router())
         .merge(leaderboards::router())
