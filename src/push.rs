@@ -32,6 +32,8 @@ use crate::AppState;
 pub const TICK: Duration = Duration::from_millis(100);
 /// How often the hub looks for catalog edits and a new day.
 const WATCH: Duration = Duration::from_secs(1);
+/// How soon a window that could not be read is tried again.
+const UNREADABLE_RETRY: Duration = Duration::from_secs(1);
 
 /// What a connection's subscription watches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -205,7 +207,7 @@ impl Hub {
     }
 
     /// Ends the current epoch and starts the next.
-    fn renew_epoch(&self) {
+    pub(crate) fn renew_epoch(&self) {
         let old = std::mem::take(&mut *self.epoch.lock().unwrap_or_else(|e| e.into_inner()));
         old.cancel();
     }
@@ -270,8 +272,14 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
                             hub.send(HubMsg::Record(p));
                         }
                     }
+                    // Missed records: `user:` subscribers would miss events without a gap
+                    // in `seq`, so every connection is closed (1011) to subscribe again.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "live user topics missed records");
+                        tracing::warn!(
+                            missed,
+                            "live user topics missed records; connections closed to resubscribe"
+                        );
+                        hub.renew_epoch();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -320,6 +328,9 @@ async fn supervise(
                 // Messages still queued from the ended epoch's connections are harmless:
                 // those connections close now, and their disconnects remove what they add.
                 state.push.renew_epoch();
+                // A failure that repeats (one bad window, read again as soon as clients
+                // resubscribe) costs a restart per second at most.
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -416,8 +427,9 @@ async fn run(
                     last = Some(began);
                 }
                 if refresh(&state, &mut windows).await {
-                    // Some window could not be read: again at the next edge.
-                    due = Some(next_read(last, Instant::now()));
+                    // Some window could not be read (storage is failing, and the boards
+                    // reset): again in a second, not at the next edge.
+                    due = Some(Instant::now() + UNREADABLE_RETRY);
                 }
             }
         }
@@ -531,7 +543,13 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) -> bool {
 /// `true` when some window could not be read (it stays marked).
 async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) -> bool {
     let mut unread = false;
+    let catalog = state.catalog.get();
     for (key, w) in windows.iter_mut().filter(|(_, w)| w.dirty) {
+        // A deleted board has nothing more to show: its subscribers keep their last state.
+        if catalog.leaderboard(key.board).is_none() {
+            w.dirty = false;
+            continue;
+        }
         let Some(body) = read(state, key).await else {
             unread = true;
             continue;

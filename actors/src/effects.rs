@@ -384,3 +384,81 @@ impl EffectTally {
         commit.consumer_state(Self::ID, stream.id.as_bytes(), Some(&*tally))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kudos_snapshots::{Scope, StreamKind};
+
+    fn boost(at: chrono::DateTime<chrono::Utc>) -> Effect {
+        Effect::BoostStarted {
+            boost_id: uuid::Uuid::new_v4(),
+            system_id: uuid::Uuid::new_v4(),
+            user_id: None,
+            at,
+        }
+    }
+
+    /// A record published for live subscribers only (no inbox row for the consumer) is not
+    /// applied by it; one with its row is, once.
+    #[tokio::test]
+    async fn a_consumer_applies_only_records_it_has_a_row_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Default::default()).expect("open");
+        let bus = EffectBus::new(vec![ConsumerId::TEST_TALLY]);
+        let view = Arc::new(Mutex::new(HashMap::new()));
+        let tally = EffectTally::load(&store, view.clone()).expect("tally");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_consumer(
+            store.clone(),
+            bus.clone(),
+            tally,
+            shutdown.clone(),
+        ));
+        let at = chrono::Utc::now();
+        let ghost = StreamId::new(StreamKind::User, Scope::DEFAULT, "ghost");
+        let real = StreamId::new(StreamKind::User, Scope::DEFAULT, "real");
+        // Wait until the consumer listens.
+        while bus.tx.receiver_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+        bus.publish(Published {
+            stream: ghost.clone(),
+            seq: 1,
+            effects: vec![boost(at)],
+            consumers: Vec::new(),
+        });
+        let effects = vec![boost(at)];
+        let mut commit = Commit::new();
+        commit
+            .inbox(&[ConsumerId::TEST_TALLY], &real, 1, &effects)
+            .expect("row");
+        store.write(commit).expect("write");
+        bus.publish(Published {
+            stream: real.clone(),
+            seq: 1,
+            effects,
+            consumers: vec![ConsumerId::TEST_TALLY],
+        });
+        // Records are applied in order: once "real" is in, "ghost" was seen and skipped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if view.lock().expect("view").contains_key("real") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the real record was not applied"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let v = view.lock().expect("view").clone();
+        assert_eq!(v["real"].boosts_started, 1);
+        assert!(
+            !v.contains_key("ghost"),
+            "applied a record it has no row for"
+        );
+        shutdown.cancel();
+        let _ = task.await;
+    }
+}

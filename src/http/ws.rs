@@ -39,6 +39,8 @@ const MAX_LIMIT: i64 = 100;
 const MAX_ID: usize = 128;
 /// Longest wait for a socket to take one message.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest wait for a closing frame to go out before the connection is dropped anyway.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often the server pings each connection (SPEC §11.4.5).
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Largest text frame read (a subscribe op is a few hundred bytes).
@@ -198,21 +200,21 @@ async fn connection(
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => {
-                let _ = socket.send(close(1001, "server shutting down")).await;
+                send_within(&mut socket, close(1001, "server shutting down"), CLOSE_TIMEOUT).await;
                 break;
             }
             _ = epoch.cancelled() => {
-                let _ = socket.send(close(1011, "live updates restarted; subscribe again")).await;
+                send_within(&mut socket, close(1011, "live updates restarted; subscribe again"), CLOSE_TIMEOUT).await;
                 break;
             }
             _ = pings.tick() => {
                 // Transport time, on the wall clock: peers that miss two pongs are dropped.
                 if unanswered >= 2 {
-                    let _ = socket.send(close(1001, "no pong")).await;
+                    send_within(&mut socket, close(1001, "no pong"), CLOSE_TIMEOUT).await;
                     break;
                 }
                 unanswered += 1;
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if !send_within(&mut socket, Message::Ping(Default::default()), SEND_TIMEOUT).await {
                     break;
                 }
                 continue;
@@ -222,8 +224,7 @@ async fn connection(
                 if pending.is_slow() {
                     tracing::info!("a WebSocket peer fell behind its events; dropped as a slow consumer");
                     state.ops.ws_slow_consumers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let close = socket.send(close(1013, "slow consumer"));
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
+                    send_within(&mut socket, close(1013, "slow consumer"), CLOSE_TIMEOUT).await;
                     break;
                 }
                 let mut failed = false;
@@ -332,11 +333,19 @@ async fn write(socket: &mut WebSocket, text: String, pending: &Pending, state: &
                 .ops
                 .ws_slow_consumers
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let close = socket.send(close(1013, "slow consumer"));
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close).await;
+            send_within(socket, close(1013, "slow consumer"), CLOSE_TIMEOUT).await;
             false
         }
     }
+}
+
+/// Sends a control frame, giving up after `limit` (a peer that stopped reading must not
+/// hold its connection open); whether it was sent.
+async fn send_within(socket: &mut WebSocket, msg: Message, limit: std::time::Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, socket.send(msg)).await,
+        Ok(Ok(()))
+    )
 }
 
 fn close(code: u16, reason: &'static str) -> Message {

@@ -511,8 +511,8 @@ async fn a_user_topic_carries_rank_changes_of_the_user_unthrottled() {
             "{m}"
         );
     }
-    // No webhook endpoint exists: the changes were for the live topic only, and the
-    // webhook outbox got no rows for them.
+    // No webhook endpoint exists: the changes were built for the live topic only, and
+    // wrote no webhook outbox rows.
     let metrics = reqwest::get(format!("{}/metrics", s.base))
         .await
         .expect("metrics")
@@ -667,10 +667,29 @@ async fn a_client_that_never_reads_is_cut_off_without_slowing_others() {
             assert_eq!(m["event"]["type"], "points.changed", "{m}");
         }
     });
+    let started = std::time::Instant::now();
     for _ in 0..posts {
         assert_eq!(s.event("lessons", "ada", 1.0).await.status, 201);
     }
     reader.await.expect("the good subscriber got every event");
+    // Cut off for falling behind its events, while it was still not reading: sooner than
+    // the 10 s a blocked write is allowed.
+    loop {
+        let metrics = reqwest::get(format!("{}/metrics", s.base))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics.contains("kudos_ws_slow_consumers_total 1\n") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "the slow peer was not cut off for its queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // The slow peer was cut off: what it reads now ends before the last event, with a
     // 1013 close when that frame made it out, else the end of the stream.
