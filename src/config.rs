@@ -7,6 +7,13 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && (0.0..=1_000_000.0).contains(r))
+        .ok_or_else(|| format!("{raw}: a rate from 0 to 1000000 requests per second"))
+}
+
 fn parse_flag(raw: &str) -> Result<bool, String> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -109,6 +116,15 @@ pub struct Config {
     /// until they end.
     #[arg(long, env = "KUDOS_DELIVERY_LOG_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub delivery_log_days: u64,
+
+    /// Requests per second each application API key may make (a token bucket with a burst
+    /// of one second; SPEC §1.4). 0 turns the limit off.
+    #[arg(long, env = "KUDOS_RATE_LIMIT_APP", default_value_t = 20.0, value_parser = parse_rate)]
+    pub rate_limit_app: f64,
+
+    /// Requests per second each admin API key may make; 0 (the default): unlimited.
+    #[arg(long, env = "KUDOS_RATE_LIMIT_ADMIN", default_value_t = 0.0, value_parser = parse_rate)]
+    pub rate_limit_admin: f64,
 
     /// WebSocket connections one API key may hold open at once (SPEC §11.4.5).
     #[arg(long, env = "KUDOS_WS_MAX_CONNECTIONS_PER_KEY", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

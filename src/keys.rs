@@ -1,5 +1,6 @@
 //! API keys (SPEC §1.1). A key is `{prefix}.{body}`; only its SHA-256 is stored, looked up by
-//! the 8-character prefix and compared in constant time.
+//! its prefix and compared in constant time. Admin keys have an 8-character prefix;
+//! application keys, each for one user (§1.1.3), `app_` and 5 more characters.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -13,11 +14,17 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 pub const PREFIX_LEN: usize = 8;
+/// The start of every application key's prefix.
+pub const APP_PREFIX: &str = "app_";
+/// Random characters after [`APP_PREFIX`].
+const APP_PREFIX_RANDOM: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyKind {
     Admin,
+    /// Valid on the application API only, for one user (SPEC §1.1.3).
+    Application,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -29,6 +36,9 @@ pub struct StoredKey {
     pub kind: KeyKind,
     pub active: bool,
     pub created: DateTime<Utc>,
+    /// The user an application key acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -47,6 +57,8 @@ impl std::fmt::Debug for StoredKey {
 pub struct Principal {
     pub key_id: Uuid,
     pub kind: KeyKind,
+    /// The user an application key acts for (`None` for admin keys).
+    pub user_id: Option<String>,
 }
 
 fn digest(key: &str) -> String {
@@ -56,12 +68,35 @@ fn digest(key: &str) -> String {
 /// Splits `prefix.body`; `None` when malformed.
 fn split_key(key: &str) -> Option<(&str, &str)> {
     let (prefix, body) = key.split_once('.')?;
-    (prefix.len() == PREFIX_LEN
+    let len = if prefix.starts_with(APP_PREFIX) {
+        APP_PREFIX.len() + APP_PREFIX_RANDOM
+    } else {
+        PREFIX_LEN
+    };
+    (prefix.len() == len
         && !body.is_empty()
         && prefix
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
     .then_some((prefix, body))
+}
+
+/// Generates a new application key string, `app_XXXXX.{secret}`.
+fn generate_application_key() -> String {
+    let mut rng = rand::rng();
+    format!(
+        "{APP_PREFIX}{}.{}",
+        Alphanumeric.sample_string(&mut rng, APP_PREFIX_RANDOM),
+        Alphanumeric.sample_string(&mut rng, 40)
+    )
+}
+
+/// An application key just created: the full key is known only now.
+pub struct CreatedKey {
+    pub id: Uuid,
+    pub user_id: String,
+    pub key: String,
+    pub prefix: String,
 }
 
 /// Generates a new admin key string.
@@ -163,6 +198,7 @@ impl KeyStore {
             kind,
             active: true,
             created: now,
+            user_id: None,
         };
         let value = serde_json::to_value(&stored).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.store
@@ -190,7 +226,94 @@ impl KeyStore {
         (matches && stored.active).then_some(Principal {
             key_id: stored.id,
             kind: stored.kind,
+            user_id: stored.user_id.clone(),
         })
+    }
+
+    /// Creates one application key per user id, stored (hashed) in one durable commit
+    /// before any is returned.
+    pub async fn create_application_keys(
+        &self,
+        users: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CreatedKey>, StoreError> {
+        let mut created = Vec::with_capacity(users.len());
+        let mut stored = Vec::with_capacity(users.len());
+        {
+            let taken = self.by_prefix.read().unwrap_or_else(|e| e.into_inner());
+            for user in users {
+                // A fresh prefix (one in 916 million; drawn again on a clash).
+                let key = loop {
+                    let key = generate_application_key();
+                    let prefix = split_key(&key).map(|(p, _)| p.to_string());
+                    if prefix.is_some_and(|p| {
+                        !taken.contains_key(&p) && !stored.iter().any(|s: &StoredKey| s.prefix == p)
+                    }) {
+                        break key;
+                    }
+                };
+                let (prefix, _) =
+                    split_key(&key).ok_or_else(|| StoreError::Encode("key".into()))?;
+                let s = StoredKey {
+                    id: Uuid::new_v4(),
+                    prefix: prefix.to_string(),
+                    hash: digest(&key),
+                    kind: KeyKind::Application,
+                    active: true,
+                    created: now,
+                    user_id: Some(user.clone()),
+                };
+                created.push(CreatedKey {
+                    id: s.id,
+                    user_id: user.clone(),
+                    prefix: s.prefix.clone(),
+                    key,
+                });
+                stored.push(s);
+            }
+        }
+        let entries = stored
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s)
+                    .map(|v| (format!("{}{}", self.meta_prefix, s.id), Some(v)))
+                    .map_err(|e| StoreError::Encode(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.meta_commit(entries).await?;
+        let mut keys = self.by_prefix.write().unwrap_or_else(|e| e.into_inner());
+        for s in stored {
+            keys.insert(s.prefix.clone(), s);
+        }
+        Ok(created)
+    }
+
+    /// Deletes the application keys with these ids (durably, then at once in memory); the
+    /// ids that were deleted. Admin keys are not found this way.
+    pub async fn delete_application_keys(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        let found: Vec<(Uuid, String)> = {
+            let keys = self.by_prefix.read().unwrap_or_else(|e| e.into_inner());
+            keys.values()
+                .filter(|k| k.kind == KeyKind::Application && ids.contains(&k.id))
+                .map(|k| (k.id, k.prefix.clone()))
+                .collect()
+        };
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .meta_commit(
+                found
+                    .iter()
+                    .map(|(id, _)| (format!("{}{id}", self.meta_prefix), None))
+                    .collect(),
+            )
+            .await?;
+        let mut keys = self.by_prefix.write().unwrap_or_else(|e| e.into_inner());
+        for (_, prefix) in &found {
+            keys.remove(prefix);
+        }
+        Ok(found.into_iter().map(|(id, _)| id).collect())
     }
 }
 
@@ -246,5 +369,46 @@ mod tests {
         let reloaded = KeyStore::load(keys.store.clone()).expect("load");
         assert!(reloaded.verify("abcd1234.secret").is_none());
         assert!(reloaded.verify("abcd1234.rotated").is_some());
+    }
+
+    #[tokio::test]
+    async fn application_keys_are_created_for_a_user_stored_hashed_and_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &Default::default()).expect("open");
+        let keys = KeyStore::load(store.clone()).expect("load");
+        let now = DateTime::<Utc>::MIN_UTC;
+        let made = keys
+            .create_application_keys(&["ada".into(), "bob".into()], now)
+            .await
+            .expect("create");
+        assert_eq!(made.len(), 2);
+        assert_ne!(made[0].prefix, made[1].prefix);
+        let p = keys.verify(&made[0].key).expect("valid");
+        assert_eq!(
+            (p.kind, p.user_id.as_deref()),
+            (KeyKind::Application, Some("ada"))
+        );
+        // Only the hash is stored.
+        let raw = format!(
+            "{:?}",
+            store.meta_scan::<serde_json::Value>(&keys.meta_prefix)
+        );
+        assert!(
+            !raw.contains(made[0].key.split('.').nth(1).expect("secret")),
+            "{raw}"
+        );
+        // Deleted at once, and still after a reload; an unknown id is not deleted.
+        let gone = keys
+            .delete_application_keys(&[made[0].id, Uuid::new_v4()])
+            .await
+            .expect("delete");
+        assert_eq!(gone, vec![made[0].id]);
+        assert!(keys.verify(&made[0].key).is_none());
+        let reloaded = KeyStore::load(store).expect("load");
+        assert!(reloaded.verify(&made[0].key).is_none());
+        assert_eq!(
+            reloaded.verify(&made[1].key).and_then(|p| p.user_id),
+            Some("bob".to_string())
+        );
     }
 }

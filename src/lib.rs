@@ -23,6 +23,7 @@ pub mod http;
 pub mod keys;
 pub mod ops;
 pub mod push;
+pub mod rate_limit;
 pub mod webhooks;
 pub mod wire;
 
@@ -105,6 +106,8 @@ pub struct Inner {
     pub ws_connections: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// Webhook attempt counts for `/metrics`.
     pub webhook_stats: Arc<webhooks::dispatch::Stats>,
+    /// Request rate limits per API key.
+    pub limiter: rate_limit::Limiter,
     readiness: AtomicU8,
 }
 
@@ -250,6 +253,7 @@ pub async fn run(
         push: Default::default(),
         ws_connections: Default::default(),
         webhook_stats: Arc::default(),
+        limiter: Default::default(),
         readiness: AtomicU8::new(0),
     }));
     webhooks::dispatch::refresh_live(&state);

@@ -49,16 +49,23 @@ async fn request_timeout(req: Request, next: Next) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    let guard = |r: Router<AppState>| {
-        r.layer(from_fn_with_state(state.clone(), auth::require_api_key))
-            .layer(from_fn_with_state(state.clone(), auth::require_ready))
-    };
+    // Layers run from the last added: readiness, the key, then what the key may do.
+    let application = app::router()
+        .layer(from_fn(auth::application_scope))
+        .layer(from_fn_with_state(state.clone(), auth::rate_limit))
+        .layer(from_fn_with_state(state.clone(), auth::require_api_key))
+        .layer(from_fn_with_state(state.clone(), auth::require_ready));
+    let admin = admin::router()
+        .layer(from_fn_with_state(state.clone(), auth::rate_limit))
+        .layer(from_fn(auth::admin_only))
+        .layer(from_fn_with_state(state.clone(), auth::require_api_key))
+        .layer(from_fn_with_state(state.clone(), auth::require_ready));
     Router::new()
         // Authenticated by the upgrade itself (the key may come as `?apiKey=`).
         .route("/v1/ws", get(ws::upgrade))
         .route("/live/{key}", get(ws::live_page))
-        .nest("/v1", guard(app::router()))
-        .nest("/admin/v1", guard(admin::router()))
+        .nest("/v1", application)
+        .nest("/admin/v1", admin)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))

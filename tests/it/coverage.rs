@@ -21,8 +21,6 @@ const PENDING: &[(&str, &str, &str)] = &[
     ("admin", "PATCH", "/tenants"),
     ("admin", "DELETE", "/tenants"),
     ("admin", "GET", "/tenants/{id}"),
-    ("admin", "POST", "/application-api-keys"),
-    ("admin", "DELETE", "/application-api-keys"),
     ("admin", "GET", "/environments"),
     ("application", "GET", "/users/{id}/wrapped"),
 ];

@@ -3,6 +3,7 @@
 
 mod achievements;
 mod admin;
+mod app_keys;
 mod binary;
 mod coalescing;
 mod coverage;

@@ -1,6 +1,7 @@
 //! The admin API, served under `/admin/v1`.
 
 pub mod achievements;
+pub mod app_keys;
 pub mod attributes;
 pub mod effect_tally;
 pub mod leaderboards;
@@ -18,6 +19,7 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(metrics::router())
+        .merge(app_keys::router())
         .merge(attributes::router())
         .merge(streaks::router())
         .merge(settings::router())
