@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import traceback
+import uuid
 import warnings
 
 from trophy import (
@@ -468,6 +469,83 @@ def run(url, api_key):
     run_points(client, device_id=device_id)
     # Own metric, users and leaderboards: nothing above sees them.
     run_leaderboards(client, plan_id=plan_id)
+    # Settings last: a control ratio above 0 would change the users created after it.
+    run_settings_and_application_keys(client, env)
+
+
+def run_settings_and_application_keys(client, env):
+    from trophy import (
+        CreateApplicationKeyRequestItem,
+        UpdateAdminSettingsBranding,
+        UpdateAdminSettingsBrandingLogo,
+        UpdateAdminSettingsExperimentation,
+    )
+
+    step("admin.settings.get (defaults)")
+    settings = client.admin.settings.get()
+    no_extra_fields(settings, "AdminSettings")
+    eq((settings.experimentation.control_ratio, settings.aggregation_period, settings.branding.logo),
+       (0, "weekly", None), "default settings")
+
+    step("admin.settings.update (nested, partial)")
+    updated = client.admin.settings.update(
+        branding=UpdateAdminSettingsBranding(
+            app_name="SDK check", brand_color="#0af",
+            logo=UpdateAdminSettingsBrandingLogo(url="https://cdn.example.com/logo.png")),
+        aggregation_period="monthly",
+    )
+    no_extra_fields(updated, "AdminSettings(updated)")
+    eq((updated.branding.app_name, updated.branding.brand_color, updated.branding.logo.url,
+        updated.branding.font, updated.aggregation_period),
+       ("SDK check", "#0af", "https://cdn.example.com/logo.png", "MODERN_SANS", "monthly"),
+       "updated settings")
+    updated = client.admin.settings.update(
+        experimentation=UpdateAdminSettingsExperimentation(control_ratio=100))
+    eq((updated.experimentation.control_ratio, updated.branding.app_name), (100, "SDK check"),
+       "a second partial update keeps the first")
+
+    step("admin.settings.update invalid -> 422")
+    expect_api_error(422, "settings.update(controlRatio=101)",
+                     lambda: client.admin.settings.update(
+                         experimentation=UpdateAdminSettingsExperimentation(control_ratio=101)),
+                     UnprocessableEntityError)
+
+    step("control cohort: a user created now is in control")
+    user = client.users.create(id="sdk-control-user")
+    eq(user.control, True, "control of a user created at controlRatio 100")
+    client.admin.settings.update(
+        experimentation=UpdateAdminSettingsExperimentation(control_ratio=0))
+
+    step("admin.application_api_keys.create")
+    created = client.admin.application_api_keys.create(
+        request=[CreateApplicationKeyRequestItem(user_id="sdk-app-user"),
+                 CreateApplicationKeyRequestItem(user_id="sdk-app-other")])
+    no_extra_fields(created, "CreateApplicationKeysResponse")
+    eq(len(created.created), 2, "keys created")
+    mine = created.created[0]
+    check(mine.key.startswith(mine.prefix + ".") and mine.prefix.startswith("app_"),
+          f"key {mine.key!r} and prefix {mine.prefix!r}")
+    eq(mine.user_id, "sdk-app-user", "key user")
+
+    step("an application key in the SDK: its own user, not another's, not the admin API")
+    app = TrophyApi(environment=env, sdk_version=SDK_VERSION, api_key=mine.key, max_retries=0)
+    own = app.users.create(id="sdk-app-user")
+    eq(own.id, "sdk-app-user", "the key creates its own user")
+    eq(app.users.get("sdk-app-user").id, "sdk-app-user", "and reads it")
+    check(isinstance(app.achievements.all_(), list), "account-level reads are allowed")
+    # The SDK declares no 403 for users.get: a plain ApiError with the status and body.
+    expect_api_error(403, "users.get(another user) with an application key",
+                     lambda: app.users.get("sdk-control-user"))
+    expect_api_error(401, "admin.metrics.list with an application key",
+                     lambda: app.admin.metrics.list(), UnauthorizedError)
+
+    step("admin.application_api_keys.delete")
+    deleted = client.admin.application_api_keys.delete(ids=[mine.id, str(uuid.uuid4())])
+    no_extra_fields(deleted, "DeleteApplicationKeysResponse")
+    eq([d.id for d in deleted.deleted], [mine.id], "deleted")
+    eq([i.message for i in deleted.issues], ["Application API key not found by ID"], "issues")
+    expect_api_error(401, "users.get with a deleted key",
+                     lambda: app.users.get("sdk-app-user"), UnauthorizedError)
 
 
 # ---- helpers for the streak and achievement steps ---------------------------------------

@@ -421,6 +421,34 @@ async function setup() {
   ctx.allAchievements = [ctx.iosAch, ctx.fiveAch, ctx.apiAch, ctx.streakAch, ctx.comboAch];
 }
 
+/** An application key (created with fetch: the Node SDK 1.0.42 has no admin client for
+ * keys or settings) used through the SDK: its own user, not another's. */
+async function applicationKeys(client, url) {
+  step("admin (fetch): application API key for node-app-user");
+  const created = await admin("POST", "/application-api-keys", [{ userId: "node-app-user" }], [201]);
+  const key = created.created[0];
+  check(key.key.startsWith(`${key.prefix}.`) && key.prefix.startsWith("app_"), `key ${show(key)}`);
+  const app = new TrophyApiClient({ apiKey: key.key, environment: { api: `${url}/v1`, admin: `${url}/admin/v1` } });
+
+  step("users.identify with the application key (its own user)");
+  const own = await strict("User", await sdk(app.users.identify("node-app-user", { name: "App user" })));
+  knownUsers.add("node-app-user");
+  eq([own.id, own.name], ["node-app-user", "App user"], "identify with the application key");
+
+  step("users.get of another user with the application key -> 403");
+  await expectApiError(403, "users.get(another user)", () => app.users.get(USER));
+
+  step("metrics.event for another user with the application key -> 403");
+  await expectApiError(403, "metrics.event(another user)", () =>
+    app.metrics.event(METRIC_KEY, { user: { id: USER }, value: 1 }),
+  );
+
+  step("admin (fetch): delete the key; the SDK then gets 401");
+  const deleted = await admin("DELETE", `/application-api-keys?ids=${key.id}`, undefined, [200]);
+  eq(deleted.deleted, [{ id: key.id }], "deleted");
+  await expectApiError(401, "users.get with a deleted key", () => app.users.get("node-app-user"));
+}
+
 async function users(client) {
   step("users.identify");
   const user = await strict(
@@ -1690,6 +1718,7 @@ async function main() {
     ["admin restore issues", restoreIssues],
     ["points", points],
     ["leaderboards", leaderboards],
+    ["application keys", applicationKeys],
   ];
   const failures = [];
   for (const [name, fn, required] of sections) {
