@@ -119,12 +119,12 @@ pub struct Config {
 
     /// Requests per second each application API key may make (a token bucket with a burst
     /// of one second; SPEC §1.4). 0 turns the limit off.
-    #[arg(long, env = "KUDOS_RATE_LIMIT_APP", default_value_t = 20.0, value_parser = parse_rate)]
-    pub rate_limit_app: f64,
+    #[arg(long = "app-key-rate", env = "KUDOS_APP_KEY_RATE", default_value_t = 20.0, value_parser = parse_rate)]
+    pub app_key_rate: f64,
 
     /// Requests per second each admin API key may make; 0 (the default): unlimited.
-    #[arg(long, env = "KUDOS_RATE_LIMIT_ADMIN", default_value_t = 0.0, value_parser = parse_rate)]
-    pub rate_limit_admin: f64,
+    #[arg(long = "admin-key-rate", env = "KUDOS_ADMIN_KEY_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub admin_key_rate: f64,
 
     /// WebSocket connections one API key may hold open at once (SPEC §11.4.5).
     #[arg(long, env = "KUDOS_WS_MAX_CONNECTIONS_PER_KEY", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

@@ -78,16 +78,16 @@ pub async fn admin_only(req: Request, next: Next) -> Response {
     }
 }
 
-/// The key's token bucket (SPEC §1.4): `KUDOS_RATE_LIMIT_APP` for application keys,
-/// `KUDOS_RATE_LIMIT_ADMIN` for admin keys (0: unlimited). A refusal is a 429 with
+/// The key's token bucket (SPEC §1.4): `KUDOS_APP_KEY_RATE` for application keys,
+/// `KUDOS_ADMIN_KEY_RATE` for admin keys (0: unlimited). A refusal is a 429 with
 /// `Retry-After` in seconds.
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(p) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
     };
     let rate = match p.kind {
-        KeyKind::Admin => state.config.rate_limit_admin,
-        KeyKind::Application => state.config.rate_limit_app,
+        KeyKind::Admin => state.config.admin_key_rate,
+        KeyKind::Application => state.config.app_key_rate,
     };
     match state
         .limiter

@@ -57,7 +57,7 @@ fn filled(path: &str, user: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_key_acts_for_its_own_user_only() {
     // Unlimited here: this test makes more requests per second than the default allows.
-    let s = TestServer::start_with(|c| c.rate_limit_app = 0.0).await;
+    let s = TestServer::start_with(|c| c.app_key_rate = 0.0).await;
     s.words_board("2020-01-01").await;
     let r = s
         .post(
@@ -297,7 +297,7 @@ async fn a_deleted_key_stops_at_once_and_keys_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_keys_are_rate_limited_with_retry_after_and_admin_keys_are_not() {
-    let s = TestServer::start_with(|c| c.rate_limit_app = 2.0).await;
+    let s = TestServer::start_with(|c| c.app_key_rate = 2.0).await;
     let (key, _) = app_key(&s, "ada").await;
     let (other, _) = app_key(&s, "bob").await;
     // A burst of one second's worth (2), then 429s: far more requests than the bucket can
@@ -344,7 +344,7 @@ async fn application_keys_are_rate_limited_with_retry_after_and_admin_keys_are_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_keys_are_limited_when_configured() {
-    let s = TestServer::start_with(|c| c.rate_limit_admin = 1.0).await;
+    let s = TestServer::start_with(|c| c.admin_key_rate = 1.0).await;
     let statuses: Vec<u16> = {
         let mut out = Vec::new();
         for _ in 0..20 {
