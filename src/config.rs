@@ -59,6 +59,10 @@ pub struct Window(pub Option<std::time::Duration>);
     about = "Self-hosted, Trophy-compatible gamification engine"
 )]
 pub struct Config {
+    /// Without a command, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Listen address for both APIs, WebSocket and ops endpoints.
     #[arg(long, env = "KUDOS_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
@@ -133,6 +137,31 @@ pub struct Config {
     /// Tracing filter (e.g. `info`, `kudos=debug,warn`).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Commands run on the data directory instead of the server (stop the server first: the
+/// directory is locked while it runs).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Admin API keys of the environment (SPEC §1.1.2): at most 3 active.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeysAction {
+    /// Creates an admin key and prints it once.
+    Create,
+    /// Lists the admin keys: prefix, status, creation time (never the secret).
+    List,
+    /// Replaces a key by a new prefix and secret, printed once; the old value stops working.
+    Rotate { prefix: String },
+    /// Revokes a key (it can be activated again, with the same value).
+    Revoke { prefix: String },
+    /// Activates a revoked key again.
+    Activate { prefix: String },
 }
 
 impl Config {

@@ -109,10 +109,17 @@ pub fn generate_admin_key() -> String {
     )
 }
 
+/// Active admin keys an environment may have (SPEC §1.1.2, DECISION: per environment).
+pub const MAX_ADMIN_KEYS: usize = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("KUDOS_API_KEY must look like '<8 characters>.<secret>'")]
     Malformed,
+    #[error("this environment already has {MAX_ADMIN_KEYS} active admin keys; revoke one first (kudos keys revoke <prefix>)")]
+    TooMany,
+    #[error("no admin key has the prefix {0}")]
+    UnknownPrefix(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -142,6 +149,117 @@ impl KeyStore {
         })
     }
 
+    fn has_prefix(&self, prefix: &str) -> bool {
+        self.by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(prefix)
+    }
+
+    fn active_admin_keys(&self) -> usize {
+        self.by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|k| k.kind == KeyKind::Admin && k.active)
+            .count()
+    }
+
+    /// The admin keys, oldest first (hashes only).
+    pub fn admin_keys(&self) -> Vec<StoredKey> {
+        let mut keys: Vec<StoredKey> = self
+            .by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|k| k.kind == KeyKind::Admin)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.prefix.cmp(&b.prefix)));
+        keys
+    }
+
+    /// Creates a new admin key (at most [`MAX_ADMIN_KEYS`] active); the full key, shown
+    /// once.
+    pub async fn create_admin_key(&self, now: DateTime<Utc>) -> Result<String, KeyError> {
+        if self.active_admin_keys() >= MAX_ADMIN_KEYS {
+            return Err(KeyError::TooMany);
+        }
+        let key = loop {
+            let key = generate_admin_key();
+            if split_key(&key).is_some_and(|(p, _)| !self.has_prefix(p)) {
+                break key;
+            }
+        };
+        self.insert(&key, KeyKind::Admin, now).await?;
+        Ok(key)
+    }
+
+    /// Replaces the admin key with `prefix` by a new prefix and secret (same id): the old
+    /// value stops working at once. The new full key, shown once.
+    pub async fn rotate_admin_key(
+        &self,
+        prefix: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, KeyError> {
+        let old = self.admin_by_prefix(prefix)?;
+        let key = loop {
+            let key = generate_admin_key();
+            if split_key(&key).is_some_and(|(p, _)| !self.has_prefix(p)) {
+                break key;
+            }
+        };
+        let (new_prefix, _) = split_key(&key).ok_or(KeyError::Malformed)?;
+        let stored = StoredKey {
+            prefix: new_prefix.to_string(),
+            hash: digest(&key),
+            created: now,
+            ..old.clone()
+        };
+        self.put(&stored).await?;
+        let mut keys = self.by_prefix.write().unwrap_or_else(|e| e.into_inner());
+        keys.remove(&old.prefix);
+        keys.insert(stored.prefix.clone(), stored);
+        Ok(key)
+    }
+
+    /// Revokes (`active` false) or re-activates the admin key with `prefix`; its prefix and
+    /// secret stay the same. Re-activating counts towards [`MAX_ADMIN_KEYS`].
+    pub async fn set_admin_key_active(&self, prefix: &str, active: bool) -> Result<(), KeyError> {
+        let old = self.admin_by_prefix(prefix)?;
+        if active && !old.active && self.active_admin_keys() >= MAX_ADMIN_KEYS {
+            return Err(KeyError::TooMany);
+        }
+        let stored = StoredKey { active, ..old };
+        self.put(&stored).await?;
+        self.by_prefix
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stored.prefix.clone(), stored);
+        Ok(())
+    }
+
+    fn admin_by_prefix(&self, prefix: &str) -> Result<StoredKey, KeyError> {
+        self.by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+            .filter(|k| k.kind == KeyKind::Admin)
+            .cloned()
+            .ok_or_else(|| KeyError::UnknownPrefix(prefix.to_string()))
+    }
+
+    /// Writes one key durably.
+    async fn put(&self, stored: &StoredKey) -> Result<(), StoreError> {
+        let value = serde_json::to_value(stored).map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.store
+            .meta_commit(vec![(
+                format!("{}{}", self.meta_prefix, stored.id),
+                Some(value),
+            )])
+            .await
+    }
+
     fn has_admin_key(&self) -> bool {
         self.by_prefix
             .read()
@@ -163,6 +281,11 @@ impl KeyStore {
                 return Err(KeyError::Malformed);
             }
             if self.verify(key).is_none() {
+                let (prefix, _) = split_key(key).ok_or(KeyError::Malformed)?;
+                // A new prefix is one more key; a stored prefix is its rotation.
+                if !self.has_prefix(prefix) && self.active_admin_keys() >= MAX_ADMIN_KEYS {
+                    return Err(KeyError::TooMany);
+                }
                 self.insert(key, KeyKind::Admin, now).await?;
             }
             return Ok(None);
@@ -315,6 +438,49 @@ impl KeyStore {
         }
         Ok(found.into_iter().map(|(id, _)| id).collect())
     }
+}
+
+/// `kudos keys …`: admin key management on the data directory. Prints what it did; a new
+/// or rotated key is printed once, on standard output.
+pub async fn run_command(
+    action: &crate::config::KeysAction,
+    store: Store,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    use crate::config::KeysAction;
+    let keys = KeyStore::load(store)?;
+    match action {
+        KeysAction::Create => {
+            let key = keys.create_admin_key(now).await?;
+            println!("Created admin API key (shown once; store it now): {key}");
+        }
+        KeysAction::List => {
+            println!("{:<10} {:<8} {:<30} id", "prefix", "status", "created");
+            for k in keys.admin_keys() {
+                let status = if k.active { "active" } else { "revoked" };
+                println!(
+                    "{:<10} {:<8} {:<30} {}",
+                    k.prefix,
+                    status,
+                    k.created.to_rfc3339(),
+                    k.id
+                );
+            }
+        }
+        KeysAction::Rotate { prefix } => {
+            let key = keys.rotate_admin_key(prefix, now).await?;
+            println!("Rotated admin API key {prefix} (shown once; store it now): {key}");
+        }
+        KeysAction::Revoke { prefix } => {
+            keys.set_admin_key_active(prefix, false).await?;
+            println!("Revoked admin API key {prefix}");
+        }
+        KeysAction::Activate { prefix } => {
+            keys.set_admin_key_active(prefix, true).await?;
+            println!("Activated admin API key {prefix}");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

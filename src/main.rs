@@ -18,6 +18,16 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(kudos::config::Command::Keys { action }) = &config.command {
+        let store =
+            kudos_snapshots::Store::open(&config.data_dir, &Default::default()).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open {} (is the server running? stop it first): {e}",
+                    config.data_dir.display()
+                )
+            })?;
+        return kudos::keys::run_command(action, store, chrono::Utc::now()).await;
+    }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let shutdown = CancellationToken::new();

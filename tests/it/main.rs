@@ -12,6 +12,7 @@ mod durability;
 mod errors;
 mod events;
 mod faults;
+mod keys_cli;
 mod leaderboards;
 mod live_page;
 mod notices;
