@@ -39,6 +39,10 @@ pub struct StoredKey {
     /// The user an application key acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The value an admin key had before a rotation: never valid again, and refused as
+    /// `KUDOS_API_KEY`.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -59,6 +63,7 @@ pub struct Principal {
     pub kind: KeyKind,
     /// The user an application key acts for (`None` for admin keys).
     pub user_id: Option<String>,
+    pub prefix: String,
 }
 
 fn digest(key: &str) -> String {
@@ -120,6 +125,10 @@ pub enum KeyError {
     TooMany,
     #[error("no admin key has the prefix {0}")]
     UnknownPrefix(String),
+    #[error("KUDOS_API_KEY is the admin key {0}, which was revoked; activate it (kudos keys activate {0}) or configure another")]
+    Revoked(String),
+    #[error("KUDOS_API_KEY is the old value of the admin key {0}, which was rotated; configure its new value")]
+    Retired(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -172,7 +181,7 @@ impl KeyStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|k| k.kind == KeyKind::Admin)
+            .filter(|k| k.kind == KeyKind::Admin && !k.retired)
             .cloned()
             .collect();
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.prefix.cmp(&b.prefix)));
@@ -216,9 +225,16 @@ impl KeyStore {
             created: now,
             ..old.clone()
         };
-        self.put(&stored).await?;
+        // The old value stays known as retired, so it is never accepted again.
+        let retired = StoredKey {
+            id: Uuid::new_v4(),
+            active: false,
+            retired: true,
+            ..old.clone()
+        };
+        self.put_all(&[&stored, &retired]).await?;
         let mut keys = self.by_prefix.write().unwrap_or_else(|e| e.into_inner());
-        keys.remove(&old.prefix);
+        keys.insert(retired.prefix.clone(), retired);
         keys.insert(stored.prefix.clone(), stored);
         Ok(key)
     }
@@ -244,20 +260,27 @@ impl KeyStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(prefix)
-            .filter(|k| k.kind == KeyKind::Admin)
+            .filter(|k| k.kind == KeyKind::Admin && !k.retired)
             .cloned()
             .ok_or_else(|| KeyError::UnknownPrefix(prefix.to_string()))
     }
 
     /// Writes one key durably.
     async fn put(&self, stored: &StoredKey) -> Result<(), StoreError> {
-        let value = serde_json::to_value(stored).map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.store
-            .meta_commit(vec![(
-                format!("{}{}", self.meta_prefix, stored.id),
-                Some(value),
-            )])
-            .await
+        self.put_all(&[stored]).await
+    }
+
+    /// Writes keys durably, in one commit.
+    async fn put_all(&self, keys: &[&StoredKey]) -> Result<(), StoreError> {
+        let entries = keys
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k)
+                    .map(|v| (format!("{}{}", self.meta_prefix, k.id), Some(v)))
+                    .map_err(|e| StoreError::Encode(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.meta_commit(entries).await
     }
 
     fn has_admin_key(&self) -> bool {
@@ -282,9 +305,23 @@ impl KeyStore {
             }
             if self.verify(key).is_none() {
                 let (prefix, _) = split_key(key).ok_or(KeyError::Malformed)?;
-                // A new prefix is one more key; a stored prefix is its rotation.
-                if !self.has_prefix(prefix) && self.active_admin_keys() >= MAX_ADMIN_KEYS {
-                    return Err(KeyError::TooMany);
+                let stored = self
+                    .by_prefix
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(prefix)
+                    .cloned();
+                match stored {
+                    // A revoke or a rotation made with `kudos keys` is not undone by the
+                    // configuration.
+                    Some(k) if k.retired => return Err(KeyError::Retired(prefix.into())),
+                    Some(k) if !k.active => return Err(KeyError::Revoked(prefix.into())),
+                    // A stored prefix with a new secret replaces that key.
+                    Some(_) => {}
+                    None if self.active_admin_keys() >= MAX_ADMIN_KEYS => {
+                        return Err(KeyError::TooMany)
+                    }
+                    None => {}
                 }
                 self.insert(key, KeyKind::Admin, now).await?;
             }
@@ -322,6 +359,7 @@ impl KeyStore {
             active: true,
             created: now,
             user_id: None,
+            retired: false,
         };
         let value = serde_json::to_value(&stored).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.store
@@ -350,7 +388,18 @@ impl KeyStore {
             key_id: stored.id,
             kind: stored.kind,
             user_id: stored.user_id.clone(),
+            prefix: stored.prefix.clone(),
         })
+    }
+
+    /// Whether the key with this id is still valid (not deleted, revoked or rotated): long
+    /// connections ask again.
+    pub fn is_live(&self, principal: &Principal) -> bool {
+        self.by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&principal.prefix)
+            .is_some_and(|k| k.id == principal.key_id && k.active && !k.retired)
     }
 
     /// Creates one application key per user id, stored (hashed) in one durable commit
@@ -385,6 +434,7 @@ impl KeyStore {
                     active: true,
                     created: now,
                     user_id: Some(user.clone()),
+                    retired: false,
                 };
                 created.push(CreatedKey {
                     id: s.id,
@@ -432,11 +482,14 @@ impl KeyStore {
                     .collect(),
             )
             .await?;
+        // Only the ids this call removed (a concurrent delete of the same key reports it
+        // once).
         let mut keys = self.by_prefix.write().unwrap_or_else(|e| e.into_inner());
-        for (_, prefix) in &found {
-            keys.remove(prefix);
-        }
-        Ok(found.into_iter().map(|(id, _)| id).collect())
+        Ok(found
+            .into_iter()
+            .filter(|(_, prefix)| keys.remove(prefix).is_some())
+            .map(|(id, _)| id)
+            .collect())
     }
 }
 

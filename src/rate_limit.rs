@@ -1,5 +1,5 @@
 //! Request rate limits per API key (SPEC §1.4): a token bucket whose burst is one second of
-//! its rate. The bucket is a pure rule over instants it is given; [`Limiter`] keeps one per
+//! its rate (at least one request). The bucket is a pure rule over instants it is given; [`Limiter`] keeps one per
 //! key.
 
 use std::collections::HashMap;
@@ -8,7 +8,13 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-/// A token bucket: `rate` tokens per second, at most `rate` held (the burst).
+/// The tokens a bucket holds when full: one second's worth, and never less than one (a
+/// rate below 1/s still admits a request once a token has refilled).
+fn burst(rate: f64) -> f64 {
+    rate.max(1.0)
+}
+
+/// A token bucket: `rate` tokens per second, at most [`burst`] held.
 #[derive(Debug, Clone, Copy)]
 pub struct Bucket {
     tokens: f64,
@@ -19,7 +25,7 @@ impl Bucket {
     /// A full bucket at `now`.
     pub fn full(rate: f64, now: Instant) -> Self {
         Self {
-            tokens: rate,
+            tokens: burst(rate),
             at: now,
         }
     }
@@ -27,7 +33,7 @@ impl Bucket {
     /// Takes one token at `now`; when none is left, how long until one is.
     pub fn take(&mut self, rate: f64, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.tokens = (self.tokens + elapsed * rate).min(burst(rate));
         self.at = self.at.max(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -41,11 +47,18 @@ impl Bucket {
 /// Buckets by key id, for keys whose rate is limited.
 #[derive(Default)]
 pub struct Limiter {
-    buckets: Mutex<HashMap<Uuid, Bucket>>,
+    buckets: Mutex<Buckets>,
 }
 
-/// Buckets kept before the idle ones are dropped (a full bucket is the same as none).
-const MAX_BUCKETS: usize = 100_000;
+#[derive(Default)]
+struct Buckets {
+    by_key: HashMap<Uuid, Bucket>,
+    /// The size at which idle buckets are swept next.
+    sweep_at: usize,
+}
+
+/// Buckets kept before the idle ones are first swept (a full bucket is the same as none).
+const MIN_SWEEP: usize = 100_000;
 
 impl Limiter {
     /// Admits one request of `key` at `now` under `rate` per second (`None`: unlimited);
@@ -55,12 +68,17 @@ impl Limiter {
             return Ok(());
         };
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_BUCKETS {
-            // Buckets idle for a second or more are full again: forgetting them changes
-            // nothing.
-            buckets.retain(|_, b| now.saturating_duration_since(b.at) < Duration::from_secs(1));
+        let b = &mut *buckets;
+        if b.by_key.len() >= b.sweep_at.max(MIN_SWEEP) {
+            // Buckets idle long enough to have refilled are the same as none. The next sweep
+            // waits until the map has doubled again, so sweeps cost O(1) per request.
+            let refill = Duration::from_secs_f64(burst(rate) / rate);
+            b.by_key
+                .retain(|_, bucket| now.saturating_duration_since(bucket.at) < refill);
+            b.sweep_at = b.by_key.len().saturating_mul(2);
         }
-        let bucket = buckets
+        let bucket = b
+            .by_key
             .entry(key)
             .or_insert_with(|| Bucket::full(rate, now));
         bucket
@@ -106,15 +124,26 @@ mod tests {
         assert!(l.admit(Uuid::new_v4(), Some(1.0), now).is_ok());
     }
 
+    #[test]
+    fn a_rate_below_one_per_second_still_admits_a_request_per_interval() {
+        let t0 = Instant::now();
+        let mut b = Bucket::full(0.5, t0);
+        assert!(b.take(0.5, t0).is_ok());
+        let wait = b.take(0.5, t0).expect_err("spent");
+        assert!((wait.as_secs_f64() - 2.0).abs() < 1e-9, "{wait:?}");
+        assert!(b.take(0.5, t0 + Duration::from_secs(2)).is_ok());
+    }
+
     proptest! {
         /// Over any schedule of requests, the admitted ones never exceed the burst plus
         /// the rate times the time elapsed.
         #[test]
         fn admissions_never_exceed_burst_plus_rate_times_elapsed(
-            rate in 1u32..50,
+            rate in 1u32..500,
             gaps in proptest::collection::vec(0u64..200, 1..300),
         ) {
-            let rate = f64::from(rate);
+            // 0.1 to 50 requests per second.
+            let rate = f64::from(rate) / 10.0;
             let t0 = Instant::now();
             let mut b = Bucket::full(rate, t0);
             let (mut now, mut admitted) = (t0, 0u64);
@@ -124,7 +153,7 @@ mod tests {
                     admitted += 1;
                 }
                 let elapsed = now.duration_since(t0).as_secs_f64();
-                prop_assert!(admitted as f64 <= rate + rate * elapsed + 1e-6);
+                prop_assert!(admitted as f64 <= burst(rate) + rate * elapsed + 1e-6);
             }
         }
 

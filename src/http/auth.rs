@@ -119,7 +119,11 @@ fn body_user_pointer(method: &Method, segments: &[&str]) -> Option<&'static str>
 /// any handler runs: a user in the path (`/users/{id}/…`) or in the body (`POST /users`,
 /// events, completions) must be the key's own, else a 403; account-level reads pass.
 /// Admin keys pass untouched.
-pub async fn application_scope(req: Request, next: Next) -> Response {
+pub async fn application_scope(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return next.run(req).await;
     };
@@ -146,13 +150,19 @@ pub async fn application_scope(req: Request, next: Next) -> Response {
     let Some(pointer) = body_user_pointer(req.method(), &segments) else {
         return next.run(req).await;
     };
-    // The body is read here (within the body limit) and handed on as it was.
+    // The body is read here, within the body limit, and handed on as it was.
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+    let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-                .into_response()
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+                    .into_response()
+            } else {
+                ApiError::bad_request("The request body could not be read").into_response()
+            };
         }
     };
     let named = serde_json::from_slice::<serde_json::Value>(&bytes)

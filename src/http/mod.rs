@@ -51,7 +51,7 @@ async fn request_timeout(req: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     // Layers run from the last added: readiness, the key, then what the key may do.
     let application = app::router()
-        .layer(from_fn(auth::application_scope))
+        .layer(from_fn_with_state(state.clone(), auth::application_scope))
         .layer(from_fn_with_state(state.clone(), auth::rate_limit))
         .layer(from_fn_with_state(state.clone(), auth::require_api_key))
         .layer(from_fn_with_state(state.clone(), auth::require_ready));

@@ -208,6 +208,11 @@ async fn connection(
                 break;
             }
             _ = pings.tick() => {
+                // A key deleted, revoked or rotated since the upgrade ends its connections.
+                if !state.keys.is_live(&subs.principal) {
+                    send_within(&mut socket, close(1008, "API key no longer valid"), CLOSE_TIMEOUT).await;
+                    break;
+                }
                 // Transport time, on the wall clock: peers that miss two pongs are dropped.
                 if unanswered >= 2 {
                     send_within(&mut socket, close(1001, "no pong"), CLOSE_TIMEOUT).await;
@@ -276,6 +281,15 @@ async fn connection(
             }
             _ => continue,
         };
+        if !state.keys.is_live(&subs.principal) {
+            send_within(
+                &mut socket,
+                close(1008, "API key no longer valid"),
+                CLOSE_TIMEOUT,
+            )
+            .await;
+            break;
+        }
         let replies = handle(&state, &pending, &mut subs, text.as_str()).await;
         let mut failed = false;
         for reply in replies {

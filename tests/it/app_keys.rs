@@ -136,6 +136,40 @@ async fn an_application_key_acts_for_its_own_user_only() {
         assert_eq!(r.status, 403, "{path}: {:?}", r.body);
         assert_eq!(r.body["error"], FORBIDDEN);
     }
+    // Encoded paths are decoded before the check; with a repeated key the last one counts,
+    // as it does for the handler.
+    for path in [
+        "/v1/users/b%6Fb",
+        "/v1/users/ada%2F..%2Fbob/metrics",
+        "/v1/users/ADA",
+    ] {
+        let r = as_ada(Method::GET, path.into(), None).await;
+        assert_eq!(r.status, 403, "{path}: {:?}", r.body);
+    }
+    let raw = r#"{"user": {"id": "ada"}, "user": {"id": "bob"}, "value": 1}"#;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/metrics/words/event", s.base))
+        .header("X-API-KEY", &key)
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 403);
+    // A body over the limit is refused before it is read whole.
+    let big = format!(
+        r#"{{"id": "ada", "name": "{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/users", s.base))
+        .header("X-API-KEY", &key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 413);
     // A body without a user is the handler's 400, not a pass.
     let r = as_ada(
         Method::POST,
@@ -173,7 +207,7 @@ async fn an_application_key_acts_for_its_own_user_only() {
 async fn the_websocket_uses_the_same_permissions() {
     let s = TestServer::start().await;
     s.words_board("2020-01-01").await;
-    let (key, _) = app_key(&s, "ada").await;
+    let (key, key_id) = app_key(&s, "ada").await;
     let url = format!("{}/v1/ws?apiKey={key}", s.base.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -226,6 +260,30 @@ async fn the_websocket_uses_the_same_permissions() {
         m["type"], "pong",
         "the own-user subscription was accepted silently: {m}"
     );
+
+    // Deleted: the connection's next op closes it (1008).
+    let r = s
+        .delete(&format!("/admin/v1/application-api-keys?ids={key_id}"))
+        .await;
+    assert_eq!(r.body["deleted"][0]["id"], json!(key_id), "{:?}", r.body);
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"op": "ping"}).to_string().into(),
+    ))
+    .await
+    .expect("send");
+    let closed = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
+                break f.map(|f| u16::from(f.code))
+            }
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(closed, Some(1008));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,8 +94,9 @@ async fn routed(client: &reqwest::Client, base: &str, api: &str, method: &str, p
         .request(method.clone(), &url)
         .header("X-API-KEY", KEY);
     if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
-        // An empty object: refused by validation wherever something is required, so the
-        // probe changes nothing.
+        // An empty object: refused by validation wherever something is required. A few
+        // operations accept it (an upsert of a user, an empty settings patch) and change
+        // this throwaway server's data, which nothing reads.
         req = req.header("content-type", "application/json").body("{}");
     }
     let r = req.send().await.expect("request");

@@ -86,6 +86,21 @@ async fn admin_keys_are_managed_from_the_cli_at_most_three_active() {
     assert!(!ok && err.contains("no admin key has the prefix"), "{err}");
     let (ok, out, _) = keys(dir.path(), &["list"]);
     assert!(ok && out.contains("revoked"), "{out}");
+    assert!(
+        !out.contains(&prefix(&third)),
+        "a rotated-away prefix is not listed: {out}"
+    );
+    // Two active now: one more fits, and then activating the revoked one is refused.
+    let (ok, out, err) = keys(dir.path(), &["create"]);
+    assert!(ok, "{err}");
+    let fourth = printed_key(&out);
+    let (ok, _, err) = keys(dir.path(), &["activate", &prefix(&second)]);
+    assert!(
+        !ok && err.contains("already has 3 active admin keys"),
+        "{err}"
+    );
+    let (ok, _, err) = keys(dir.path(), &["revoke", &prefix(&fourth)]);
+    assert!(ok, "{err}");
 
     let server = Binary::start(dir.path(), &[]).await;
     assert_eq!(status_with(&server, KEY).await, 200);
@@ -99,4 +114,16 @@ async fn admin_keys_are_managed_from_the_cli_at_most_three_active() {
     assert!(ok, "{err}");
     let server = Binary::start(dir.path(), &[]).await;
     assert_eq!(status_with(&server, &second).await, 200);
+    assert_eq!(status_with(&server, &fourth).await, 401, "revoked");
+    drop(server);
+
+    // The configuration cannot undo a revoke or a rotation: the server refuses to start.
+    for (configured, why) in [(&fourth, "was revoked"), (&third, "was rotated")] {
+        let mut refused = Binary::spawn(dir.path(), &[("KUDOS_API_KEY", configured.as_str())]);
+        let status = refused.wait_exit().await;
+        assert!(!status.success(), "started with a key that {why}");
+    }
+    let (ok, out, _) = keys(dir.path(), &["list"]);
+    assert!(ok);
+    assert_eq!(out.matches("active").count(), 3, "{out}");
 }

@@ -156,7 +156,7 @@ impl OrgSettings {
         let mut next = self.clone();
         let b = &mut next.branding;
         if let Some(name) = patch.app_name {
-            if name.trim().is_empty() || name.len() > 255 {
+            if name.trim().is_empty() || name.chars().count() > 255 {
                 return Err("branding.appName must be 1 to 255 characters".into());
             }
             b.app_name = name;
@@ -173,7 +173,7 @@ impl OrgSettings {
                     "branding.brandColor must be #RGB, #RRGGBB, rgb(r,g,b) or rgba(r,g,b,a)".into(),
                 );
             }
-            b.brand_color = color;
+            b.brand_color = color.trim().to_string();
         }
         if let Some(font) = patch.font {
             if !FONTS.contains(&font.as_str()) {

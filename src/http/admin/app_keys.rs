@@ -17,7 +17,7 @@ use crate::http::extract::{bulk_items, Ids, JsonBody};
 use crate::wire::admin::{issues, AdminIssue, DeletedResource};
 use crate::AppState;
 
-/// Longest user id a key may be made for (the user id limit, SPEC §2.1).
+/// Longest user id a key may be made for (the user id limit, SPEC §0.3).
 const MAX_USER_ID: usize = 255;
 
 #[derive(Serialize)]
@@ -51,7 +51,8 @@ async fn create(
     for (index, item) in items.iter().enumerate() {
         // The user need not exist yet (SPEC §1.1.3 DECISION): it may be created by the key.
         match item.get("userId") {
-            Some(Value::String(u)) if !u.trim().is_empty() && u.len() <= MAX_USER_ID => {
+            // The rule user ids follow everywhere (1–255 characters).
+            Some(Value::String(u)) if kudos_actors::rules::keys::is_valid_user_id(u) => {
                 users.push(u.clone())
             }
             Some(Value::String(_)) => problems.push(Issue::at_index(
