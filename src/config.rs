@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-fn parse_rate(raw: &str) -> Result<f64, String> {
+pub fn parse_rate(raw: &str) -> Result<f64, String> {
     raw.parse::<f64>()
         .ok()
         .filter(|r| r.is_finite() && (0.0..=1_000_000.0).contains(r))
@@ -162,6 +162,9 @@ pub enum KeysAction {
     Revoke { prefix: String },
     /// Activates a revoked key again.
     Activate { prefix: String },
+    /// Gives one key (admin or application, by prefix) its own rate limit in requests per
+    /// second (0: unlimited), or `default` for the global one of its kind.
+    Limit { prefix: String, rate: String },
 }
 
 impl Config {

@@ -43,6 +43,10 @@ pub struct StoredKey {
     /// `KUDOS_API_KEY`.
     #[serde(default)]
     pub retired: bool,
+    /// This key's own rate limit in requests per second (0: unlimited); `None`: the
+    /// global one of its kind (SPEC §1.4.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -64,6 +68,8 @@ pub struct Principal {
     /// The user an application key acts for (`None` for admin keys).
     pub user_id: Option<String>,
     pub prefix: String,
+    /// The key's own rate limit, if it has one.
+    pub rate: Option<f64>,
 }
 
 fn digest(key: &str) -> String {
@@ -255,6 +261,26 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Gives the key with `prefix` (admin or application) its own rate limit, or (`None`)
+    /// the global one again.
+    pub async fn set_rate(&self, prefix: &str, rate: Option<f64>) -> Result<(), KeyError> {
+        let old = self
+            .by_prefix
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+            .filter(|k| !k.retired)
+            .cloned()
+            .ok_or_else(|| KeyError::UnknownPrefix(prefix.to_string()))?;
+        let stored = StoredKey { rate, ..old };
+        self.put(&stored).await?;
+        self.by_prefix
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stored.prefix.clone(), stored);
+        Ok(())
+    }
+
     fn admin_by_prefix(&self, prefix: &str) -> Result<StoredKey, KeyError> {
         self.by_prefix
             .read()
@@ -360,6 +386,7 @@ impl KeyStore {
             created: now,
             user_id: None,
             retired: false,
+            rate: None,
         };
         let value = serde_json::to_value(&stored).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.store
@@ -389,6 +416,7 @@ impl KeyStore {
             kind: stored.kind,
             user_id: stored.user_id.clone(),
             prefix: stored.prefix.clone(),
+            rate: stored.rate,
         })
     }
 
@@ -435,6 +463,7 @@ impl KeyStore {
                     created: now,
                     user_id: Some(user.clone()),
                     retired: false,
+                    rate: None,
                 };
                 created.push(CreatedKey {
                     id: s.id,
@@ -508,14 +537,19 @@ pub async fn run_command(
             println!("Created admin API key (shown once; store it now): {key}");
         }
         KeysAction::List => {
-            println!("{:<10} {:<8} {:<30} id", "prefix", "status", "created");
+            println!(
+                "{:<10} {:<8} {:<30} {:<10} id",
+                "prefix", "status", "created", "rate"
+            );
             for k in keys.admin_keys() {
                 let status = if k.active { "active" } else { "revoked" };
+                let rate = k.rate.map_or("default".to_string(), |r| r.to_string());
                 println!(
-                    "{:<10} {:<8} {:<30} {}",
+                    "{:<10} {:<8} {:<30} {:<10} {}",
                     k.prefix,
                     status,
                     k.created.to_rfc3339(),
+                    rate,
                     k.id
                 );
             }
@@ -531,6 +565,18 @@ pub async fn run_command(
         KeysAction::Activate { prefix } => {
             keys.set_admin_key_active(prefix, true).await?;
             println!("Activated admin API key {prefix}");
+        }
+        KeysAction::Limit { prefix, rate } => {
+            let rate = match rate.as_str() {
+                "default" => None,
+                raw => Some(crate::config::parse_rate(raw).map_err(anyhow::Error::msg)?),
+            };
+            keys.set_rate(prefix, rate).await?;
+            match rate {
+                None => println!("API key {prefix} follows the global rate limit"),
+                Some(r) if r == 0.0 => println!("API key {prefix} is unlimited"),
+                Some(r) => println!("API key {prefix} is limited to {r} requests/s"),
+            }
         }
     }
     Ok(())

@@ -85,10 +85,10 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     let Some(p) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
     };
-    let rate = match p.kind {
+    let rate = p.rate.unwrap_or(match p.kind {
         KeyKind::Admin => state.config.admin_key_rate,
         KeyKind::Application => state.config.app_key_rate,
-    };
+    });
     match state
         .limiter
         .admit(p.key_id, Some(rate), std::time::Instant::now())

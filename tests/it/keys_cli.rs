@@ -126,4 +126,28 @@ async fn admin_keys_are_managed_from_the_cli_at_most_three_active() {
     let (ok, out, _) = keys(dir.path(), &["list"]);
     assert!(ok);
     assert_eq!(out.matches("active").count(), 3, "{out}");
+
+    // A key of its own rate (SPEC §1.4.2): the configured admin key, limited to 1/s.
+    let (ok, out, err) = keys(dir.path(), &["limit", &prefix(KEY), "1"]);
+    assert!(ok && out.contains("limited to 1 requests/s"), "{out}{err}");
+    let (ok, _, err) = keys(dir.path(), &["limit", &prefix(KEY), "fast"]);
+    assert!(!ok, "a rate must be a number: {err}");
+    let server = Binary::start(dir.path(), &[]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(status_with(&server, KEY).await);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(
+        status_with(&server, &second).await,
+        200,
+        "other keys are not limited"
+    );
+    drop(server);
+    let (ok, _, err) = keys(dir.path(), &["limit", &prefix(KEY), "default"]);
+    assert!(ok, "{err}");
+    let server = Binary::start(dir.path(), &[]).await;
+    for _ in 0..20 {
+        assert_eq!(status_with(&server, KEY).await, 200);
+    }
 }
