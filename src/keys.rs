@@ -474,15 +474,7 @@ impl KeyStore {
                 stored.push(s);
             }
         }
-        let entries = stored
-            .iter()
-            .map(|s| {
-                serde_json::to_value(s)
-                    .map(|v| (format!("{}{}", self.meta_prefix, s.id), Some(v)))
-                    .map_err(|e| StoreError::Encode(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.store.meta_commit(entries).await?;
+        self.put_all(&stored.iter().collect::<Vec<_>>()).await?;
         let mut keys = self.by_prefix.write().unwrap_or_else(|e| e.into_inner());
         for s in stored {
             keys.insert(s.prefix.clone(), s);
@@ -574,8 +566,8 @@ pub async fn run_command(
             keys.set_rate(prefix, rate).await?;
             match rate {
                 None => println!("API key {prefix} follows the global rate limit"),
-                Some(r) if r == 0.0 => println!("API key {prefix} is unlimited"),
-                Some(r) => println!("API key {prefix} is limited to {r} requests/s"),
+                Some(r) if r > 0.0 => println!("API key {prefix} is limited to {r} requests/s"),
+                Some(_) => println!("API key {prefix} is unlimited"),
             }
         }
     }

@@ -513,12 +513,7 @@ async fn a_user_topic_carries_rank_changes_of_the_user_unthrottled() {
     }
     // No webhook endpoint exists: the changes were built for the live topic only, and
     // wrote no webhook outbox rows.
-    let metrics = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("kudos_inbox_backlog{consumer=\"webhooks\"} 0"),
         "{metrics}"
@@ -675,12 +670,7 @@ async fn a_client_that_never_reads_is_cut_off_without_slowing_others() {
     // Cut off for falling behind its events, while it was still not reading: sooner than
     // the 10 s a blocked write is allowed.
     loop {
-        let metrics = reqwest::get(format!("{}/metrics", s.base))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = s.metrics_text().await;
         if metrics.contains("kudos_ws_slow_consumers_total 1\n") {
             break;
         }
@@ -707,12 +697,7 @@ async fn a_client_that_never_reads_is_cut_off_without_slowing_others() {
     };
     assert!(events < n, "the slow peer got all {events} events");
     assert!(matches!(ended, None | Some(1013)), "{ended:?}");
-    let metrics = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("kudos_ws_slow_consumers_total 1\n"),
         "{metrics}"
