@@ -252,7 +252,11 @@ impl KeyStore {
         if active && !old.active && self.active_admin_keys() >= MAX_ADMIN_KEYS {
             return Err(KeyError::TooMany);
         }
-        let stored = StoredKey { active, ..old };
+        self.replace(StoredKey { active, ..old }).await
+    }
+
+    /// Writes a changed key durably, then uses it.
+    async fn replace(&self, stored: StoredKey) -> Result<(), KeyError> {
         self.put(&stored).await?;
         self.by_prefix
             .write()
@@ -272,13 +276,7 @@ impl KeyStore {
             .filter(|k| !k.retired)
             .cloned()
             .ok_or_else(|| KeyError::UnknownPrefix(prefix.to_string()))?;
-        let stored = StoredKey { rate, ..old };
-        self.put(&stored).await?;
-        self.by_prefix
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(stored.prefix.clone(), stored);
-        Ok(())
+        self.replace(StoredKey { rate, ..old }).await
     }
 
     fn admin_by_prefix(&self, prefix: &str) -> Result<StoredKey, KeyError> {

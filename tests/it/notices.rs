@@ -34,6 +34,17 @@ async fn queued(s: &TestServer, hook: &str) -> Vec<(String, String, Value)> {
     out
 }
 
+/// One event of `value` on `metric` for `user`, who lives in `tz`.
+async fn event_in(s: &TestServer, metric: &str, user: &str, tz: &str, value: f64) {
+    let r = s
+        .post(
+            &format!("/v1/metrics/{metric}/event"),
+            json!({"user": {"id": user, "tz": tz}, "value": value}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
 async fn clock(s: &TestServer, now: &str) {
     s.set_clock(now).await;
     s.jobs_done().await;
@@ -192,18 +203,7 @@ async fn a_streak_reminder_comes_at_eight_in_the_evening_of_a_day_still_to_exten
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let hook = r.body["created"][0]["id"].as_str().expect("id").to_string();
-    let lesson = |user: &'static str| {
-        let s = &s;
-        async move {
-            let r = s
-                .post(
-                    "/v1/metrics/lessons/event",
-                    json!({"user": {"id": user, "tz": "Europe/London"}, "value": 1}),
-                )
-                .await;
-            assert_eq!(r.status, 201, "{:?}", r.body);
-        }
-    };
+    let lesson = |user: &'static str| event_in(&s, "lessons", user, "Europe/London", 1.0);
     lesson("ada").await;
     lesson("bob").await;
     // The day of the first lesson is extended: no reminder that evening.
@@ -273,18 +273,7 @@ async fn control_users_get_no_notices_and_recaps_follow_the_aggregation_period()
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let event = |user: &'static str| {
-        let s = &s;
-        async move {
-            let r = s
-                .post(
-                    "/v1/metrics/words/event",
-                    json!({"user": {"id": user, "tz": "Asia/Tokyo"}, "value": 5}),
-                )
-                .await;
-            assert_eq!(r.status, 201, "{:?}", r.body);
-        }
-    };
+    let event = |user: &'static str| event_in(&s, "words", user, "Asia/Tokyo", 5.0);
     event("control").await;
     let r = s
         .patch(
