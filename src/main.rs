@@ -26,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
                     config.data_dir.display()
                 )
             })?;
-        return kudos::keys::run_command(action, store, chrono::Utc::now()).await;
+        // Key management runs outside the server: no test clock applies to it.
+        let now = kudos_actors::clock::wall_clock_now();
+        return kudos::keys::run_command(action, store, now).await;
     }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");

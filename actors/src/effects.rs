@@ -415,7 +415,7 @@ mod tests {
             tally,
             shutdown.clone(),
         ));
-        let at = chrono::Utc::now();
+        let at = chrono::DateTime::UNIX_EPOCH;
         let ghost = StreamId::new(StreamKind::User, Scope::DEFAULT, "ghost");
         let real = StreamId::new(StreamKind::User, Scope::DEFAULT, "real");
         // Wait until the consumer listens.

@@ -27,6 +27,14 @@ async fn send(ws: &mut Socket, v: Value) {
         .expect("send");
 }
 
+/// Sends a `subscribe` op that has no immediate answer (a `user:` topic) and waits until
+/// it is registered (the `pong` of a ping sent after it is answered after it).
+async fn subscribed(ws: &mut Socket, op: Value) {
+    send(ws, op).await;
+    send(ws, json!({"op": "ping"})).await;
+    assert_eq!(next(ws).await, json!({"type": "pong"}));
+}
+
 /// The next JSON message (within 10 s).
 async fn next(ws: &mut Socket) -> Value {
     loop {
@@ -423,14 +431,12 @@ async fn a_user_topic_carries_that_users_events_unthrottled() {
     let mut ws = connect(&s, &format!("?apiKey={KEY}"))
         .await
         .expect("upgrade");
-    send(
+    // The pong says the subscription was registered (it is answered after it).
+    subscribed(
         &mut ws,
         json!({"op": "subscribe", "id": "me", "topic": "user:ada"}),
     )
     .await;
-    // The pong says the subscription was registered (it is answered after it).
-    send(&mut ws, json!({"op": "ping"})).await;
-    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
 
     let r = s
         .post(
@@ -472,13 +478,11 @@ async fn a_user_topic_carries_rank_changes_of_the_user_unthrottled() {
     let mut ws = connect(&s, &format!("?apiKey={KEY}"))
         .await
         .expect("upgrade");
-    send(
+    subscribed(
         &mut ws,
         json!({"op": "subscribe", "id": "bob", "topic": "user:bob"}),
     )
     .await;
-    send(&mut ws, json!({"op": "ping"})).await;
-    assert_eq!(next(&mut ws).await, json!({"type": "pong"}));
 
     // Bob enters first; ada passes him, then he passes her back: one change each time,
     // with no 15-minute window, and none for ada's own move (she is not subscribed).
