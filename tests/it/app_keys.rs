@@ -23,6 +23,20 @@ async fn app_key(s: &TestServer, user: &str) -> (String, String) {
     )
 }
 
+/// POSTs `body` as it is (not re-encoded) with `key`; the status.
+async fn post_raw(s: &TestServer, path: &str, key: &str, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}{path}", s.base))
+        .header("X-API-KEY", key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 /// Every application operation of the OpenAPI file with a `{id}` (a user) in its path.
 fn user_paths() -> Vec<(Method, String)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -147,29 +161,16 @@ async fn an_application_key_acts_for_its_own_user_only() {
         assert_eq!(r.status, 403, "{path}: {:?}", r.body);
     }
     let raw = r#"{"user": {"id": "ada"}, "user": {"id": "bob"}, "value": 1}"#;
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/metrics/words/event", s.base))
-        .header("X-API-KEY", &key)
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(
+        post_raw(&s, "/v1/metrics/words/event", &key, raw.to_string()).await,
+        403
+    );
     // A body over the limit is refused before it is read whole.
     let big = format!(
         r#"{{"id": "ada", "name": "{}"}}"#,
         "x".repeat(2 * 1024 * 1024)
     );
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/users", s.base))
-        .header("X-API-KEY", &key)
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(post_raw(&s, "/v1/users", &key, big).await, 413);
     // A body without a user is the handler's 400, not a pass.
     let r = as_ada(
         Method::POST,

@@ -56,13 +56,7 @@ async fn achievement_reactivation_and_recap_notices_come_at_local_hours() {
     // Monday 2027-05-03, 10:00 in Tokyo.
     clock(&s, "2027-05-03T01:00:00Z").await;
     s.create_metrics(&["words"]).await;
-    let r = s
-        .post(
-            "/admin/v1/achievements",
-            json!([{"name": "Beta tester", "trigger": "api", "key": "beta", "status": "active"}]),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.api_achievement("Beta tester", "beta").await;
     for user in ["ada", "bob"] {
         let r = s
             .post(

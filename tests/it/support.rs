@@ -313,6 +313,17 @@ impl TestServer {
         assert_eq!(r.body["issues"], serde_json::json!([]));
     }
 
+    /// Creates an active achievement completed through the API.
+    pub async fn api_achievement(&self, name: &str, key: &str) {
+        let r = self
+            .post(
+                "/admin/v1/achievements",
+                serde_json::json!([{"name": name, "trigger": "api", "key": key, "status": "active"}]),
+            )
+            .await;
+        assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    }
+
     pub async fn event(&self, metric: &str, user: &str, value: f64) -> Resp {
         self.post(
             &format!("/v1/metrics/{metric}/event"),

@@ -108,13 +108,7 @@ fn user(what: &str, v: &Value) {
 async fn every_event_type_has_the_fields_of_appendix_a() {
     let s = TestServer::start().await;
     let metric = s.create_metrics(&["words"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/achievements",
-            json!([{"name": "Beta", "trigger": "api", "key": "beta", "status": "active"}]),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.api_achievement("Beta", "beta").await;
     let r = s
         .post(
             "/admin/v1/points",

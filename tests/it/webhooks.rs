@@ -820,13 +820,7 @@ async fn events_are_delivered_signed_and_retried_on_the_clock_with_the_same_id_a
     let s = TestServer::start_with_test_clock().await;
     s.set_clock("2027-05-01T12:00:00Z").await;
     let receiver = Receiver::start().await;
-    let r = s
-        .post(
-            "/admin/v1/achievements",
-            json!([{"name": "Beta tester", "trigger": "api", "key": "beta", "status": "active"}]),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.api_achievement("Beta tester", "beta").await;
     let r = s
         .post(
             "/admin/v1/webhooks",
@@ -1024,13 +1018,7 @@ async fn a_hanging_endpoint_on_the_same_host_does_not_hold_up_another() {
         .lock()
         .expect("lock")
         .push("/stuck".into());
-    let r = s
-        .post(
-            "/admin/v1/achievements",
-            json!([{"name": "One", "trigger": "api", "key": "one", "status": "active"}]),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.api_achievement("One", "one").await;
     let r = s
         .post(
             "/admin/v1/webhooks",
@@ -1093,13 +1081,7 @@ async fn retry_after_is_honoured_within_the_clamp_and_410_disables_the_endpoint(
         .expect("lock")
         .push(("Retry-After".into(), "600".into()));
     gone.status.store(410, std::sync::atomic::Ordering::SeqCst);
-    let r = s
-        .post(
-            "/admin/v1/achievements",
-            json!([{"name": "One", "trigger": "api", "key": "one", "status": "active"}]),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.api_achievement("One", "one").await;
     let r = s
         .post(
             "/admin/v1/webhooks",
@@ -1148,13 +1130,7 @@ async fn a_delivery_fails_after_three_retries_and_recover_sends_it_again() {
     receiver
         .status
         .store(500, std::sync::atomic::Ordering::SeqCst);
-    let r = s
-        .post(
-            "/admin/v1/achievements",
-            json!([{"name": "One", "trigger": "api", "key": "one", "status": "active"}]),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.api_achievement("One", "one").await;
     let r = s
         .post("/admin/v1/webhooks", json!([{"url": receiver.url}]))
         .await;

@@ -412,13 +412,7 @@ async fn connections_per_key_are_limited_and_shutdown_closes_with_1001() {
 async fn a_user_topic_carries_that_users_events_unthrottled() {
     let s = TestServer::start().await;
     let metric = s.create_metrics(&["lessons"]).await.remove(0);
-    let r = s
-        .post(
-            "/admin/v1/achievements",
-            json!([{"name": "Beta", "trigger": "api", "key": "beta", "status": "active"}]),
-        )
-        .await;
-    assert!(r.status == 201 || r.status == 200, "{:?}", r.body);
+    s.api_achievement("Beta", "beta").await;
     let r = s
         .post(
             "/admin/v1/points",
