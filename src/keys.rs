@@ -47,6 +47,10 @@ pub struct StoredKey {
     /// global one of its kind (SPEC §1.4.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// The tenant (its scope's number) an application key was made in, when it was made
+    /// with a `Tenant-ID` (SPEC §1.2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<u32>,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -70,6 +74,8 @@ pub struct Principal {
     pub prefix: String,
     /// The key's own rate limit, if it has one.
     pub rate: Option<f64>,
+    /// The tenant an application key was made in (it works there only).
+    pub tenant: Option<u32>,
 }
 
 fn digest(key: &str) -> String {
@@ -385,6 +391,7 @@ impl KeyStore {
             user_id: None,
             retired: false,
             rate: None,
+            tenant: None,
         };
         let value = serde_json::to_value(&stored).map_err(|e| StoreError::Encode(e.to_string()))?;
         self.store
@@ -415,6 +422,7 @@ impl KeyStore {
             user_id: stored.user_id.clone(),
             prefix: stored.prefix.clone(),
             rate: stored.rate,
+            tenant: stored.tenant,
         })
     }
 
@@ -433,6 +441,7 @@ impl KeyStore {
     pub async fn create_application_keys(
         &self,
         users: &[String],
+        tenant: Option<u32>,
         now: DateTime<Utc>,
     ) -> Result<Vec<CreatedKey>, StoreError> {
         let mut created = Vec::with_capacity(users.len());
@@ -462,6 +471,7 @@ impl KeyStore {
                     user_id: Some(user.clone()),
                     retired: false,
                     rate: None,
+                    tenant,
                 };
                 created.push(CreatedKey {
                     id: s.id,
@@ -633,7 +643,7 @@ mod tests {
         let keys = KeyStore::load(store.clone()).expect("load");
         let now = DateTime::<Utc>::MIN_UTC;
         let made = keys
-            .create_application_keys(&["ada".into(), "bob".into()], now)
+            .create_application_keys(&["ada".into(), "bob".into()], None, now)
             .await
             .expect("create");
         assert_eq!(made.len(), 2);

@@ -33,15 +33,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kudos_actors::catalog::CatalogService;
 use kudos_actors::clock::{wall_clock_now, Clock, ManualClock, SystemClock};
 use kudos_actors::effects::{run_consumer, EffectBus, EffectTally, Tally};
-use kudos_actors::leaderboard::actor::BoardDeps;
-use kudos_actors::leaderboard::boards::Boards;
 use kudos_actors::scheduler::Scheduler;
+use kudos_actors::space::{SpaceDeps, Spaces, SpacesLeaderboards};
 use kudos_actors::supervisor::{RootSupervisor, SupervisorStats};
 use kudos_actors::tasks::Background;
-use kudos_actors::user_shards::{ShardsConfig, UserShards};
+use kudos_actors::user_shards::ShardsConfig;
 use kudos_snapshots::{ConsumerId, Scope, Store, StoreOptions};
 use ractor::Actor;
 use tokio::net::TcpListener;
@@ -80,9 +78,11 @@ pub enum Readiness {
 pub struct Inner {
     pub config: Config,
     pub store: Store,
-    pub catalog: Arc<CatalogService>,
+    /// Every scope's catalog, users and boards (handlers reach theirs through
+    /// [`http::scope::Scoped`]).
+    pub spaces: Spaces,
+    /// Due work and jobs of every scope.
     pub scheduler: Arc<Scheduler>,
-    pub users: UserShards,
     pub keys: KeyStore,
     pub clock: Arc<dyn Clock>,
     /// Serializes test-clock moves.
@@ -92,8 +92,6 @@ pub struct Inner {
     pub background: Background,
     /// What the effect tally counted, when `KUDOS_TEST_EFFECT_TALLY=1`.
     pub effect_tally: Option<Arc<std::sync::Mutex<std::collections::HashMap<String, Tally>>>>,
-    /// Every leaderboard's actor, and the way records reach them.
-    pub boards: Boards,
     /// Sends webhook attempts (signed, SSRF-guarded).
     pub webhook_sender: webhooks::send::Sender,
     /// Wakes the webhook sender (deliveries queued or resent).
@@ -177,7 +175,6 @@ pub async fn run(
     let store = Store::open(&config.data_dir, &options)
         .with_context(|| format!("cannot open sled database in {}", config.data_dir.display()))?;
     let clock = make_clock(&config, &store)?;
-    let catalog = Arc::new(CatalogService::load(store.clone(), Scope::DEFAULT)?);
     let keys = KeyStore::load(store.clone())?;
     if let Some(generated) = keys
         .bootstrap(config.api_key.as_deref(), clock.now())
@@ -195,36 +192,29 @@ pub async fn run(
         consumers.push(ConsumerId::TEST_TALLY);
     }
     let bus = EffectBus::new(consumers);
-    let users = UserShards::new(
-        store.clone(),
-        catalog.clone(),
-        clock.clone(),
-        supervisor.get_cell(),
-        bus.clone(),
-        ShardsConfig {
+    let background = Background::new(shutdown.clone());
+    let spaces = Spaces::new(SpaceDeps {
+        store: store.clone(),
+        clock: clock.clone(),
+        supervisor: supervisor.get_cell(),
+        bus: bus.clone(),
+        shards: ShardsConfig {
             idle_after: Duration::from_secs(config.user_idle_secs),
             idempotency_window: config.idempotency_window.0,
             ..ShardsConfig::default()
         },
-    );
-    let background = Background::new(shutdown.clone());
-    let boards = Boards::new(
-        BoardDeps {
-            store: store.clone(),
-            scope: Scope::DEFAULT,
-            catalog: catalog.clone(),
-            clock: clock.clone(),
-            bus: bus.clone(),
-        },
-        supervisor.get_cell(),
-    );
-    let scheduler = Arc::new(Scheduler::new(
-        store.clone(),
-        users.clone(),
-        boards.clone(),
-        clock.clone(),
-        background.clone(),
-    )?);
+        background: background.clone(),
+    });
+    // The default scope is always open, and so is every tenant's: their queued deliveries,
+    // held webhook windows and due work go on after a restart without waiting for a request.
+    let environment = spaces.get(Scope::DEFAULT)?;
+    for tenant in environment.catalog.get().tenants() {
+        spaces.get(Scope {
+            environment: Scope::DEFAULT.environment,
+            tenant: tenant.number,
+        })?;
+    }
+    let scheduler = Arc::new(Scheduler::new(spaces.clone(), background.clone()));
     let webhook_sender = webhooks::send::Sender::new(
         Duration::from_secs(config.webhook_timeout_secs),
         config.webhook_allow_private,
@@ -236,9 +226,8 @@ pub async fn run(
     let state = AppState(Arc::new(Inner {
         config,
         store,
-        catalog,
+        spaces,
         scheduler,
-        users,
         keys,
         clock,
         clock_moves: tokio::sync::Mutex::new(()),
@@ -246,7 +235,6 @@ pub async fn run(
         supervisor_stats,
         background,
         effect_tally,
-        boards,
         webhook_sender,
         webhook_wake: Arc::new(tokio::sync::Notify::new()),
         webhook_throttle: Default::default(),
@@ -256,7 +244,9 @@ pub async fn run(
         limiter: Default::default(),
         readiness: AtomicU8::new(0),
     }));
-    webhooks::dispatch::refresh_live(&state);
+    state
+        .spaces
+        .on_open(|spaces, _| webhooks::dispatch::refresh_live(spaces));
     start_background(&state, bus);
     start(&state);
 
@@ -286,7 +276,7 @@ pub async fn run(
 
     state.background.stop(BACKGROUND_STOP_TIMEOUT).await;
     tracing::info!("snapshotting live users");
-    state.users.stop_all().await;
+    state.spaces.stop_all().await;
     supervisor.stop(None);
     let _ = supervisor_handle.await;
     let store = state.store.clone();
@@ -304,11 +294,6 @@ fn start_background(state: &AppState, bus: EffectBus) {
     let bg = &state.background;
     let token = bg.shutdown().clone();
     push::start(state, token.clone());
-    let (users, t) = (state.users.clone(), token.clone());
-    bg.supervise("passivator", move || {
-        let (users, t) = (users.clone(), t.clone());
-        async move { users.passivate_idle(t).await }
-    });
     let (s, t) = (state.clone(), token.clone());
     bg.supervise("scheduler", move || {
         let (s, t) = (s.clone(), t.clone());
@@ -327,14 +312,14 @@ fn start_background(state: &AppState, bus: EffectBus) {
         });
     }
     {
-        let (store, boards, t) = (state.store.clone(), state.boards.clone(), token.clone());
+        let (store, spaces, t) = (state.store.clone(), state.spaces.clone(), token.clone());
         let bus = bus.clone();
         bg.supervise("leaderboards", move || {
-            let (store, bus, boards, t) = (store.clone(), bus.clone(), boards.clone(), t.clone());
+            let (store, bus, spaces, t) = (store.clone(), bus.clone(), spaces.clone(), t.clone());
             async move {
                 // Start from the durable rows, then apply what the inbox still holds.
-                boards.restart().await;
-                run_consumer(store, bus, boards.consumer(), t).await
+                let consumer = SpacesLeaderboards::start(spaces).await;
+                run_consumer(store, bus, consumer, t).await
             }
         });
     }
@@ -353,8 +338,7 @@ fn start_background(state: &AppState, bus: EffectBus) {
         let deps = webhooks::dispatch::SenderDeps {
             store: state.store.clone(),
             stats: state.webhook_stats.clone(),
-            catalog: state.catalog.clone(),
-            bus: bus.clone(),
+            spaces: state.spaces.clone(),
             clock: state.clock.clone(),
             sender: state.webhook_sender.clone(),
         };

@@ -18,13 +18,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use kudos_actors::leaderboard::actor::PageStart;
+use kudos_actors::space::Spaces;
 use kudos_actors::user::Effect;
-use kudos_snapshots::StreamKind;
+use kudos_snapshots::{Scope, StreamKind};
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::http::scope::Scoped;
 use crate::AppState;
 
 /// The least time between two reads of changed windows (so at most 10 updates per second
@@ -38,6 +40,8 @@ const UNREADABLE_RETRY: Duration = Duration::from_secs(1);
 /// What a connection's subscription watches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WindowKey {
+    /// The subscriber's scope (the board is one of its catalog's).
+    pub scope: Scope,
     pub board: Uuid,
     pub key: String,
     /// A run asked for by date; `None`: the current run, whichever it is at each read.
@@ -149,6 +153,7 @@ pub enum HubMsg {
     /// A `user:<id>` subscription.
     SubscribeUser {
         conn: u64,
+        scope: Scope,
         sub: String,
         token: u64,
         user: String,
@@ -250,8 +255,11 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
     };
     // Records for `user:` topics: users' own records, and board writes with rank changes.
     {
-        let (hub, mut published, shutdown) =
-            (hub.clone(), state.users.bus().subscribe(), shutdown.clone());
+        let (hub, mut published, shutdown) = (
+            hub.clone(),
+            state.spaces.bus().subscribe(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let p = tokio::select! {
@@ -286,24 +294,28 @@ pub fn start(state: &AppState, shutdown: CancellationToken) {
             }
         });
     }
-    // Boards whose memory changed, as the boards apply records.
+    // Boards whose memory changed, as the boards of each space apply records.
     {
-        let (hub, mut changes, shutdown) = (hub.clone(), state.boards.changes(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
-                let board = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    b = changes.recv() => b,
-                };
-                match board {
-                    Ok(board) => hub.send(HubMsg::Changed { board }),
-                    // Missed signals: every window is read again.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        hub.send(HubMsg::Changed { board: Uuid::nil() })
+        let (hub, shutdown) = (hub.clone(), shutdown.clone());
+        state.spaces.on_open(move |_, space| {
+            let (hub, mut changes, shutdown) =
+                (hub.clone(), space.boards.changes(), shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    let board = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        b = changes.recv() => b,
+                    };
+                    match board {
+                        Ok(board) => hub.send(HubMsg::Changed { board }),
+                        // Missed signals: every window is read again.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            hub.send(HubMsg::Changed { board: Uuid::nil() })
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
-            }
+            });
         });
     }
     tokio::spawn(supervise(state.clone(), rx, shutdown));
@@ -356,25 +368,26 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let mut windows: HashMap<WindowKey, Window> = HashMap::new();
-    let mut users: HashMap<String, Vec<UserSub>> = HashMap::new();
+    let mut users: HashMap<(Scope, String), Vec<UserSub>> = HashMap::new();
     // Boards changed since the last read (nil: all), marked on their windows when the read
     // is due, so a busy board costs one set insert per change, not a pass over every window.
     let mut changed: std::collections::HashSet<Uuid> = Default::default();
-    let consumer = crate::webhooks::dispatch::WebhookConsumer::of(&state);
     let mut last: Option<Instant> = None;
     let mut due: Option<Instant> = None;
     // Changes that come from no record: a catalog edit (a board renamed, its window or
     // breakdown changed), a new day (a new current run). Looked for every second.
     let mut watch = tokio::time::interval(WATCH);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = (state.catalog.get(), state.clock.now().date_naive());
+    let mut seen = (catalogs(&state.spaces), state.clock.now().date_naive());
     loop {
         let read_at = due;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = watch.tick() => {
-                let now = (state.catalog.get(), state.clock.now().date_naive());
-                if !Arc::ptr_eq(&now.0, &seen.0) || now.1 != seen.1 {
+                let now = (catalogs(&state.spaces), state.clock.now().date_naive());
+                let edited = now.0.len() != seen.0.len()
+                    || now.0.iter().zip(&seen.0).any(|(a, b)| !Arc::ptr_eq(a, b));
+                if edited || now.1 != seen.1 {
                     seen = now;
                     if !windows.is_empty() {
                         changed.insert(Uuid::nil());
@@ -389,9 +402,9 @@ async fn run(
                         changed.insert(board);
                         due.get_or_insert_with(|| next_read(last, Instant::now()));
                     }
-                    HubMsg::Record(p) => deliver(&state, &consumer, &users, &p).await,
-                    HubMsg::SubscribeUser { conn, sub, token, user, pending } => {
-                        users.entry(user).or_default().push(UserSub { conn, sub, token, pending });
+                    HubMsg::Record(p) => deliver(&state, &users, &p).await,
+                    HubMsg::SubscribeUser { conn, scope, sub, token, user, pending } => {
+                        users.entry((scope, user)).or_default().push(UserSub { conn, sub, token, pending });
                     }
                     other => {
                         if let HubMsg::Unsubscribe { conn, token, .. } = &other {
@@ -447,15 +460,20 @@ fn topic_wants(t: &str) -> bool {
 /// changes each to its user.
 async fn deliver(
     state: &AppState,
-    consumer: &crate::webhooks::dispatch::WebhookConsumer,
-    users: &HashMap<String, Vec<UserSub>>,
+    users: &HashMap<(Scope, String), Vec<UserSub>>,
     p: &kudos_actors::effects::Published,
 ) {
-    let catalog = state.catalog.get();
+    let scope = p.stream.scope;
+    // The record's space is open: it made the record.
+    let Some(space) = state.spaces.open_space(scope) else {
+        return;
+    };
+    let catalog = space.catalog.get();
     let now = state.clock.now();
+    let watched = |user: &str| users.contains_key(&(scope, user.to_string()));
     let mut targets: Vec<(&str, Vec<Effect>)> = Vec::new();
     if p.stream.kind == StreamKind::User {
-        if users.contains_key(&p.stream.id) {
+        if watched(&p.stream.id) {
             targets.push((&p.stream.id, p.effects.clone()));
         }
     } else {
@@ -463,7 +481,7 @@ async fn deliver(
             let Effect::LeaderboardRankChanged { user_id, .. } = e else {
                 continue;
             };
-            if !users.contains_key(user_id) {
+            if !watched(user_id) {
                 continue;
             }
             match targets.iter_mut().find(|(u, _)| *u == user_id.as_str()) {
@@ -473,13 +491,17 @@ async fn deliver(
         }
     }
     for (user, effects) in targets {
-        let Some(subs) = users.get(user) else {
+        let Some(subs) = users.get(&(scope, user.to_string())) else {
             continue;
         };
-        let mut events = consumer
-            .render_events(&catalog, &effects, &topic_wants)
-            .await;
-        match crate::webhooks::throttled::live_events(consumer, &catalog, &effects, now).await {
+        let mut events = crate::webhooks::dispatch::WebhookConsumer::render_events(
+            &space.users,
+            &catalog,
+            &effects,
+            &topic_wants,
+        )
+        .await;
+        match crate::webhooks::throttled::live_events(&space.users, &catalog, &effects, now).await {
             Ok(more) => events.extend(more),
             Err(e) => {
                 tracing::warn!(user, error = %e, "points and rank events for live subscribers skipped")
@@ -492,6 +514,11 @@ async fn deliver(
             }
         }
     }
+}
+
+/// Every open space's catalog, in scope order (the hub's watch compares them by pointer).
+fn catalogs(spaces: &Spaces) -> Vec<Arc<kudos_actors::catalog::Catalog>> {
+    spaces.all().iter().map(|s| s.catalog.get()).collect()
 }
 
 /// Applies a subscription change; `true` when a window must be read.
@@ -543,14 +570,17 @@ fn apply(windows: &mut HashMap<WindowKey, Window>, msg: HubMsg) -> bool {
 /// `true` when some window could not be read (it stays marked).
 async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) -> bool {
     let mut unread = false;
-    let catalog = state.catalog.get();
     for (key, w) in windows.iter_mut().filter(|(_, w)| w.dirty) {
+        let Ok(scoped) = Scoped::of(state, key.scope) else {
+            unread = true;
+            continue;
+        };
         // A deleted board has nothing more to show: its subscribers keep their last state.
-        if catalog.leaderboard(key.board).is_none() {
+        if scoped.catalog.get().leaderboard(key.board).is_none() {
             w.dirty = false;
             continue;
         }
-        let Some(body) = read(state, key).await else {
+        let Some(body) = read(&scoped, key).await else {
             unread = true;
             continue;
         };
@@ -566,7 +596,7 @@ async fn refresh(state: &AppState, windows: &mut HashMap<WindowKey, Window>) -> 
 }
 
 /// The `"leaderboard":…` (and `"around":…`) part of a window's message, as it is now.
-pub async fn read(state: &AppState, key: &WindowKey) -> Option<String> {
+pub async fn read(state: &Scoped, key: &WindowKey) -> Option<String> {
     let catalog = state.catalog.get();
     let now = state.clock.now();
     let board = catalog.leaderboard(key.board)?;

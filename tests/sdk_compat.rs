@@ -30,8 +30,15 @@ fn find_python3() -> PathBuf {
     panic!("python3 (>= 3.8) not found on PATH; it is needed to run the Trophy SDK check");
 }
 
-/// `<venv>/bin/python` with `trophy==1.27.0` importable, creating the venv if needed.
+/// `<venv>/bin/python` with `trophy==1.27.0` importable, creating the venv if needed. Set up
+/// once per test binary: tests run in parallel, and two creating the venv at once collide
+/// (`File exists`) on a clean checkout.
 fn sdk_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(set_up_sdk_python).clone()
+}
+
+fn set_up_sdk_python() -> PathBuf {
     let venv = target_dir().join("sdk-venv");
     let python = venv.join("bin").join("python");
     let check = format!(

@@ -10,6 +10,7 @@
 //! - [`supervisor`]: the root of the actor tree.
 //! - [`effects`]: the effect bus and inbox consumers (effects applied exactly once).
 //! - [`tasks`]: supervised background loops (restart with backoff, tracked shutdown).
+//! - [`space`]: one scope's catalog, users, boards and boost clock, opened on demand.
 //! - [`scheduler`]: typed due work on the clock, and jobs that visit every user.
 //! - [`clock`]: the only source of domain time (system or manual test clock).
 //!
@@ -26,6 +27,7 @@ pub mod effects;
 pub mod leaderboard;
 pub mod rules;
 pub mod scheduler;
+pub mod space;
 pub mod supervisor;
 pub mod tasks;
 #[cfg(test)]

@@ -20,16 +20,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kudos_snapshots::{Commit, DueIndex, DueKind, DueTarget, Scope, Store, StreamKind};
 
-use crate::boosts::BoostClock;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::leaderboard::boards::Boards;
+use crate::space::Spaces;
 use crate::tasks::Background;
 use crate::user::{Command, UserError};
-use crate::user_shards::UserShards;
 
 /// Due entries read from the index per round.
 const BATCH: usize = 256;
@@ -80,52 +78,38 @@ enum Handled {
 pub struct Scheduler {
     due: DueIndex,
     store: Store,
-    users: UserShards,
-    boards: Boards,
+    spaces: Spaces,
     clock: Arc<dyn Clock>,
     background: Background,
-    boosts: BoostClock,
     /// One run at a time: the periodic tick and test-clock moves never interleave.
     running: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
-    pub fn new(
-        store: Store,
-        users: UserShards,
-        boards: Boards,
-        clock: Arc<dyn Clock>,
-        background: Background,
-    ) -> Result<Self, kudos_snapshots::StoreError> {
-        let boosts = BoostClock::load(
-            store.clone(),
-            users.scope(),
-            users.catalog().clone(),
-            clock.clone(),
-            users.bus().clone(),
-        )?;
-        Ok(Self {
-            due: store.due(),
-            store,
-            users,
-            boards,
-            clock,
+    /// Due entries and jobs of every scope, each run in its own space.
+    pub fn new(spaces: Spaces, background: Background) -> Self {
+        Self {
+            due: spaces.store().due(),
+            store: spaces.store().clone(),
+            clock: spaces.clock().clone(),
+            spaces,
             background,
-            boosts,
             running: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    /// The announcer of global and cohort boosts.
-    pub fn boost_clock(&self) -> &BoostClock {
-        &self.boosts
+        }
     }
 
     /// Runs the work of one due entry, by kind. Later features add a kind here.
     async fn handle(&self, target: &DueTarget, at: Option<DateTime<Utc>>) -> Handled {
+        let space = match self.spaces.get(target.stream.scope) {
+            Ok(space) => space,
+            Err(e) => {
+                tracing::warn!(stream = %target.stream, error = %e, "cannot open the scope of due work; retrying in a minute");
+                return Handled::Retry;
+            }
+        };
         match target.kind {
             DueKind::UserPeriodEnd => {
-                match self
+                match space
                     .users
                     .execute(&target.stream.id, Command::Advance { at })
                     .await
@@ -142,7 +126,7 @@ impl Scheduler {
                     tracing::warn!(stream = %target.stream, "a run boundary for no board; dropping it");
                     return Handled::Done;
                 };
-                match self.boards.announce(board, at).await {
+                match space.boards.announce(board, at).await {
                     Ok(_) => Handled::Done,
                     Err(e) => {
                         tracing::warn!(%board, error = %e, "leaderboard run announcements failed; retrying in a minute");
@@ -150,7 +134,7 @@ impl Scheduler {
                     }
                 }
             }
-            DueKind::BoostWindow => match self.boosts.run(at).await {
+            DueKind::BoostWindow => match space.boosts.run(at).await {
                 Ok(_) => Handled::Done,
                 Err(e) => {
                     tracing::warn!(error = %e, "boost announcements failed; retrying in a minute");
@@ -200,8 +184,12 @@ impl Scheduler {
     }
 
     /// Records `job` durably and runs it in the background.
-    pub async fn start_job(self: &Arc<Self>, job: Job) -> Result<(), kudos_snapshots::StoreError> {
-        let (key, value) = job.record(self.users.scope());
+    pub async fn start_job(
+        self: &Arc<Self>,
+        scope: Scope,
+        job: Job,
+    ) -> Result<(), kudos_snapshots::StoreError> {
+        let (key, value) = job.record(scope);
         self.store.meta_commit(vec![(key.clone(), value)]).await?;
         self.spawn_job(key, job);
         Ok(())
@@ -220,7 +208,7 @@ impl Scheduler {
                 let mut only: Option<Vec<String>> = None;
                 let mut pause = JOB_RETRY_FIRST;
                 loop {
-                    let report = this.run_job(&job, only.as_deref(), &shutdown).await;
+                    let report = this.run_job(&key, &job, only.as_deref(), &shutdown).await;
                     if shutdown.is_cancelled() {
                         return Ok(());
                     }
@@ -256,7 +244,7 @@ impl Scheduler {
     /// resumes it after a crash.
     pub async fn run_job_now(self: &Arc<Self>, key: String, job: Job) {
         let shutdown = self.background.shutdown().clone();
-        let report = self.run_job(&job, None, &shutdown).await;
+        let report = self.run_job(&key, &job, None, &shutdown).await;
         if !report.failed.is_empty() || report.incomplete {
             self.spawn_job(key, job);
             return;
@@ -268,10 +256,14 @@ impl Scheduler {
 
     /// Resumes the jobs recorded before a restart.
     pub fn resume_jobs(self: &Arc<Self>) -> Result<usize, kudos_snapshots::StoreError> {
-        let prefix = format!("{}{JOB_PREFIX}", self.users.scope().meta_prefix());
-        let keys: Vec<String> = self.store.meta_keys(&prefix)?;
+        let keys: Vec<String> = self.store.meta_keys("scope/")?;
         let mut resumed = 0;
         for key in keys {
+            let of_scope = Scope::of_meta_key(&key)
+                .is_some_and(|s| key[s.meta_prefix().len()..].starts_with(JOB_PREFIX));
+            if !of_scope {
+                continue;
+            }
             if let Some(job) = self.store.meta_get::<Job>(&key)? {
                 tracing::info!(job = ?job, "resuming background job");
                 self.spawn_job(key, job);
@@ -281,10 +273,11 @@ impl Scheduler {
         Ok(resumed)
     }
 
-    /// Visits every existing user (or only `only`) with the job's command, until done or
-    /// `shutdown`.
+    /// Visits every existing user of the job's scope (or only `only`) with the job's
+    /// command, until done or `shutdown`. `key` is the job's record, under its scope.
     pub async fn run_job(
         &self,
+        key: &str,
         job: &Job,
         only: Option<&[String]>,
         shutdown: &CancellationToken,
@@ -303,13 +296,25 @@ impl Scheduler {
             }],
         };
         let mut report = JobReport::default();
+        let space = match Scope::of_meta_key(key).map(|scope| self.spaces.get(scope)) {
+            Some(Ok(space)) => space,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot open the job's scope; job stopped");
+                report.incomplete = true;
+                return report;
+            }
+            None => {
+                tracing::error!(key, "a job record outside any scope; it never runs");
+                return report;
+            }
+        };
         let indexes = self.store.indexes();
         let users: Box<
             dyn Iterator<Item = Result<String, kudos_snapshots::StoreError>> + Send + '_,
         > = match (only, job) {
             (Some(ids), _) => Box::new(ids.iter().cloned().map(Ok)),
             (None, Job::RefileUsers(ids)) => Box::new(ids.iter().cloned().map(Ok)),
-            (None, _) => Box::new(indexes.members(StreamKind::User, self.users.scope())),
+            (None, _) => Box::new(indexes.members(StreamKind::User, space.scope)),
         };
         for id in users {
             if shutdown.is_cancelled() {
@@ -327,7 +332,7 @@ impl Scheduler {
             };
             let mut ok = true;
             for command in &commands {
-                if let Err(e) = self.users.execute(&user, command.clone()).await {
+                if let Err(e) = space.users.execute(&user, command.clone()).await {
                     tracing::warn!(user = %user, error = %e, "background job failed for this user");
                     ok = false;
                 }
@@ -399,34 +404,19 @@ mod tests {
             .expect("valid");
         let manual = Arc::new(ManualClock::new(start));
         let clock: Arc<dyn Clock> = manual.clone();
-        let (catalog, metric) = crate::testing::catalog_with_metric(&store, "m", start, true).await;
-        let users = UserShards::new(
-            store.clone(),
-            catalog.clone(),
-            clock.clone(),
-            crate::testing::supervisor().await,
-            crate::effects::EffectBus::new(Vec::new()),
-            ShardsConfig::default(),
-        );
+        let (_, metric) = crate::testing::catalog_with_metric(&store, "m", start, true).await;
         let background = Background::new(CancellationToken::new());
-        let boards = Boards::new(
-            crate::leaderboard::actor::BoardDeps {
-                store: store.clone(),
-                scope: users.scope(),
-                catalog: catalog.clone(),
-                clock: clock.clone(),
-                bus: users.bus().clone(),
-            },
-            crate::testing::supervisor().await,
-        );
-        let scheduler = Scheduler::new(
-            store.clone(),
-            users.clone(),
-            boards,
-            clock,
-            background.clone(),
-        )
-        .expect("scheduler");
+        let spaces = Spaces::new(crate::space::SpaceDeps {
+            store: store.clone(),
+            clock: clock.clone(),
+            supervisor: crate::testing::supervisor().await,
+            bus: crate::effects::EffectBus::new(Vec::new()),
+            shards: ShardsConfig::default(),
+            background: background.clone(),
+        });
+        let space = spaces.get(kudos_snapshots::Scope::DEFAULT).expect("space");
+        let (users, catalog) = (space.users.clone(), space.catalog.clone());
+        let scheduler = Scheduler::new(spaces, background.clone());
         let event = NewEvent {
             metric_id: metric,
             value: 1.0,

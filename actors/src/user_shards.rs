@@ -168,6 +168,7 @@ pub struct UserShards {
 impl UserShards {
     pub fn new(
         store: Store,
+        scope: Scope,
         catalog: Arc<CatalogService>,
         clock: Arc<dyn Clock>,
         supervisor: ActorCell,
@@ -180,7 +181,7 @@ impl UserShards {
                 hasher: Default::default(),
             }),
             store,
-            scope: Scope::DEFAULT,
+            scope,
             catalog,
             clock,
             supervisor,
@@ -407,6 +408,7 @@ mod tests {
             crate::testing::catalog_with_metric(&store, "m", start, false).await;
         let shards = UserShards::new(
             store.clone(),
+            Scope::DEFAULT,
             catalog,
             clock,
             crate::testing::supervisor().await,

@@ -36,6 +36,18 @@ impl Scope {
         format!("scope/{}/{}/", self.environment, self.tenant)
     }
 
+    /// The scope a meta key of [`Scope::meta_prefix`] belongs to.
+    pub fn of_meta_key(key: &str) -> Option<Scope> {
+        let mut parts = key.strip_prefix("scope/")?.splitn(3, '/');
+        let environment = parts.next()?.parse().ok()?;
+        let tenant = parts.next()?.parse().ok()?;
+        parts.next()?;
+        Some(Scope {
+            environment,
+            tenant,
+        })
+    }
+
     /// The environment alone (admin keys belong to an environment, not a tenant).
     pub fn environment_only(&self) -> Scope {
         Scope {
@@ -238,6 +250,8 @@ mod tests {
         ) {
             let sa = StreamId::user(Scope { environment: env, tenant }, a.clone());
             let sb = StreamId::user(Scope::DEFAULT, b.clone());
+            let scope = Scope { environment: env, tenant };
+            prop_assert_eq!(Scope::of_meta_key(&format!("{}job/x", scope.meta_prefix())), Some(scope));
             let mut enc = Vec::new();
             sa.encode(&mut enc);
             enc.extend_from_slice(b"rest");

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod scope;
 pub mod ws;
 
 use std::time::{Duration, Instant};
@@ -118,11 +119,12 @@ async fn prometheus(State(state): State<AppState>) -> Response {
 /// The whole `/metrics` body.
 fn render_metrics(state: &AppState) -> String {
     let durability = state.store.durability();
+    let spaces = state.spaces.all();
     let gauges = crate::ops::Gauges {
         fsyncs: durability.fsync_count(),
         fsync_seconds: durability.fsync_seconds(),
         commits: durability.commit_count(),
-        live_users: state.users.registry().live_count(),
+        live_users: spaces.iter().map(|s| s.users.registry().live_count()).sum(),
         actor_failures: state
             .supervisor_stats
             .failures
@@ -132,21 +134,31 @@ fn render_metrics(state: &AppState) -> String {
             .due()
             .overdue(state.clock.now().timestamp_millis(), OVERDUE_GAUGE_CAP)
             .unwrap_or(0),
-        users: state
-            .store
-            .indexes()
-            .counter(state.users.scope(), kudos_actors::user::USERS_COUNTER)
-            .unwrap_or(0),
+        users: spaces
+            .iter()
+            .map(|s| {
+                state
+                    .store
+                    .indexes()
+                    .counter(s.scope, kudos_actors::user::USERS_COUNTER)
+                    .unwrap_or(0)
+            })
+            .sum(),
         fsync_failures: durability.failure_count(),
         storage_healthy: state.store.healthy(),
-        jobs: state
-            .store
-            .meta_keys(&format!(
-                "{}{}",
-                state.users.scope().meta_prefix(),
-                kudos_actors::scheduler::JOB_PREFIX
-            ))
-            .map_or(0, |k| k.len()),
+        jobs: spaces
+            .iter()
+            .map(|s| {
+                state
+                    .store
+                    .meta_keys(&format!(
+                        "{}{}",
+                        s.scope.meta_prefix(),
+                        kudos_actors::scheduler::JOB_PREFIX
+                    ))
+                    .map_or(0, |k| k.len())
+            })
+            .sum(),
         effect_backlog: state.effect_tally.as_ref().map(|_| {
             state
                 .store
@@ -168,9 +180,10 @@ fn render_metrics(state: &AppState) -> String {
             .sum(),
     };
     let mut body = crate::ops::render(&state.ops, &gauges);
+    let catalogs: Vec<_> = spaces.iter().map(|s| s.catalog.get()).collect();
     body.push_str(&crate::webhooks::dispatch::render_metrics(
         &state.store,
-        &state.catalog.get(),
+        &catalogs,
         &state.webhook_stats,
         state.clock.now(),
     ));

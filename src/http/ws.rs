@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use kudos_actors::catalog::leaderboards::LeaderboardStatus;
@@ -28,8 +27,11 @@ use crate::http::app::leaderboards::{selected_group, selected_run};
 use crate::http::auth::{may_read, Topic};
 use crate::http::error::ApiError;
 use crate::http::extract::QueryPairs;
+use crate::http::scope::{tenant_scope, Scoped};
 use crate::push::{HubMsg, Kind, Pending, WindowKey};
 use crate::{AppState, Readiness};
+use axum::extract::State;
+use kudos_snapshots::Scope;
 
 /// Subscriptions one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 100;
@@ -50,12 +52,12 @@ const BUFFER: usize = 4 * 1024;
 
 /// The upgrade, after the key and readiness checks.
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     q: QueryPairs,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    match state.readiness() {
+    match app.readiness() {
         Readiness::Ready => {}
         _ => {
             return ApiError::unavailable("Server is starting; recovery is not complete")
@@ -71,8 +73,27 @@ pub async fn upgrade(
             .into_response();
     };
     let presented = presented.trim();
-    let Some(principal) = state.keys.verify(presented) else {
+    let Some(principal) = app.keys.verify(presented) else {
         return ApiError::unauthorized("Invalid API key").into_response();
+    };
+    // The scope, as for REST (SPEC §1.2): a tenant's application key works in its tenant;
+    // other keys name one with `Tenant-ID`, or `?tenantId=` where headers cannot be set.
+    let env = Scope::DEFAULT;
+    let scope = match principal.tenant {
+        Some(tenant) => Ok(Scope {
+            environment: env.environment,
+            tenant,
+        }),
+        None => {
+            let query = q
+                .get("tenantId")
+                .and_then(|t| axum::http::HeaderValue::from_str(t).ok());
+            tenant_scope(&app, env, headers.get("tenant-id").or(query.as_ref()))
+        }
+    };
+    let state = match scope.and_then(|scope| Scoped::of(&app, scope)) {
+        Ok(state) => state,
+        Err(e) => return e.into_response(),
     };
     let ws = match ws {
         Ok(ws) => ws,
@@ -108,7 +129,7 @@ struct Seat {
 }
 
 impl Seat {
-    fn take(state: &AppState, key: String) -> Option<Self> {
+    fn take(state: &Scoped, key: String) -> Option<Self> {
         let mut counts = state
             .ws_connections
             .lock()
@@ -152,7 +173,7 @@ struct Sub {
 /// A connection's subscriptions, and what ends them when the connection ends, however it
 /// ends: the hub is told, and the live `user:` topics are uncounted.
 struct Subs {
-    state: AppState,
+    state: Scoped,
     conn: u64,
     /// Who the connection's key belongs to.
     principal: crate::keys::Principal,
@@ -179,7 +200,7 @@ impl Drop for Subs {
 }
 
 async fn connection(
-    state: AppState,
+    state: Scoped,
     mut socket: WebSocket,
     _seat: Seat,
     principal: crate::keys::Principal,
@@ -308,7 +329,7 @@ async fn connection(
 /// consumer: it took longer than [`SEND_TIMEOUT`] to take the message, or its events
 /// overflowed while it was being written (a peer that stopped reading is dropped rather
 /// than let its messages pile up).
-async fn write(socket: &mut WebSocket, text: String, pending: &Pending, state: &AppState) -> bool {
+async fn write(socket: &mut WebSocket, text: String, pending: &Pending, state: &Scoped) -> bool {
     enum Outcome {
         Sent,
         Gone,
@@ -378,7 +399,7 @@ fn error(id: Option<&str>, message: &str) -> Value {
 
 /// The messages one client op is answered with.
 async fn handle(
-    state: &AppState,
+    state: &Scoped,
     pending: &Arc<Pending>,
     subs: &mut Subs,
     text: &str,
@@ -410,7 +431,7 @@ async fn handle(
                 subs.next_token += 1;
                 // Counted before the op is answered: records published from now on reach
                 // the hub, which has this subscription before any of them.
-                state.users.bus().add_live_topics(1);
+                state.spaces.bus().add_live_topics(1);
                 subs.by_id.insert(
                     sub.clone(),
                     Sub {
@@ -421,6 +442,7 @@ async fn handle(
                 );
                 state.push.send(HubMsg::SubscribeUser {
                     conn,
+                    scope: state.scope,
                     sub,
                     token,
                     user,
@@ -478,7 +500,7 @@ enum Subscribed {
 
 /// Registers a subscription.
 async fn subscribe(
-    state: &AppState,
+    state: &Scoped,
     principal: &crate::keys::Principal,
     subs: &HashMap<String, Sub>,
     op: &serde_json::Map<String, Value>,
@@ -545,7 +567,7 @@ fn optional_string<'a>(
 /// The window a leaderboard subscription watches: the board's run and group asked for,
 /// its top `limit`, and `aroundUser`.
 fn leaderboard_window(
-    state: &AppState,
+    state: &Scoped,
     key: &str,
     op: &serde_json::Map<String, Value>,
 ) -> Result<WindowKey, String> {
@@ -580,6 +602,7 @@ fn leaderboard_window(
         None
     };
     Ok(WindowKey {
+        scope: state.scope,
         board: board.id,
         key: board.key.clone(),
         run,

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kudos_actors::catalog::webhooks::Webhook;
-use kudos_actors::catalog::{Catalog, CatalogService};
+use kudos_actors::catalog::Catalog;
 use kudos_actors::clock::Clock;
 use kudos_actors::effects::{EffectConsumer, Pending};
 use kudos_actors::rules::notices::Notice;
 use kudos_actors::rules::streak::StreakEvent;
+use kudos_actors::space::{Space, Spaces};
 use kudos_actors::user::{Effect, ProfileQuery, StreakQuery, StreakViewQuery};
 use kudos_actors::user_shards::UserShards;
 use kudos_snapshots::{Commit, ConsumerId, Store, StoreError};
@@ -379,7 +380,7 @@ impl Stats {
 /// the queue depth (capped) and the age of its oldest due entry.
 pub fn render_metrics(
     store: &Store,
-    catalog: &Catalog,
+    catalogs: &[Arc<Catalog>],
     stats: &Stats,
     now: DateTime<Utc>,
 ) -> String {
@@ -406,7 +407,7 @@ pub fn render_metrics(
         "# HELP kudos_webhook_queue_depth Deliveries waiting for an attempt, per endpoint (counted up to {CAP}).\n# TYPE kudos_webhook_queue_depth gauge"
     );
     let mut ages = Vec::new();
-    for w in catalog.webhooks() {
+    for w in catalogs.iter().flat_map(|c| c.webhooks()) {
         let (depth, first) = store
             .inbox()
             .count_prefix(ConsumerId::WEBHOOKS, &queue_prefix(w.id), CAP)
@@ -446,8 +447,8 @@ pub struct Event {
 /// The `WEBHOOKS` effect consumer.
 #[derive(Clone)]
 pub struct WebhookConsumer {
-    pub catalog: Arc<CatalogService>,
-    pub users: UserShards,
+    /// Each record is rendered with its scope's catalog and users.
+    pub spaces: Spaces,
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<tokio::sync::Notify>,
     /// Held while throttling windows are read and written (here and by
@@ -458,8 +459,7 @@ pub struct WebhookConsumer {
 impl WebhookConsumer {
     pub fn of(state: &crate::AppState) -> Self {
         Self {
-            catalog: state.catalog.clone(),
-            users: state.users.clone(),
+            spaces: state.spaces.clone(),
             clock: state.clock.clone(),
             wake: state.webhook_wake.clone(),
             throttle: state.webhook_throttle.clone(),
@@ -467,8 +467,13 @@ impl WebhookConsumer {
     }
 
     /// Renders the events of one record that some endpoint wants.
-    async fn events(&self, catalog: &Catalog, effects: &[Effect]) -> Vec<Event> {
-        self.render_events(catalog, effects, &|t| {
+    async fn events(
+        &self,
+        users: &UserShards,
+        catalog: &Catalog,
+        effects: &[Effect],
+    ) -> Vec<Event> {
+        Self::render_events(users, catalog, effects, &|t| {
             catalog.webhooks().any(|w| w.wants(t))
         })
         .await
@@ -477,7 +482,7 @@ impl WebhookConsumer {
     /// Renders the events of one record whose type `wants` accepts (the throttled types
     /// excepted), with the user as they are now.
     pub async fn render_events(
-        &self,
+        users: &UserShards,
         catalog: &Catalog,
         effects: &[Effect],
         wants: &(dyn Fn(&str) -> bool + Sync),
@@ -549,7 +554,7 @@ impl WebhookConsumer {
                 _ => continue,
             };
             // The full user at emission (SPEC §8.1.7).
-            let Ok(Some(user)) = self.users.query(user_id, ProfileQuery).await else {
+            let Ok(Some(user)) = users.query(user_id, ProfileQuery).await else {
                 tracing::warn!(user = %user_id, event_type = t, "webhook event for a user that cannot be read; skipped");
                 continue;
             };
@@ -600,7 +605,7 @@ impl WebhookConsumer {
                     }
                     Notice::StreakReminder { .. } => {
                         let asked = StreakQuery { history_periods: 7 };
-                        let Ok(Some(detail)) = self.users.query(user_id, asked).await else {
+                        let Ok(Some(detail)) = users.query(user_id, asked).await else {
                             continue;
                         };
                         let streak = crate::wire::streaks::StreakResponse::from(&detail);
@@ -617,8 +622,7 @@ impl WebhookConsumer {
                 },
                 Effect::Streak { event, .. } => match event {
                     StreakEvent::Started { .. } | StreakEvent::Extended { .. } => {
-                        let Ok(Some(view)) = self.users.query(user_id, StreakViewQuery).await
-                        else {
+                        let Ok(Some(view)) = users.query(user_id, StreakViewQuery).await else {
                             continue;
                         };
                         payloads::streak_grew(t, &user, catalog, &view)
@@ -662,17 +666,19 @@ impl EffectConsumer for WebhookConsumer {
     const ID: ConsumerId = ConsumerId::WEBHOOKS;
 
     async fn process(&mut self, store: &Store, records: &[Pending<'_>]) -> Result<(), StoreError> {
-        let catalog = self.catalog.get();
         let now = self.clock.now();
         let mut commit = Commit::new();
         let mut queued = 0usize;
         let _windows = self.throttle.lock().await;
         let mut windows = throttled::Batch::default();
         for r in records {
-            let mut events = self.events(&catalog, r.effects).await;
+            // The record's scope: its endpoints, its users.
+            let space = self.spaces.get(r.stream.scope)?;
+            let catalog = space.catalog.get();
+            let mut events = self.events(&space.users, &catalog, r.effects).await;
             // Throttled types: a leading edge goes with the record's other events.
             for change in throttled::changes(r.effects, &catalog) {
-                if let Some(event) = windows.admit(self, store, &catalog, change, now).await? {
+                if let Some(event) = windows.admit(&space, store, &catalog, change, now).await? {
                     events.push(event);
                 }
             }
@@ -732,8 +738,8 @@ pub(super) fn queue(
 
 /// Tells the effect bus whether any endpoint is active, so records get webhook inbox rows
 /// only then (records with no endpoint to go to cost ingest nothing).
-pub fn refresh_live(state: &crate::AppState) {
-    set_live(state.users.bus(), &state.catalog.get());
+pub fn refresh_live(spaces: &Spaces) {
+    set_live(spaces);
 }
 
 /// What the sender and its attempts share (cheap to clone).
@@ -741,23 +747,37 @@ pub fn refresh_live(state: &crate::AppState) {
 pub struct SenderDeps {
     pub store: Store,
     pub stats: Arc<Stats>,
-    pub catalog: Arc<CatalogService>,
-    pub bus: kudos_actors::effects::EffectBus,
+    /// The endpoints of every open scope.
+    pub spaces: Spaces,
     pub clock: Arc<dyn Clock>,
     pub sender: Sender,
 }
 
+/// Endpoint `id` as it is now, and the space it belongs to.
+fn find_hook(spaces: &Spaces, id: Uuid) -> Option<(Arc<Space>, Webhook)> {
+    spaces.all().into_iter().find_map(|space| {
+        let hook = space.catalog.get().webhook(id).cloned()?;
+        Some((space, hook))
+    })
+}
+
 /// Tells `bus` whether any endpoint is active (records get webhook rows only then) and
 /// whether an active one wants board events (board writes give them to webhooks only then).
-fn set_live(bus: &kudos_actors::effects::EffectBus, catalog: &Catalog) {
+/// The flags are the same for every scope: a record of a scope without endpoints then costs
+/// an inbox row, which its consumer removes without queueing anything.
+fn set_live(spaces: &Spaces) {
+    let catalogs: Vec<Arc<Catalog>> = spaces.all().iter().map(|s| s.catalog.get()).collect();
     let active = || {
-        catalog
-            .webhooks()
-            .filter(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active)
+        catalogs.iter().flat_map(|c| {
+            c.webhooks()
+                .filter(|w| w.status == kudos_actors::catalog::webhooks::WebhookStatus::Active)
+        })
     };
     let boards =
         active().any(|w| w.wants("leaderboard.changed") || w.wants("leaderboard.rank_changed"));
-    bus.set_webhooks_live(active().next().is_some(), boards);
+    spaces
+        .bus()
+        .set_webhooks_live(active().next().is_some(), boards);
 }
 
 /// Sends due deliveries until shutdown (see the module docs): one task per endpoint with
@@ -784,10 +804,12 @@ pub async fn run_sender(
             }
         }
         let now = deps.clock.now();
-        let catalog = deps.catalog.get();
+        let catalogs: Vec<Arc<Catalog>> =
+            deps.spaces.all().iter().map(|s| s.catalog.get()).collect();
         // Deleted endpoints' connection pools are let go.
-        deps.sender.retain(|id| catalog.webhook(*id).is_some());
-        for hook in catalog.webhooks() {
+        deps.sender
+            .retain(|id| catalogs.iter().any(|c| c.webhook(*id).is_some()));
+        for hook in catalogs.iter().flat_map(|c| c.webhooks()) {
             if running.contains_key(&hook.id) {
                 continue;
             }
@@ -830,7 +852,7 @@ async fn drain(deps: &SenderDeps, id: Uuid) -> Result<(), StoreError> {
         let free = PER_ENDPOINT - attempts.len();
         if free > 0 {
             // The endpoint as it is now (deleted: nothing more is attempted).
-            if let Some(hook) = deps.catalog.get().webhook(id).cloned() {
+            if let Some((_, hook)) = find_hook(&deps.spaces, id) {
                 let now = deps.clock.now();
                 let next = due_deliveries(&deps.store, id, now, free, &in_flight)?;
                 for (qkey, dkey, row) in next {
@@ -943,8 +965,7 @@ async fn attempt(
     let SenderDeps {
         store,
         stats,
-        catalog,
-        bus,
+        spaces,
         clock,
         sender,
     } = deps;
@@ -1005,16 +1026,23 @@ async fn attempt(
     } else if done.status_code == Some(410) {
         // The receiver is gone: the endpoint is disabled, this delivery waits with the
         // others until it is activated again.
-        if let Some(w) = catalog
-            .update(|cat| {
-                let w = cat.disable_webhook(hook.id, "410 Gone", now);
-                let changed = w.iter().map(kudos_actors::catalog::Changed::of).collect();
-                (w, changed)
-            })
-            .await?
-        {
+        let space = find_hook(spaces, hook.id).map(|(space, _)| space);
+        let disabled = match &space {
+            Some(space) => {
+                space
+                    .catalog
+                    .update(|cat| {
+                        let w = cat.disable_webhook(hook.id, "410 Gone", now);
+                        let changed = w.iter().map(kudos_actors::catalog::Changed::of).collect();
+                        (w, changed)
+                    })
+                    .await?
+            }
+            None => None,
+        };
+        if let Some(w) = disabled {
             tracing::warn!(webhook = %w.id, url = %w.url, "endpoint answered 410 Gone; set inactive");
-            set_live(bus, &catalog.get());
+            set_live(spaces);
         }
         let later = now + chrono::Duration::minutes(1);
         row.next_attempt = Some(later);

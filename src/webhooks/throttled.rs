@@ -18,8 +18,10 @@ use chrono::{DateTime, Utc};
 use kudos_actors::catalog::Catalog;
 use kudos_actors::leaderboard::Standing;
 use kudos_actors::rules::throttle::{self, Coalesce, Window};
+use kudos_actors::space::Space;
 use kudos_actors::user::{Award, Effect, ProfileQuery};
-use kudos_snapshots::{Commit, ConsumerId, Store, StoreError};
+use kudos_actors::user_shards::UserShards;
+use kudos_snapshots::{Commit, ConsumerId, Scope, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -198,6 +200,34 @@ struct Reported {
     value: Option<f64>,
 }
 
+/// Marks a key of a scope other than the default one (whose keys, older than tenants, are
+/// unmarked): `S`, the scope, then the key.
+const SCOPED: u8 = b'S';
+
+/// The window key of `key` in `scope`: a change's key, marked with its scope unless it is
+/// the default one (so a window held before tenants is found again).
+fn scoped_key(scope: Scope, key: Vec<u8>) -> Vec<u8> {
+    if scope == Scope::DEFAULT {
+        return key;
+    }
+    let mut k = vec![SCOPED];
+    k.extend_from_slice(&scope.environment.to_be_bytes());
+    k.extend_from_slice(&scope.tenant.to_be_bytes());
+    k.extend_from_slice(&key);
+    k
+}
+
+/// The scope of a key made by [`scoped_key`].
+fn scope_of_key(key: &[u8]) -> Scope {
+    match key {
+        [SCOPED, e0, e1, t0, t1, t2, t3, ..] => Scope {
+            environment: u16::from_be_bytes([*e0, *e1]),
+            tenant: u32::from_be_bytes([*t0, *t1, *t2, *t3]),
+        },
+        _ => Scope::DEFAULT,
+    }
+}
+
 fn window_key(key: &[u8]) -> Vec<u8> {
     let mut k = vec![WINDOW_ROW];
     k.extend_from_slice(key);
@@ -221,7 +251,7 @@ fn read_row(store: &Store, key: &[u8]) -> Result<Option<Row>, StoreError> {
 /// awards excepted) and `leaderboard.rank_changed` events, without throttling, for live
 /// subscribers.
 pub async fn live_events(
-    consumer: &WebhookConsumer,
+    users: &UserShards,
     catalog: &Catalog,
     effects: &[Effect],
     now: DateTime<Utc>,
@@ -232,7 +262,7 @@ pub async fn live_events(
     }
     let mut out = Vec::new();
     for change in changes {
-        if let Some(e) = render(consumer, catalog, &change, None, now).await? {
+        if let Some(e) = render(users, catalog, &change, None, now).await? {
             out.push(e);
         }
     }
@@ -380,13 +410,13 @@ impl Batch {
     /// Admits `change` at `now`: the event to deliver now when it is a leading edge.
     pub async fn admit(
         &mut self,
-        consumer: &WebhookConsumer,
+        space: &Space,
         store: &Store,
         catalog: &Catalog,
         change: Held,
         now: DateTime<Utc>,
     ) -> Result<Option<Event>, StoreError> {
-        let key = change.key();
+        let key = scoped_key(space.scope, change.key());
         let row = match self.rows.get(&key) {
             Some((_, row)) => row.clone(),
             None => {
@@ -403,7 +433,7 @@ impl Batch {
         let event = match throttle::admit(&mut window, change, now) {
             Some(change) => {
                 reported = reported_after(&change).or(reported);
-                render(consumer, catalog, &change, None, now).await?
+                render(&space.users, catalog, &change, None, now).await?
             }
             None => None,
         };
@@ -476,7 +506,7 @@ fn trailing_event_id(key: &[u8], ends: DateTime<Utc>) -> Uuid {
 /// change). `None` when there is nothing to say (the board, system or user is gone, or a
 /// rank that moved and came back).
 async fn render(
-    consumer: &WebhookConsumer,
+    users: &UserShards,
     catalog: &Catalog,
     held: &Held,
     reported: Option<Reported>,
@@ -485,7 +515,7 @@ async fn render(
     // A user that cannot be read now fails the batch (it is retried); one that does not
     // exist has nothing to be told.
     let profile = |user_id: &str| {
-        let users = consumer.users.clone();
+        let users = users.clone();
         let user_id = user_id.to_string();
         async move {
             users
@@ -649,7 +679,6 @@ async fn close_due(
     }
     let closed = due.len();
     let _windows = consumer.throttle.lock().await;
-    let catalog = consumer.catalog.get();
     let mut commit = Commit::new();
     let mut queued = 0;
     for (ends, key) in due {
@@ -662,7 +691,9 @@ async fn close_due(
         let mut reported = row.reported;
         let mut window = Some(row.window);
         if let Some(held) = throttle::close(&mut window, now) {
-            match render(consumer, &catalog, &held, reported, now).await? {
+            let space = consumer.spaces.get(scope_of_key(&key))?;
+            let catalog = space.catalog.get();
+            match render(&space.users, &catalog, &held, reported, now).await? {
                 Some(event) => {
                     let id = trailing_event_id(&key, ends);
                     queued += queue(&mut commit, &catalog, &event, id, now)?;
@@ -791,6 +822,15 @@ mod tests {
         // Length prefixes: ["ab"] and ["a", "b"] are different groups.
         assert_ne!(board(vec!["ab"]).key(), board(vec!["a", "b"]).key());
         assert_eq!(board(vec!["a"]).key(), board(vec!["a"]).key());
+        let tenant = Scope {
+            environment: 1,
+            tenant: 7,
+        };
+        let key = board(vec!["a"]).key();
+        assert_eq!(scope_of_key(&scoped_key(tenant, key.clone())), tenant);
+        assert_eq!(scoped_key(Scope::DEFAULT, key.clone()), key);
+        assert_eq!(scope_of_key(&key), Scope::DEFAULT);
+        assert_ne!(scoped_key(tenant, key.clone()), key);
         let mut other = points(vec![award(1, 1)], None);
         if let Held::Points { user_id, .. } = &mut other {
             *user_id = "v".into();

@@ -228,3 +228,49 @@ mod tests {
         assert_eq!((issue.index, issue.id), (Some(3), None));
     }
 }
+
+/// `AdminTenant`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminTenant {
+    pub id: String,
+    pub customer_id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub created: String,
+    pub updated: String,
+}
+
+impl From<&kudos_actors::catalog::tenants::Tenant> for AdminTenant {
+    fn from(t: &kudos_actors::catalog::tenants::Tenant) -> Self {
+        Self {
+            id: t.id.to_string(),
+            customer_id: t.customer_id.clone(),
+            name: t.name.clone(),
+            status: if t.deleted { "archived" } else { "active" },
+            created: crate::wire::ts(t.created),
+            updated: crate::wire::ts(t.updated),
+        }
+    }
+}
+
+pub fn parse_new_tenant(item: &Value) -> Item<kudos_actors::catalog::tenants::NewTenant> {
+    item_object(item)?;
+    Ok(kudos_actors::catalog::tenants::NewTenant {
+        customer_id: required_string(item, "customerId", "customerId")?,
+        name: required_string(item, "name", "name")?,
+    })
+}
+
+pub fn parse_tenant_patch(
+    index: usize,
+    item: &Value,
+) -> Result<kudos_actors::catalog::tenants::TenantPatch, Issue> {
+    let id = item_id(index, item)?;
+    let field = |f: &str| optional_string(item, f, f).map_err(|m| Issue::for_id(&id, m));
+    Ok(kudos_actors::catalog::tenants::TenantPatch {
+        customer_id: field("customerId")?,
+        name: field("name")?,
+        id: id.clone(),
+    })
+}

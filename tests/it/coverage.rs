@@ -16,11 +16,6 @@ use crate::support::{TestServer, KEY};
 
 /// (api, method, path) of operations not built yet.
 const PENDING: &[(&str, &str, &str)] = &[
-    ("admin", "GET", "/tenants"),
-    ("admin", "POST", "/tenants"),
-    ("admin", "PATCH", "/tenants"),
-    ("admin", "DELETE", "/tenants"),
-    ("admin", "GET", "/tenants/{id}"),
     ("admin", "GET", "/environments"),
     ("application", "GET", "/users/{id}/wrapped"),
 ];

@@ -20,6 +20,7 @@ mod points;
 mod settings;
 mod streaks;
 mod support;
+mod tenants;
 mod test_clock;
 mod users;
 mod webhook_shapes;

@@ -22,6 +22,7 @@ mod metrics;
 pub mod points;
 pub mod settings;
 mod streak;
+pub mod tenants;
 pub mod webhooks;
 
 pub use attributes::*;
@@ -107,6 +108,8 @@ pub struct Catalog {
     points: PointsCatalog,
     leaderboards: Vec<leaderboards::Leaderboard>,
     webhooks: Vec<webhooks::Webhook>,
+    /// The environment's tenants (only in its own scope's catalog, tenant 0).
+    tenants: Vec<tenants::Tenant>,
 }
 
 /// A catalog entity stored as one meta entry, `{scope prefix}{PREFIX}{id}`.
@@ -136,6 +139,7 @@ impl Catalog {
             points: PointsCatalog::default(),
             leaderboards: Vec::new(),
             webhooks: Vec::new(),
+            tenants: Vec::new(),
         }
     }
 
@@ -424,6 +428,7 @@ pub(crate) use persisted;
 persisted!(Metric, "catalog/metric/");
 persisted!(Attribute, "catalog/attribute/");
 persisted!(Achievement, "catalog/achievement/");
+persisted!(tenants::Tenant, "catalog/tenant/");
 
 /// Owns the current catalog: reads are a lock-free-ish `Arc` clone, writes are serialized,
 /// made durable, then published.
@@ -461,6 +466,9 @@ impl CatalogService {
             catalog.next_ord = catalog.next_ord.max(max + 1);
         }
         catalog.webhooks = hooks;
+        let mut tenants: Vec<tenants::Tenant> = load_all(&store, scope)?;
+        tenants.sort_by_key(|t| t.number);
+        catalog.tenants = tenants;
         if let Some(max) = catalog.points.max_ord() {
             catalog.next_ord = catalog.next_ord.max(max + 1);
         }

@@ -2,7 +2,7 @@
 //! an achievement (or editing an active one's trigger or filters) starts a background
 //! backfill for every existing user (SPEC §4.4).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,18 +14,19 @@ use serde_json::{json, Value};
 use super::metrics::{created_status, MAX_BULK};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::http::scope::Scoped;
 use crate::wire::achievements::{
     admin_achievement, parse_achievement_patch, parse_new_achievement,
 };
 use crate::wire::admin::issues;
 use crate::AppState;
 
-async fn list(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
+async fn list(state: Scoped, paging: Paging) -> Json<Vec<Value>> {
     let catalog = state.catalog.get();
     Json(paging.apply(catalog.achievements().map(admin_achievement)))
 }
 
-async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_one(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     catalog
         .achievement_by_id(&id)
@@ -37,7 +38,7 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 /// written in the same commit as the change, then the job starts in the background (a restart
 /// resumes it).
 async fn apply(
-    state: &AppState,
+    state: &Scoped,
     change: impl FnOnce(&mut kudos_actors::catalog::Catalog) -> AchievementChanges,
 ) -> ApiResult<AchievementChanges> {
     let (out, job) = state
@@ -60,10 +61,7 @@ async fn apply(
     Ok(out)
 }
 
-async fn create(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
     let items = bulk_items(&body, MAX_BULK)?
         .iter()
         .map(parse_new_achievement)
@@ -76,7 +74,7 @@ async fn create(
     ))
 }
 
-async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+async fn update(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let items = bulk_items(&body, MAX_BULK)?
         .iter()
         .enumerate()
@@ -89,7 +87,7 @@ async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
     ))
 }
 
-async fn delete(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Value>> {
+async fn delete(state: Scoped, Ids(ids): Ids) -> ApiResult<Json<Value>> {
     let (deleted, problems) = state
         .catalog
         .update(|cat| {

@@ -3,7 +3,7 @@
 //! stored. Deletion takes effect at once. What a key may then do is in `http::auth`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use kudos_actors::catalog::Issue;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::metrics::created_status;
 use crate::http::error::ApiResult;
 use crate::http::extract::{bulk_items, Ids, JsonBody};
+use crate::http::scope::{tenant_scope, Environment};
 use crate::wire::admin::{issues, AdminIssue, DeletedResource};
 use crate::AppState;
 
@@ -43,8 +44,17 @@ struct DeletedKeys {
 
 async fn create(
     State(state): State<AppState>,
+    Environment(env): Environment,
+    headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    // A `Tenant-ID`, when sent, makes keys that work in that tenant only (SPEC §1.2.3).
+    let tenant = match headers.get("tenant-id") {
+        Some(header) => {
+            Some(tenant_scope(&state, env.scope, Some(header))?.tenant).filter(|&t| t != 0)
+        }
+        None => None,
+    };
     let items = bulk_items(&body, 100)?;
     let mut users = Vec::new();
     let mut problems = Vec::new();
@@ -67,7 +77,7 @@ async fn create(
     } else {
         state
             .keys
-            .create_application_keys(&users, state.clock.now())
+            .create_application_keys(&users, tenant, state.clock.now())
             .await?
     };
     tracing::info!(created = created.len(), "application API keys created");

@@ -1,6 +1,6 @@
 //! `/admin/v1/attributes`: custom user and event attributes (SPEC §10.3).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -9,24 +9,19 @@ use kudos_actors::catalog::Changed;
 use super::metrics::{created_status, MAX_BULK};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::http::scope::Scoped;
 use crate::wire::admin::{
     issues, parse_attribute_patch, parse_new_attribute, AdminAttribute, Created, Deleted,
     DeletedResource, Updated,
 };
 use crate::AppState;
 
-async fn list_attributes(
-    State(state): State<AppState>,
-    paging: Paging,
-) -> Json<Vec<AdminAttribute>> {
+async fn list_attributes(state: Scoped, paging: Paging) -> Json<Vec<AdminAttribute>> {
     let catalog = state.catalog.get();
     Json(paging.apply(catalog.attributes().map(AdminAttribute::from)))
 }
 
-async fn get_attribute(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<AdminAttribute>> {
+async fn get_attribute(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<AdminAttribute>> {
     let catalog = state.catalog.get();
     catalog
         .attribute_by_id(&id)
@@ -35,7 +30,7 @@ async fn get_attribute(
 }
 
 async fn create_attributes(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Created<AdminAttribute>>)> {
     let items = bulk_items(&body, MAX_BULK)?
@@ -60,7 +55,7 @@ async fn create_attributes(
 }
 
 async fn update_attributes(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Updated<AdminAttribute>>> {
     let items = bulk_items(&body, MAX_BULK)?
@@ -82,10 +77,7 @@ async fn update_attributes(
     }))
 }
 
-async fn delete_attributes(
-    State(state): State<AppState>,
-    Ids(ids): Ids,
-) -> ApiResult<Json<Deleted>> {
+async fn delete_attributes(state: Scoped, Ids(ids): Ids) -> ApiResult<Json<Deleted>> {
     let (deleted, problems) = state
         .catalog
         .update(|cat| {

@@ -1,7 +1,7 @@
 //! `/admin/v1/leaderboards`: bulk create, update, delete, list and get (SPEC §7.1, §7.5,
 //! §10.3), `maxParticipants` up to 1,000,000 and `tiePolicy` (SPEC §11.5).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,19 +13,20 @@ use serde_json::{json, Value};
 use super::metrics::{created_status, MAX_BULK};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::http::scope::Scoped;
 use crate::wire::admin::issues;
 use crate::wire::leaderboards::{
     admin_leaderboard, parse_leaderboard_patch, parse_new_leaderboard,
 };
 use crate::AppState;
 
-async fn list(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
+async fn list(state: Scoped, paging: Paging) -> Json<Vec<Value>> {
     let catalog = state.catalog.get();
     let now = state.clock.now();
     Json(paging.apply(catalog.leaderboards().map(|l| admin_leaderboard(l, now))))
 }
 
-async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_one(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     let found = catalog
         .leaderboard_by_id(&id)
@@ -44,7 +45,7 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 /// §7.5.3): a background job, recorded in the same commit as the change, has every user
 /// place it once.
 async fn apply(
-    state: &AppState,
+    state: &Scoped,
     op: impl FnOnce(&mut Catalog) -> LeaderboardChanges,
 ) -> ApiResult<LeaderboardChanges> {
     let now = state.clock.now();
@@ -81,10 +82,7 @@ async fn apply(
     Ok(out)
 }
 
-async fn create(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
     let items = bulk_items(&body, MAX_BULK)?
         .iter()
         .map(parse_new_leaderboard)
@@ -102,7 +100,7 @@ async fn create(
     ))
 }
 
-async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+async fn update(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let items = bulk_items(&body, MAX_BULK)?
         .iter()
         .enumerate()
@@ -120,7 +118,7 @@ async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
     ))
 }
 
-async fn delete(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Value>> {
+async fn delete(state: Scoped, Ids(ids): Ids) -> ApiResult<Json<Value>> {
     let out = apply(&state, |cat| cat.delete_leaderboards(&ids)).await?;
     let deleted: Vec<Value> = out
         .changed

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ const BATCH_VALIDATION_TIMEOUT: std::time::Duration = std::time::Duration::from_
 use crate::http::app::users::check_user_id;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::http::scope::Scoped;
 use crate::wire::admin::{
     issues, parse_metric_patch, parse_new_metric, BatchEventsResponse, Created, CreatedMetric,
     Deleted, DeletedResource, Updated,
@@ -40,15 +41,12 @@ pub fn created_status(created: usize) -> StatusCode {
     }
 }
 
-async fn list_metrics(State(state): State<AppState>, paging: Paging) -> Json<Vec<CreatedMetric>> {
+async fn list_metrics(state: Scoped, paging: Paging) -> Json<Vec<CreatedMetric>> {
     let catalog = state.catalog.get();
     Json(paging.apply(catalog.metrics().map(CreatedMetric::from)))
 }
 
-async fn get_metric(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<CreatedMetric>> {
+async fn get_metric(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<CreatedMetric>> {
     let catalog = state.catalog.get();
     catalog
         .metric_by_id(&id)
@@ -57,7 +55,7 @@ async fn get_metric(
 }
 
 async fn create_metrics(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Created<CreatedMetric>>)> {
     let items = bulk_items(&body, MAX_BULK)?
@@ -88,7 +86,7 @@ async fn create_metrics(
 }
 
 async fn update_metrics(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Updated<CreatedMetric>>> {
     let items = bulk_items(&body, MAX_BULK)?
@@ -110,7 +108,7 @@ async fn update_metrics(
     }))
 }
 
-async fn delete_metrics(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Deleted>> {
+async fn delete_metrics(state: Scoped, Ids(ids): Ids) -> ApiResult<Json<Deleted>> {
     let (deleted, problems) = state
         .catalog
         .update(|cat| {
@@ -135,7 +133,7 @@ async fn delete_metrics(State(state): State<AppState>, Ids(ids): Ids) -> ApiResu
 /// event is processed exactly like a single event, in array order per user, and the answer is
 /// sent once all of them are durable.
 async fn batch_events(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<BatchEventsResponse>)> {
     let raw = bulk_items(&body, MAX_BATCH_EVENTS)?;

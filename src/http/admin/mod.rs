@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod points;
 pub mod settings;
 pub mod streaks;
+pub mod tenants;
 pub mod test_clock;
 pub mod webhooks;
 
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .merge(attributes::router())
         .merge(streaks::router())
         .merge(settings::router())
+        .merge(tenants::router())
         .merge(achievements::router())
         .merge(points::router())
         .merge(leaderboards::router())

@@ -2,7 +2,7 @@
 //! §10.3): bulk create, update and delete in the conventions of SPEC §10.1, list and get.
 //! An unknown or deleted system answers 404 for the whole request (SPEC §10.1.7).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::metrics::{created_status, MAX_BULK};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::http::scope::Scoped;
 use crate::wire::admin::issues;
 use crate::wire::points::{
     admin_boost_on, admin_level, admin_system, admin_trigger, created_system, parse_boost_patch,
@@ -54,7 +55,7 @@ fn boost_users<'a>(boosts: impl IntoIterator<Item = &'a PointsBoost>) -> Vec<Str
 }
 
 /// [`StatusDays`] for boosts of `boost_users`, looking each user's zone up once.
-async fn status_days(state: &AppState, boost_users: Vec<String>) -> ApiResult<StatusDays> {
+async fn status_days(state: &Scoped, boost_users: Vec<String>) -> ApiResult<StatusDays> {
     let now = state.clock.now();
     let mut users: HashMap<String, NaiveDate> = HashMap::new();
     for user in boost_users {
@@ -77,7 +78,7 @@ fn system_id(catalog: &Catalog, raw: &str) -> ApiResult<Uuid> {
 }
 
 /// Whether a user exists (user-specific boosts must name one).
-fn user_exists(state: &AppState) -> impl Fn(&str) -> bool + '_ {
+fn user_exists(state: &Scoped) -> impl Fn(&str) -> bool + '_ {
     move |id: &str| {
         state
             .store
@@ -89,7 +90,7 @@ fn user_exists(state: &AppState) -> impl Fn(&str) -> bool + '_ {
 
 /// Runs a points change on the catalog and persists what it reports.
 async fn change<T: Send + 'static>(
-    state: &AppState,
+    state: &Scoped,
     op: impl FnOnce(&mut Catalog) -> PointsChanges<T>,
 ) -> ApiResult<(Vec<T>, Vec<kudos_actors::catalog::Issue>)> {
     change_refiling(state, |_| None, op).await
@@ -100,7 +101,7 @@ async fn change<T: Send + 'static>(
 /// the same commit as the change. Boosts shared by many users are announced by the boost
 /// clock, which files its next instant here too.
 async fn change_refiling<T: Send + 'static>(
-    state: &AppState,
+    state: &Scoped,
     refile: impl Fn(&[T]) -> Option<Job>,
     op: impl FnOnce(&mut Catalog) -> PointsChanges<T>,
 ) -> ApiResult<(Vec<T>, Vec<kudos_actors::catalog::Issue>)> {
@@ -122,7 +123,7 @@ async fn change_refiling<T: Send + 'static>(
         Some((key, job)) => state.scheduler.spawn_job(key, job),
         None => {}
     }
-    state.scheduler.boost_clock().refile().await?;
+    state.space.boosts.refile().await?;
     Ok((out, issues))
 }
 
@@ -163,15 +164,12 @@ fn deleted(ids: Vec<Uuid>, problems: Vec<kudos_actors::catalog::Issue>) -> Json<
 
 // ----- systems -----
 
-async fn list_systems(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
+async fn list_systems(state: Scoped, paging: Paging) -> Json<Vec<Value>> {
     let catalog = state.catalog.get();
     Json(paging.apply(catalog.points_systems().map(admin_system)))
 }
 
-async fn get_system(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn get_system(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     catalog
         .points_system_by_id(&id)
@@ -180,7 +178,7 @@ async fn get_system(
 }
 
 async fn create_systems(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let items = bulk_items(&body, MAX_BULK)?
@@ -218,10 +216,7 @@ async fn create_systems(
     ))
 }
 
-async fn update_systems(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
+async fn update_systems(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let items = bulk_items(&body, MAX_BULK)?
         .iter()
         .enumerate()
@@ -231,7 +226,7 @@ async fn update_systems(
     Ok(updated(out.iter().map(admin_system).collect(), problems))
 }
 
-async fn delete_systems(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Value>> {
+async fn delete_systems(state: Scoped, Ids(ids): Ids) -> ApiResult<Json<Value>> {
     let (out, problems) = change(&state, |cat| cat.delete_points_systems(&ids)).await?;
     Ok(deleted(out.iter().map(|s| s.id).collect(), problems))
 }
@@ -239,7 +234,7 @@ async fn delete_systems(State(state): State<AppState>, Ids(ids): Ids) -> ApiResu
 // ----- triggers -----
 
 async fn list_triggers(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     paging: Paging,
 ) -> ApiResult<Json<Vec<Value>>> {
@@ -251,7 +246,7 @@ async fn list_triggers(
 }
 
 async fn get_trigger(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((sys, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
@@ -266,7 +261,7 @@ async fn get_trigger(
 }
 
 async fn create_triggers(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -284,7 +279,7 @@ async fn create_triggers(
 }
 
 async fn update_triggers(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
@@ -303,7 +298,7 @@ async fn update_triggers(
 }
 
 async fn delete_triggers(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     Ids(ids): Ids,
 ) -> ApiResult<Json<Value>> {
@@ -315,7 +310,7 @@ async fn delete_triggers(
 // ----- levels -----
 
 async fn list_levels(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     paging: Paging,
 ) -> ApiResult<Json<Vec<Value>>> {
@@ -327,7 +322,7 @@ async fn list_levels(
 }
 
 async fn get_level(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((sys, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
@@ -342,7 +337,7 @@ async fn get_level(
 }
 
 async fn create_levels(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -356,7 +351,7 @@ async fn create_levels(
 }
 
 async fn update_levels(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
@@ -371,7 +366,7 @@ async fn update_levels(
 }
 
 async fn delete_levels(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     Ids(ids): Ids,
 ) -> ApiResult<Json<Value>> {
@@ -383,7 +378,7 @@ async fn delete_levels(
 // ----- boosts -----
 
 async fn list_boosts(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     paging: Paging,
 ) -> ApiResult<Json<Vec<Value>>> {
@@ -399,7 +394,7 @@ async fn list_boosts(
 }
 
 async fn get_boost(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((sys, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
@@ -413,7 +408,7 @@ async fn get_boost(
 }
 
 async fn create_boosts(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -438,7 +433,7 @@ async fn create_boosts(
 }
 
 async fn update_boosts(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
@@ -462,7 +457,7 @@ async fn update_boosts(
 }
 
 async fn delete_boosts(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(sys): Path<String>,
     Ids(ids): Ids,
 ) -> ApiResult<Json<Value>> {

@@ -3,7 +3,6 @@
 //! clears `logo` and `appIcon`; wrong JSON types are a 400, invalid values a 422 and
 //! nothing is applied.
 
-use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use kudos_actors::catalog::settings::{OrgSettings, SettingsPatch};
@@ -12,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::JsonBody;
+use crate::http::scope::Scoped;
 use crate::wire::{object, opt_string, ShapeError};
 use crate::AppState;
 
@@ -95,14 +95,11 @@ fn parse(body: &Value) -> Result<SettingsPatch, ShapeError> {
     Ok(patch)
 }
 
-async fn get_settings(State(state): State<AppState>) -> Json<Value> {
+async fn get_settings(state: Scoped) -> Json<Value> {
     Json(settings_json(&state.catalog.get().settings))
 }
 
-async fn update_settings(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
+async fn update_settings(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let patch = parse(&body)?;
     let next = state
         .catalog

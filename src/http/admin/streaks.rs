@@ -1,7 +1,6 @@
 //! `/admin/v1/streaks/*`: org streak settings, freezes, pauses, restore and reset
 //! (SPEC §5.1, §5.5.6, §5.6, §5.10).
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +18,7 @@ use uuid::Uuid;
 use super::metrics::created_status;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Ids, JsonBody};
+use crate::http::scope::Scoped;
 use crate::wire::admin::{issues, AdminIssue, DeletedResource};
 use crate::wire::streaks::{int_list, metric_thresholds, streak_settings, AdminStreakPause};
 use crate::wire::{object, ShapeError};
@@ -26,7 +26,7 @@ use crate::AppState;
 
 const MAX_ITEMS: usize = 100;
 
-async fn get_settings(State(state): State<AppState>) -> Json<Value> {
+async fn get_settings(state: Scoped) -> Json<Value> {
     let catalog = state.catalog.get();
     Json(streak_settings(&catalog.streak, &catalog))
 }
@@ -102,10 +102,7 @@ fn parse_settings(body: &Value) -> ApiResult<StreakSettingsPatch> {
     Ok(patch)
 }
 
-async fn update_settings(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
+async fn update_settings(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let patch = parse_settings(&body)?;
     let result = state
         .catalog
@@ -171,7 +168,7 @@ struct IssuesOnly {
 }
 
 async fn grant_freezes(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<IssuesOnly>)> {
     let list = items(&body, "freezes")?;
@@ -221,7 +218,7 @@ struct CreatedPauses {
 }
 
 async fn create_pauses(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<CreatedPauses>)> {
     let list = items(&body, "pauses")?;
@@ -268,10 +265,7 @@ struct DeletedPauses {
     issues: Vec<AdminIssue>,
 }
 
-async fn delete_pauses(
-    State(state): State<AppState>,
-    Ids(ids): Ids,
-) -> ApiResult<Json<DeletedPauses>> {
+async fn delete_pauses(state: Scoped, Ids(ids): Ids) -> ApiResult<Json<DeletedPauses>> {
     let mut deleted = Vec::new();
     let mut problems = Vec::new();
     for raw in ids {
@@ -319,7 +313,7 @@ struct Restored {
 }
 
 async fn restore(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Restored>)> {
     let users = user_list(&body)?;
@@ -353,7 +347,7 @@ struct ResetDone {
 }
 
 async fn reset(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<ResetDone>)> {
     let users = user_list(&body)?;

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::metrics::{created_status, MAX_BULK};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{bulk_items, Ids, JsonBody, Paging};
+use crate::http::scope::Scoped;
 use crate::wire::admin::issues;
 use crate::wire::webhooks::{parse_new_webhook, parse_webhook_patch, webhook};
 use crate::AppState;
@@ -50,7 +51,7 @@ pub async fn check_destination(raw: &str) -> Result<(), String> {
 }
 
 /// Applies the SSRF guard to an item's URL, when it has one and the guard is on.
-async fn guarded(state: &AppState, url: Option<&str>) -> Result<(), String> {
+async fn guarded(state: &Scoped, url: Option<&str>) -> Result<(), String> {
     match url {
         Some(u) if !state.config.webhook_allow_private => check_destination(u).await,
         _ => Ok(()),
@@ -58,7 +59,7 @@ async fn guarded(state: &AppState, url: Option<&str>) -> Result<(), String> {
 }
 
 async fn apply(
-    state: &AppState,
+    state: &Scoped,
     op: impl FnOnce(&mut Catalog) -> WebhookChanges,
 ) -> ApiResult<WebhookChanges> {
     let (out, refile) = state
@@ -77,7 +78,7 @@ async fn apply(
             ((out, refile), changed)
         })
         .await?;
-    crate::webhooks::dispatch::refresh_live(state);
+    crate::webhooks::dispatch::refresh_live(&state.spaces);
     if let Some(key) = refile {
         tracing::info!("an endpoint wants \"due\" notifications: every user files theirs");
         state
@@ -87,12 +88,12 @@ async fn apply(
     Ok(out)
 }
 
-async fn list(State(state): State<AppState>, paging: Paging) -> Json<Vec<Value>> {
+async fn list(state: Scoped, paging: Paging) -> Json<Vec<Value>> {
     let catalog = state.catalog.get();
     Json(paging.apply(catalog.webhooks().map(|w| webhook(w, false))))
 }
 
-async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_one(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     catalog
         .webhook_by_id(&id)
@@ -100,10 +101,7 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         .ok_or_else(|| ApiError::not_found("Webhook not found"))
 }
 
-async fn create(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut items: Vec<Item<WebhookFields>> = Vec::new();
     for raw in bulk_items(&body, MAX_BULK)? {
         let item = parse_new_webhook(raw);
@@ -121,7 +119,7 @@ async fn create(
     ))
 }
 
-async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+async fn update(state: Scoped, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let mut items: Vec<Result<WebhookPatch, Issue>> = Vec::new();
     for (i, raw) in bulk_items(&body, MAX_BULK)?.iter().enumerate() {
         let item = match parse_webhook_patch(i, raw) {
@@ -141,7 +139,7 @@ async fn update(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiR
     ))
 }
 
-async fn delete(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<Value>> {
+async fn delete(state: Scoped, Ids(ids): Ids) -> ApiResult<Json<Value>> {
     let out = apply(&state, |cat| cat.delete_webhooks(&ids)).await?;
     let deleted: Vec<Value> = out
         .changed
@@ -155,7 +153,7 @@ async fn delete(State(state): State<AppState>, Ids(ids): Ids) -> ApiResult<Json<
 
 /// `POST /webhooks/{id}/rotate-secret` → `{secret}`; the previous secret still signs for
 /// 24 hours (SPEC §11.3.4).
-async fn rotate(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn rotate(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("Webhook not found"))?;
     let now = state.clock.now();
     let rotated = state
@@ -175,7 +173,7 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
 /// example payload of that type now, signed like any delivery, outside the retry
 /// machinery, and answers with the attempt (SPEC §11.3.5).
 async fn test_send(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -226,7 +224,7 @@ async fn test_send(
 /// `GET /webhooks/event-types`: every event type of SPEC §8.3 with its description and an
 /// example payload built from this organization's configuration (`null` where one cannot be
 /// built yet, with `exampleUnavailable` saying why).
-async fn event_types(State(state): State<AppState>) -> Json<Vec<Value>> {
+async fn event_types(state: Scoped) -> Json<Vec<Value>> {
     let catalog = state.catalog.get();
     let now = state.clock.now();
     Json(
@@ -251,7 +249,7 @@ async fn event_types(State(state): State<AppState>) -> Json<Vec<Value>> {
 
 /// `GET /webhooks/{id}/deliveries?limit&skip&status&type`: newest first, with attempts.
 async fn list_deliveries(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     paging: Paging,
     q: crate::http::extract::QueryPairs,
@@ -311,7 +309,7 @@ fn delivery(r: &crate::webhooks::dispatch::DeliveryRow) -> Value {
 /// `POST /webhooks/{id}/deliveries/{deliveryId}/resend` → 202: one new attempt now, with
 /// the same event id and body.
 async fn resend(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let catalog = state.catalog.get();
@@ -335,7 +333,7 @@ async fn resend(
 /// `POST /webhooks/{id}/recover` with `{since}` → 202: every delivery since then that never
 /// succeeded is sent again, in the background (SPEC §11.3.9).
 async fn recover(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {

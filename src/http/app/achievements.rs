@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,13 +18,14 @@ use serde_json::{json, Value};
 use crate::http::app::users::check_user_id;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, QueryPairs};
+use crate::http::scope::Scoped;
 use crate::wire::achievements::{user_achievement, with_stats};
 use crate::wire::object;
 use crate::wire::users::parse_upserted_user;
 use crate::AppState;
 
 /// Completions of `a` and the number of users, for `completions` and `rarity`.
-fn stats(state: &AppState, a: &Achievement) -> ApiResult<(u64, usize)> {
+fn stats(state: &Scoped, a: &Achievement) -> ApiResult<(u64, usize)> {
     let (indexes, scope) = (state.store.indexes(), state.users.scope());
     Ok((
         indexes.counter(scope, &completions_counter(a.id))?,
@@ -58,7 +59,7 @@ fn parse_user_attributes(
     Ok(Some(out))
 }
 
-async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Vec<Value>>> {
+async fn list(state: Scoped, q: QueryPairs) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
     let filter = parse_user_attributes(&catalog, q.get("userAttributes"))?;
     let mut out = Vec::new();
@@ -88,7 +89,7 @@ async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Ve
 }
 
 async fn user_achievements(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<Json<Vec<Value>>> {
@@ -130,7 +131,7 @@ pub fn completed_in(effects: &[Effect], catalog: &Arc<Catalog>) -> Vec<Value> {
 }
 
 async fn complete(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(key): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {

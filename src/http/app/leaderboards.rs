@@ -1,7 +1,7 @@
 //! Application leaderboard reads (SPEC §7.6): the list, and one board's rankings by run,
 //! group, offset (absolute or around a user) and limit.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::QueryPairs;
+use crate::http::scope::Scoped;
 use crate::wire::leaderboards::app_leaderboard;
 use crate::AppState;
 
@@ -20,7 +21,7 @@ use crate::AppState;
 const MAX_PAGE: usize = 1_000;
 
 /// `GET /leaderboards?includeFinished=`: every board that is not inactive (SPEC §7.6.1).
-async fn list(State(state): State<AppState>, q: QueryPairs) -> ApiResult<Json<Vec<Value>>> {
+async fn list(state: Scoped, q: QueryPairs) -> ApiResult<Json<Vec<Value>>> {
     let include_finished = match q.get("includeFinished") {
         None | Some("false") => false,
         Some("true") => true,
@@ -127,11 +128,7 @@ fn int(q: &QueryPairs, name: &str, default: i64) -> ApiResult<i64> {
 }
 
 /// `GET /leaderboards/{key}`: `LeaderboardResponseWithRankings`.
-async fn get_one(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-    q: QueryPairs,
-) -> ApiResult<Json<Value>> {
+async fn get_one(state: Scoped, Path(key): Path<String>, q: QueryPairs) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     let now = state.clock.now();
     let l = catalog
@@ -179,7 +176,7 @@ async fn get_one(
 
 /// A page of `LeaderboardRanking`s of a run's group (none before the board starts).
 pub(crate) async fn rankings(
-    state: &AppState,
+    state: &Scoped,
     l: &Leaderboard,
     now: chrono::DateTime<chrono::Utc>,
     run: Option<Run>,
@@ -209,7 +206,7 @@ pub(crate) async fn rankings(
 /// `GET /users/{id}/leaderboards/{key}?run=&numEvents=`: the user's rank and value in the
 /// run, and their daily history (SPEC §7.6.3).
 async fn user_standing(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((id, key)): Path<(String, String)>,
     q: QueryPairs,
 ) -> ApiResult<Json<Value>> {

@@ -1,6 +1,6 @@
 //! `/v1/metrics/{key}/event` and the user's metric reads (SPEC §3.2, §3.5, §3.6).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ use crate::http::app::achievements::completed_in;
 use crate::http::app::users::check_user_id;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, QueryPairs};
+use crate::http::scope::Scoped;
 use crate::wire::achievements::user_achievement;
 use crate::wire::events::{parse_event_body, EventResponse, MetricResponse, SummaryEntry};
 use crate::wire::streaks::MetricEventStreak;
@@ -38,7 +39,7 @@ pub fn check_idempotency_key(key: Option<String>) -> ApiResult<Option<String>> {
 }
 
 async fn send_event(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(key): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -160,7 +161,7 @@ fn event_response(
 
 /// The 202 answer for a body that would not validate but repeats a known idempotency key.
 async fn replay_of(
-    state: &AppState,
+    state: &Scoped,
     catalog: &Catalog,
     metric_key: &str,
     body: &Value,
@@ -204,7 +205,7 @@ async fn replay_of(
 
 /// Routes one event to its user's actor (shared with the admin batch endpoint).
 pub async fn record_event(
-    state: &AppState,
+    state: &Scoped,
     user_id: &str,
     event: NewEvent,
 ) -> ApiResult<EventOutcome> {
@@ -234,7 +235,7 @@ fn metric_response(catalog: &Catalog, view: &MetricView) -> MetricResponse {
 }
 
 /// Asks an existing user `query`; 404 when the user does not exist.
-pub async fn ask<Q: UserQuery>(state: &AppState, id: &str, query: Q) -> ApiResult<Q::Answer> {
+pub async fn ask<Q: UserQuery>(state: &Scoped, id: &str, query: Q) -> ApiResult<Q::Answer> {
     state
         .users
         .query(id, query)
@@ -243,7 +244,7 @@ pub async fn ask<Q: UserQuery>(state: &AppState, id: &str, query: Q) -> ApiResul
 }
 
 async fn user_metrics(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<MetricResponse>>> {
     let catalog = state.catalog.get();
@@ -254,7 +255,7 @@ async fn user_metrics(
 }
 
 async fn user_metric(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult<Json<MetricResponse>> {
     let catalog = state.catalog.get();
@@ -298,7 +299,7 @@ fn query_date(q: &QueryPairs, name: &str) -> ApiResult<NaiveDate> {
 }
 
 async fn metric_event_summary(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((id, key)): Path<(String, String)>,
     q: QueryPairs,
 ) -> ApiResult<Json<Vec<SummaryEntry>>> {

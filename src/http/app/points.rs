@@ -2,7 +2,7 @@
 //! levels, the distribution of totals and of levels, and one user's points, boosts and
 //! points history.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::metrics::{ask, summary_params};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::QueryPairs;
+use crate::http::scope::Scoped;
 use crate::wire::events::SummaryEntry;
 use crate::wire::points::{app_award, app_boost, app_level, app_trigger, points_response};
 use crate::AppState;
@@ -29,10 +30,7 @@ fn system<'a>(catalog: &'a Catalog, key: &str) -> ApiResult<&'a PointsSystem> {
 }
 
 /// `GET /points/{key}`: `PointsSystemResponse` (no `key`), active triggers only.
-async fn get_system(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn get_system(state: Scoped, Path(key): Path<String>) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     let s = system(&catalog, &key)?;
     let mut m = points_response(s);
@@ -49,7 +47,7 @@ async fn get_system(
 /// `GET /points/{key}/boosts`: global and cohort boosts, finished ones only with
 /// `includeFinished=true`, by start date (statuses in UTC, SPEC §6.6.3/6.6.6).
 async fn system_boosts(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(key): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<Json<Vec<Value>>> {
@@ -77,10 +75,7 @@ async fn system_boosts(
 }
 
 /// `GET /points/{key}/levels`: ascending by threshold.
-async fn system_levels(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<Vec<Value>>> {
+async fn system_levels(state: Scoped, Path(key): Path<String>) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
     let s = system(&catalog, &key)?;
     Ok(Json(
@@ -94,7 +89,7 @@ async fn system_levels(
 
 /// Users by total in a system: `(total, users)` for non-zero totals, ascending, and the
 /// number of users at 0. Read from the counters every commit maintains (no user scan).
-fn distribution(state: &AppState, system_id: uuid::Uuid) -> ApiResult<(Vec<(i64, u64)>, u64)> {
+fn distribution(state: &Scoped, system_id: uuid::Uuid) -> ApiResult<(Vec<(i64, u64)>, u64)> {
     let indexes = state.store.indexes();
     let scope = state.users.scope();
     let users = indexes.counter(scope, USERS_COUNTER)?;
@@ -111,7 +106,7 @@ fn distribution(state: &AppState, system_id: uuid::Uuid) -> ApiResult<(Vec<(i64,
 /// Users by total with the `userAttributes` filter: every user's state is read (the
 /// distribution counters do not know attributes).
 fn filtered_distribution(
-    state: &AppState,
+    state: &Scoped,
     system_id: uuid::Uuid,
     filters: &[(String, String)],
 ) -> ApiResult<(Vec<(i64, u64)>, u64)> {
@@ -167,7 +162,7 @@ fn attribute_filters(q: &QueryPairs, catalog: &Catalog) -> ApiResult<Vec<(String
 
 /// `GET /points/{key}/summary`: 11 ranges of totals (SPEC §6.7.3).
 async fn summary(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(key): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<Json<Vec<Value>>> {
@@ -199,10 +194,7 @@ async fn summary(
 
 /// `GET /points/{key}/level-summary`: users per level from current totals and current
 /// levels; 422 when the system has no levels (SPEC §6.5.5).
-async fn level_summary(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<Vec<Value>>> {
+async fn level_summary(state: Scoped, Path(key): Path<String>) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
     let s = system(&catalog, &key)?;
     let levels = catalog.points_levels(s.id);
@@ -226,7 +218,7 @@ async fn level_summary(
 
 /// `GET /users/{id}/points/{key}?awards=N` (1–100, default 10).
 async fn user_points(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((id, key)): Path<(String, String)>,
     q: QueryPairs,
 ) -> ApiResult<Json<Value>> {
@@ -272,7 +264,7 @@ async fn user_points(
 
 /// `GET /users/{id}/points/{key}/boosts`: boosts active for the user now.
 async fn user_boosts(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<Value>>> {
     let catalog = state.catalog.get();
@@ -283,7 +275,7 @@ async fn user_boosts(
 
 /// `GET /users/{id}/points/{key}/event-summary` (as the metric summary, SPEC §3.6).
 async fn user_points_summary(
-    State(state): State<AppState>,
+    state: Scoped,
     Path((id, key)): Path<(String, String)>,
     q: QueryPairs,
 ) -> ApiResult<(StatusCode, Json<Vec<SummaryEntry>>)> {

@@ -1,7 +1,7 @@
 //! `/v1/users/{id}/streak`, `/v1/streaks` and `/v1/users/{id}/preferences` (SPEC §5.7–5.11,
 //! §2.4).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
 use kudos_actors::rules::streak::Mode;
@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{JsonBody, QueryPairs};
+use crate::http::scope::Scoped;
 use crate::wire::streaks::{
     int_list, metric_thresholds, preferences, BulkStreakItem, StreakResponse,
 };
@@ -22,7 +23,7 @@ use crate::AppState;
 const MAX_HISTORY: usize = 1000;
 
 async fn user_streak(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<Json<StreakResponse>> {
@@ -67,10 +68,7 @@ pub fn user_ids(q: &QueryPairs, name: &str) -> ApiResult<Vec<String>> {
     Ok(ids)
 }
 
-async fn bulk_streaks(
-    State(state): State<AppState>,
-    q: QueryPairs,
-) -> ApiResult<Json<Vec<BulkStreakItem>>> {
+async fn bulk_streaks(state: Scoped, q: QueryPairs) -> ApiResult<Json<Vec<BulkStreakItem>>> {
     let ids = user_ids(&q, "userIds")?;
     let mut items = Vec::new();
     for id in ids {
@@ -91,10 +89,7 @@ async fn bulk_streaks(
     Ok(Json(items))
 }
 
-async fn get_preferences(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+async fn get_preferences(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let catalog = state.catalog.get();
     state
         .users
@@ -150,7 +145,7 @@ fn parse_preferences(body: &Value) -> ApiResult<PreferencesWrite> {
 }
 
 async fn update_preferences(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {

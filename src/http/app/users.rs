@@ -1,6 +1,6 @@
 //! `/v1/users`: create, identify (PUT), update (PATCH) and read users (SPEC §2.3).
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,6 +10,7 @@ use kudos_actors::user::{ProfileQuery, WriteMode, WriteProfile};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::JsonBody;
+use crate::http::scope::Scoped;
 use crate::wire::object;
 use crate::wire::users::{parse_upserted_user, parse_user_write, User};
 use crate::AppState;
@@ -25,7 +26,7 @@ pub fn check_user_id(id: &str) -> ApiResult<()> {
 }
 
 async fn write_profile(
-    state: &AppState,
+    state: &Scoped,
     id: &str,
     mode: WriteMode,
     write: UserWrite,
@@ -37,7 +38,7 @@ async fn write_profile(
 }
 
 async fn create_user(
-    State(state): State<AppState>,
+    state: Scoped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     let (id, write) = parse_upserted_user(&body, "Request body")?;
@@ -47,7 +48,7 @@ async fn create_user(
 
 /// `PUT` (identify) and `PATCH` (update) take the same body and differ only in `mode`.
 async fn write_by_path(
-    state: AppState,
+    state: Scoped,
     id: String,
     body: serde_json::Value,
     mode: WriteMode,
@@ -57,7 +58,7 @@ async fn write_by_path(
 }
 
 async fn identify_user(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<User>> {
@@ -65,14 +66,14 @@ async fn identify_user(
 }
 
 async fn update_user(
-    State(state): State<AppState>,
+    state: Scoped,
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<User>> {
     write_by_path(state, id, body, WriteMode::Update).await
 }
 
-async fn get_user(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<User>> {
+async fn get_user(state: Scoped, Path(id): Path<String>) -> ApiResult<Json<User>> {
     let catalog = state.catalog.get();
     let profile = state
         .users
