@@ -143,17 +143,42 @@ pub struct Config {
 /// directory is locked while it runs).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// Admin API keys of the environment (SPEC §1.1.2): at most 3 active.
+    /// Admin API keys (SPEC §1.1.2): at most 3 active per environment.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Environments (SPEC §9.2): production, up to 4 staging and 10 development.
+    Environments {
+        #[command(subcommand)]
+        action: EnvironmentsAction,
+    },
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum EnvironmentsAction {
+    /// Creates an environment; make its admin keys with
+    /// `kudos keys create --environment <key>`.
+    Create {
+        /// Immutable identifier: 1-64 lowercase letters, digits, '-' or '_'.
+        key: String,
+        /// Display name.
+        name: String,
+        #[arg(long = "type", value_enum)]
+        kind: crate::environments::Kind,
+    },
+    /// Lists the environments by priority.
+    List,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum KeysAction {
     /// Creates an admin key and prints it once.
-    Create,
+    Create {
+        /// The key of the environment the key belongs to.
+        #[arg(long, default_value = "production")]
+        environment: String,
+    },
     /// Lists the admin keys: prefix, status, creation time (never the secret).
     List,
     /// Replaces a key by a new prefix and secret, printed once; the old value stops working.

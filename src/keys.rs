@@ -51,6 +51,9 @@ pub struct StoredKey {
     /// with a `Tenant-ID` (SPEC §1.2.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<u32>,
+    /// The environment the key belongs to (SPEC §9.2); it sees only that environment.
+    #[serde(default)]
+    pub environment: u16,
 }
 
 impl std::fmt::Debug for StoredKey {
@@ -76,6 +79,8 @@ pub struct Principal {
     pub rate: Option<f64>,
     /// The tenant an application key was made in (it works there only).
     pub tenant: Option<u32>,
+    /// The key's environment.
+    pub environment: u16,
 }
 
 fn digest(key: &str) -> String {
@@ -149,24 +154,33 @@ pub enum KeyError {
 pub struct KeyStore {
     by_prefix: RwLock<HashMap<String, StoredKey>>,
     store: Store,
-    /// `scope/{env}/0/key/`: keys belong to an environment (SPEC §9.2).
-    meta_prefix: String,
+}
+
+/// Where a key is stored: `scope/{env}/0/key/{id}` (keys belong to an environment, SPEC
+/// §9.2).
+fn key_path(environment: u16, id: Uuid) -> String {
+    let scope = kudos_snapshots::Scope {
+        environment,
+        tenant: 0,
+    };
+    format!("{}key/{id}", scope.meta_prefix())
 }
 
 impl KeyStore {
-    /// Loads the keys of the default environment.
-    pub fn load(store: Store) -> Result<Self, StoreError> {
-        let meta_prefix = format!(
-            "{}key/",
-            kudos_snapshots::Scope::DEFAULT
-                .environment_only()
-                .meta_prefix()
-        );
-        let keys: Vec<StoredKey> = store.meta_scan(&meta_prefix)?;
+    /// Loads the keys of these environments.
+    pub fn load(store: Store, environments: &[u16]) -> Result<Self, StoreError> {
+        let mut by_prefix = HashMap::new();
+        for &environment in environments {
+            let prefix = key_path(environment, Uuid::nil());
+            let prefix = prefix.trim_end_matches(&Uuid::nil().to_string());
+            for mut k in store.meta_scan::<StoredKey>(prefix)? {
+                k.environment = environment;
+                by_prefix.insert(k.prefix.clone(), k);
+            }
+        }
         Ok(Self {
-            by_prefix: RwLock::new(keys.into_iter().map(|k| (k.prefix.clone(), k)).collect()),
+            by_prefix: RwLock::new(by_prefix),
             store,
-            meta_prefix,
         })
     }
 
@@ -177,16 +191,16 @@ impl KeyStore {
             .contains_key(prefix)
     }
 
-    fn active_admin_keys(&self) -> usize {
+    fn active_admin_keys(&self, environment: u16) -> usize {
         self.by_prefix
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|k| k.kind == KeyKind::Admin && k.active)
+            .filter(|k| k.kind == KeyKind::Admin && k.active && k.environment == environment)
             .count()
     }
 
-    /// The admin keys, oldest first (hashes only).
+    /// The admin keys of every environment, oldest first (hashes only).
     pub fn admin_keys(&self) -> Vec<StoredKey> {
         let mut keys: Vec<StoredKey> = self
             .by_prefix
@@ -202,8 +216,12 @@ impl KeyStore {
 
     /// Creates a new admin key (at most [`MAX_ADMIN_KEYS`] active); the full key, shown
     /// once.
-    pub async fn create_admin_key(&self, now: DateTime<Utc>) -> Result<String, KeyError> {
-        if self.active_admin_keys() >= MAX_ADMIN_KEYS {
+    pub async fn create_admin_key(
+        &self,
+        environment: u16,
+        now: DateTime<Utc>,
+    ) -> Result<String, KeyError> {
+        if self.active_admin_keys(environment) >= MAX_ADMIN_KEYS {
             return Err(KeyError::TooMany);
         }
         let key = loop {
@@ -212,7 +230,7 @@ impl KeyStore {
                 break key;
             }
         };
-        self.insert(&key, KeyKind::Admin, now).await?;
+        self.insert(&key, KeyKind::Admin, environment, now).await?;
         Ok(key)
     }
 
@@ -255,7 +273,7 @@ impl KeyStore {
     /// secret stay the same. Re-activating counts towards [`MAX_ADMIN_KEYS`].
     pub async fn set_admin_key_active(&self, prefix: &str, active: bool) -> Result<(), KeyError> {
         let old = self.admin_by_prefix(prefix)?;
-        if active && !old.active && self.active_admin_keys() >= MAX_ADMIN_KEYS {
+        if active && !old.active && self.active_admin_keys(old.environment) >= MAX_ADMIN_KEYS {
             return Err(KeyError::TooMany);
         }
         self.replace(StoredKey { active, ..old }).await
@@ -306,7 +324,7 @@ impl KeyStore {
             .iter()
             .map(|k| {
                 serde_json::to_value(k)
-                    .map(|v| (format!("{}{}", self.meta_prefix, k.id), Some(v)))
+                    .map(|v| (key_path(k.environment, k.id), Some(v)))
                     .map_err(|e| StoreError::Encode(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -318,7 +336,7 @@ impl KeyStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .any(|k| k.kind == KeyKind::Admin && k.active)
+            .any(|k| k.kind == KeyKind::Admin && k.active && k.environment == 0)
     }
 
     /// Makes sure an admin key exists (SPEC §11.1): the configured one is stored if new;
@@ -348,12 +366,12 @@ impl KeyStore {
                     Some(k) if !k.active => return Err(KeyError::Revoked(prefix.into())),
                     // A stored prefix with a new secret replaces that key.
                     Some(_) => {}
-                    None if self.active_admin_keys() >= MAX_ADMIN_KEYS => {
+                    None if self.active_admin_keys(0) >= MAX_ADMIN_KEYS => {
                         return Err(KeyError::TooMany)
                     }
                     None => {}
                 }
-                self.insert(key, KeyKind::Admin, now).await?;
+                self.insert(key, KeyKind::Admin, 0, now).await?;
             }
             return Ok(None);
         }
@@ -361,13 +379,19 @@ impl KeyStore {
             return Ok(None);
         }
         let key = generate_admin_key();
-        self.insert(&key, KeyKind::Admin, now).await?;
+        self.insert(&key, KeyKind::Admin, 0, now).await?;
         Ok(Some(key))
     }
 
     /// Stores `key`. A stored key with the same prefix is replaced (same id): prefixes
     /// identify keys, so a configured key that reuses one is a rotation of that key.
-    async fn insert(&self, key: &str, kind: KeyKind, now: DateTime<Utc>) -> Result<(), KeyError> {
+    async fn insert(
+        &self,
+        key: &str,
+        kind: KeyKind,
+        environment: u16,
+        now: DateTime<Utc>,
+    ) -> Result<(), KeyError> {
         let (prefix, _) = split_key(key).ok_or(KeyError::Malformed)?;
         let existing = self
             .by_prefix
@@ -392,14 +416,9 @@ impl KeyStore {
             retired: false,
             rate: None,
             tenant: None,
+            environment,
         };
-        let value = serde_json::to_value(&stored).map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.store
-            .meta_commit(vec![(
-                format!("{}{}", self.meta_prefix, stored.id),
-                Some(value),
-            )])
-            .await?;
+        self.put(&stored).await?;
         self.by_prefix
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -423,6 +442,7 @@ impl KeyStore {
             prefix: stored.prefix.clone(),
             rate: stored.rate,
             tenant: stored.tenant,
+            environment: stored.environment,
         })
     }
 
@@ -441,6 +461,7 @@ impl KeyStore {
     pub async fn create_application_keys(
         &self,
         users: &[String],
+        environment: u16,
         tenant: Option<u32>,
         now: DateTime<Utc>,
     ) -> Result<Vec<CreatedKey>, StoreError> {
@@ -472,6 +493,7 @@ impl KeyStore {
                     retired: false,
                     rate: None,
                     tenant,
+                    environment,
                 };
                 created.push(CreatedKey {
                     id: s.id,
@@ -492,11 +514,19 @@ impl KeyStore {
 
     /// Deletes the application keys with these ids (durably, then at once in memory); the
     /// ids that were deleted. Admin keys are not found this way.
-    pub async fn delete_application_keys(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    pub async fn delete_application_keys(
+        &self,
+        ids: &[Uuid],
+        environment: u16,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let found: Vec<(Uuid, String)> = {
             let keys = self.by_prefix.read().unwrap_or_else(|e| e.into_inner());
             keys.values()
-                .filter(|k| k.kind == KeyKind::Application && ids.contains(&k.id))
+                .filter(|k| {
+                    k.kind == KeyKind::Application
+                        && k.environment == environment
+                        && ids.contains(&k.id)
+                })
                 .map(|k| (k.id, k.prefix.clone()))
                 .collect()
         };
@@ -507,7 +537,7 @@ impl KeyStore {
             .meta_commit(
                 found
                     .iter()
-                    .map(|(id, _)| (format!("{}{id}", self.meta_prefix), None))
+                    .map(|(id, _)| (key_path(environment, *id), None))
                     .collect(),
             )
             .await?;
@@ -530,26 +560,40 @@ pub async fn run_command(
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     use crate::config::KeysAction;
-    let keys = KeyStore::load(store)?;
+    let environments = crate::environments::Environments::load(store.clone())?;
+    let numbers: Vec<u16> = environments.all().iter().map(|e| e.number).collect();
+    let keys = KeyStore::load(store, &numbers)?;
     match action {
-        KeysAction::Create => {
-            let key = keys.create_admin_key(now).await?;
-            println!("Created admin API key (shown once; store it now): {key}");
+        KeysAction::Create { environment } => {
+            let env = environments.by_key(environment)?;
+            let key = keys.create_admin_key(env.number, now).await?;
+            println!(
+                "Created admin API key for environment {} (shown once; store it now): {key}",
+                env.key
+            );
         }
         KeysAction::List => {
+            let env_key = |n: u16| {
+                environments
+                    .all()
+                    .into_iter()
+                    .find(|e| e.number == n)
+                    .map_or_else(|| n.to_string(), |e| e.key)
+            };
             println!(
-                "{:<10} {:<8} {:<30} {:<10} id",
-                "prefix", "status", "created", "rate"
+                "{:<10} {:<8} {:<30} {:<10} {:<14} id",
+                "prefix", "status", "created", "rate", "environment"
             );
             for k in keys.admin_keys() {
                 let status = if k.active { "active" } else { "revoked" };
                 let rate = k.rate.map_or("default".to_string(), |r| r.to_string());
                 println!(
-                    "{:<10} {:<8} {:<30} {:<10} {}",
+                    "{:<10} {:<8} {:<30} {:<10} {:<14} {}",
                     k.prefix,
                     status,
                     k.created.to_rfc3339(),
                     rate,
+                    env_key(k.environment),
                     k.id
                 );
             }
@@ -590,7 +634,7 @@ mod tests {
     async fn bootstrap_generates_once_and_verifies() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), &Default::default()).expect("open");
-        let keys = KeyStore::load(store.clone()).expect("load");
+        let keys = KeyStore::load(store.clone(), &[0]).expect("load");
         let now = DateTime::<Utc>::MIN_UTC;
         let generated = keys
             .bootstrap(None, now)
@@ -606,15 +650,18 @@ mod tests {
             .expect("bootstrap")
             .is_none());
         // Stored hashed, and survives a reload.
-        let reloaded = KeyStore::load(store).expect("load");
+        let reloaded = KeyStore::load(store, &[0]).expect("load");
         assert!(reloaded.verify(&generated).is_some());
     }
 
     #[tokio::test]
     async fn configured_key_must_be_well_formed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let keys = KeyStore::load(Store::open(dir.path(), &Default::default()).expect("open"))
-            .expect("load");
+        let keys = KeyStore::load(
+            Store::open(dir.path(), &Default::default()).expect("open"),
+            &[0],
+        )
+        .expect("load");
         let now = DateTime::<Utc>::MIN_UTC;
         assert!(matches!(
             keys.bootstrap(Some("short.x"), now).await,
@@ -631,7 +678,7 @@ mod tests {
             .expect("ok");
         assert!(keys.verify("abcd1234.secret").is_none());
         assert!(keys.verify("abcd1234.rotated").is_some());
-        let reloaded = KeyStore::load(keys.store.clone()).expect("load");
+        let reloaded = KeyStore::load(keys.store.clone(), &[0]).expect("load");
         assert!(reloaded.verify("abcd1234.secret").is_none());
         assert!(reloaded.verify("abcd1234.rotated").is_some());
     }
@@ -640,10 +687,10 @@ mod tests {
     async fn application_keys_are_created_for_a_user_stored_hashed_and_deleted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), &Default::default()).expect("open");
-        let keys = KeyStore::load(store.clone()).expect("load");
+        let keys = KeyStore::load(store.clone(), &[0]).expect("load");
         let now = DateTime::<Utc>::MIN_UTC;
         let made = keys
-            .create_application_keys(&["ada".into(), "bob".into()], None, now)
+            .create_application_keys(&["ada".into(), "bob".into()], 0, None, now)
             .await
             .expect("create");
         assert_eq!(made.len(), 2);
@@ -656,7 +703,7 @@ mod tests {
         // Only the hash is stored.
         let raw = format!(
             "{:?}",
-            store.meta_scan::<serde_json::Value>(&keys.meta_prefix)
+            store.meta_scan::<serde_json::Value>("scope/0/0/key/")
         );
         assert!(
             !raw.contains(made[0].key.split('.').nth(1).expect("secret")),
@@ -664,12 +711,12 @@ mod tests {
         );
         // Deleted at once, and still after a reload; an unknown id is not deleted.
         let gone = keys
-            .delete_application_keys(&[made[0].id, Uuid::new_v4()])
+            .delete_application_keys(&[made[0].id, Uuid::new_v4()], 0)
             .await
             .expect("delete");
         assert_eq!(gone, vec![made[0].id]);
         assert!(keys.verify(&made[0].key).is_none());
-        let reloaded = KeyStore::load(store).expect("load");
+        let reloaded = KeyStore::load(store, &[0]).expect("load");
         assert!(reloaded.verify(&made[0].key).is_none());
         assert_eq!(
             reloaded.verify(&made[1].key).and_then(|p| p.user_id),

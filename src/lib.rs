@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod environments;
 pub mod http;
 pub mod keys;
 pub mod ops;
@@ -84,6 +85,8 @@ pub struct Inner {
     /// Due work and jobs of every scope.
     pub scheduler: Arc<Scheduler>,
     pub keys: KeyStore,
+    /// Production and the environments operators made (`kudos environments`).
+    pub environments: environments::Environments,
     pub clock: Arc<dyn Clock>,
     /// Serializes test-clock moves.
     pub clock_moves: tokio::sync::Mutex<()>,
@@ -175,7 +178,9 @@ pub async fn run(
     let store = Store::open(&config.data_dir, &options)
         .with_context(|| format!("cannot open sled database in {}", config.data_dir.display()))?;
     let clock = make_clock(&config, &store)?;
-    let keys = KeyStore::load(store.clone())?;
+    let environments = environments::Environments::load(store.clone())?;
+    let numbers: Vec<u16> = environments.all().iter().map(|e| e.number).collect();
+    let keys = KeyStore::load(store.clone(), &numbers)?;
     if let Some(generated) = keys
         .bootstrap(config.api_key.as_deref(), clock.now())
         .await?
@@ -207,12 +212,18 @@ pub async fn run(
     });
     // The default scope is always open, and so is every tenant's: their queued deliveries,
     // held webhook windows and due work go on after a restart without waiting for a request.
-    let environment = spaces.get(Scope::DEFAULT)?;
-    for tenant in environment.catalog.get().tenants() {
-        spaces.get(Scope {
-            environment: Scope::DEFAULT.environment,
-            tenant: tenant.number,
-        })?;
+    for env in &numbers {
+        let scope = Scope {
+            environment: *env,
+            tenant: 0,
+        };
+        let environment = spaces.get(scope)?;
+        for tenant in environment.catalog.get().tenants() {
+            spaces.get(Scope {
+                environment: *env,
+                tenant: tenant.number,
+            })?;
+        }
     }
     let scheduler = Arc::new(Scheduler::new(spaces.clone(), background.clone()));
     let webhook_sender = webhooks::send::Sender::new(
@@ -229,6 +240,7 @@ pub async fn run(
         spaces,
         scheduler,
         keys,
+        environments,
         clock,
         clock_moves: tokio::sync::Mutex::new(()),
         ops: OpsCounters::default(),

@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Some(kudos::config::Command::Keys { action }) = &config.command {
+    if let Some(command) = &config.command {
         let store =
             kudos_snapshots::Store::open(&config.data_dir, &Default::default()).map_err(|e| {
                 anyhow::anyhow!(
@@ -28,7 +28,14 @@ async fn main() -> anyhow::Result<()> {
             })?;
         // Key management runs outside the server: no test clock applies to it.
         let now = kudos_actors::clock::wall_clock_now();
-        return kudos::keys::run_command(action, store, now).await;
+        return match command {
+            kudos::config::Command::Keys { action } => {
+                kudos::keys::run_command(action, store, now).await
+            }
+            kudos::config::Command::Environments { action } => {
+                kudos::environments::run_command(action, store, now).await
+            }
+        };
     }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");

@@ -55,8 +55,14 @@ impl Deref for Scoped {
 }
 
 /// The environment a request's key belongs to (its own scope, tenant 0).
-pub fn environment_of(_parts: &Parts) -> Scope {
-    Scope::DEFAULT
+pub fn environment_of(parts: &Parts) -> Scope {
+    Scope {
+        environment: parts
+            .extensions
+            .get::<Principal>()
+            .map_or(0, |p| p.environment),
+        tenant: 0,
+    }
 }
 
 /// The scope of a request (SPEC §1.2): its key's environment and, once that environment

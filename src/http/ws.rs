@@ -78,7 +78,10 @@ pub async fn upgrade(
     };
     // The scope, as for REST (SPEC §1.2): a tenant's application key works in its tenant;
     // other keys name one with `Tenant-ID`, or `?tenantId=` where headers cannot be set.
-    let env = Scope::DEFAULT;
+    let env = Scope {
+        environment: principal.environment,
+        tenant: 0,
+    };
     let scope = match principal.tenant {
         Some(tenant) => Ok(Scope {
             environment: env.environment,

@@ -9,6 +9,7 @@ mod coalescing;
 mod coverage;
 mod crash;
 mod durability;
+mod environments;
 mod errors;
 mod events;
 mod faults;

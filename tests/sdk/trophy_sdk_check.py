@@ -548,6 +548,60 @@ def run_settings_and_application_keys(client, env):
                      lambda: app.users.get("sdk-app-user"), UnauthorizedError)
 
 
+def run_environments_and_tenants(client, env):
+    from trophy import CreateTenantRequestItem, UpdateTenantRequestItem
+
+    step("admin.environments.list")
+    envs = client.admin.environments.list()
+    for e in envs:
+        no_extra_fields(e, "AdminEnvironment")
+    eq([(e.key, e.priority) for e in envs], [("production", 1)], "environments")
+
+    step("admin.tenants.create (one duplicate)")
+    created = client.admin.tenants.create(request=[
+        CreateTenantRequestItem(customer_id="sdk-acme", name="Acme"),
+        CreateTenantRequestItem(customer_id="sdk-acme", name="Acme again"),
+        CreateTenantRequestItem(customer_id="sdk-beta", name="Beta"),
+    ])
+    no_extra_fields(created, "CreateTenantsResponse")
+    eq([t.customer_id for t in created.created], ["sdk-acme", "sdk-beta"], "created")
+    eq([i.message for i in created.issues],
+       ['Customer ID "sdk-acme" already exists in this environment'], "issues")
+    acme, beta = created.created
+    eq(acme.status, "active", "status")
+
+    step("admin.tenants.list / get / update")
+    eq([t.id for t in client.admin.tenants.list()], [acme.id, beta.id], "list")
+    eq(client.admin.tenants.get(acme.id).name, "Acme", "get")
+    updated = client.admin.tenants.update(request=[UpdateTenantRequestItem(id=beta.id, name="Beta Inc")])
+    no_extra_fields(updated, "UpdateTenantsResponse")
+    eq(updated.updated[0].name, "Beta Inc", "renamed")
+    expect_api_error(404, "admin.tenants.get(unknown)",
+                     lambda: client.admin.tenants.get(str(uuid.uuid4())))
+
+    step("Tenant-ID now required; each tenant sees only its own data")
+    expect_api_error(422, "users.get without Tenant-ID", lambda: client.users.get(USER))
+    in_acme = TrophyApi(environment=env, sdk_version=SDK_VERSION, api_key=client._client_wrapper.api_key,
+                        tenant_id="sdk-acme", max_retries=0)
+    in_beta = TrophyApi(environment=env, sdk_version=SDK_VERSION, api_key=client._client_wrapper.api_key,
+                        tenant_id="sdk-beta", max_retries=0)
+    eq(in_acme.admin.metrics.list(), [], "a new tenant has no metrics")
+    in_acme.admin.metrics.create(request=[CreateMetricRequestItem(name="Tenant words", key="words")])
+    in_acme.metrics.event("words", user=UpsertedUser(id="same-user"), value=4)
+    eq(in_acme.users.single_metric("same-user", "words").current, 4, "acme's total")
+    # users.get declares no 404 in the SDK: a plain ApiError with the status.
+    expect_api_error(404, "the same user in another tenant",
+                     lambda: in_beta.users.get("same-user"))
+    eq(in_beta.admin.metrics.list(), [], "beta sees none of acme's metrics")
+
+    step("admin.tenants.delete archives")
+    deleted = client.admin.tenants.delete(ids=[beta.id])
+    no_extra_fields(deleted, "DeleteTenantsResponse")
+    eq([d.id for d in deleted.deleted], [beta.id], "archived")
+    eq(client.admin.tenants.get(beta.id).status, "archived", "status")
+    expect_api_error(422, "an archived tenant's Tenant-ID", lambda: in_beta.admin.metrics.list())
+
+
 # ---- helpers for the streak and achievement steps ---------------------------------------
 
 def utc_today():
@@ -2143,6 +2197,11 @@ def main():
     try:
         run(url, api_key)
         check_webhook_signatures(url, api_key)
+        # Tenants after everything: the first tenant makes every later call need a Tenant-ID.
+        env = TrophyApiEnvironment(api=f"{url}/v1", admin=f"{url}/admin/v1")
+        run_environments_and_tenants(
+            TrophyApi(environment=env, sdk_version=SDK_VERSION, api_key=api_key, max_retries=0),
+            env)
     except CheckFailed as e:
         print(f"SDK CHECK FAILED at step '{_step}': {e}", file=sys.stderr)
         return 1

@@ -77,7 +77,7 @@ async fn create(
     } else {
         state
             .keys
-            .create_application_keys(&users, tenant, state.clock.now())
+            .create_application_keys(&users, env.scope.environment, tenant, state.clock.now())
             .await?
     };
     tracing::info!(created = created.len(), "application API keys created");
@@ -99,7 +99,11 @@ async fn create(
     Ok((status, Json(body)))
 }
 
-async fn delete(State(state): State<AppState>, Ids(raw): Ids) -> ApiResult<Json<Value>> {
+async fn delete(
+    State(state): State<AppState>,
+    Environment(env): Environment,
+    Ids(raw): Ids,
+) -> ApiResult<Json<Value>> {
     let mut problems = Vec::new();
     let mut ids = Vec::new();
     for r in &raw {
@@ -108,7 +112,10 @@ async fn delete(State(state): State<AppState>, Ids(raw): Ids) -> ApiResult<Json<
             Err(_) => problems.push(Issue::for_id(r, "id must be a valid UUID")),
         }
     }
-    let deleted = state.keys.delete_application_keys(&ids).await?;
+    let deleted = state
+        .keys
+        .delete_application_keys(&ids, env.scope.environment)
+        .await?;
     for id in ids.iter().filter(|id| !deleted.contains(id)) {
         problems.push(Issue::for_id(
             id.to_string(),

@@ -4,6 +4,7 @@ pub mod achievements;
 pub mod app_keys;
 pub mod attributes;
 pub mod effect_tally;
+pub mod environments;
 pub mod leaderboards;
 pub mod metrics;
 pub mod points;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(streaks::router())
         .merge(settings::router())
         .merge(tenants::router())
+        .merge(environments::router())
         .merge(achievements::router())
         .merge(points::router())
         .merge(leaderboards::router())
