@@ -65,18 +65,19 @@ pub fn environment_of(parts: &Parts) -> Scope {
     }
 }
 
-/// The scope of a request (SPEC §1.2): its key's environment and, once that environment
+/// The space of a request (SPEC §1.2): its key's environment and, once that environment
 /// has tenants, the tenant its `Tenant-ID` (a `customerId`) names. An application key made
 /// for a tenant works in that tenant only, whatever the header says.
-pub fn resolve(parts: &Parts, state: &AppState) -> Result<Scope, ApiError> {
+pub fn resolve(parts: &Parts, state: &AppState) -> Result<Scoped, ApiError> {
     let env = environment_of(parts);
     if let Some(tenant) = parts.extensions.get::<Principal>().and_then(|p| p.tenant) {
-        return Ok(Scope {
+        let scope = Scope {
             environment: env.environment,
             tenant,
-        });
+        };
+        return Scoped::of(state, scope);
     }
-    tenant_scope(state, env, parts.headers.get("tenant-id"))
+    in_tenant(state, env, parts.headers.get("tenant-id"))
 }
 
 /// The scope `header` (a `Tenant-ID`) selects in environment `env`: the environment itself
@@ -86,9 +87,18 @@ pub fn tenant_scope(
     env: Scope,
     header: Option<&axum::http::HeaderValue>,
 ) -> Result<Scope, ApiError> {
-    let catalog = Scoped::of(state, env)?.catalog.get();
+    in_tenant(state, env, header).map(|s| s.scope)
+}
+
+pub fn in_tenant(
+    state: &AppState,
+    env: Scope,
+    header: Option<&axum::http::HeaderValue>,
+) -> Result<Scoped, ApiError> {
+    let environment = Scoped::of(state, env)?;
+    let catalog = environment.catalog.get();
     if !catalog.is_multi_tenant() {
-        return Ok(env);
+        return Ok(environment);
     }
     let Some(header) = header else {
         return Err(ApiError::unprocessable("Tenant-ID header is required"));
@@ -97,10 +107,13 @@ pub fn tenant_scope(
         .to_str()
         .map_err(|_| ApiError::unprocessable("Invalid Tenant-ID"))?;
     match catalog.lookup_tenant(customer_id.trim()) {
-        TenantLookup::Found(tenant) => Ok(Scope {
-            environment: env.environment,
-            tenant,
-        }),
+        TenantLookup::Found(tenant) => Scoped::of(
+            state,
+            Scope {
+                environment: env.environment,
+                tenant,
+            },
+        ),
         TenantLookup::Invalid | TenantLookup::SingleTenant => {
             Err(ApiError::unprocessable("Invalid Tenant-ID"))
         }
@@ -114,8 +127,7 @@ impl FromRequestParts<AppState> for Scoped {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let scope = resolve(parts, state)?;
-        Scoped::of(state, scope)
+        resolve(parts, state)
     }
 }
 

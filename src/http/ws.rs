@@ -27,7 +27,7 @@ use crate::http::app::leaderboards::{selected_group, selected_run};
 use crate::http::auth::{may_read, Topic};
 use crate::http::error::ApiError;
 use crate::http::extract::QueryPairs;
-use crate::http::scope::{tenant_scope, Scoped};
+use crate::http::scope::{in_tenant, Scoped};
 use crate::push::{HubMsg, Kind, Pending, WindowKey};
 use crate::{AppState, Readiness};
 use axum::extract::State;
@@ -82,19 +82,22 @@ pub async fn upgrade(
         environment: principal.environment,
         tenant: 0,
     };
-    let scope = match principal.tenant {
-        Some(tenant) => Ok(Scope {
-            environment: env.environment,
-            tenant,
-        }),
+    let scoped = match principal.tenant {
+        Some(tenant) => Scoped::of(
+            &app,
+            Scope {
+                environment: env.environment,
+                tenant,
+            },
+        ),
         None => {
             let query = q
                 .get("tenantId")
                 .and_then(|t| axum::http::HeaderValue::from_str(t).ok());
-            tenant_scope(&app, env, headers.get("tenant-id").or(query.as_ref()))
+            in_tenant(&app, env, headers.get("tenant-id").or(query.as_ref()))
         }
     };
-    let state = match scope.and_then(|scope| Scoped::of(&app, scope)) {
+    let state = match scoped {
         Ok(state) => state,
         Err(e) => return e.into_response(),
     };

@@ -2,13 +2,14 @@
 //! `Tenant-ID` rules, and two tenants with the same user id, metric key and leaderboard key
 //! that never see each other's data, configuration, webhooks or WebSocket topics.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{assert_error, Resp, TestServer, KEY};
 use crate::webhooks::{received, Receiver};
+use crate::websocket::next;
 
 /// Requests in one tenant (its `customerId` as `Tenant-ID`).
 struct In<'a> {
@@ -425,22 +426,4 @@ async fn two_tenants_with_the_same_keys_never_see_each_other() {
         rank_event.expect("event")["event"]["leaderboard"]["rank"],
         1
     );
-}
-
-/// The next JSON message (within 10 s).
-async fn next(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    loop {
-        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).expect("json");
-        }
-    }
 }
