@@ -93,6 +93,22 @@ impl Spaces {
             .cloned()
     }
 
+    /// Whether `scope` is a tenant that was archived (its environment's catalog says so).
+    /// Archived tenants keep their data, but nothing leaves them any more (no webhooks).
+    pub fn is_archived(&self, scope: Scope) -> bool {
+        scope.tenant != 0
+            && self
+                .open_space(scope.environment_only())
+                .is_some_and(|env| !env.catalog.get().tenant_active(scope.tenant))
+    }
+
+    /// The open spaces of active scopes (archived tenants left out), in scope order.
+    pub fn active(&self) -> Vec<Arc<Space>> {
+        let mut all = self.all();
+        all.retain(|s| !self.is_archived(s.scope));
+        all
+    }
+
     /// Every open space, in scope order.
     pub fn all(&self) -> Vec<Arc<Space>> {
         let mut all: Vec<Arc<Space>> = self

@@ -71,13 +71,24 @@ pub fn environment_of(parts: &Parts) -> Scope {
 pub fn resolve(parts: &Parts, state: &AppState) -> Result<Scoped, ApiError> {
     let env = environment_of(parts);
     if let Some(tenant) = parts.extensions.get::<Principal>().and_then(|p| p.tenant) {
-        let scope = Scope {
-            environment: env.environment,
-            tenant,
-        };
-        return Scoped::of(state, scope);
+        return in_key_tenant(state, env, tenant);
     }
     in_tenant(state, env, parts.headers.get("tenant-id"))
+}
+
+/// The tenant an application key was made in, while it is active (an archived tenant's
+/// keys stop working).
+pub fn in_key_tenant(state: &AppState, env: Scope, tenant: u32) -> Result<Scoped, ApiError> {
+    if !Scoped::of(state, env)?.catalog.get().tenant_active(tenant) {
+        return Err(ApiError::unprocessable("Invalid Tenant-ID"));
+    }
+    Scoped::of(
+        state,
+        Scope {
+            environment: env.environment,
+            tenant,
+        },
+    )
 }
 
 /// The scope `header` (a `Tenant-ID`) selects in environment `env`: the environment itself

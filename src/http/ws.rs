@@ -27,7 +27,7 @@ use crate::http::app::leaderboards::{selected_group, selected_run};
 use crate::http::auth::{may_read, Topic};
 use crate::http::error::ApiError;
 use crate::http::extract::QueryPairs;
-use crate::http::scope::{in_tenant, Scoped};
+use crate::http::scope::{in_key_tenant, in_tenant, Scoped};
 use crate::push::{HubMsg, Kind, Pending, WindowKey};
 use crate::{AppState, Readiness};
 use axum::extract::State;
@@ -83,13 +83,7 @@ pub async fn upgrade(
         tenant: 0,
     };
     let scoped = match principal.tenant {
-        Some(tenant) => Scoped::of(
-            &app,
-            Scope {
-                environment: env.environment,
-                tenant,
-            },
-        ),
+        Some(tenant) => in_key_tenant(&app, env, tenant),
         None => {
             let query = q
                 .get("tenantId")

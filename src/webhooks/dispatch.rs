@@ -755,7 +755,7 @@ pub struct SenderDeps {
 
 /// Endpoint `id` as it is now, and the space it belongs to.
 fn find_hook(spaces: &Spaces, id: Uuid) -> Option<(Arc<Space>, Webhook)> {
-    spaces.all().into_iter().find_map(|space| {
+    spaces.active().into_iter().find_map(|space| {
         let hook = space.catalog.get().webhook(id).cloned()?;
         Some((space, hook))
     })
@@ -766,7 +766,7 @@ fn find_hook(spaces: &Spaces, id: Uuid) -> Option<(Arc<Space>, Webhook)> {
 /// The flags are the same for every scope: a record of a scope without endpoints then costs
 /// an inbox row, which its consumer removes without queueing anything.
 fn set_live(spaces: &Spaces) {
-    let catalogs: Vec<Arc<Catalog>> = spaces.all().iter().map(|s| s.catalog.get()).collect();
+    let catalogs: Vec<Arc<Catalog>> = spaces.active().iter().map(|s| s.catalog.get()).collect();
     let active = || {
         catalogs.iter().flat_map(|c| {
             c.webhooks()
@@ -804,8 +804,13 @@ pub async fn run_sender(
             }
         }
         let now = deps.clock.now();
-        let catalogs: Vec<Arc<Catalog>> =
-            deps.spaces.all().iter().map(|s| s.catalog.get()).collect();
+        // Archived tenants' endpoints receive nothing more.
+        let catalogs: Vec<Arc<Catalog>> = deps
+            .spaces
+            .active()
+            .iter()
+            .map(|s| s.catalog.get())
+            .collect();
         // Deleted endpoints' connection pools are let go.
         deps.sender
             .retain(|id| catalogs.iter().any(|c| c.webhook(*id).is_some()));

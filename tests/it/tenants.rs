@@ -193,6 +193,39 @@ async fn tenants_crud_archive_and_the_tenant_header() {
     let r = s.post("/admin/v1/tenants", json!([])).await;
     assert_error(&r, 422);
 
+    // A key made in beta, used before and after beta is archived.
+    let r = beta_in
+        .post("/admin/v1/application-api-keys", json!([{"userId": "u9"}]))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let beta_key = r.body["created"][0]["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let beta_headers = [("X-API-KEY", beta_key.as_str())];
+    let with_beta_key = || {
+        s.call(
+            Method::PUT,
+            "/v1/users/u9",
+            Some(json!({"name": "Nine"})),
+            &beta_headers,
+        )
+    };
+    assert_eq!(with_beta_key().await.status, 200);
+    // A renamed tenant's former customerId stays taken.
+    let r = s
+        .post(
+            "/admin/v1/tenants",
+            json!([{"customerId": "beta", "name": "New beta"}]),
+        )
+        .await;
+    assert_eq!(
+        r.body["issues"].as_array().map(Vec::len),
+        Some(1),
+        "{:?}",
+        r.body
+    );
+
     // Delete archives: the tenant is listed as archived and its header refused; the
     // environment stays multi-tenant.
     let r = s
@@ -209,6 +242,12 @@ async fn tenants_crud_archive_and_the_tenant_header() {
     assert_eq!(
         beta_in.get("/admin/v1/metrics").await.body["error"],
         "Invalid Tenant-ID"
+    );
+    let r = with_beta_key().await;
+    assert_error(&r, 422);
+    assert_eq!(
+        r.body["error"], "Invalid Tenant-ID",
+        "an archived tenant's key stops working"
     );
 
     // Everything survives a restart.
@@ -303,16 +342,24 @@ async fn two_tenants_with_the_same_keys_never_see_each_other() {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_ne!(
-        b.get("/admin/v1/settings").await.body["branding"]["appName"],
+    let r = b.get("/admin/v1/settings").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_ne!(r.body["branding"]["appName"], "A app", "{:?}", r.body);
+    assert_eq!(
+        a.get("/admin/v1/settings").await.body["branding"]["appName"],
         "A app"
     );
 
-    // The webhook hears tenant a's completion, never tenant b's.
+    // The webhook hears tenant a's completion, never tenant b's (b's is for another user,
+    // and comes first).
+    let hook = a.get("/admin/v1/webhooks").await.body[0]["id"]
+        .as_str()
+        .expect("webhook id")
+        .to_string();
     let r = b
         .post(
             "/v1/achievements/starter/complete",
-            json!({"user": {"id": "u1"}}),
+            json!({"user": {"id": "u2"}}),
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -324,12 +371,23 @@ async fn two_tenants_with_the_same_keys_never_see_each_other() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let got = received(&receiver, 1).await;
-    s.settled().await;
-    let got_all = receiver.requests();
-    assert_eq!(got_all.len(), 1, "only tenant a's event: {got:?}");
-    let payload: Value = serde_json::from_slice(&got_all[0].body).expect("json");
+    let payload: Value = serde_json::from_slice(&got[0].body).expect("json");
     assert_eq!(payload["user"]["id"], "u1");
     assert_eq!(payload["achievement"]["key"], "starter");
+    // Every delivery the endpoint has (queued ones included) is tenant a's one.
+    s.settled().await;
+    let log = a
+        .get(&format!("/admin/v1/webhooks/{hook}/deliveries"))
+        .await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    assert_eq!(log.body.as_array().map(Vec::len), Some(1), "{:?}", log.body);
+    // Tenant b cannot reach tenant a's endpoint at all.
+    for path in [
+        format!("/admin/v1/webhooks/{hook}"),
+        format!("/admin/v1/webhooks/{hook}/deliveries"),
+    ] {
+        assert_error(&b.get(&path).await, 404);
+    }
 
     // An application key made in tenant a works there, without the header.
     let r = a

@@ -26,6 +26,10 @@ pub struct Tenant {
     pub deleted: bool,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// `customerId`s this tenant had before: still taken, so a header naming one is refused
+    /// rather than sent to another tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub former_customer_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +63,18 @@ fn check_text(what: &str, value: &str) -> Result<(), String> {
         return Err(format!(
             "{what} must be at most {MAX_TENANT_TEXT} characters"
         ));
+    }
+    Ok(())
+}
+
+/// `customerId` is sent as a header: visible ASCII, no surrounding spaces.
+fn check_customer_id(value: &str) -> Result<(), String> {
+    check_text("customerId", value)?;
+    if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') || value.trim() != value {
+        return Err(
+            "customerId must be visible ASCII without leading or trailing spaces (it is sent as the Tenant-ID header)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -99,10 +115,18 @@ impl Catalog {
         }
     }
 
-    fn customer_id_taken(&self, customer_id: &str, except: Option<Uuid>) -> bool {
+    /// Whether tenant `number` exists and is active.
+    pub fn tenant_active(&self, number: u32) -> bool {
         self.tenants
             .iter()
-            .any(|t| t.customer_id == customer_id && Some(t.id) != except)
+            .any(|t| t.number == number && !t.deleted)
+    }
+
+    fn customer_id_taken(&self, customer_id: &str, except: Option<Uuid>) -> bool {
+        self.tenants.iter().any(|t| {
+            (t.customer_id == customer_id && Some(t.id) != except)
+                || t.former_customer_ids.iter().any(|c| c == customer_id)
+        })
     }
 
     /// Creates tenants, each on its own (SPEC §10.1.2).
@@ -114,7 +138,7 @@ impl Catalog {
         self.bulk_create(
             items,
             |cat, new| {
-                check_text("customerId", &new.customer_id)?;
+                check_customer_id(&new.customer_id)?;
                 check_text("name", &new.name)?;
                 if cat.customer_id_taken(&new.customer_id, None) {
                     return Err(taken(&new.customer_id));
@@ -131,6 +155,7 @@ impl Catalog {
                     deleted: false,
                     created: now,
                     updated: now,
+                    former_customer_ids: Vec::new(),
                 })
             },
             |cat, t| cat.tenants.push(t),
@@ -169,13 +194,14 @@ impl Catalog {
                 "Tenant",
                 |t, p| {
                     if let Some(c) = &p.customer_id {
-                        check_text("customerId", c)?;
+                        check_customer_id(c)?;
                     }
                     if let Some(n) = &p.name {
                         check_text("name", n)?;
                     }
-                    if let Some(c) = p.customer_id {
-                        t.customer_id = c;
+                    if let Some(c) = p.customer_id.filter(|c| *c != t.customer_id) {
+                        let old = std::mem::replace(&mut t.customer_id, c);
+                        t.former_customer_ids.push(old);
                     }
                     if let Some(n) = p.name {
                         t.name = n;
@@ -285,6 +311,16 @@ mod tests {
         assert_eq!(updated.len(), 2, "its own id, then a free one");
         assert_eq!(cat.lookup_tenant("c"), TenantLookup::Found(2));
         assert_eq!(cat.lookup_tenant("b"), TenantLookup::Invalid);
+        let (_, issues) = cat.create_tenants(vec![new("b"), new(" d"), new("é")], at());
+        assert_eq!(
+            issues.len(),
+            3,
+            "a former customerId stays taken; header-safe ids only"
+        );
+        assert_eq!(
+            issues[0].message,
+            "Customer ID \"b\" already exists in this environment"
+        );
     }
 
     proptest! {
