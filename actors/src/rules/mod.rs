@@ -11,3 +11,4 @@ pub mod ssrf;
 pub mod streak;
 pub mod summary;
 pub mod throttle;
+pub mod wrapped;
