@@ -254,16 +254,16 @@ impl Scheduler {
         }
     }
 
-    /// Resumes the jobs recorded before a restart.
+    /// Resumes the jobs recorded before a restart, in every open space (start-up opens every
+    /// environment and tenant first).
     pub fn resume_jobs(self: &Arc<Self>) -> Result<usize, kudos_snapshots::StoreError> {
-        let keys: Vec<String> = self.store.meta_keys("scope/")?;
+        let mut keys: Vec<String> = Vec::new();
+        for space in self.spaces.all() {
+            let prefix = format!("{}{JOB_PREFIX}", space.scope.meta_prefix());
+            keys.extend(self.store.meta_keys(&prefix)?);
+        }
         let mut resumed = 0;
         for key in keys {
-            let of_scope = Scope::of_meta_key(&key)
-                .is_some_and(|s| key[s.meta_prefix().len()..].starts_with(JOB_PREFIX));
-            if !of_scope {
-                continue;
-            }
             if let Some(job) = self.store.meta_get::<Job>(&key)? {
                 tracing::info!(job = ?job, "resuming background job");
                 self.spawn_job(key, job);

@@ -171,25 +171,17 @@ impl Catalog {
         let mut updated = Vec::new();
         let mut issues = Vec::new();
         for item in items {
-            let patch = match item {
-                Ok(p) => p,
-                Err(issue) => {
-                    issues.push(issue);
-                    continue;
+            // Uniqueness needs the other tenants (and the items before this one), so it is
+            // checked item by item, before the generic update borrows the list.
+            let item = item.and_then(|patch| match &patch.customer_id {
+                Some(c) if self.customer_id_taken(c, Uuid::parse_str(&patch.id).ok()) => {
+                    Err(Issue::for_id(&patch.id, taken(c)))
                 }
-            };
-            // Uniqueness needs the other tenants, so it is checked before the generic
-            // update borrows the list.
-            let target = Uuid::parse_str(&patch.id).ok();
-            if let Some(c) = &patch.customer_id {
-                if self.customer_id_taken(c, target) {
-                    issues.push(Issue::for_id(&patch.id, taken(c)));
-                    continue;
-                }
-            }
+                _ => Ok(patch),
+            });
             let (mut done, mut problems) = bulk_update(
                 &mut self.tenants,
-                vec![Ok(patch)],
+                vec![item],
                 |p| &p.id,
                 "Tenant",
                 |t, p| {
