@@ -6,8 +6,9 @@
 //! need to look ahead (`#[serde(tag = ...)]`, `untagged`, `flatten`, `skip_serializing_if`).
 //! Adding a field to a stored type is a format change: bump [`VERSION`] and keep a decoder
 //! for the old one. Version 2 added points to user snapshots, version 3 their notice
-//! bookkeeping; every other stored type reads the same in versions 1 to 3, and user
-//! snapshots of versions 1 and 2 go through [`crate::Recoverable::decode_legacy`].
+//! bookkeeping, version 4 their Wrapped bookkeeping; every other stored type reads the same
+//! in versions 1 to 4, and user snapshots of versions 1 to 3 go through
+//! [`crate::Recoverable::decode_legacy`].
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,7 +16,7 @@ use serde::Serialize;
 use crate::{Result, StoreError};
 
 /// Encoding version written in front of every value.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 
 /// The oldest version still read.
 pub const OLDEST: u8 = 1;

@@ -10,6 +10,7 @@ pub mod points;
 pub mod streaks;
 pub mod users;
 pub mod webhooks;
+pub mod wrapped;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};

@@ -27,3 +27,4 @@ mod users;
 mod webhook_shapes;
 mod webhooks;
 mod websocket;
+mod wrapped;

@@ -132,14 +132,24 @@ pub fn percent_change(total_at_start: f64, change: f64) -> f64 {
     }
 }
 
-/// `percentileThisPeriod`: the percentage of `changes` (every user in scope, this one
-/// included) at most `mine`. 100 when there is no one to compare with.
-pub fn percentile(mine: f64, changes: &[f64]) -> f64 {
-    if changes.is_empty() {
+/// `percentileThisPeriod`: the percentage of the `users` in scope whose change is at most
+/// `mine`, from the distribution of the non-zero changes (`(change, users)`); the users not
+/// in it changed by 0. 100 when there is no one to compare with. Two decimals.
+pub fn percentile(mine: i64, distribution: &[(i64, u64)], users: u64) -> f64 {
+    let counted: u64 = distribution.iter().map(|(_, n)| *n).sum();
+    // The distribution counts the user asking too: at least as many users as it holds.
+    let users = users.max(counted);
+    if users == 0 {
         return 100.0;
     }
-    let at_most = changes.iter().filter(|c| **c <= mine).count();
-    at_most as f64 / changes.len() as f64 * 100.0
+    let below: u64 = distribution
+        .iter()
+        .filter(|(change, _)| *change <= mine)
+        .map(|(_, n)| *n)
+        .sum();
+    let zeros = if mine >= 0 { users - counted } else { 0 };
+    let share = (below + zeros) as f64 / users as f64 * 100.0;
+    (share * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
@@ -198,8 +208,11 @@ mod tests {
         assert_eq!(percent_change(0.0, 5.0), 100.0);
         assert_eq!(percent_change(10.0, 5.0), 50.0);
         assert_eq!(percent_change(10.0, 0.0), 0.0);
-        assert_eq!(percentile(3.0, &[1.0, 3.0, 5.0, 3.0]), 75.0);
-        assert_eq!(percentile(0.0, &[]), 100.0);
+        assert_eq!(percentile(3, &[(1, 1), (3, 2), (5, 1)], 4), 75.0);
+        // Two users who did nothing are at or below anyone who did not lose.
+        assert_eq!(percentile(1, &[(1, 1), (5, 1)], 4), 75.0);
+        assert_eq!(percentile(-1, &[(-1, 1)], 3), 33.33);
+        assert_eq!(percentile(0, &[], 0), 100.0);
     }
 
     proptest! {
@@ -226,13 +239,27 @@ mod tests {
             }
         }
 
-        /// The percentile is within 0–100 and never falls as the user's change grows.
+        /// The percentile is within 0–100, never falls as the user's change grows, and equals
+        /// the share counted one user at a time.
         #[test]
-        fn percentile_is_monotone(changes in proptest::collection::vec(-50i32..50, 1..30), a in -60i32..60, b in -60i32..60) {
-            let changes: Vec<f64> = changes.into_iter().map(f64::from).collect();
-            let (lo, hi) = (a.min(b) as f64, a.max(b) as f64);
-            let (p_lo, p_hi) = (percentile(lo, &changes), percentile(hi, &changes));
+        fn percentile_is_monotone(
+            changes in proptest::collection::vec(-50i64..50, 1..30),
+            idle in 0u64..10,
+            a in -60i64..60,
+            b in -60i64..60,
+        ) {
+            let mut distribution: BTreeMap<i64, u64> = BTreeMap::new();
+            for c in changes.iter().filter(|c| **c != 0) {
+                *distribution.entry(*c).or_default() += 1;
+            }
+            let distribution: Vec<(i64, u64)> = distribution.into_iter().collect();
+            let users = changes.len() as u64 + idle;
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (p_lo, p_hi) = (percentile(lo, &distribution, users), percentile(hi, &distribution, users));
             prop_assert!((0.0..=100.0).contains(&p_lo) && p_lo <= p_hi);
+            let at_most = changes.iter().filter(|c| **c <= lo).count() as u64 + if lo >= 0 { idle } else { 0 };
+            let expected = ((at_most as f64 / users as f64 * 100.0) * 100.0).round() / 100.0;
+            prop_assert_eq!(p_lo, expected);
         }
     }
 }

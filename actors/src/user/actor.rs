@@ -212,6 +212,12 @@ impl UserActorState {
                 c.count(scope, &points_total_counter(system_id, after), 1);
             }
         }
+        // Wrapped's distributions: the user moves from their change before the record to
+        // the one after, in every week, month and year it touched.
+        let deltas = wrapped::period_deltas(&record, &effects, self.state.time_zone());
+        for (counter, delta) in wrapped::distribution_moves(&self.state.wrapped.periods, &deltas) {
+            c.count(scope, &counter, delta);
+        }
         match &record {
             UserRecord::PauseAdded { pause, .. } => {
                 c.owner(scope, &pause.id.to_string(), &self.stream);

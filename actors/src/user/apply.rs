@@ -81,6 +81,8 @@ impl UserState {
             }
         };
         self.note_for_notices(record, &out);
+        let tz = self.time_zone();
+        self.wrapped.note(record, &out, tz, &self.streak);
         out
     }
 
@@ -532,6 +534,9 @@ impl Recoverable for UserState {
                 .map(Into::into)
                 .map_err(|e| e.to_string()),
             2 => postcard::from_bytes::<super::points::UserStateV2>(body)
+                .map(Into::into)
+                .map_err(|e| e.to_string()),
+            3 => postcard::from_bytes::<super::points::UserStateV3>(body)
                 .map(Into::into)
                 .map_err(|e| e.to_string()),
             other => Err(format!("no decoder for user snapshots of version {other}")),

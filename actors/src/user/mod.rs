@@ -13,6 +13,7 @@
 //! - [`apply`]: record → state change and effects (the replay rules);
 //! - `notices`: the user's "due" notifications;
 //! - [`queries`]: typed reads ([`UserQuery`] → [`UserView`]);
+//! - [`wrapped`]: the year-in-review bookkeeping and its per-scope distributions;
 //! - [`actor`]: the actor, its commit path and passivation.
 
 mod actor;
@@ -26,6 +27,7 @@ mod records;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod wrapped;
 
 pub use actor::*;
 pub use apply::*;

@@ -485,9 +485,44 @@ pub(crate) struct UserStateV2 {
     points: BTreeMap<Uuid, PointsBalance>,
 }
 
+/// The `UserState` layout of codec version 3 (notices, before Wrapped), for old snapshots.
+#[derive(Deserialize)]
+pub(crate) struct UserStateV3 {
+    profile: Option<crate::rules::profile::UserProfile>,
+    metrics: BTreeMap<Uuid, MetricHistory>,
+    streak: crate::rules::streak::StreakState,
+    preferences: Preferences,
+    completed: BTreeMap<Uuid, Completion>,
+    attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
+    filed_due: Option<i64>,
+    points: BTreeMap<Uuid, PointsBalance>,
+    notices: crate::rules::notices::Notices,
+}
+
+impl From<UserStateV3> for UserState {
+    fn from(v: UserStateV3) -> Self {
+        let wrapped = super::wrapped::WrappedLog::from_history(
+            v.metrics.values().map(|m| &m.buckets),
+            &v.streak,
+        );
+        UserState {
+            profile: v.profile,
+            metrics: v.metrics,
+            streak: v.streak,
+            preferences: v.preferences,
+            completed: v.completed,
+            attr_totals: v.attr_totals,
+            filed_due: v.filed_due,
+            points: v.points,
+            notices: v.notices,
+            wrapped,
+        }
+    }
+}
+
 impl From<UserStateV2> for UserState {
     fn from(v: UserStateV2) -> Self {
-        UserState {
+        UserStateV3 {
             profile: v.profile,
             metrics: v.metrics,
             streak: v.streak,
@@ -498,12 +533,13 @@ impl From<UserStateV2> for UserState {
             points: v.points,
             notices: Default::default(),
         }
+        .into()
     }
 }
 
 impl From<UserStateV1> for UserState {
     fn from(v: UserStateV1) -> Self {
-        UserState {
+        UserStateV2 {
             profile: v.profile,
             metrics: v.metrics,
             streak: v.streak,
@@ -512,7 +548,7 @@ impl From<UserStateV1> for UserState {
             attr_totals: v.attr_totals,
             filed_due: v.filed_due,
             points: BTreeMap::new(),
-            notices: Default::default(),
         }
+        .into()
     }
 }

@@ -62,6 +62,8 @@ pub struct UserState {
     pub points: BTreeMap<Uuid, PointsBalance>,
     /// "Due" notification bookkeeping (SPEC §8.5). Added in codec version 3.
     pub notices: crate::rules::notices::Notices,
+    /// Wrapped bookkeeping (SPEC §9.3). Added in codec version 4.
+    pub wrapped: super::wrapped::WrappedLog,
 }
 
 /// The total of a metric's events that carried exactly these attributes.

@@ -823,6 +823,14 @@ fn version_one_snapshots_still_load() {
     let old = <UserState as Recoverable>::decode_legacy(1, &v1).expect("decode v1");
     let mut expected = live.clone();
     expected.notices = Default::default();
+    // Wrapped bookkeeping is implied from the history: the event's quarter-hour, but no
+    // distribution positions.
+    expected.wrapped = super::wrapped::WrappedLog::from_history(
+        live.metrics.values().map(|m| &m.buckets),
+        &live.streak,
+    );
+    assert_eq!(old.wrapped.events, live.wrapped.events);
+    assert!(old.wrapped.periods.is_empty() && !live.wrapped.periods.is_empty());
     assert_eq!(old, expected);
     assert!(<UserState as Recoverable>::decode_legacy(9, &v1).is_err());
 }
@@ -848,6 +856,32 @@ fn version_two_snapshots_still_load() {
     assert_eq!(old.points, live.points);
     assert_eq!(old.profile, live.profile);
     assert_eq!(old.notices, Default::default());
+}
+
+#[test]
+fn version_three_snapshots_still_load() {
+    let (cat, metric) = catalog();
+    let mut live = UserState::default();
+    run(&mut live, &cat, &event(metric, 3.0, None), t(0)).expect("event");
+    // Version 3 wrote every field but `wrapped`.
+    let v3 = postcard::to_allocvec(&(
+        &live.profile,
+        &live.metrics,
+        &live.streak,
+        &live.preferences,
+        &live.completed,
+        &live.attr_totals,
+        &live.filed_due,
+        &live.points,
+        &live.notices,
+    ))
+    .expect("encode");
+    let old = <UserState as Recoverable>::decode_legacy(3, &v3).expect("decode v3");
+    assert_eq!(old.notices, live.notices);
+    assert_eq!(old.metrics, live.metrics);
+    assert_eq!(old.wrapped.events, live.wrapped.events);
+    // The current streak chain carries over (the event started one).
+    assert_eq!(old.wrapped.streaks, live.wrapped.streaks);
 }
 
 /// The notices an `Advanced` record at `at` made due, with whether each is suppressed.

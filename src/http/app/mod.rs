@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod points;
 pub mod streaks;
 pub mod users;
+pub mod wrapped;
 
 use axum::Router;
 
@@ -19,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(achievements::router())
         .merge(points::router())
         .merge(leaderboards::router())
+        .merge(wrapped::router())
 }

@@ -1,0 +1,518 @@
+//! What a user keeps for Wrapped (SPEC §9.3): event counts by quarter-hour, metric changes
+//! by event attribute, the user's change per week, month and year of every metric and points
+//! system (the positions in the per-scope distributions percentiles are read from), and the
+//! longest streak chain of each year. Updated by the one apply path, so replay rebuilds it.
+//!
+//! The distributions themselves are counters written in the user's commit: one counter per
+//! (series, period, change) holding how many users in scope changed by exactly that much in
+//! that period of their own time zone. Users at 0 are not counted (they are the rest of the
+//! users counter), so a user's first event in a period is one increment.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Effect, UserRecord};
+use crate::rules::streak::{local_date, Frequency, StreakEvent, StreakState};
+use crate::rules::summary::{bucket_of, Buckets};
+use crate::rules::wrapped::{month_of, week_of};
+
+/// Changes are kept in millionths, so that the position a commit moves a user from is
+/// exactly the one it moved them to before (floats would drift between the two).
+pub const MICROS: f64 = 1_000_000.0;
+
+pub fn micros(v: f64) -> i64 {
+    // `as` saturates (and maps NaN to 0).
+    (v * MICROS).round() as i64
+}
+
+/// The periods a distribution is kept for (days have no percentile, SPEC §9.3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PeriodKind {
+    Week,
+    Month,
+    Year,
+}
+
+impl PeriodKind {
+    pub const ALL: [Self; 3] = [Self::Week, Self::Month, Self::Year];
+
+    fn letter(self) -> char {
+        match self {
+            Self::Week => 'w',
+            Self::Month => 'm',
+            Self::Year => 'y',
+        }
+    }
+
+    /// The first day of the period of this kind holding `day` (weeks clipped to the year).
+    pub fn start_of(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Self::Week => week_of(day).start,
+            Self::Month => month_of(day).start,
+            Self::Year => day.with_ordinal(1).unwrap_or(day),
+        }
+    }
+}
+
+/// A user's change in one series (a metric or a points system) over one period.
+pub type PeriodKey = (Uuid, PeriodKind, i32);
+
+fn period_key(series: Uuid, kind: PeriodKind, start: NaiveDate) -> PeriodKey {
+    (series, kind, start.num_days_from_ce())
+}
+
+/// The prefix of the distribution counters of `series` in one period.
+pub fn distribution_prefix(series: Uuid, kind: PeriodKind, start: NaiveDate) -> String {
+    format!("wrapped/{series}/{}{start}/", kind.letter())
+}
+
+fn distribution_counter(key: &PeriodKey, change: i64) -> String {
+    let start = NaiveDate::from_num_days_from_ce_opt(key.2).unwrap_or_default();
+    format!("{}{change}", distribution_prefix(key.0, key.1, start))
+}
+
+/// `percentileThisPeriod` of a user at `position` in `series` over the period of `kind`
+/// starting on `start`, among the users of `scope` (SPEC §9.3.6).
+pub fn percentile_in(
+    store: &kudos_snapshots::Store,
+    scope: kudos_snapshots::Scope,
+    (series, kind, start): (Uuid, PeriodKind, NaiveDate),
+    position: i64,
+) -> Result<f64, kudos_snapshots::StoreError> {
+    let indexes = store.indexes();
+    let distribution: Vec<(i64, u64)> = indexes
+        .counters_with_prefix(scope, &distribution_prefix(series, kind, start))?
+        .into_iter()
+        .filter_map(|(change, n)| Some((change.parse().ok()?, n)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let users = indexes.counter(scope, super::USERS_COUNTER)?;
+    Ok(crate::rules::wrapped::percentile(
+        position,
+        &distribution,
+        users,
+    ))
+}
+
+/// One streak chain: its length (as of its last extension), the frequency, the local date
+/// of its first satisfying event, and the first and last days of its periods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreakChain {
+    pub length: u32,
+    pub frequency: Frequency,
+    pub started: Option<NaiveDate>,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+}
+
+/// See the module docs. Added to user snapshots in codec version 4.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WrappedLog {
+    /// Events per quarter-hour index.
+    pub events: BTreeMap<i64, u32>,
+    /// Metric → (event attribute key, value) → value changes per quarter-hour.
+    pub by_attribute: BTreeMap<Uuid, BTreeMap<(String, String), Buckets>>,
+    /// The user's change per series and period, in millionths.
+    pub periods: BTreeMap<PeriodKey, i64>,
+    /// Year → the longest streak chain active in it (the earliest on a tie).
+    pub streaks: BTreeMap<i32, StreakChain>,
+}
+
+/// What a record added to each series: (series, when, millionths).
+fn contributions(record: &UserRecord, effects: &[Effect]) -> Vec<(Uuid, DateTime<Utc>, i64)> {
+    let mut out = Vec::new();
+    if let UserRecord::Event(ev) = record {
+        if ev.value != 0.0 {
+            out.push((ev.metric_id, ev.at, micros(ev.value)));
+        }
+    }
+    for e in effects {
+        if let Effect::PointsAwarded {
+            system_id, award, ..
+        } = e
+        {
+            if award.awarded != 0 {
+                out.push((
+                    *system_id,
+                    award.at,
+                    award.awarded.saturating_mul(1_000_000),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The change a record makes to each of the user's periods, in the user's zone `tz`.
+pub fn period_deltas(record: &UserRecord, effects: &[Effect], tz: Tz) -> BTreeMap<PeriodKey, i64> {
+    let mut out: BTreeMap<PeriodKey, i64> = BTreeMap::new();
+    for (series, at, change) in contributions(record, effects) {
+        let day = local_date(at, tz);
+        for kind in PeriodKind::ALL {
+            let slot = out
+                .entry(period_key(series, kind, kind.start_of(day)))
+                .or_default();
+            *slot = slot.saturating_add(change);
+        }
+    }
+    out.retain(|_, d| *d != 0);
+    out
+}
+
+/// The counter moves of one committed record: `(counter, delta)`, from the position before
+/// the record to the one after it (`periods` already holds the after).
+pub fn distribution_moves(
+    periods: &BTreeMap<PeriodKey, i64>,
+    deltas: &BTreeMap<PeriodKey, i64>,
+) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for (key, delta) in deltas {
+        let after = periods.get(key).copied().unwrap_or(0);
+        let before = after.saturating_sub(*delta);
+        if before != 0 {
+            out.push((distribution_counter(key, before), -1));
+        }
+        if after != 0 {
+            out.push((distribution_counter(key, after), 1));
+        }
+    }
+    out
+}
+
+impl WrappedLog {
+    /// Folds one applied record and its effects; `streak` is the state after it.
+    pub fn note(&mut self, record: &UserRecord, effects: &[Effect], tz: Tz, streak: &StreakState) {
+        if let UserRecord::Event(ev) = record {
+            let bucket = bucket_of(ev.at);
+            let n = self.events.entry(bucket).or_default();
+            *n = n.saturating_add(1);
+            if ev.value != 0.0 && !ev.attributes.is_empty() {
+                let metric = self.by_attribute.entry(ev.metric_id).or_default();
+                for (k, v) in &ev.attributes {
+                    *metric
+                        .entry((k.clone(), v.clone()))
+                        .or_default()
+                        .entry(bucket)
+                        .or_default() += ev.value;
+                }
+            }
+        }
+        for (key, delta) in period_deltas(record, effects, tz) {
+            let slot = self.periods.entry(key).or_default();
+            *slot = slot.saturating_add(delta);
+            if *slot == 0 {
+                self.periods.remove(&key);
+            }
+        }
+        for e in effects {
+            if let Effect::Streak {
+                event: StreakEvent::Started { length } | StreakEvent::Extended { length },
+                ..
+            } = e
+            {
+                self.note_chain(*length, streak);
+            }
+        }
+    }
+
+    /// Records the current chain as the longest of every year it is active in, unless a
+    /// longer (or equally long, earlier) one is there.
+    fn note_chain(&mut self, length: u32, streak: &StreakState) {
+        let (Some(current), Some(frequency)) = (streak.periods.back(), streak.frequency) else {
+            return;
+        };
+        let period_start = streak
+            .started
+            .map_or(current.start, |s| frequency.period_of(s).0)
+            .min(current.start);
+        let chain = StreakChain {
+            length,
+            frequency,
+            started: streak.started,
+            period_start,
+            period_end: current.end,
+        };
+        for year in period_start.year()..=current.end.year() {
+            let replace = self.streaks.get(&year).is_none_or(|held| {
+                (held.started, held.period_start) == (chain.started, chain.period_start)
+                    || held.length < chain.length
+            });
+            if replace {
+                self.streaks.insert(year, chain.clone());
+            }
+        }
+    }
+
+    /// What snapshots written before this log existed imply: one event in every
+    /// quarter-hour a metric changed, and the current streak chain. Attribute histories
+    /// and distribution positions start empty.
+    pub fn from_history<'a>(
+        metric_buckets: impl Iterator<Item = &'a Buckets>,
+        streak: &StreakState,
+    ) -> Self {
+        let mut log = Self::default();
+        for buckets in metric_buckets {
+            for (b, v) in buckets {
+                if *v != 0.0 {
+                    log.events.entry(*b).or_insert(1);
+                }
+            }
+        }
+        if streak.length > 0 {
+            log.note_chain(streak.length, streak);
+        }
+        log
+    }
+}
+
+/// One series' figures over a period (SPEC §9.3.6): the total at the period's end, the
+/// change in it and `percentChange`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figures {
+    pub total: f64,
+    pub change: f64,
+    pub percent_change: f64,
+}
+
+fn figures(buckets: &Buckets, from: i64, to: i64) -> Figures {
+    // Summed from +0.0: an empty float sum is -0.0.
+    let before = buckets.range(..from).fold(0.0, |a, (_, v)| a + v);
+    let change = buckets.range(from..to).fold(0.0, |a, (_, v)| a + v);
+    Figures {
+        total: before + change,
+        change,
+        percent_change: crate::rules::wrapped::percent_change(before, change),
+    }
+}
+
+/// A metric or points system over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesFigures {
+    pub id: Uuid,
+    pub figures: Figures,
+    /// The user's position in the scope's distribution for this period (millionths).
+    pub position: i64,
+    /// Metrics only: per event attribute key and value.
+    pub by_attribute: Vec<(String, String, Figures)>,
+}
+
+/// One Wrapped period of a user: its days, its kind (`None` for a day), and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodFigures {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub kind: Option<PeriodKind>,
+    pub metrics: Vec<SeriesFigures>,
+    pub points: Vec<SeriesFigures>,
+    /// Achievements completed in the period, in completion order.
+    pub achievements: Vec<(Uuid, DateTime<Utc>)>,
+}
+
+/// `GET /users/{id}/wrapped` as far as one user's state answers it (percentiles and
+/// leaderboard standings are read from the scope's rows by the caller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrappedFigures {
+    pub tz: Tz,
+    pub days_active: usize,
+    pub weeks_active: usize,
+    pub months_active: usize,
+    pub day: PeriodFigures,
+    pub week: PeriodFigures,
+    /// 0–11.
+    pub month: u32,
+    pub month_period: PeriodFigures,
+    pub year: PeriodFigures,
+    pub longest_streak: Option<StreakChain>,
+    /// The streak frequency in force (for a year without a streak).
+    pub frequency: Frequency,
+}
+
+/// The Wrapped figures of one calendar year of the user's zone.
+pub struct WrappedQuery {
+    pub year: i32,
+}
+
+impl super::UserQuery for WrappedQuery {
+    type Answer = Option<WrappedFigures>;
+
+    fn answer(
+        &self,
+        user: &super::UserState,
+        _: &crate::rules::profile::UserProfile,
+        catalog: &crate::catalog::Catalog,
+        _: DateTime<Utc>,
+    ) -> Option<WrappedFigures> {
+        wrapped_figures(user, catalog, self.year)
+    }
+}
+
+/// `None` only for a year chrono cannot represent.
+pub fn wrapped_figures(
+    user: &super::UserState,
+    catalog: &crate::catalog::Catalog,
+    year: i32,
+) -> Option<WrappedFigures> {
+    use crate::rules::summary::{local_midnight, BUCKET_SECS};
+    use crate::rules::wrapped::{Period, YearActivity};
+    let tz = user.time_zone();
+    let first = NaiveDate::from_ymd_opt(year, 1, 1)?;
+    let last = NaiveDate::from_ymd_opt(year, 12, 31)?;
+    let lo = bucket_of(local_midnight(tz, first));
+    let hi = bucket_of(local_midnight(tz, last.succ_opt()?));
+    let mut activity = YearActivity {
+        year,
+        ..Default::default()
+    };
+    for (b, n) in user.wrapped.events.range(lo..hi) {
+        if let Some(at) = DateTime::<Utc>::from_timestamp(b * BUCKET_SECS, 0) {
+            activity.add(local_date(at, tz), *n);
+        }
+    }
+    // Ties go to the earliest: a year without events has January 1st, its week and January.
+    let day = activity.most_active_day().unwrap_or(first);
+    let week = activity
+        .most_active_week()
+        .unwrap_or_else(|| week_of(first));
+    let month = activity.most_active_month().unwrap_or(0);
+    let month_start = first.with_month0(month).unwrap_or(first);
+    let period = |start: NaiveDate, end: NaiveDate, kind: Option<PeriodKind>| {
+        period_figures(user, catalog, tz, Period { start, end }, kind)
+    };
+    let cfg = super::effective_streak(catalog, &user.preferences);
+    Some(WrappedFigures {
+        tz,
+        days_active: activity.days_active(),
+        weeks_active: activity.weeks_active(),
+        months_active: activity.months_active(),
+        day: period(day, day, None),
+        week: period(week.start, week.end, Some(PeriodKind::Week)),
+        month,
+        month_period: period(
+            month_start,
+            month_of(month_start).end,
+            Some(PeriodKind::Month),
+        ),
+        year: period(first, last, Some(PeriodKind::Year)),
+        longest_streak: user.wrapped.streaks.get(&year).cloned(),
+        frequency: cfg.frequency,
+    })
+}
+
+fn period_figures(
+    user: &super::UserState,
+    catalog: &crate::catalog::Catalog,
+    tz: Tz,
+    p: crate::rules::wrapped::Period,
+    kind: Option<PeriodKind>,
+) -> PeriodFigures {
+    use crate::rules::summary::local_midnight;
+    let from = bucket_of(local_midnight(tz, p.start));
+    let to = bucket_of(local_midnight(tz, p.end.succ_opt().unwrap_or(p.end)));
+    let position = |series: Uuid| {
+        kind.and_then(|k| {
+            user.wrapped
+                .periods
+                .get(&period_key(series, k, p.start))
+                .copied()
+        })
+        .unwrap_or(0)
+    };
+    let metrics = catalog
+        .metrics()
+        .filter_map(|m| {
+            let history = user.metrics.get(&m.id)?;
+            let by_attribute = user
+                .wrapped
+                .by_attribute
+                .get(&m.id)
+                .into_iter()
+                .flatten()
+                .map(|((k, v), b)| (k.clone(), v.clone(), figures(b, from, to)))
+                .collect();
+            Some(SeriesFigures {
+                id: m.id,
+                figures: figures(&history.buckets, from, to),
+                position: position(m.id),
+                by_attribute,
+            })
+        })
+        .collect();
+    let points = catalog
+        .points_systems()
+        .filter_map(|s| {
+            let balance = user.points.get(&s.id)?;
+            Some(SeriesFigures {
+                id: s.id,
+                figures: figures(&balance.buckets, from, to),
+                position: position(s.id),
+                by_attribute: Vec::new(),
+            })
+        })
+        .collect();
+    let mut achievements: Vec<(Uuid, DateTime<Utc>)> = user
+        .completed
+        .iter()
+        .filter(|(id, c)| {
+            let day = local_date(c.at, tz);
+            day >= p.start && day <= p.end && catalog.achievement(**id).is_some()
+        })
+        .map(|(id, c)| (*id, c.at))
+        .collect();
+    achievements.sort_by_key(|(id, at)| (*at, *id));
+    PeriodFigures {
+        start: p.start,
+        end: p.end,
+        kind,
+        metrics,
+        points,
+        achievements,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).expect("valid date")
+    }
+
+    #[test]
+    fn period_starts_clip_weeks_to_the_year() {
+        // 2026-01-01 is a Thursday.
+        assert_eq!(PeriodKind::Week.start_of(d(2026, 1, 2)), d(2026, 1, 1));
+        assert_eq!(PeriodKind::Week.start_of(d(2025, 12, 31)), d(2025, 12, 28));
+        assert_eq!(PeriodKind::Month.start_of(d(2026, 2, 28)), d(2026, 2, 1));
+        assert_eq!(PeriodKind::Year.start_of(d(2026, 7, 4)), d(2026, 1, 1));
+    }
+
+    #[test]
+    fn moves_go_from_the_old_position_to_the_new() {
+        let series = Uuid::from_u128(7);
+        let key = period_key(series, PeriodKind::Year, d(2026, 1, 1));
+        let mut periods = BTreeMap::new();
+        periods.insert(key, 5_000_000);
+        let deltas = BTreeMap::from([(key, 2_000_000)]);
+        let moves = distribution_moves(&periods, &deltas);
+        let prefix = distribution_prefix(series, PeriodKind::Year, d(2026, 1, 1));
+        assert_eq!(
+            moves,
+            vec![
+                (format!("{prefix}3000000"), -1),
+                (format!("{prefix}5000000"), 1)
+            ]
+        );
+        // From nothing: only the increment; back to nothing: only the decrement.
+        periods.insert(key, 2_000_000);
+        assert_eq!(distribution_moves(&periods, &deltas).len(), 1);
+        periods.remove(&key);
+        assert_eq!(
+            distribution_moves(&periods, &deltas),
+            vec![(format!("{prefix}-2000000"), -1)]
+        );
+    }
+}
