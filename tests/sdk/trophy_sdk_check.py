@@ -92,6 +92,9 @@ LB_WEEKLY = "sdk-weekly"
 LB_STREAK = "sdk-streakers"
 LB_BY_PLAN = "sdk-by-plan"
 LB_DRAFT = "sdk-draft"
+WRAPPED_METRIC_KEY = "sdk-wrapped-words"
+WRAPPED_USER = "sdk-wrapped-user"
+WRAPPED_OTHER = "sdk-wrapped-other"
 
 
 class CheckFailed(Exception):
@@ -469,8 +472,57 @@ def run(url, api_key):
     run_points(client, device_id=device_id)
     # Own metric, users and leaderboards: nothing above sees them.
     run_leaderboards(client, plan_id=plan_id)
+    # Own metric and users; leaderboards above rank other metrics, so none show here.
+    run_wrapped(client)
     # Settings last: a control ratio above 0 would change the users created after it.
     run_settings_and_application_keys(client, env)
+
+
+def run_wrapped(client):
+    from trophy import WrappedResponse
+
+    avoid_utc_midnight()
+    today = utc_today()
+    step("wrapped: a user's year so far")
+    client.admin.metrics.create(
+        request=[CreateMetricRequestItem(name="Wrapped words", key=WRAPPED_METRIC_KEY,
+                                         units="words")])
+    for value, device in [(3, "ios"), (2, "web")]:
+        client.metrics.event(WRAPPED_METRIC_KEY, user=UpsertedUser(id=WRAPPED_USER, tz="UTC"),
+                             value=value, attributes={"device": device})
+    client.metrics.event(WRAPPED_METRIC_KEY, user=UpsertedUser(id=WRAPPED_OTHER, tz="UTC"),
+                         value=1)
+    body = client.users.wrapped(WRAPPED_USER, year=today.year)
+    check(isinstance(body, WrappedResponse), f"wrapped response type {type(body)}")
+    no_extra_fields(body, "WrappedResponse")
+    eq(body.user.id, WRAPPED_USER, "wrapped user")
+    a = body.activity
+    eq((a.days_active, a.weeks_active, a.months_active), (1, 1, 1), "active days/weeks/months")
+    eq((a.most_active_day.date, a.most_active_month.month), (ymd(today), today.month - 1),
+       "most active day and month (0-11)")
+    check(a.most_active_week.start <= ymd(today) <= a.most_active_week.end,
+          f"week {a.most_active_week.start}..{a.most_active_week.end} holds today")
+    day = a.most_active_day.metrics[WRAPPED_METRIC_KEY]
+    eq((day.name, day.units, day.current_total, day.change_this_period, day.percent_change,
+        day.percentile_this_period),
+       ("Wrapped words", "words", 5, 5, 100, None), "the day's metric (no percentile)")
+    by_device = day.by_attribute["device"]
+    eq((by_device["ios"].change_this_period, by_device["web"].change_this_period), (3, 2),
+       "byAttribute changes")
+    year = a.entire_year.metrics[WRAPPED_METRIC_KEY]
+    check(year.percentile_this_period is not None and 0 < year.percentile_this_period <= 100,
+          f"year percentile {year.percentile_this_period!r}")
+    eq(a.entire_year.longest_streak.length, 0, "no streak on this metric")
+    eq(a.entire_year.longest_streak.period_start, None, "no streak: periodStart null")
+    eq((a.entire_year.achievements, a.entire_year.leaderboards), ([], {}),
+       "no achievements or boards on this metric")
+
+    step("wrapped: a future year -> 422, an unknown user -> 404")
+    expect_api_error(422, "users.wrapped(year=next year)",
+                     lambda: client.users.wrapped(WRAPPED_USER, year=today.year + 1),
+                     UnprocessableEntityError)
+    expect_api_error(404, "users.wrapped(no-such-user)",
+                     lambda: client.users.wrapped(NO_USER), NotFoundError)
 
 
 def run_settings_and_application_keys(client, env):

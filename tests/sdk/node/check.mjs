@@ -189,6 +189,8 @@ const eventLeaderboardExtra = [LB_TOP, LB_WEEKLY, LB_STREAK, LB_BY_PLAN].flatMap
 );
 const ALLOWED_EXTRA = {
   User: ["signUpDate"],
+  // The User of the spec (1.27) has `signUpDate`; Node SDK 1.0.42's does not.
+  WrappedResponse: ["user.signUpDate"],
   EventResponse: [
     ...ACHIEVEMENT_EXTRA.map((k) => `achievements[].${k}`),
     ...pointsExtra(`points.${POINTS_KEY}.`),
@@ -267,6 +269,7 @@ const S = {
   "UsersPointsEventSummaryResponseItem[]": serializers.users.pointsEventSummary.Response,
   "LeaderboardsAllResponseItem[]": serializers.leaderboards.all.Response,
   LeaderboardResponseWithRankings: serializers.LeaderboardResponseWithRankings,
+  WrappedResponse: serializers.WrappedResponse,
 };
 
 async function strict(typeName, value) {
@@ -423,6 +426,44 @@ async function setup() {
 
 /** An application key (created with fetch: the Node SDK 1.0.42 has no admin client for
  * keys or settings) used through the SDK: its own user, not another's. */
+/** Wrapped (SPEC §9.3) on its own metric and user: the year so far, then the errors. */
+async function wrapped(client) {
+  await avoidUtcMidnight();
+  const today = utcToday();
+  step("admin (fetch): the wrapped metric");
+  await admin("POST", "/metrics", [{ name: "Node words", key: "node-wrapped-words", units: "words" }], [201]);
+  step("metrics.event x2 for node-wrapped-user");
+  for (const [value, device] of [[3, "ios"], [2, "web"]]) {
+    await sdk(client.metrics.event("node-wrapped-words", { user: { id: "node-wrapped-user", tz: "UTC" }, value, attributes: { device } }));
+  }
+  knownUsers.add("node-wrapped-user");
+  step("users.wrapped (this year)");
+  const body = await strict("WrappedResponse", await sdk(client.users.wrapped("node-wrapped-user", { year: today.getUTCFullYear() })));
+  const a = body.activity;
+  eq([a.daysActive, a.weeksActive, a.monthsActive], [1, 1, 1], "active days, weeks, months");
+  eq([a.mostActiveDay.date, a.mostActiveMonth.month], [ymd(today), today.getUTCMonth()], "most active day and month (0-11)");
+  const day = a.mostActiveDay.metrics["node-wrapped-words"];
+  eq(
+    [day.name, day.units, day.currentTotal, day.changeThisPeriod, day.percentChange, day.percentileThisPeriod],
+    ["Node words", "words", 5, 5, 100, undefined],
+    "the day's metric (no percentile on days)",
+  );
+  eq([day.byAttribute.device.ios.changeThisPeriod, day.byAttribute.device.web.changeThisPeriod], [3, 2], "byAttribute");
+  const week = a.mostActiveWeek;
+  check(week.start <= ymd(today) && ymd(today) <= week.end, `the week ${week.start}..${week.end} holds today`);
+  const p = week.metrics["node-wrapped-words"].percentileThisPeriod;
+  check(typeof p === "number" && p > 0 && p <= 100, `week percentile ${show(p)}`);
+  const streak = a.entireYear.longestStreak;
+  // The SDK reads a JSON null as undefined.
+  check(streak.length === 0 && streak.periodStart == null && streak.started == null, `no streak on this metric: ${show(streak)}`);
+
+  step("users.wrapped: next year -> 422, unknown user -> 404");
+  await expectApiError(422, "users.wrapped(next year)", () =>
+    client.users.wrapped("node-wrapped-user", { year: today.getUTCFullYear() + 1 }),
+  );
+  await expectApiError(404, "users.wrapped(unknown user)", () => client.users.wrapped("node-nobody"));
+}
+
 async function applicationKeys(client, url) {
   step("admin (fetch): application API key for node-app-user");
   const created = await admin("POST", "/application-api-keys", [{ userId: "node-app-user" }], [201]);
@@ -1747,6 +1788,7 @@ async function main() {
     ["admin restore issues", restoreIssues],
     ["points", points],
     ["leaderboards", leaderboards],
+    ["wrapped", wrapped],
     ["application keys", applicationKeys],
     ["tenants", tenants],
   ];
