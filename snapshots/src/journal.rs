@@ -32,6 +32,19 @@ impl Journal {
         stream: &StreamId,
         after: u64,
     ) -> Result<Vec<(u64, R)>> {
+        Ok(self
+            .tail_versioned(stream, after)?
+            .into_iter()
+            .map(|(seq, _, record)| (seq, record))
+            .collect())
+    }
+
+    /// [`Journal::tail`] with the codec version each entry was written in.
+    pub fn tail_versioned<R: DeserializeOwned>(
+        &self,
+        stream: &StreamId,
+        after: u64,
+    ) -> Result<Vec<(u64, u8, R)>> {
         let prefix = keys::stream_key(Tag::Journal, stream);
         let mut found: Vec<(u64, sled::IVec)> = Vec::new();
         for item in self.tree.scan_prefix(&prefix) {
@@ -57,7 +70,11 @@ impl Journal {
                 });
             }
             let record = codec::decode_after(&bytes, 8, || format!("{stream}#{seq}"))?;
-            out.push((seq, record));
+            out.push((
+                seq,
+                bytes.first().copied().unwrap_or(codec::VERSION),
+                record,
+            ));
         }
         Ok(out)
     }

@@ -17,6 +17,13 @@ pub trait Recoverable: Default + Serialize + DeserializeOwned {
     /// decided: live processing uses the same function.
     fn apply(&mut self, record: &Self::Record);
 
+    /// Applies a record journaled in codec `version` < [`crate::codec::VERSION`] (written by
+    /// an older Kudos); the default applies it as any other.
+    fn apply_legacy(&mut self, version: u8, record: &Self::Record) {
+        let _ = version;
+        self.apply(record);
+    }
+
     /// Decodes a snapshot body written in codec `version` < [`crate::codec::VERSION`]; the
     /// default reads it as the current layout (for types whose layout never changed).
     fn decode_legacy(version: u8, body: &[u8]) -> std::result::Result<Self, String> {
@@ -36,11 +43,15 @@ pub struct Loaded<S> {
 /// Loads `stream` as snapshot + journal tail.
 pub fn load<S: Recoverable>(journal: &Journal, stream: &StreamId) -> Result<Loaded<S>> {
     let (snapshot_seq, mut state) = journal.read_snapshot::<S>(stream)?.unwrap_or_default();
-    let tail = journal.tail::<S::Record>(stream, snapshot_seq)?;
+    let tail = journal.tail_versioned::<S::Record>(stream, snapshot_seq)?;
     let replayed = tail.len();
     let mut seq = snapshot_seq;
-    for (s, record) in &tail {
-        state.apply(record);
+    for (s, version, record) in &tail {
+        if *version < crate::codec::VERSION {
+            state.apply_legacy(*version, record);
+        } else {
+            state.apply(record);
+        }
         seq = *s;
     }
     Ok(Loaded {

@@ -158,6 +158,28 @@ async fn a_year_in_review_across_the_boundary_in_tokyo() {
     let s = s.restart().await;
     let again = wrapped(&s, "tk", Some(2027)).await;
     assert_eq!(again["activity"], body["activity"]);
+    // And the distributions still move from where the reloaded users stand.
+    words(&s, "ny", "America/New_York", 10.0, "web").await;
+    let ny = wrapped(&s, "ny", Some(2027)).await;
+    assert_eq!(
+        ny["activity"]["entireYear"]["metrics"]["words"]["percentileThisPeriod"],
+        json!(100.0),
+        "ny (13) is now at the top: {ny}"
+    );
+    let tk = wrapped(&s, "tk", Some(2027)).await;
+    assert_eq!(
+        tk["activity"]["entireYear"]["metrics"]["words"]["percentileThisPeriod"],
+        json!(66.67),
+        "tk (8) is above idle only"
+    );
+    // A year before tk's first event: no metric or points system is listed.
+    let before = wrapped(&s, "tk", Some(2025)).await;
+    let year = &before["activity"]["entireYear"];
+    assert_eq!(
+        (&year["metrics"], &year["points"]),
+        (&json!({}), &json!({})),
+        "{year}"
+    );
 }
 
 /// The Tokyo user's 2027: Jan 1 (2 events), Jan 2 (1 event, the achievement), Jan 9.
@@ -289,8 +311,9 @@ async fn years_are_validated_and_unknown_users_are_404() {
     let old = wrapped(&s, "u1", Some(1)).await;
     assert_eq!(old["activity"]["daysActive"], 0);
     assert_eq!(old["activity"]["mostActiveDay"]["date"], "0001-01-01");
+    assert_eq!(old["activity"]["entireYear"]["metrics"], json!({}));
     assert_eq!(
-        old["activity"]["entireYear"]["metrics"]["words"]["currentTotal"],
-        json!(0.0)
+        old["activity"]["mostActiveWeek"]["end"], "0001-01-06",
+        "0001-01-01 is a Monday: its week ends on Saturday the 6th"
     );
 }

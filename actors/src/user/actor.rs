@@ -213,9 +213,9 @@ impl UserActorState {
             }
         }
         // Wrapped's distributions: the user moves from their change before the record to
-        // the one after, in every week, month and year it touched.
-        let deltas = wrapped::period_deltas(&record, &effects, self.state.time_zone());
-        for (counter, delta) in wrapped::distribution_moves(&self.state.wrapped.periods, &deltas) {
+        // the one after, in every week, month and year it touched (as the apply moved them).
+        let moved = std::mem::take(&mut self.state.wrapped.last_moves.0);
+        for (counter, delta) in wrapped::distribution_moves(&moved) {
             c.count(scope, &counter, delta);
         }
         match &record {

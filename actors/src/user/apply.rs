@@ -547,4 +547,13 @@ impl Recoverable for UserState {
         self.apply_collect(&entry.record, Apply::Replay(&entry.effects));
         self.filed_due = entry.due;
     }
+
+    /// Records an older Kudos journaled moved no Wrapped distribution counter: the user's
+    /// positions stay where the counters have them (they start at the upgrade, like those
+    /// of a version-3 snapshot), so the next move starts from a counted position.
+    fn apply_legacy(&mut self, _version: u8, entry: &Journaled) {
+        let counted = self.wrapped.periods.clone();
+        self.apply(entry);
+        self.wrapped.periods = counted;
+    }
 }

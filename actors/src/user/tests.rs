@@ -884,6 +884,28 @@ fn version_three_snapshots_still_load() {
     assert_eq!(old.wrapped.streaks, live.wrapped.streaks);
 }
 
+#[test]
+fn records_of_an_older_kudos_leave_distribution_positions_uncounted() {
+    let (cat, metric) = catalog();
+    let mut live = UserState::default();
+    let Ran::Journaled(entry) =
+        run(&mut live, &cat, &event(metric, 3.0, None), t(0)).expect("event")
+    else {
+        panic!("an event is journaled");
+    };
+    assert!(!live.wrapped.periods.is_empty());
+    // The same entry, as an older Kudos wrote it (no counter moved with it).
+    let mut replayed = UserState::default();
+    <UserState as Recoverable>::apply_legacy(&mut replayed, 3, &entry);
+    assert!(
+        replayed.wrapped.periods.is_empty(),
+        "{:?}",
+        replayed.wrapped.periods
+    );
+    assert_eq!(replayed.wrapped.events, live.wrapped.events);
+    assert_eq!(replayed.metrics, live.metrics);
+}
+
 /// The notices an `Advanced` record at `at` made due, with whether each is suppressed.
 fn notices_at(state: &mut UserState, cat: &Catalog, at: DateTime<Utc>) -> Vec<(String, bool)> {
     let Ran::Journaled(entry) =

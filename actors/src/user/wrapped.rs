@@ -4,9 +4,11 @@
 //! longest streak chain of each year. Updated by the one apply path, so replay rebuilds it.
 //!
 //! The distributions themselves are counters written in the user's commit: one counter per
-//! (series, period, change) holding how many users in scope changed by exactly that much in
-//! that period of their own time zone. Users at 0 are not counted (they are the rest of the
-//! users counter), so a user's first event in a period is one increment.
+//! (series, period, change bucket) holding how many users in scope changed by that much in
+//! that period of their own time zone. Buckets are exact for changes up to 100 and 1% wide
+//! above, so a period has at most a few thousand counters however many users it has. Users
+//! at 0 are not counted (they are the rest of the users counter), so a user's first event in
+//! a period is one increment.
 
 use std::collections::BTreeMap;
 
@@ -70,10 +72,55 @@ pub fn distribution_prefix(series: Uuid, kind: PeriodKind, start: NaiveDate) -> 
     format!("wrapped/{series}/{}{start}/", kind.letter())
 }
 
-fn distribution_counter(key: &PeriodKey, change: i64) -> String {
+fn distribution_counter(key: &PeriodKey, bucket: i32) -> String {
     let start = NaiveDate::from_num_days_from_ce_opt(key.2).unwrap_or_default();
-    format!("{}{change}", distribution_prefix(key.0, key.1, start))
+    format!("{}{bucket}", distribution_prefix(key.0, key.1, start))
 }
+
+/// The lower bounds (millionths) of the positive buckets: 1.01^k rounded up, by repeated
+/// multiplication (IEEE-exact, so every build draws the same lines).
+fn bucket_bounds() -> &'static [i64] {
+    static BOUNDS: std::sync::OnceLock<Vec<i64>> = std::sync::OnceLock::new();
+    BOUNDS.get_or_init(|| {
+        let mut out = Vec::new();
+        let mut x = 1.0f64;
+        while x < i64::MAX as f64 {
+            out.push(x.ceil() as i64);
+            x *= 1.01;
+        }
+        out
+    })
+}
+
+/// The distribution bucket of a change in millionths: 0 for 0, then ±k, growing with the
+/// magnitude. Two changes more than 1% apart never share one, so integer changes up to 100
+/// each have their own.
+pub fn bucket(change: i64) -> i32 {
+    if change == 0 {
+        return 0;
+    }
+    let magnitude = i64::try_from(change.unsigned_abs()).unwrap_or(i64::MAX);
+    let k = i32::try_from(bucket_bounds().partition_point(|b| *b <= magnitude)).unwrap_or(i32::MAX);
+    if change < 0 {
+        -k
+    } else {
+        k
+    }
+}
+
+/// Keeps its value in memory only: never stored, and equal to any other (it is scratch
+/// space between an apply and the commit that journals it).
+#[derive(Debug, Clone, Default)]
+pub struct Unstored<T>(pub T);
+
+impl<T> PartialEq for Unstored<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// One position a record moved: (period, before, after), in millionths.
+pub type Move = (PeriodKey, i64, i64);
 
 /// `percentileThisPeriod` of a user at `position` in `series` over the period of `kind`
 /// starting on `start`, among the users of `scope` (SPEC §9.3.6).
@@ -92,7 +139,7 @@ pub fn percentile_in(
         .collect();
     let users = indexes.counter(scope, super::USERS_COUNTER)?;
     Ok(crate::rules::wrapped::percentile(
-        position,
+        i64::from(bucket(position)),
         &distribution,
         users,
     ))
@@ -120,6 +167,9 @@ pub struct WrappedLog {
     pub periods: BTreeMap<PeriodKey, i64>,
     /// Year → the longest streak chain active in it (the earliest on a tie).
     pub streaks: BTreeMap<i32, StreakChain>,
+    /// The positions the last applied record moved, for its commit's counter moves.
+    #[serde(skip)]
+    pub last_moves: Unstored<Vec<Move>>,
 }
 
 /// What a record added to each series: (series, when, millionths).
@@ -148,7 +198,7 @@ fn contributions(record: &UserRecord, effects: &[Effect]) -> Vec<(Uuid, DateTime
 }
 
 /// The change a record makes to each of the user's periods, in the user's zone `tz`.
-pub fn period_deltas(record: &UserRecord, effects: &[Effect], tz: Tz) -> BTreeMap<PeriodKey, i64> {
+fn period_deltas(record: &UserRecord, effects: &[Effect], tz: Tz) -> BTreeMap<PeriodKey, i64> {
     let mut out: BTreeMap<PeriodKey, i64> = BTreeMap::new();
     for (series, at, change) in contributions(record, effects) {
         let day = local_date(at, tz);
@@ -163,21 +213,20 @@ pub fn period_deltas(record: &UserRecord, effects: &[Effect], tz: Tz) -> BTreeMa
     out
 }
 
-/// The counter moves of one committed record: `(counter, delta)`, from the position before
-/// the record to the one after it (`periods` already holds the after).
-pub fn distribution_moves(
-    periods: &BTreeMap<PeriodKey, i64>,
-    deltas: &BTreeMap<PeriodKey, i64>,
-) -> Vec<(String, i64)> {
+/// The counter moves of one committed record: `(counter, delta)`, from the bucket of each
+/// position before the record to the bucket after it.
+pub fn distribution_moves(moves: &[Move]) -> Vec<(String, i64)> {
     let mut out = Vec::new();
-    for (key, delta) in deltas {
-        let after = periods.get(key).copied().unwrap_or(0);
-        let before = after.saturating_sub(*delta);
-        if before != 0 {
-            out.push((distribution_counter(key, before), -1));
+    for (key, before, after) in moves {
+        let (from, to) = (bucket(*before), bucket(*after));
+        if from == to {
+            continue;
         }
-        if after != 0 {
-            out.push((distribution_counter(key, after), 1));
+        if from != 0 {
+            out.push((distribution_counter(key, from), -1));
+        }
+        if to != 0 {
+            out.push((distribution_counter(key, to), 1));
         }
     }
     out
@@ -201,13 +250,19 @@ impl WrappedLog {
                 }
             }
         }
+        let mut moved = Vec::new();
         for (key, delta) in period_deltas(record, effects, tz) {
             let slot = self.periods.entry(key).or_default();
+            let before = *slot;
             *slot = slot.saturating_add(delta);
+            if *slot != before {
+                moved.push((key, before, *slot));
+            }
             if *slot == 0 {
                 self.periods.remove(&key);
             }
         }
+        self.last_moves = Unstored(moved);
         for e in effects {
             if let Effect::Streak {
                 event: StreakEvent::Started { length } | StreakEvent::Extended { length },
@@ -237,9 +292,15 @@ impl WrappedLog {
             period_end: current.end,
         };
         for year in period_start.year()..=current.end.year() {
+            // The same chain only ever grows (a zone change may relabel its periods); another
+            // one must be longer.
             let replace = self.streaks.get(&year).is_none_or(|held| {
-                (held.started, held.period_start) == (chain.started, chain.period_start)
-                    || held.length < chain.length
+                let same = (held.started, held.period_start) == (chain.started, chain.period_start);
+                if same {
+                    held.length <= chain.length
+                } else {
+                    held.length < chain.length
+                }
             });
             if replace {
                 self.streaks.insert(year, chain.clone());
@@ -421,16 +482,19 @@ fn period_figures(
         })
         .unwrap_or(0)
     };
+    // Series and attribute values the user had nothing in by the period's end are left out.
+    let seen = |b: &Buckets| b.range(..to).next().is_some();
     let metrics = catalog
         .metrics()
         .filter_map(|m| {
-            let history = user.metrics.get(&m.id)?;
+            let history = user.metrics.get(&m.id).filter(|h| seen(&h.buckets))?;
             let by_attribute = user
                 .wrapped
                 .by_attribute
                 .get(&m.id)
                 .into_iter()
                 .flatten()
+                .filter(|(_, b)| seen(b))
                 .map(|((k, v), b)| (k.clone(), v.clone(), figures(b, from, to)))
                 .collect();
             Some(SeriesFigures {
@@ -444,7 +508,7 @@ fn period_figures(
     let points = catalog
         .points_systems()
         .filter_map(|s| {
-            let balance = user.points.get(&s.id)?;
+            let balance = user.points.get(&s.id).filter(|p| seen(&p.buckets))?;
             Some(SeriesFigures {
                 id: s.id,
                 figures: figures(&balance.buckets, from, to),
@@ -491,28 +555,78 @@ mod tests {
     }
 
     #[test]
-    fn moves_go_from_the_old_position_to_the_new() {
+    fn moves_go_from_the_old_bucket_to_the_new() {
         let series = Uuid::from_u128(7);
         let key = period_key(series, PeriodKind::Year, d(2026, 1, 1));
-        let mut periods = BTreeMap::new();
-        periods.insert(key, 5_000_000);
-        let deltas = BTreeMap::from([(key, 2_000_000)]);
-        let moves = distribution_moves(&periods, &deltas);
         let prefix = distribution_prefix(series, PeriodKind::Year, d(2026, 1, 1));
+        let (three, five) = (bucket(3_000_000), bucket(5_000_000));
         assert_eq!(
-            moves,
+            distribution_moves(&[(key, 3_000_000, 5_000_000)]),
             vec![
-                (format!("{prefix}3000000"), -1),
-                (format!("{prefix}5000000"), 1)
+                (format!("{prefix}{three}"), -1),
+                (format!("{prefix}{five}"), 1)
             ]
         );
-        // From nothing: only the increment; back to nothing: only the decrement.
-        periods.insert(key, 2_000_000);
-        assert_eq!(distribution_moves(&periods, &deltas).len(), 1);
-        periods.remove(&key);
+        // From nothing: only the increment; back to nothing: only the decrement; within a
+        // bucket: nothing.
+        assert_eq!(distribution_moves(&[(key, 0, 5_000_000)]).len(), 1);
         assert_eq!(
-            distribution_moves(&periods, &deltas),
-            vec![(format!("{prefix}-2000000"), -1)]
+            distribution_moves(&[(key, -2_000_000, 0)]),
+            vec![(format!("{prefix}{}", bucket(-2_000_000)), -1)]
         );
+        assert!(distribution_moves(&[(key, 1_000_000_000, 1_000_000_001)]).is_empty());
+    }
+
+    #[test]
+    fn buckets_keep_small_integers_apart_and_big_changes_within_a_percent() {
+        let ints: Vec<i32> = (1..=100).map(|n| bucket(n * 1_000_000)).collect();
+        assert!(ints.windows(2).all(|w| w[0] < w[1]), "{ints:?}");
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(-5_000_000), -bucket(5_000_000));
+        assert!(bucket(i64::MAX) < 5000 && bucket(i64::MIN) > -5000);
+    }
+
+    proptest::proptest! {
+        /// Buckets preserve order, and values more than 1% apart never share one.
+        #[test]
+        fn buckets_are_monotone(a in -1_000_000_000_000i64..1_000_000_000_000, b in -1_000_000_000_000i64..1_000_000_000_000) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            proptest::prop_assert!(bucket(lo) <= bucket(hi));
+            if lo > 0 && (hi as f64) > (lo as f64) * 1.0101 {
+                proptest::prop_assert!(bucket(lo) < bucket(hi));
+            }
+        }
+
+        /// Whatever the records (values of both signs, several series and days), the counter
+        /// moves of all of them add up to the histogram of the final positions.
+        #[test]
+        fn moves_add_up_to_the_final_positions(
+            steps in proptest::collection::vec((0u128..3, 0i64..40, -50i64..50), 1..60),
+        ) {
+            let mut periods: BTreeMap<PeriodKey, i64> = BTreeMap::new();
+            let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+            for (series, day, value) in steps {
+                let day = d(2026, 1, 1) + chrono::Days::new(day as u64);
+                let mut moved = Vec::new();
+                for kind in PeriodKind::ALL {
+                    let key = period_key(Uuid::from_u128(series), kind, kind.start_of(day));
+                    let slot = periods.entry(key).or_default();
+                    let before = *slot;
+                    *slot += value * 1_000_000;
+                    moved.push((key, before, *slot));
+                }
+                for (c, delta) in distribution_moves(&moved) {
+                    *counters.entry(c).or_default() += delta;
+                }
+            }
+            let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+            for (key, v) in &periods {
+                if bucket(*v) != 0 {
+                    *expected.entry(distribution_counter(key, bucket(*v))).or_default() += 1;
+                }
+            }
+            counters.retain(|_, n| *n != 0);
+            proptest::prop_assert_eq!(counters, expected);
+        }
     }
 }
