@@ -123,21 +123,20 @@ impl<T> PartialEq for Unstored<T> {
 pub type Move = (PeriodKey, i64, i64);
 
 /// `percentileThisPeriod` of a user at `position` in `series` over the period of `kind`
-/// starting on `start`, among the users of `scope` (SPEC §9.3.6).
+/// starting on `start`, among the `users` of `scope` (SPEC §9.3.6).
 pub fn percentile_in(
-    store: &kudos_snapshots::Store,
+    indexes: &kudos_snapshots::Indexes,
     scope: kudos_snapshots::Scope,
     (series, kind, start): (Uuid, PeriodKind, NaiveDate),
     position: i64,
+    users: u64,
 ) -> Result<f64, kudos_snapshots::StoreError> {
-    let indexes = store.indexes();
     let distribution: Vec<(i64, u64)> = indexes
         .counters_with_prefix(scope, &distribution_prefix(series, kind, start))?
         .into_iter()
         .filter_map(|(change, n)| Some((change.parse().ok()?, n)))
         .filter(|(_, n)| *n > 0)
         .collect();
-    let users = indexes.counter(scope, super::USERS_COUNTER)?;
     Ok(crate::rules::wrapped::percentile(
         i64::from(bucket(position)),
         &distribution,

@@ -49,10 +49,14 @@ async fn wrapped(state: Scoped, Path(id): Path<String>, q: QueryPairs) -> ApiRes
         .users
         .query(&id, WrappedQuery { year })
         .await?
-        .flatten()
+        .ok_or_else(|| ApiError::not_found("User not found"))?
         .ok_or_else(|| ApiError::unprocessable(YEAR_MESSAGE))?;
     let catalog = state.catalog.get();
     let standings = year_standings(&state, &catalog, &id, year).await?;
+    let users = state
+        .store
+        .indexes()
+        .counter(state.scope, kudos_actors::user::USERS_COUNTER)?;
     let mut extras = Vec::with_capacity(4);
     for p in [
         &figures.day,
@@ -60,7 +64,7 @@ async fn wrapped(state: Scoped, Path(id): Path<String>, q: QueryPairs) -> ApiRes
         &figures.month_period,
         &figures.year,
     ] {
-        extras.push(period_extras(&state, &catalog, p, &standings)?);
+        extras.push(period_extras(&state, &catalog, p, &standings, users)?);
     }
     let extras: [PeriodExtras; 4] = extras
         .try_into()
@@ -128,18 +132,17 @@ fn period_extras(
     catalog: &Catalog,
     p: &PeriodFigures,
     standings: &[(uuid::Uuid, Vec<Standing>)],
+    users: u64,
 ) -> ApiResult<PeriodExtras> {
     let mut extras = PeriodExtras::default();
+    let (indexes, scope) = (state.store.indexes(), state.scope);
     if let Some(kind) = p.kind {
         for s in p.metrics.iter().chain(&p.points) {
-            let share =
-                percentile_in(&state.store, state.scope, (s.id, kind, p.start), s.position)?;
+            let share = percentile_in(&indexes, scope, (s.id, kind, p.start), s.position, users)?;
             extras.percentiles.insert(s.id, share);
         }
     }
-    let (indexes, scope) = (state.store.indexes(), state.scope);
-    let users = usize::try_from(indexes.counter(scope, kudos_actors::user::USERS_COUNTER)?)
-        .unwrap_or(usize::MAX);
+    let users = usize::try_from(users).unwrap_or(usize::MAX);
     for (id, at) in &p.achievements {
         let Some(a) = catalog.achievement(*id) else {
             continue;
