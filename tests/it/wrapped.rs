@@ -154,6 +154,10 @@ async fn a_year_in_review_across_the_boundary_in_tokyo() {
     );
     assert_eq!(a["entireYear"]["metrics"], json!({}));
 
+    // A fourth user, below everyone active, placed in the distributions before the restart.
+    words(&s, "low", "UTC", 1.0, "ios").await;
+    let body = wrapped(&s, "tk", Some(2027)).await;
+
     // Same answer from what was written to disk.
     let s = s.restart().await;
     let again = wrapped(&s, "tk", Some(2027)).await;
@@ -169,8 +173,15 @@ async fn a_year_in_review_across_the_boundary_in_tokyo() {
     let tk = wrapped(&s, "tk", Some(2027)).await;
     assert_eq!(
         tk["activity"]["entireYear"]["metrics"]["words"]["percentileThisPeriod"],
-        json!(66.67),
-        "tk (8) is above idle only"
+        json!(75.0),
+        "tk (8) is above low (1) and idle (0)"
+    );
+    // Were ny's old place (3) not taken back, it would still hold a user: low would be at 25.
+    let low = wrapped(&s, "low", Some(2027)).await;
+    assert_eq!(
+        low["activity"]["entireYear"]["metrics"]["words"]["percentileThisPeriod"],
+        json!(50.0),
+        "low (1) and idle (0) of four"
     );
     // A year before tk's first event: no metric or points system is listed.
     let before = wrapped(&s, "tk", Some(2025)).await;

@@ -510,8 +510,12 @@ def run_wrapped(client):
     eq((by_device["ios"].change_this_period, by_device["web"].change_this_period), (3, 2),
        "byAttribute changes")
     year = a.entire_year.metrics[WRAPPED_METRIC_KEY]
-    # Nobody else has this metric but the other user, with less: at the top.
+    # Nobody else has this metric but the other user, with less: at the top, and the other
+    # one below it (an empty distribution would put both at 100).
     eq(year.percentile_this_period, 100, "year percentile")
+    other = client.users.wrapped(WRAPPED_OTHER, year=today.year).activity.entire_year
+    p = other.metrics[WRAPPED_METRIC_KEY].percentile_this_period
+    check(p is not None and 0 < p < 100, f"the other user's year percentile {p!r}")
     eq(a.entire_year.longest_streak.length, 0, "no streak on this metric")
     eq(a.entire_year.longest_streak.period_start, None, "no streak: periodStart null")
     eq((a.entire_year.achievements, a.entire_year.leaderboards), ([], {}),

@@ -551,7 +551,10 @@ impl Recoverable for UserState {
     /// Records an older Kudos journaled moved no Wrapped distribution counter: the user's
     /// positions stay where the counters have them (they start at the upgrade, like those
     /// of a version-3 snapshot), so the next move starts from a counted position.
-    fn apply_legacy(&mut self, _version: u8, entry: &Journaled) {
+    fn apply_legacy(&mut self, version: u8, entry: &Journaled) {
+        if version >= super::wrapped::COUNTED_SINCE {
+            return self.apply(entry);
+        }
         let counted = self.wrapped.periods.clone();
         self.apply(entry);
         self.wrapped.periods = counted;

@@ -904,6 +904,11 @@ fn records_of_an_older_kudos_leave_distribution_positions_uncounted() {
     );
     assert_eq!(replayed.wrapped.events, live.wrapped.events);
     assert_eq!(replayed.metrics, live.metrics);
+    // An entry of version 4 or later (older than the running one after a future codec bump)
+    // moved its counters: its positions count.
+    let mut later = UserState::default();
+    <UserState as Recoverable>::apply_legacy(&mut later, super::wrapped::COUNTED_SINCE, &entry);
+    assert_eq!(later.wrapped.periods, live.wrapped.periods);
 }
 
 /// The notices an `Advanced` record at `at` made due, with whether each is suppressed.

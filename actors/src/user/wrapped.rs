@@ -22,6 +22,10 @@ use crate::rules::streak::{local_date, Frequency, StreakEvent, StreakState};
 use crate::rules::summary::{bucket_of, Buckets};
 use crate::rules::wrapped::{month_of, week_of};
 
+/// The first codec version whose journal entries moved distribution counters: the positions
+/// of entries written before it were never counted.
+pub const COUNTED_SINCE: u8 = 4;
+
 /// Changes are kept in millionths, so that the position a commit moves a user from is
 /// exactly the one it moved them to before (floats would drift between the two).
 pub const MICROS: f64 = 1_000_000.0;
@@ -231,6 +235,26 @@ pub fn distribution_moves(moves: &[Move]) -> Vec<(String, i64)> {
     out
 }
 
+/// Adds `deltas` to the positions; returns what moved (positions at 0 are dropped).
+fn move_positions(
+    periods: &mut BTreeMap<PeriodKey, i64>,
+    deltas: BTreeMap<PeriodKey, i64>,
+) -> Vec<Move> {
+    let mut moved = Vec::new();
+    for (key, delta) in deltas {
+        let slot = periods.entry(key).or_default();
+        let before = *slot;
+        *slot = slot.saturating_add(delta);
+        if *slot != before {
+            moved.push((key, before, *slot));
+        }
+        if *slot == 0 {
+            periods.remove(&key);
+        }
+    }
+    moved
+}
+
 impl WrappedLog {
     /// Folds one applied record and its effects; `streak` is the state after it.
     pub fn note(&mut self, record: &UserRecord, effects: &[Effect], tz: Tz, streak: &StreakState) {
@@ -249,18 +273,7 @@ impl WrappedLog {
                 }
             }
         }
-        let mut moved = Vec::new();
-        for (key, delta) in period_deltas(record, effects, tz) {
-            let slot = self.periods.entry(key).or_default();
-            let before = *slot;
-            *slot = slot.saturating_add(delta);
-            if *slot != before {
-                moved.push((key, before, *slot));
-            }
-            if *slot == 0 {
-                self.periods.remove(&key);
-            }
-        }
+        let moved = move_positions(&mut self.periods, period_deltas(record, effects, tz));
         self.last_moves = Unstored(moved);
         for e in effects {
             if let Effect::Streak {
@@ -606,14 +619,11 @@ mod tests {
             let mut counters: BTreeMap<String, i64> = BTreeMap::new();
             for (series, day, value) in steps {
                 let day = d(2026, 1, 1) + chrono::Days::new(day as u64);
-                let mut moved = Vec::new();
-                for kind in PeriodKind::ALL {
-                    let key = period_key(Uuid::from_u128(series), kind, kind.start_of(day));
-                    let slot = periods.entry(key).or_default();
-                    let before = *slot;
-                    *slot += value * 1_000_000;
-                    moved.push((key, before, *slot));
-                }
+                let deltas = PeriodKind::ALL
+                    .into_iter()
+                    .map(|kind| (period_key(Uuid::from_u128(series), kind, kind.start_of(day)), value * 1_000_000))
+                    .collect();
+                let moved = move_positions(&mut periods, deltas);
                 for (c, delta) in distribution_moves(&moved) {
                     *counters.entry(c).or_default() += delta;
                 }

@@ -434,7 +434,9 @@ async function wrapped(client) {
   for (const [value, device] of [[3, "ios"], [2, "web"]]) {
     await sdk(client.metrics.event("node-wrapped-words", { user: { id: "node-wrapped-user", tz: "UTC" }, value, attributes: { device } }));
   }
+  await sdk(client.metrics.event("node-wrapped-words", { user: { id: "node-wrapped-other", tz: "UTC" }, value: 1 }));
   knownUsers.add("node-wrapped-user");
+  knownUsers.add("node-wrapped-other");
   step("users.wrapped (this year)");
   const body = await strict("WrappedResponse", await sdk(client.users.wrapped("node-wrapped-user", { year: today.getUTCFullYear() })));
   const a = body.activity;
@@ -450,7 +452,11 @@ async function wrapped(client) {
   const week = a.mostActiveWeek;
   check(week.start <= ymd(today) && ymd(today) <= week.end, `the week ${week.start}..${week.end} holds today`);
   const p = week.metrics["node-wrapped-words"].percentileThisPeriod;
-  eq(p, 100, "week percentile (the only user with this metric)");
+  eq(p, 100, "week percentile (above the only other user with this metric)");
+  const other = await sdk(client.users.wrapped("node-wrapped-other", { year: today.getUTCFullYear() }));
+  const q = other.activity.mostActiveWeek.metrics["node-wrapped-words"].percentileThisPeriod;
+  // An empty distribution would put both users at 100.
+  check(typeof q === "number" && q > 0 && q < 100, `the other user's week percentile ${show(q)}`);
   const streak = a.entireYear.longestStreak;
   // The SDK reads a JSON null as undefined.
   check(streak.length === 0 && streak.periodStart == null && streak.started == null, `no streak on this metric: ${show(streak)}`);
