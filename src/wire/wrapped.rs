@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Datelike;
+
 use kudos_actors::catalog::Catalog;
 use kudos_actors::user::wrapped::{Figures, PeriodFigures, SeriesFigures, WrappedFigures};
 use serde_json::{json, Map, Value};
@@ -140,7 +142,7 @@ pub fn wrapped_response(
                 "start": f.week.start.to_string(),
                 "end": f.week.end.to_string(),
             })),
-            "mostActiveMonth": period(catalog, &f.month_period, month, json!({"month": f.month})),
+            "mostActiveMonth": period(catalog, &f.month_period, month, json!({"month": f.month_period.start.month0()})),
             "entireYear": entire,
         }
     })

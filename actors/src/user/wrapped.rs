@@ -389,14 +389,12 @@ pub struct PeriodFigures {
 /// leaderboard standings are read from the scope's rows by the caller).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WrappedFigures {
-    pub tz: Tz,
     pub days_active: usize,
     pub weeks_active: usize,
     pub months_active: usize,
     pub day: PeriodFigures,
     pub week: PeriodFigures,
-    /// 0–11.
-    pub month: u32,
+    /// The most active month (its number is the start's, 0–11).
     pub month_period: PeriodFigures,
     pub year: PeriodFigures,
     pub longest_streak: Option<StreakChain>,
@@ -457,13 +455,11 @@ pub fn wrapped_figures(
     };
     let cfg = super::effective_streak(catalog, &user.preferences);
     Some(WrappedFigures {
-        tz,
         days_active: activity.days_active(),
         weeks_active: activity.weeks_active(),
         months_active: activity.months_active(),
         day: period(day, day, None),
         week: period(week.start, week.end, Some(PeriodKind::Week)),
-        month,
         month_period: period(
             month_start,
             month_of(month_start).end,
