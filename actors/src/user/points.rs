@@ -472,48 +472,37 @@ pub(crate) struct UserStateV1 {
     filed_due: Option<i64>,
 }
 
-/// The `UserState` layout of codec version 2 (points, before notices), for old snapshots.
+/// The `UserState` layout of codec version 2: version 1's, then points. (Postcard writes a
+/// struct as its fields one after the other, so a nested struct reads the same bytes.)
 #[derive(Deserialize)]
 pub(crate) struct UserStateV2 {
-    profile: Option<crate::rules::profile::UserProfile>,
-    metrics: BTreeMap<Uuid, MetricHistory>,
-    streak: crate::rules::streak::StreakState,
-    preferences: Preferences,
-    completed: BTreeMap<Uuid, Completion>,
-    attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
-    filed_due: Option<i64>,
+    v1: UserStateV1,
     points: BTreeMap<Uuid, PointsBalance>,
 }
 
-/// The `UserState` layout of codec version 3 (notices, before Wrapped), for old snapshots.
+/// The `UserState` layout of codec version 3: version 2's, then the notice bookkeeping.
 #[derive(Deserialize)]
 pub(crate) struct UserStateV3 {
-    profile: Option<crate::rules::profile::UserProfile>,
-    metrics: BTreeMap<Uuid, MetricHistory>,
-    streak: crate::rules::streak::StreakState,
-    preferences: Preferences,
-    completed: BTreeMap<Uuid, Completion>,
-    attr_totals: BTreeMap<Uuid, Vec<AttributeTotal>>,
-    filed_due: Option<i64>,
-    points: BTreeMap<Uuid, PointsBalance>,
+    v2: UserStateV2,
     notices: crate::rules::notices::Notices,
 }
 
 impl From<UserStateV3> for UserState {
     fn from(v: UserStateV3) -> Self {
+        let UserStateV2 { v1, points } = v.v2;
         let wrapped = super::wrapped::WrappedLog::from_history(
-            v.metrics.values().map(|m| &m.buckets),
-            &v.streak,
+            v1.metrics.values().map(|m| &m.buckets),
+            &v1.streak,
         );
         UserState {
-            profile: v.profile,
-            metrics: v.metrics,
-            streak: v.streak,
-            preferences: v.preferences,
-            completed: v.completed,
-            attr_totals: v.attr_totals,
-            filed_due: v.filed_due,
-            points: v.points,
+            profile: v1.profile,
+            metrics: v1.metrics,
+            streak: v1.streak,
+            preferences: v1.preferences,
+            completed: v1.completed,
+            attr_totals: v1.attr_totals,
+            filed_due: v1.filed_due,
+            points,
             notices: v.notices,
             wrapped,
         }
@@ -521,16 +510,9 @@ impl From<UserStateV3> for UserState {
 }
 
 impl From<UserStateV2> for UserState {
-    fn from(v: UserStateV2) -> Self {
+    fn from(v2: UserStateV2) -> Self {
         UserStateV3 {
-            profile: v.profile,
-            metrics: v.metrics,
-            streak: v.streak,
-            preferences: v.preferences,
-            completed: v.completed,
-            attr_totals: v.attr_totals,
-            filed_due: v.filed_due,
-            points: v.points,
+            v2,
             notices: Default::default(),
         }
         .into()
@@ -538,15 +520,9 @@ impl From<UserStateV2> for UserState {
 }
 
 impl From<UserStateV1> for UserState {
-    fn from(v: UserStateV1) -> Self {
+    fn from(v1: UserStateV1) -> Self {
         UserStateV2 {
-            profile: v.profile,
-            metrics: v.metrics,
-            streak: v.streak,
-            preferences: v.preferences,
-            completed: v.completed,
-            attr_totals: v.attr_totals,
-            filed_due: v.filed_due,
+            v1,
             points: BTreeMap::new(),
         }
         .into()
